@@ -1,0 +1,40 @@
+# Quick start: `make demo` and `make test` (each creates .venv and installs what it needs).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export TF_USE_LEGACY_KERAS := 1
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: demo test lint format pytest bazel-test bench-overhead clean
+
+$(STAMP): setup.py
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test,recipes,export]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) -m examples.demo
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+pytest: $(STAMP)
+	$(PY) -m pytest -ra tests
+
+bazel-test: $(STAMP)
+	bash tools/bazel_test.sh
+
+test: lint pytest bazel-test
+
+bench-overhead: $(STAMP)
+	$(PY) -m benchmarks.overhead
+
+clean:
+	rm -rf $(VENV) bazel-* *.egg-info

@@ -1,0 +1,42 @@
+"""chipnet_tf: ChipNet budget-aware structured pruning for tf_keras.
+
+Example:
+    >>> import chipnet_tf
+    >>> pruned = chipnet_tf.prune_low_budget(model, budget=0.25, budget_type="flops")  # doctest: +SKIP
+"""
+
+from chipnet_tf import compat  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from chipnet_tf import registry
+from chipnet_tf.budgets import BUDGET_TYPES, CostSpec
+from chipnet_tf.callbacks import PruningSummaries, UpdatePruningStep
+from chipnet_tf.graph import analyze
+from chipnet_tf.layers import ChannelGate, ChipNetController, PruneLowBudget
+from chipnet_tf.masks import apply_masks, get_masks, load_masks, save_masks, select_masks
+from chipnet_tf.prune import prune_low_budget, prune_scope
+from chipnet_tf.report import BudgetReport, budget_report
+from chipnet_tf.schedules import HeavisideSchedule
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BUDGET_TYPES",
+    "BudgetReport",
+    "ChannelGate",
+    "ChipNetController",
+    "CostSpec",
+    "HeavisideSchedule",
+    "PruneLowBudget",
+    "PruningSummaries",
+    "UpdatePruningStep",
+    "__version__",
+    "analyze",
+    "apply_masks",
+    "budget_report",
+    "get_masks",
+    "load_masks",
+    "prune_low_budget",
+    "prune_scope",
+    "registry",
+    "save_masks",
+    "select_masks",
+]

@@ -1,0 +1,7 @@
+"""Keras layers that chipnet_tf inserts into a model."""
+
+from chipnet_tf.layers.channel_gate import ChannelGate
+from chipnet_tf.layers.controller import ChipNetController
+from chipnet_tf.layers.prune_low_budget import PruneLowBudget
+
+__all__ = ["ChannelGate", "ChipNetController", "PruneLowBudget"]

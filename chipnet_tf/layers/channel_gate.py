@@ -1,0 +1,49 @@
+"""ChannelGate: multiplies a tensor's channels by their groups' masks."""
+
+from chipnet_tf.compat import keras, register, tf
+
+
+@register
+class ChannelGate(keras.layers.Layer):
+    """Multiplies the channel (last) axis of ``x`` by the masks of its channel groups.
+
+    Called as ``gate([x, mask_a, mask_b, ...])`` with one mask per pruned segment, in
+    order. ``segments`` describes the channel axis: ``[[group name or None, length], ...]``
+    (None marks channels that are never pruned), tiled ``repeat`` times (a flattened
+    feature map). The mask is cast to ``x``'s dtype, so gates work under mixed precision.
+
+    Example:
+        >>> gate = ChannelGate(segments=[["conv1", 2], [None, 1]])
+        >>> gate([tf.ones((1, 3)), tf.constant([0.0, 1.0])]).numpy().tolist()
+        [[0.0, 1.0, 1.0]]
+
+    Args:
+        segments: layout of the channel axis, see above.
+        repeat: how many times the segments are tiled along the channel axis.
+    """
+
+    def __init__(self, segments, repeat=1, **kwargs):
+        super().__init__(**kwargs)
+        self.segments = [[None if g is None else str(g), int(n)] for g, n in segments]
+        self.repeat = int(repeat)
+        if not self.segments or self.repeat < 1:
+            raise ValueError(f"ChannelGate needs segments and repeat >= 1. Received: {segments!r}, {repeat!r}")
+        self.channels = sum(n for _, n in self.segments) * self.repeat
+        self._autocast = False
+
+    def call(self, inputs):
+        x, masks = inputs[0], list(inputs[1:])
+        pieces = []
+        for group, n in self.segments:
+            pieces.append(tf.ones((n,), tf.float32) if group is None else tf.cast(masks.pop(0), tf.float32))
+        mask = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
+        if self.repeat > 1:
+            mask = tf.tile(mask, [self.repeat])
+        return x * tf.cast(mask, x.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        config = {"segments": [list(s) for s in self.segments], "repeat": self.repeat}
+        return {**super().get_config(), **config}

@@ -1,0 +1,203 @@
+"""ChipNetController: the mask logits, schedule state and penalties of a pruned model."""
+
+import math
+
+import numpy as np
+
+from chipnet_tf.budgets import BUDGET_TYPES, CostSpec, check_budget_type
+from chipnet_tf.compat import keras, register, tf
+from chipnet_tf.ops import heaviside
+from chipnet_tf.schedules import HeavisideSchedule
+
+_NO_CALLBACK = (
+    "chipnet_tf: training a pruned model needs the chipnet_tf.UpdatePruningStep() callback, which "
+    "advances the Heaviside schedule: model.fit(..., callbacks=[chipnet_tf.UpdatePruningStep()]). "
+    "In a custom training loop call callback.on_train_begin() once before the first step."
+)
+
+
+def check_budget(budget):
+    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.floating, np.integer)):
+        raise TypeError(f"budget must be a number in (0, 1]. Received: budget={budget!r}")
+    if not (math.isfinite(float(budget)) and 0.0 < float(budget) <= 1.0):
+        raise ValueError(f"budget must be a fraction in (0, 1]. Received: budget={budget!r}")
+    return float(budget)
+
+
+def check_weight(name, value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
+    return float(value)
+
+
+@register
+class ChipNetController(keras.layers.Layer):
+    """Owns the gates of one pruned network: logits, schedule state and penalties.
+
+    One controller per pruned model holds a mask logit ``zeta`` per prunable channel (all
+    groups concatenated, initialised uniformly in [0, 0.01)), the schedule state (beta,
+    gamma, steepness, epoch, step) and, after :func:`chipnet_tf.apply_masks`, fixed hard
+    masks. Called on the model input (whose values it ignores) it returns one soft mask per
+    group, which :class:`ChannelGate` layers multiply into the channels. Each call adds
+    ``budget_weight * (V - budget)^2 + crispness_weight * mean((z - z_i)^2)`` to the layer's
+    losses (so to ``model.losses``) and reports ``budget`` (V, the soft fraction of the chosen
+    resource) and ``crispness`` as metrics.
+
+    Users do not build controllers by hand: :func:`chipnet_tf.prune_low_budget` does.
+
+    Example:
+        >>> from chipnet_tf.budgets import CostSpecBuilder
+        >>> b = CostSpecBuilder(["g"], [4])
+        >>> b.add("channels", "conv", 1, b.form(0, {0: 1}))
+        >>> ctl = ChipNetController([["g", 4]], b.build().get_config(), 0.5, "channels")
+        >>> [m.shape.as_list() for m in ctl(tf.zeros((1, 1)))]
+        [[4]]
+
+    Args:
+        groups: ``[[name, size], ...]`` of the prunable channel groups.
+        cost_spec: config of a :class:`chipnet_tf.budgets.CostSpec` for those groups.
+        budget: target fraction of the dense resource, in (0, 1].
+        budget_type: one of ``"channels"``, ``"volume"``, ``"params"``, ``"flops"``.
+        budget_weight: weight of the budget loss (paper: 30).
+        crispness_weight: weight of the crispness loss (paper: 10).
+        schedule: a :class:`HeavisideSchedule` (or its config); None for the paper's.
+    """
+
+    def __init__(
+        self,
+        groups,
+        cost_spec,
+        budget,
+        budget_type,
+        budget_weight=30.0,
+        crispness_weight=10.0,
+        schedule=None,
+        **kwargs,
+    ):
+        kwargs["dtype"] = "float32"  # mask math stays float32 under mixed precision
+        kwargs.setdefault("name", "chipnet_controller")
+        super().__init__(**kwargs)
+        self.budget = check_budget(budget)
+        self.budget_type = check_budget_type(budget_type)
+        self.budget_weight = check_weight("budget_weight", budget_weight)
+        self.crispness_weight = check_weight("crispness_weight", crispness_weight)
+        if schedule is None:
+            schedule = HeavisideSchedule()
+        elif isinstance(schedule, dict):
+            schedule = HeavisideSchedule.from_config(schedule.get("config", schedule))
+        if not isinstance(schedule, HeavisideSchedule):
+            raise TypeError(f"schedule must be a chipnet_tf.HeavisideSchedule or None. Received: {schedule!r}")
+        self.schedule = schedule
+        self.groups = [[str(n), int(s)] for n, s in groups]
+        if not self.groups:
+            raise ValueError("ChipNetController needs at least one prunable group. Received: groups=[]")
+        self.spec = cost_spec if isinstance(cost_spec, CostSpec) else CostSpec.from_config(cost_spec)
+        if [list(x) for x in zip(self.spec.group_names, self.spec.group_sizes.tolist())] != self.groups:
+            raise ValueError("cost_spec groups do not match groups")
+        self.sizes = [s for _, s in self.groups]
+        self.total = int(sum(self.sizes))
+        self._segment_ids = np.repeat(np.arange(len(self.sizes)), self.sizes)
+        self.supports_masking = False
+
+    @property
+    def group_names(self):
+        return [n for n, _ in self.groups]
+
+    def build(self, input_shape):
+        self.zeta = self.add_weight(
+            name="zeta",
+            shape=(self.total,),
+            initializer=keras.initializers.RandomUniform(0.0, 0.01),
+            trainable=True,
+        )
+        self.hard_mask = self.add_weight(name="hard_mask", shape=(self.total,), initializer="ones", trainable=False)
+        self.use_hard = self.add_weight(name="use_hard", shape=(), initializer="zeros", trainable=False)
+        init = self.schedule
+        self.beta = self.add_weight(
+            name="beta", shape=(), initializer=keras.initializers.Constant(init.beta(0)), trainable=False
+        )
+        self.gamma = self.add_weight(
+            name="gamma", shape=(), initializer=keras.initializers.Constant(init.gamma(0)), trainable=False
+        )
+        self.steepness = self.add_weight(
+            name="steepness", shape=(), initializer=keras.initializers.Constant(init.steepness(0)), trainable=False
+        )
+        self.pruning_epoch = self.add_weight(
+            name="pruning_epoch", shape=(), dtype=tf.int64, initializer="zeros", trainable=False
+        )
+        self.pruning_step = self.add_weight(
+            name="pruning_step", shape=(), dtype=tf.int64, initializer=keras.initializers.Constant(-1), trainable=False
+        )
+        super().build(input_shape)
+
+    # -- math, usable outside call() -------------------------------------------------
+    def soft_gates(self):
+        """``(z, z_i)``: continuous Heaviside gates and their logistic, float32."""
+        return (
+            heaviside.continuous_heaviside(self.zeta, self.beta, self.gamma),
+            heaviside.logistic(self.zeta, self.beta),
+        )
+
+    def soft_counts(self, z=None):
+        """Soft kept-channel count per group, ``R_g = sum_j r_j``."""
+        if z is None:
+            z = self.soft_gates()[0]
+        r = heaviside.smooth_round(z, self.steepness)
+        return tf.math.segment_sum(r, self._segment_ids)
+
+    def hard_counts(self):
+        return tf.math.segment_sum(self.hard_mask, self._segment_ids)
+
+    def penalties(self):
+        """``(budget fraction V, budget loss, crispness loss)`` at the current state."""
+        z, z_i = self.soft_gates()
+        fraction = self.spec.tf_fraction(self.soft_counts(z), self.budget_type)
+        budget_loss = tf.square(fraction - self.budget)
+        crisp = tf.reduce_mean(tf.square(z - z_i))
+        return fraction, budget_loss, crisp
+
+    def call(self, inputs, training=None):
+        if training is True:
+            # Python-level check: fit() passes training=True, so this runs at trace time
+            # only when the flag is known; the assert itself runs every step.
+            tf.debugging.assert_non_negative(self.pruning_step, message=_NO_CALLBACK)
+        fraction, budget_loss, crisp = self.penalties()
+        hard = self.use_hard
+        soft = 1.0 - hard
+        self.add_loss(soft * (self.budget_weight * budget_loss + self.crispness_weight * crisp))
+        hard_fraction = self.spec.tf_fraction(self.hard_counts(), self.budget_type)
+        self.add_metric(soft * fraction + hard * hard_fraction, name="budget", aggregation="mean")
+        self.add_metric(soft * crisp, name="crispness", aggregation="mean")
+        z = heaviside.continuous_heaviside(self.zeta, self.beta, self.gamma)
+        mask = soft * z + hard * self.hard_mask
+        return tf.split(mask, self.sizes)
+
+    def compute_output_shape(self, input_shape):
+        return [tf.TensorShape([s]) for s in self.sizes]
+
+    # -- schedule --------------------------------------------------------------------
+    def set_schedule_state(self, epoch, fraction=0.0, step=None):
+        """Sets beta/gamma for ``epoch`` completed epochs and steepness at ``epoch + fraction``."""
+        self.pruning_epoch.assign(int(epoch))
+        self.beta.assign(self.schedule.beta(epoch))
+        self.gamma.assign(self.schedule.gamma(epoch))
+        self.steepness.assign(self.schedule.steepness(epoch + fraction))
+        if step is not None:
+            self.pruning_step.assign(int(step))
+
+    def get_config(self):
+        config = {
+            "groups": [list(g) for g in self.groups],
+            "cost_spec": self.spec.get_config(),
+            "budget": self.budget,
+            "budget_type": self.budget_type,
+            "budget_weight": self.budget_weight,
+            "crispness_weight": self.crispness_weight,
+            "schedule": self.schedule.get_config(),
+        }
+        base_config = super().get_config()
+        base_config.pop("dtype", None)
+        return {**base_config, **config}
+
+
+assert set(BUDGET_TYPES) == {"channels", "volume", "params", "flops"}

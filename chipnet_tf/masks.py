@@ -1,0 +1,226 @@
+"""Hard masks: budget-aware thresholding, applying, saving and loading."""
+
+import json
+import os
+import tempfile
+import warnings
+
+import numpy as np
+
+from chipnet_tf.budgets import check_budget_type
+from chipnet_tf.layers.controller import check_budget
+
+
+def _controllers(model):
+    from chipnet_tf.prune import controllers
+
+    found = controllers(model)
+    if not found:
+        raise ValueError(
+            f"{getattr(model, 'name', model)!r} is not pruned by chipnet_tf: wrap it with "
+            "chipnet_tf.prune_low_budget first."
+        )
+    return found
+
+
+def select_masks(spec, scores, budget, budget_type):
+    """Largest network, keeping the highest-scoring channels, whose cost is within budget.
+
+    Channels are ranked by ``scores`` (the gates' logits: the gate value is monotone in
+    them, and logits keep their order where saturated gates tie). Each group keeps at least
+    its best channel; then channels are added in rank order while the hard network's
+    resource stays ``<= budget`` of the dense one. For the linear budgets (channels,
+    volume) this is the paper's sorted-gate cut, exact to one channel; for params/flops it
+    is the largest threshold network not above the target. If even one channel per group
+    exceeds the budget, that minimal network is returned with a warning.
+
+    Args:
+        spec: the :class:`chipnet_tf.budgets.CostSpec` of the network.
+        scores: ``{group name: float array}`` (one score per channel).
+        budget: target fraction in (0, 1].
+        budget_type: one of the four budget types.
+
+    Returns:
+        ``{group name: bool array}``.
+    """
+    budget = check_budget(budget)
+    check_budget_type(budget_type)
+    sizes = spec.group_sizes
+    flat, owner = [], []
+    for g, (name, size) in enumerate(zip(spec.group_names, sizes)):
+        s = np.asarray(scores[name], dtype=np.float64).reshape(-1)
+        if s.shape[0] != size:
+            raise ValueError(f"Scores for group {name!r} have {s.shape[0]} entries, expected {size}.")
+        flat.append(s)
+        owner.append(np.full(size, g))
+    flat = np.concatenate(flat)
+    owner = np.concatenate(owner)
+    offsets = np.concatenate([[0], np.cumsum(sizes)])
+    # Stable rank: by score, ties by position.
+    order = np.lexsort((np.arange(flat.size), -flat))
+    mandatory = np.zeros(flat.size, bool)
+    for g in range(len(sizes)):
+        seg = flat[offsets[g] : offsets[g + 1]]
+        mandatory[offsets[g] + int(np.argmax(seg))] = True
+    rest = order[~mandatory[order]]
+    base_counts = np.bincount(owner[mandatory], minlength=len(sizes)).astype(np.float64)
+    target = budget * spec.dense(budget_type) * (1 + 1e-12)
+
+    def counts(k):
+        return base_counts + np.bincount(owner[rest[:k]], minlength=len(sizes))
+
+    if spec.value(base_counts, budget_type) > target:
+        warnings.warn(
+            f"chipnet_tf: budget {budget} of {budget_type} is below what keeping one channel per group "
+            f"costs ({spec.fraction(base_counts, budget_type):.4f}); returning that minimal network.",
+            stacklevel=2,
+        )
+        k = 0
+    else:
+        lo, hi = 0, rest.size  # invariant: counts(lo) within budget
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if spec.value(counts(mid), budget_type) <= target:
+                lo = mid
+            else:
+                hi = mid - 1
+        k = lo
+    keep = mandatory.copy()
+    keep[rest[:k]] = True
+    return {name: keep[offsets[g] : offsets[g + 1]].copy() for g, name in enumerate(spec.group_names)}
+
+
+def get_masks(model, budget=None, budget_type=None):
+    """Hard 0/1 masks of a pruned model that meet its budget.
+
+    Args:
+        model: a model returned by :func:`chipnet_tf.prune_low_budget` (or containing
+            :class:`PruneLowBudget` layers).
+        budget, budget_type: override the model's own target.
+
+    Returns:
+        ``{group name: bool np.ndarray}``. The hard network keeps, per group, the channels
+        with the largest gates; see :func:`select_masks` for the exact rule.
+
+    Example:
+        >>> masks = chipnet_tf.get_masks(pruned)  # doctest: +SKIP
+        >>> {name: int(m.sum()) for name, m in masks.items()}  # doctest: +SKIP
+    """
+    masks = {}
+    for ctl in _controllers(model):
+        zeta = ctl.zeta.numpy()
+        scores = dict(zip(ctl.group_names, np.split(zeta, np.cumsum(ctl.sizes)[:-1])))
+        masks.update(
+            select_masks(
+                ctl.spec,
+                scores,
+                ctl.budget if budget is None else budget,
+                ctl.budget_type if budget_type is None else budget_type,
+            )
+        )
+    return masks
+
+
+def check_masks(masks, names, sizes, where="model"):
+    """Validates ``masks`` against groups; returns them as bool arrays in group order."""
+    if not isinstance(masks, dict):
+        raise TypeError(f"masks must be a dict {{group name: bool array}}. Received: {type(masks).__name__}")
+    missing = [n for n in names if n not in masks]
+    extra = [n for n in masks if n not in names]
+    if missing or extra:
+        raise ValueError(
+            f"masks do not match the groups of the {where}: missing {missing}, unknown {extra}. "
+            f"Expected groups: {list(names)}"
+        )
+    out = []
+    for name, size in zip(names, sizes):
+        m = np.asarray(masks[name])
+        if m.ndim != 1 or m.shape[0] != size:
+            raise ValueError(f"Mask of group {name!r} has shape {m.shape}; the {where} has {size} channels there.")
+        if m.dtype != bool and not np.isin(m, (0, 1)).all():
+            raise ValueError(f"Mask of group {name!r} must be boolean (0/1). Received values {np.unique(m)[:5]}")
+        m = m.astype(bool)
+        if not m.any():
+            raise ValueError(f"Mask of group {name!r} removes every channel; a group keeps at least one.")
+        out.append(m)
+    return out
+
+
+def apply_masks(model, masks):
+    """Fixes the gates of a pruned model to hard 0/1 masks (or releases them).
+
+    With hard masks the penalties vanish and the gates no longer depend on the logits:
+    evaluate the hard network, fine-tune with frozen masks, or transfer masks found on
+    another model of the same architecture. ``masks=None`` returns to soft gates.
+
+    Args:
+        model: a pruned model.
+        masks: ``{group name: bool array}`` covering every group, or None.
+
+    Raises:
+        ValueError: masks for unknown/missing groups, wrong lengths, or an empty group.
+    """
+    ctls = _controllers(model)
+    for ctl in ctls:
+        if masks is None:
+            ctl.use_hard.assign(0.0)
+            continue
+        sub = {n: masks[n] for n in ctl.group_names if n in masks}
+        if len(ctls) == 1:
+            sub = masks
+        checked = check_masks(sub, ctl.group_names, ctl.sizes)
+        ctl.hard_mask.assign(np.concatenate(checked).astype(np.float32))
+        ctl.use_hard.assign(1.0)
+
+
+def _atomic_write(path, write):
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.splitext(path)[1])
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def save_masks(path, masks):
+    """Saves masks atomically as ``.npz`` (default) or ``.json``; never pickles.
+
+    Example:
+        >>> chipnet_tf.save_masks("masks.npz", {"conv1": np.array([True, False])})  # doctest: +SKIP
+    """
+    check_masks(masks, list(masks), [np.asarray(m).shape[0] if np.asarray(m).ndim == 1 else -1 for m in masks.values()])
+    path = os.fspath(path)
+    if path.endswith(".json"):
+        data = json.dumps({"format": "chipnet_tf.masks", "version": 1, "masks": {k: np.asarray(v).astype(bool).tolist() for k, v in masks.items()}}, indent=1)
+        _atomic_write(path, lambda f: f.write(data.encode()))
+    elif path.endswith(".npz"):
+        names = list(masks)
+        arrays = {f"mask_{i}": np.asarray(masks[n]).astype(bool) for i, n in enumerate(names)}
+        arrays["names"] = np.array(names, dtype=np.str_)
+        _atomic_write(path, lambda f: np.savez(f, **arrays))
+    else:
+        raise ValueError(f"save_masks writes .npz or .json files. Received: path={path!r}")
+
+
+def load_masks(path):
+    """Loads masks written by :func:`save_masks` (``.npz`` or ``.json``)."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"No masks file at {path!r}")
+    try:
+        if path.endswith(".json"):
+            with open(path) as f:
+                data = json.load(f)
+            if not isinstance(data, dict) or data.get("format") != "chipnet_tf.masks":
+                raise ValueError("not a chipnet_tf masks file")
+            return {k: np.asarray(v, dtype=bool) for k, v in data["masks"].items()}
+        with np.load(path, allow_pickle=False) as data:
+            names = [str(n) for n in data["names"]]
+            return {n: data[f"mask_{i}"].astype(bool) for i, n in enumerate(names)}
+    except (ValueError, KeyError, OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path!r} is not a readable chipnet_tf masks file (.npz or .json): {e}") from None

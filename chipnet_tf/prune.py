@@ -1,0 +1,185 @@
+"""Entry points: ``prune_low_budget`` and ``prune_scope``."""
+
+import contextlib
+
+from chipnet_tf import graph as graph_lib
+from chipnet_tf.budgets import check_budget_type
+from chipnet_tf.compat import is_keras3_object, keras, tf
+from chipnet_tf.layers import ChannelGate, ChipNetController, PruneLowBudget
+from chipnet_tf.layers.controller import check_budget, check_weight
+from chipnet_tf.schedules import HeavisideSchedule
+
+
+def prune_scope():
+    """Scope under which saved pruned models load (kept for tfmot parity).
+
+    Loading also works without it, because every chipnet_tf layer is registered as a Keras
+    serialisable when ``chipnet_tf`` is imported.
+
+    Example:
+        >>> with chipnet_tf.prune_scope():  # doctest: +SKIP
+        ...     model = keras.models.load_model("pruned.keras")
+    """
+    return keras.utils.custom_object_scope(
+        {
+            "ChipNetController": ChipNetController,
+            "ChannelGate": ChannelGate,
+            "PruneLowBudget": PruneLowBudget,
+            "HeavisideSchedule": HeavisideSchedule,
+        }
+    )
+
+
+def controllers(model):
+    """All :class:`ChipNetController` layers in ``model`` (including inside wrappers)."""
+    if isinstance(model, ChipNetController):
+        return [model]
+    found = []
+    layers = getattr(model, "submodules", ())
+    for layer in layers:
+        if isinstance(layer, ChipNetController) and layer not in found:
+            found.append(layer)
+    return found
+
+
+def is_pruned(model):
+    return bool(controllers(model))
+
+
+def _clone_layer(layer, name):
+    config = layer.get_config()
+    config["name"] = name
+    try:
+        return layer.__class__.from_config(config)
+    except Exception:  # noqa: BLE001 - layers whose config does not round-trip are reused
+        return layer
+
+
+def prune_low_budget(
+    to_prune,
+    budget,
+    budget_type="flops",
+    *,
+    budget_weight=30.0,
+    crispness_weight=10.0,
+    schedule=None,
+    exclude=None,
+):
+    """Adds ChipNet channel gates and budget/crispness penalties to a Keras model.
+
+    The dense model is left untouched: the returned model has copies of its layers (with
+    the same weights), a :class:`ChannelGate` after every channel group's writers (after
+    BatchNormalization where there is one) and one :class:`ChipNetController` owning the
+    mask logits. Train it with plain ``compile``/``fit`` and the
+    :class:`chipnet_tf.UpdatePruningStep` callback.
+
+    Example:
+        >>> pruned = chipnet_tf.prune_low_budget(model, budget=0.25, budget_type="flops")  # doctest: +SKIP
+        >>> pruned.compile("adam", "sparse_categorical_crossentropy")  # doctest: +SKIP
+        >>> pruned.fit(x, y, epochs=20, callbacks=[chipnet_tf.UpdatePruningStep()])  # doctest: +SKIP
+        >>> masks = chipnet_tf.get_masks(pruned)  # doctest: +SKIP
+
+    Args:
+        to_prune: a tf_keras functional or Sequential model (nested models are flattened),
+            or a single Conv/Dense layer (returns a :class:`PruneLowBudget` wrapper).
+        budget: fraction of the dense resource to keep, in (0, 1].
+        budget_type: ``"channels"``, ``"volume"``, ``"params"`` or ``"flops"``.
+        budget_weight: weight of the budget loss ``(V - budget)^2`` (paper: 30).
+        crispness_weight: weight of the crispness loss (paper: 10).
+        schedule: a :class:`chipnet_tf.HeavisideSchedule`; None for the paper's defaults.
+        exclude: names of layers whose output channels are never pruned. The model's
+            outputs (the classifier) are never pruned.
+
+    Returns:
+        A new functional ``keras.Model`` (or a ``PruneLowBudget`` layer).
+
+    Raises:
+        ValueError: budget outside (0, 1] or NaN, unknown budget_type, an already pruned or
+            subclassed model, nothing prunable, or ``exclude`` naming unknown layers.
+        TypeError: a Keras 3 model or something that is not a Keras model/layer.
+    """
+    if is_keras3_object(to_prune):
+        graph_lib.check_model(to_prune)  # raises the Keras 3 explanation
+    budget = check_budget(budget)
+    check_budget_type(budget_type)
+    budget_weight = check_weight("budget_weight", budget_weight)
+    crispness_weight = check_weight("crispness_weight", crispness_weight)
+    if schedule is not None and not isinstance(schedule, HeavisideSchedule):
+        raise TypeError(f"schedule must be a chipnet_tf.HeavisideSchedule or None. Received: {schedule!r}")
+    if exclude is not None and (isinstance(exclude, str) or not all(isinstance(e, str) for e in exclude)):
+        raise TypeError(f"exclude must be a list of layer names. Received: exclude={exclude!r}")
+    kwargs = dict(budget_weight=budget_weight, crispness_weight=crispness_weight, schedule=schedule)
+    if isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model):
+        if isinstance(to_prune, (PruneLowBudget, ChannelGate, ChipNetController)):
+            raise ValueError(f"Layer {to_prune.name!r} is already pruned by chipnet_tf.")
+        return PruneLowBudget(to_prune, budget=budget, budget_type=budget_type, **kwargs)
+    graph_lib.check_model(to_prune)
+    if is_pruned(to_prune):
+        raise ValueError(
+            f"Model {to_prune.name!r} is already wrapped by chipnet_tf.prune_low_budget. Wrap the dense "
+            "model, or use chipnet_tf.strip_pruning to get a plain model first."
+        )
+    analysis = graph_lib.analyze(to_prune, exclude=exclude)
+    if not analysis.groups:
+        raise ValueError(
+            f"Model {to_prune.name!r} has nothing to prune: no Conv/Dense output channels outside the "
+            "model outputs and excluded layers"
+            + (f" (layers that stop groups: {analysis.stopped})" if analysis.stopped else "")
+            + "."
+        )
+    return build_pruned_model(to_prune, analysis, budget, budget_type, **kwargs)
+
+
+def build_pruned_model(model, analysis, budget, budget_type, budget_weight, crispness_weight, schedule):
+    """Rebuilds ``model``'s flat graph with gates and a controller (see prune_low_budget)."""
+    graph = analysis.graph
+    controller = ChipNetController(
+        [[g.name, g.size] for g in analysis.groups],
+        analysis.spec,
+        budget=budget,
+        budget_type=budget_type,
+        budget_weight=budget_weight,
+        crispness_weight=crispness_weight,
+        schedule=schedule,
+    )
+    tensors = {}
+    new_inputs = []
+    for key, kt in zip(graph.input_keys, graph.input_tensors):
+        layer = kt._keras_history.layer
+        new = keras.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype, name=layer.name, sparse=kt.sparse if hasattr(kt, "sparse") else False)
+        tensors[key] = new
+        new_inputs.append(new)
+    masks = controller(new_inputs[0])
+    if not isinstance(masks, (list, tuple)):
+        masks = [masks]
+    group_index = {g.name: i for i, g in enumerate(analysis.groups)}
+    clones = {}
+    gate_names = set()
+    for fnode in graph.nodes:
+        layer = fnode.layer
+        if id(layer) not in clones:
+            clones[id(layer)] = _clone_layer(layer, fnode.name)
+        new_layer = clones[id(layer)]
+        args, kwargs = graph.resolve_args(fnode, tensors)
+        outputs = new_layer(*args, **kwargs)
+        if fnode.first_call and new_layer is not layer and layer.weights:
+            new_layer.set_weights(layer.get_weights())
+        for key, out in zip(fnode.out_keys, tf.nest.flatten(outputs)):
+            if key in analysis.gates:
+                segments, repeat = analysis.gates[key]
+                named = [[None if g is None else analysis.groups[g].name, n] for g, n in segments]
+                gate_inputs = [out] + [masks[g] for g, _ in segments if g is not None]
+                name = f"{analysis.gate_origin[key]}_gate"
+                while name in gate_names:
+                    name += "_"
+                gate_names.add(name)
+                out = ChannelGate(named, repeat, name=name)(gate_inputs)
+            tensors[key] = out
+    del group_index
+    outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[k] for k in graph.output_keys])
+    return keras.Model(new_inputs, outputs, name=model.name)
+
+
+@contextlib.contextmanager
+def _noop():
+    yield

@@ -1,0 +1,127 @@
+"""budget_report: per-group and total resources, dense vs kept, for all budget types."""
+
+import dataclasses
+
+import numpy as np
+
+from chipnet_tf.budgets import BUDGET_TYPES
+
+
+@dataclasses.dataclass
+class BudgetReport:
+    """Resources of a network under hard masks, with the dense network's for reference.
+
+    Attributes:
+        groups: one dict per group: ``name``, ``size``, ``kept`` (hard), ``soft_kept``
+            (the soft count ``R_g``, None without gates) and ``writers``.
+        totals: ``{budget_type: {"dense", "kept", "fraction", "soft_fraction"}}``.
+        budget, budget_type: the model's target (None for a dense model + masks).
+    """
+
+    groups: list
+    totals: dict
+    budget: float = None
+    budget_type: str = None
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def __str__(self):
+        lines = []
+        if self.budget_type:
+            lines.append(f"ChipNet budget: {self.budget:g} of {self.budget_type}")
+        width = max([len("group")] + [len(g["name"]) for g in self.groups])
+        lines.append(f"{'group':<{width}}  {'channels':>8}  {'kept':>6}  {'soft':>8}  {'kept %':>7}")
+        for g in self.groups:
+            soft = "" if g["soft_kept"] is None else f"{g['soft_kept']:.2f}"
+            lines.append(
+                f"{g['name']:<{width}}  {g['size']:>8d}  {g['kept']:>6d}  {soft:>8}  {100 * g['kept'] / g['size']:>6.1f}%"
+            )
+        lines.append("")
+        lines.append(f"{'budget type':<11}  {'dense':>15}  {'kept':>15}  {'fraction':>8}  {'soft':>8}")
+        for t in BUDGET_TYPES:
+            row = self.totals[t]
+            soft = "" if row["soft_fraction"] is None else f"{row['soft_fraction']:.4f}"
+            lines.append(f"{t:<11}  {row['dense']:>15,.0f}  {row['kept']:>15,.0f}  {row['fraction']:>8.4f}  {soft:>8}")
+        return "\n".join(lines)
+
+
+def _report(specs_and_counts, budget=None, budget_type=None):
+    groups = []
+    totals = {t: {"dense": 0.0, "kept": 0.0, "soft": 0.0, "has_soft": False} for t in BUDGET_TYPES}
+    for spec, kept, soft, writers in specs_and_counts:
+        for i, name in enumerate(spec.group_names):
+            groups.append(
+                {
+                    "name": name,
+                    "size": int(spec.group_sizes[i]),
+                    "kept": int(kept[i]),
+                    "soft_kept": None if soft is None else float(soft[i]),
+                    "writers": list(writers.get(name, [])),
+                }
+            )
+        for t in BUDGET_TYPES:
+            totals[t]["dense"] += spec.dense(t)
+            totals[t]["kept"] += spec.value(kept, t)
+            if soft is not None:
+                totals[t]["soft"] += spec.value(soft, t)
+                totals[t]["has_soft"] = True
+    out = {}
+    for t, row in totals.items():
+        dense = row["dense"]
+        out[t] = {
+            "dense": dense,
+            "kept": row["kept"],
+            "fraction": row["kept"] / dense if dense else 1.0,
+            "soft_fraction": (row["soft"] / dense if dense else 1.0) if row["has_soft"] else None,
+        }
+    return BudgetReport(groups=groups, totals=out, budget=budget, budget_type=budget_type)
+
+
+def budget_report(model, masks=None, exclude=None):
+    """Per-group and total channels/volume/params/FLOPs, dense vs kept.
+
+    For a pruned model the hard masks are the applied ones (after
+    :func:`chipnet_tf.apply_masks`) or else the budget-aware :func:`chipnet_tf.get_masks`;
+    ``masks`` overrides them. For a dense model, pass ``masks`` (e.g. from another run).
+    ``print(report)`` shows a table.
+
+    Example:
+        >>> print(chipnet_tf.budget_report(pruned))  # doctest: +SKIP
+
+    Args:
+        model: a pruned model, or a dense model with ``masks``.
+        masks: optional ``{group name: bool array}``.
+        exclude: for a dense model, the layers excluded from pruning.
+
+    Returns:
+        A :class:`BudgetReport`.
+    """
+    from chipnet_tf import graph as graph_lib
+    from chipnet_tf.masks import check_masks, get_masks
+    from chipnet_tf.prune import controllers
+
+    ctls = controllers(model)
+    if not ctls:
+        analysis = graph_lib.analyze(model, exclude=exclude, warn=False)
+        spec = analysis.spec
+        if masks is None:
+            kept = spec.group_sizes.astype(np.float64)
+        else:
+            checked = check_masks(masks, spec.group_names, spec.group_sizes.tolist())
+            kept = np.array([m.sum() for m in checked], dtype=np.float64)
+        writers = {g.name: g.writers for g in analysis.groups}
+        return _report([(spec, kept, None, writers)])
+    if masks is None:
+        masks = get_masks(model)
+    rows = []
+    for ctl in ctls:
+        if masks is None or (float(ctl.use_hard.numpy()) == 1.0):
+            hard = np.split(ctl.hard_mask.numpy() > 0.5, np.cumsum(ctl.sizes)[:-1])
+        else:
+            hard = check_masks({n: masks[n] for n in ctl.group_names if n in masks}, ctl.group_names, ctl.sizes)
+        kept = np.array([m.sum() for m in hard], dtype=np.float64)
+        soft = ctl.soft_counts().numpy().astype(np.float64)
+        rows.append((ctl.spec, kept, soft, {}))
+    ctl = ctls[0]
+    return _report(rows, budget=ctl.budget, budget_type=ctl.budget_type)

@@ -1,0 +1,50 @@
+"""chipnet_tf: ChipNet budget-aware structured pruning for TensorFlow / tf_keras."""
+
+import re
+
+from setuptools import find_packages, setup
+
+with open("chipnet_tf/__init__.py") as f:
+    version = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+setup(
+    name="chipnet_tf",
+    version=version,
+    description="ChipNet budget-aware structured (channel) pruning for tf_keras, tfmot-compatible",
+    long_description=open("README.md").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["chipnet_tf", "chipnet_tf.*"]),
+    python_requires=">=3.10,<3.13",
+    install_requires=[
+        # tf_keras must match TensorFlow's minor version; tfmot 0.8.1 and keras-cv 0.9.0
+        # are the releases tested with TF 2.21 under TF_USE_LEGACY_KERAS=1.
+        "tensorflow>=2.21,<2.22",
+        "tf-keras>=2.21,<2.22",
+        "tensorflow-model-optimization==0.8.1",
+        "numpy>=1.26,<3",
+        "absl-py>=1.4,<3",
+        # tensorflow-cpu does not pull tensorboard in; PruningSummaries writes summaries.
+        "tensorboard>=2.21,<2.22",
+    ],
+    extras_require={
+        "recipes": [
+            "keras-cv==0.9.0",
+            "tensorflow-datasets==4.9.10",
+            "scikit-learn>=1.3,<2",
+            "matplotlib>=3.7,<4",
+        ],
+        "export": ["ai-edge-litert>=2.0,<3"],
+        "test": [
+            "pytest>=8,<10",
+            "ruff==0.17.6",
+            "scikit-learn>=1.3,<2",
+            "keras-cv==0.9.0",
+            "tensorflow-datasets==4.9.10",
+            "ai-edge-litert>=2.0,<3",
+        ],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)
