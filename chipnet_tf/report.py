@@ -112,14 +112,16 @@ def budget_report(model, masks=None, exclude=None):
             kept = np.array([m.sum() for m in checked], dtype=np.float64)
         writers = {g.name: g.writers for g in analysis.groups}
         return _report([(spec, kept, None, writers)])
-    if masks is None:
-        masks = get_masks(model)
+    given = masks
     rows = []
     for ctl in ctls:
-        if masks is None or (float(ctl.use_hard.numpy()) == 1.0):
+        if given is not None:
+            hard = check_masks({n: given[n] for n in ctl.group_names if n in given}, ctl.group_names, ctl.sizes)
+        elif float(ctl.use_hard.numpy()) == 1.0:
             hard = np.split(ctl.hard_mask.numpy() > 0.5, np.cumsum(ctl.sizes)[:-1])
         else:
-            hard = check_masks({n: masks[n] for n in ctl.group_names if n in masks}, ctl.group_names, ctl.sizes)
+            masks = get_masks(model) if masks is None else masks
+            hard = [masks[n] for n in ctl.group_names]
         kept = np.array([m.sum() for m in hard], dtype=np.float64)
         soft = ctl.soft_counts().numpy().astype(np.float64)
         rows.append((ctl.spec, kept, soft, {}))

@@ -1,0 +1,72 @@
+import math
+
+import numpy as np
+import pytest
+
+import chipnet_tf
+from chipnet_tf.compat import keras
+from chipnet_tf.schedules import HeavisideSchedule
+from tests.conftest import pruning_optimizer, residual_cnn
+
+
+def test_default_schedule_values_at_chosen_epochs():
+    s = HeavisideSchedule()
+    assert [s.beta(e) for e in (0, 1, 10, 250, 1000)] == pytest.approx([1.0, 1.02, 1.2, 6.0, 6.0])
+    assert [s.gamma(e) for e in (0, 1, 2, 10, 14, 30)] == pytest.approx([2.0, 2 * math.sqrt(2), 4.0, 64.0, 256.0, 256.0])
+    assert [s.steepness(e) for e in (0, 0.5, 1, 9.9, 10, 40)] == pytest.approx([10.0, 12.5, 15.0, 59.5, 60.0, 60.0])
+
+
+def test_custom_schedule_and_config_round_trip():
+    s = HeavisideSchedule(beta_initial=2.0, beta_increment=0.5, beta_max=3.0, gamma_factor=2.0, steepness_max=20.0)
+    assert s.beta(1) == 2.5 and s.beta(5) == 3.0
+    assert s.gamma(3) == 16.0
+    assert s.steepness(3) == 20.0
+    assert HeavisideSchedule.from_config(s.get_config()) == s
+    assert keras.utils.deserialize_keras_object(keras.utils.serialize_keras_object(s)) == s
+
+
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        ({"beta_initial": 0.0}, "beta_initial must be > 0. Received: beta_initial=0.0"),
+        ({"gamma_factor": 0.5}, "gamma_factor must be >= 1. Received: gamma_factor=0.5"),
+        ({"beta_increment": -1.0}, "beta_increment must be >= 0. Received: beta_increment=-1.0"),
+        ({"gamma_max": float("nan")}, "gamma_max must be a finite number. Received: gamma_max=nan"),
+        ({"steepness_max": 5.0}, "steepness_max must be >= steepness_initial"),
+    ],
+)
+def test_bad_schedule_raises_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        HeavisideSchedule(**kwargs)
+
+
+def test_negative_epoch_raises():
+    with pytest.raises(ValueError, match="epoch must be a number >= 0. Received: epoch=-1"):
+        HeavisideSchedule().beta(-1)
+
+
+def test_update_pruning_step_drives_schedule_state_in_fit(digits):
+    x, y, _, _ = digits
+    pruned = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels")
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    assert int(ctl.pruning_step.numpy()) == -1
+    pruned.compile(pruning_optimizer(), "sparse_categorical_crossentropy")
+    history = pruned.fit(
+        x[:256], y[:256], batch_size=64, epochs=3, verbose=0, callbacks=[chipnet_tf.UpdatePruningStep()]
+    )
+    assert int(ctl.pruning_epoch.numpy()) == 3
+    assert int(ctl.pruning_step.numpy()) == 12
+    assert ctl.beta.numpy() == pytest.approx(1.06)
+    assert ctl.gamma.numpy() == pytest.approx(2 * math.sqrt(2) ** 3, rel=1e-6)
+    assert ctl.steepness.numpy() == pytest.approx(25.0)
+    assert history.history["beta"] == pytest.approx([1.02, 1.04, 1.06])
+    assert np.all(np.isfinite(history.history["budget"]))
+    assert "crispness" in history.history
+
+
+def test_fit_without_update_pruning_step_raises_clear_error(digits):
+    x, y, _, _ = digits
+    pruned = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels")
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    with pytest.raises(Exception, match="needs the chipnet_tf.UpdatePruningStep\\(\\) callback"):
+        pruned.fit(x[:64], y[:64], epochs=1, verbose=0)
