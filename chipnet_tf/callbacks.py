@@ -35,11 +35,8 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._ctls = []
         self._steps = None
 
-    def set_model(self, model):
-        super().set_model(model)
-        self._ctls = _controllers_or_raise(model)
-
     def on_train_begin(self, logs=None):
+        self._ctls = _controllers_or_raise(self.model)
         self._steps = (self.params or {}).get("steps")
         for ctl in self._ctls:
             step = max(0, int(ctl.pruning_step.numpy()))
@@ -87,11 +84,8 @@ class PruningSummaries(keras.callbacks.Callback):
         self.log_dir = str(log_dir)
         self._writer = None
 
-    def set_model(self, model):
-        super().set_model(model)
-        self._ctls = _controllers_or_raise(model)
-
     def on_train_begin(self, logs=None):
+        self._ctls = _controllers_or_raise(self.model)
         self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):

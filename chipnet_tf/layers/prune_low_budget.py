@@ -74,13 +74,11 @@ class PruneLowBudget(keras.layers.Wrapper):
             schedule = HeavisideSchedule.from_config(schedule)
         self.schedule = schedule or HeavisideSchedule()
 
-    def build(self, input_shape):
-        input_shape = tf.TensorShape(input_shape)
-        if not self.layer.built:
-            self.layer.build(input_shape)
-        channels = int(self.layer.compute_output_shape(input_shape)[-1])
+        channels = int(layer.units if isinstance(layer, keras.layers.Dense) else layer.filters)
         builder = CostSpecBuilder([self.name], [channels])
-        builder.add(self.budget_type, self.layer.name, 1, builder.form(0, {0: 1}))
+        for t in ("channels", "volume"):
+            builder.add(t, layer.name, 1, builder.form(0, {0: 1}))
+        # Created here, not in build(), so callbacks find it before the first step.
         self.controller = ChipNetController(
             [[self.name, channels]],
             builder.build(),
@@ -91,7 +89,12 @@ class PruneLowBudget(keras.layers.Wrapper):
             schedule=self.schedule,
             name="chipnet_controller",
         )
-        self.controller.build(input_shape)
+        self.controller.build(None)
+
+    def build(self, input_shape):
+        input_shape = tf.TensorShape(input_shape)
+        if not self.layer.built:
+            self.layer.build(input_shape)
         super().build(input_shape)
 
     def call(self, inputs, training=None):
