@@ -29,9 +29,12 @@ pytest: $(STAMP)
 	$(PY) -m pytest -ra tests
 
 bazel-test: $(STAMP)
+	command -v bazel-4 >/dev/null 2>&1 || command -v bazel >/dev/null 2>&1 || \
+		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bazel-bootstrap; }
 	bash tools/bazel_test.sh
 
-test: lint pytest bazel-test
+# pytest runs last so that its summary line closes the output.
+test: lint bazel-test pytest
 
 bench-overhead: $(STAMP)
 	$(PY) -m benchmarks.overhead

@@ -5,8 +5,10 @@ Example:
     >>> pruned = chipnet_tf.prune_low_budget(model, budget=0.25, budget_type="flops")  # doctest: +SKIP
 """
 
-from chipnet_tf import compat  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from chipnet_tf import registry
+from chipnet_tf import (
+    compat,  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+    registry,
+)
 from chipnet_tf.budgets import BUDGET_TYPES, CostSpec
 from chipnet_tf.callbacks import PruningSummaries, UpdatePruningStep
 from chipnet_tf.graph import analyze

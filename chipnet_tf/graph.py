@@ -349,7 +349,9 @@ def analyze(model_or_graph, exclude=None, warn=True):
         else:
             out = None
         if out is None:
-            if any(spaces.origin[sp] is not None or not spaces.is_fixed(sp) for lay in in_lays for sp, _ in lay.segments):
+            if any(
+                spaces.origin[sp] is not None or not spaces.is_fixed(sp) for lay in in_lays for sp, _ in lay.segments
+            ):
                 stopped.append(fnode.name)
             kind = "opaque"
             for lay in in_lays:
@@ -433,9 +435,7 @@ def analyze(model_or_graph, exclude=None, warn=True):
             if fnode.kind in ("passthrough", "reshape"):
                 c = ins[0]
             elif fnode.kind == "merge":
-                full = [
-                    ok for ok, k in zip(ins, fnode.in_keys) if layout[k].length == out_len and prunable(layout[k])
-                ]
+                full = [ok for ok, k in zip(ins, fnode.in_keys) if layout[k].length == out_len and prunable(layout[k])]
                 if isinstance(fnode.layer, keras.layers.Multiply):
                     c = any(full)
                 else:

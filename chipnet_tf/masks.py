@@ -196,7 +196,14 @@ def save_masks(path, masks):
     check_masks(masks, list(masks), [np.asarray(m).shape[0] if np.asarray(m).ndim == 1 else -1 for m in masks.values()])
     path = os.fspath(path)
     if path.endswith(".json"):
-        data = json.dumps({"format": "chipnet_tf.masks", "version": 1, "masks": {k: np.asarray(v).astype(bool).tolist() for k, v in masks.items()}}, indent=1)
+        data = json.dumps(
+            {
+                "format": "chipnet_tf.masks",
+                "version": 1,
+                "masks": {k: np.asarray(v).astype(bool).tolist() for k, v in masks.items()},
+            },
+            indent=1,
+        )
         _atomic_write(path, lambda f: f.write(data.encode()))
     elif path.endswith(".npz"):
         names = list(masks)

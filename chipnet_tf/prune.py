@@ -1,7 +1,5 @@
 """Entry points: ``prune_low_budget`` and ``prune_scope``."""
 
-import contextlib
-
 from chipnet_tf import graph as graph_lib
 from chipnet_tf.budgets import check_budget_type
 from chipnet_tf.compat import is_keras3_object, keras, tf
@@ -146,13 +144,17 @@ def build_pruned_model(model, analysis, budget, budget_type, budget_weight, cris
     new_inputs = []
     for key, kt in zip(graph.input_keys, graph.input_tensors):
         layer = kt._keras_history.layer
-        new = keras.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype, name=layer.name, sparse=kt.sparse if hasattr(kt, "sparse") else False)
+        new = keras.Input(
+            batch_shape=tuple(kt.shape),
+            dtype=kt.dtype,
+            name=layer.name,
+            sparse=kt.sparse if hasattr(kt, "sparse") else False,
+        )
         tensors[key] = new
         new_inputs.append(new)
     masks = controller(new_inputs[0])
     if not isinstance(masks, (list, tuple)):
         masks = [masks]
-    group_index = {g.name: i for i, g in enumerate(analysis.groups)}
     clones = {}
     gate_names = set()
     for fnode in graph.nodes:
@@ -175,11 +177,5 @@ def build_pruned_model(model, analysis, budget, budget_type, budget_weight, cris
                 gate_names.add(name)
                 out = ChannelGate(named, repeat, name=name)(gate_inputs)
             tensors[key] = out
-    del group_index
     outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[k] for k in graph.output_keys])
     return keras.Model(new_inputs, outputs, name=model.name)
-
-
-@contextlib.contextmanager
-def _noop():
-    yield

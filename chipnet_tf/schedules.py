@@ -4,6 +4,8 @@ import math
 
 from chipnet_tf.compat import register
 
+SQRT2 = math.sqrt(2.0)
+
 
 @register
 class HeavisideSchedule:
@@ -36,7 +38,7 @@ class HeavisideSchedule:
         beta_increment=0.02,
         beta_max=6.0,
         gamma_initial=2.0,
-        gamma_factor=math.sqrt(2.0),
+        gamma_factor=SQRT2,
         gamma_max=256.0,
         steepness_initial=10.0,
         steepness_increment=5.0,

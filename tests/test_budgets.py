@@ -108,5 +108,7 @@ def test_builder_deduplicates_forms():
 
 
 def test_unknown_budget_type_raises():
-    with pytest.raises(ValueError, match="Unknown budget_type='flop'. Accepted: 'channels', 'volume', 'params', 'flops'"):
+    with pytest.raises(
+        ValueError, match="Unknown budget_type='flop'. Accepted: 'channels', 'volume', 'params', 'flops'"
+    ):
         chipnet_tf.prune_low_budget(toy_model(), budget=0.5, budget_type="flop")

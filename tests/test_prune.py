@@ -170,7 +170,11 @@ class _Subclassed(keras.Model):
         ({"budget": float("nan")}, ValueError, r"Received: budget=nan"),
         ({"budget": "0.5"}, TypeError, r"budget must be a number in \(0, 1\]. Received: budget='0.5'"),
         ({"budget": 0.5, "budget_type": "latency"}, ValueError, r"Unknown budget_type='latency'. Accepted:"),
-        ({"budget": 0.5, "exclude": ["nope"]}, ValueError, r"exclude names layers that are not in the model: \['nope'\]"),
+        (
+            {"budget": 0.5, "exclude": ["nope"]},
+            ValueError,
+            r"exclude names layers that are not in the model: \['nope'\]",
+        ),
         ({"budget": 0.5, "exclude": "a"}, TypeError, r"exclude must be a list of layer names. Received: exclude='a'"),
         ({"budget": 0.5, "budget_weight": -1.0}, ValueError, r"budget_weight must be a finite number >= 0"),
         ({"budget": 0.5, "schedule": {"beta": 1}}, TypeError, r"schedule must be a chipnet_tf.HeavisideSchedule"),

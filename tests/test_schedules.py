@@ -12,7 +12,9 @@ from tests.conftest import pruning_optimizer, residual_cnn
 def test_default_schedule_values_at_chosen_epochs():
     s = HeavisideSchedule()
     assert [s.beta(e) for e in (0, 1, 10, 250, 1000)] == pytest.approx([1.0, 1.02, 1.2, 6.0, 6.0])
-    assert [s.gamma(e) for e in (0, 1, 2, 10, 14, 30)] == pytest.approx([2.0, 2 * math.sqrt(2), 4.0, 64.0, 256.0, 256.0])
+    assert [s.gamma(e) for e in (0, 1, 2, 10, 14, 30)] == pytest.approx(
+        [2.0, 2 * math.sqrt(2), 4.0, 64.0, 256.0, 256.0]
+    )
     assert [s.steepness(e) for e in (0, 0.5, 1, 9.9, 10, 40)] == pytest.approx([10.0, 12.5, 15.0, 59.5, 60.0, 60.0])
 
 

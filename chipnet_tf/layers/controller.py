@@ -4,7 +4,7 @@ import math
 
 import numpy as np
 
-from chipnet_tf.budgets import BUDGET_TYPES, CostSpec, check_budget_type
+from chipnet_tf.budgets import CostSpec, check_budget_type
 from chipnet_tf.compat import keras, register, tf
 from chipnet_tf.ops import heaviside
 from chipnet_tf.schedules import HeavisideSchedule
@@ -198,6 +198,3 @@ class ChipNetController(keras.layers.Layer):
         base_config = super().get_config()
         base_config.pop("dtype", None)
         return {**base_config, **config}
-
-
-assert set(BUDGET_TYPES) == {"channels", "volume", "params", "flops"}
