@@ -6,30 +6,9 @@ import pytest
 import chipnet_tf
 from chipnet_tf.budgets import CostSpecBuilder
 from chipnet_tf.compat import keras
+from tests.models import toy_model
 
 L = keras.layers
-
-
-def toy_model():
-    """4x4x3 input; group A = {a, dw (depthwise), c} coupled by the Add; group E = {e}.
-
-    a  = Conv2D(4, 1, no bias)(x)          params 3*A           flops 16*3*A
-    dw = DepthwiseConv2D(3, no bias)(a)    params 9*A           flops 16*9*A
-    c  = Conv2D(4, 1, bias)(dw)            params A*A + A       flops 16*(A*A + A)
-    s  = Add()([a, c])                     couples a and c -> one group
-    e  = Conv2D(2, 1, bias)(x)             params 3*E + E       flops 16*(3*E + E)
-    t  = Concatenate()([s, e])             layout [A | E]
-    out = Dense(5)(GAP(t))                 params 5*(A+E) + 5   flops 5*(A+E) + 5
-    """
-    x = keras.Input((4, 4, 3))
-    a = L.Conv2D(4, 1, use_bias=False, name="a")(x)
-    dw = L.DepthwiseConv2D(3, padding="same", use_bias=False, name="dw")(a)
-    c = L.Conv2D(4, 1, name="c")(dw)
-    s = L.Add(name="add")([a, c])
-    e = L.Conv2D(2, 1, name="e")(x)
-    t = L.Concatenate(name="concat")([s, e])
-    out = L.Dense(5, name="head")(L.GlobalAveragePooling2D()(t))
-    return keras.Model(x, out, name="toy")
 
 
 def hand_counts(A, E):

@@ -5,7 +5,7 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf.compat import keras, tf
-from tests.conftest import residual_cnn
+from tests.models import residual_cnn
 
 
 def test_mirrored_strategy_two_replicas_trains_and_scales_penalty(digits):

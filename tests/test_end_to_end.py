@@ -7,7 +7,7 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf.compat import keras, tf
-from tests.conftest import pruning_optimizer
+from tests.models import pruning_optimizer
 
 BUDGET = 0.3
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import chipnet_tf
-from tests.test_budgets import toy_model
+from tests.models import toy_model
 
 
 def _spec():

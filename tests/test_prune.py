@@ -5,8 +5,7 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf.compat import keras, tf
-from tests.conftest import residual_cnn
-from tests.test_budgets import toy_model
+from tests.models import residual_cnn, toy_model
 
 L = keras.layers
 

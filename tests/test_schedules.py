@@ -6,7 +6,7 @@ import pytest
 import chipnet_tf
 from chipnet_tf.compat import keras
 from chipnet_tf.schedules import HeavisideSchedule
-from tests.conftest import pruning_optimizer, residual_cnn
+from tests.models import pruning_optimizer, residual_cnn
 
 
 def test_default_schedule_values_at_chosen_epochs():

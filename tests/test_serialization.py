@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import chipnet_tf
-from tests.conftest import pruning_optimizer, residual_cnn
+from tests.models import pruning_optimizer, residual_cnn
 
 LOADER = textwrap.dedent(
     """
