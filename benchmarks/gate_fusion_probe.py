@@ -36,6 +36,7 @@ class ExplicitGate(L.Layer):
 
     def build(self, input_shape):
         self.zeta = self.add_weight(name="zeta", shape=(input_shape[-1],), initializer="ones")
+        super().build(input_shape)
 
     def call(self, x):
         return x * tf.cast(tf.sigmoid(self.zeta), x.dtype)

@@ -37,7 +37,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._ctls = _controllers_or_raise(self.model)
-        self._steps = (self.params or {}).get("steps")
+        self._steps = (getattr(self, "params", None) or {}).get("steps")
         for ctl in self._ctls:
             step = max(0, int(ctl.pruning_step.numpy()))
             ctl.set_schedule_state(int(ctl.pruning_epoch.numpy()), 0.0, step)
