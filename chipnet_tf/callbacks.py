@@ -33,20 +33,24 @@ class UpdatePruningStep(keras.callbacks.Callback):
     def __init__(self):
         super().__init__()
         self._ctls = []
+        self._epochs = []
         self._steps = None
 
     def on_train_begin(self, logs=None):
         self._ctls = _controllers_or_raise(self.model)
         self._steps = (getattr(self, "params", None) or {}).get("steps")
+        # Epochs are cached in Python so the per-batch hook does not read a variable.
+        self._epochs = []
         for ctl in self._ctls:
             step = max(0, int(ctl.pruning_step.numpy()))
-            ctl.set_schedule_state(int(ctl.pruning_epoch.numpy()), 0.0, step)
+            epoch = int(ctl.pruning_epoch.numpy())
+            ctl.set_schedule_state(epoch, 0.0, step)
+            self._epochs.append(epoch)
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self._steps:
             return
-        for ctl in self._ctls:
-            epoch = int(ctl.pruning_epoch.numpy())
+        for ctl, epoch in zip(self._ctls, self._epochs):
             ctl.steepness.assign(ctl.schedule.steepness(epoch + min(batch, self._steps) / self._steps))
 
     def on_train_batch_end(self, batch, logs=None):
@@ -54,8 +58,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
             ctl.pruning_step.assign_add(1)
 
     def on_epoch_end(self, epoch, logs=None):
-        for ctl in self._ctls:
-            ctl.set_schedule_state(int(ctl.pruning_epoch.numpy()) + 1)
+        for i, ctl in enumerate(self._ctls):
+            self._epochs[i] = int(ctl.pruning_epoch.numpy()) + 1
+            ctl.set_schedule_state(self._epochs[i])
         if logs is not None and self._ctls:
             ctl = self._ctls[0]
             logs["beta"] = float(ctl.beta.numpy())

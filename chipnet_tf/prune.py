@@ -3,8 +3,9 @@
 from chipnet_tf import graph as graph_lib
 from chipnet_tf.budgets import check_budget_type
 from chipnet_tf.compat import is_keras3_object, keras, tf
-from chipnet_tf.layers import ChannelGate, ChipNetController, PruneLowBudget
+from chipnet_tf.layers import ChannelGate, ChipNetController, GatedBatchNormalization, PruneLowBudget
 from chipnet_tf.layers.controller import check_budget, check_weight
+from chipnet_tf.layers.gated_batch_norm import can_fold
 from chipnet_tf.schedules import HeavisideSchedule
 
 
@@ -22,6 +23,7 @@ def prune_scope():
         {
             "ChipNetController": ChipNetController,
             "ChannelGate": ChannelGate,
+            "GatedBatchNormalization": GatedBatchNormalization,
             "PruneLowBudget": PruneLowBudget,
             "HeavisideSchedule": HeavisideSchedule,
         }
@@ -66,9 +68,11 @@ def prune_low_budget(
     """Adds ChipNet channel gates and budget/crispness penalties to a Keras model.
 
     The dense model is left untouched: the returned model has copies of its layers (with
-    the same weights), a :class:`ChannelGate` after every channel group's writers (after
-    BatchNormalization where there is one) and one :class:`ChipNetController` owning the
-    mask logits. Train it with plain ``compile``/``fit`` and the
+    the same weights), a gate after every channel group's writers and one
+    :class:`ChipNetController` owning the mask logits. A gate that follows a
+    BatchNormalization is folded into it (:class:`GatedBatchNormalization` scales BN's
+    gamma and beta by the mask, which is exact and cheap); elsewhere it is a
+    :class:`ChannelGate` multiply. Train it with plain ``compile``/``fit`` and the
     :class:`chipnet_tf.UpdatePruningStep` callback.
 
     Example:
@@ -108,7 +112,7 @@ def prune_low_budget(
         raise TypeError(f"exclude must be a list of layer names. Received: exclude={exclude!r}")
     kwargs = dict(budget_weight=budget_weight, crispness_weight=crispness_weight, schedule=schedule)
     if isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model):
-        if isinstance(to_prune, (PruneLowBudget, ChannelGate, ChipNetController)):
+        if isinstance(to_prune, (PruneLowBudget, ChannelGate, GatedBatchNormalization, ChipNetController)):
             raise ValueError(f"Layer {to_prune.name!r} is already pruned by chipnet_tf.")
         return PruneLowBudget(to_prune, budget=budget, budget_type=budget_type, **kwargs)
     graph_lib.check_model(to_prune)
@@ -155,14 +159,40 @@ def build_pruned_model(model, analysis, budget, budget_type, budget_weight, cris
     masks = controller(new_inputs[0])
     if not isinstance(masks, (list, tuple)):
         masks = [masks]
+    # A gate right after a BatchNormalization (the usual case) is folded into it: the
+    # GatedBatchNormalization multiplies BN's per-channel scale and offset by the mask,
+    # which is exact and avoids a multiply over the whole activation (see its docstring).
+    calls = {}
+    for fnode in graph.nodes:
+        calls[id(fnode.layer)] = calls.get(id(fnode.layer), 0) + 1
+    folded = set()
+    for i, fnode in enumerate(graph.nodes):
+        if (
+            len(fnode.out_keys) == 1
+            and fnode.out_keys[0] in analysis.gates
+            and calls[id(fnode.layer)] == 1
+            and can_fold(fnode.layer, len(fnode.out_shapes[0]) if fnode.out_shapes else None)
+        ):
+            folded.add(i)
     clones = {}
     gate_names = set()
-    for fnode in graph.nodes:
+    for i, fnode in enumerate(graph.nodes):
         layer = fnode.layer
+        args, kwargs = graph.resolve_args(fnode, tensors)
+        if i in folded:
+            key = fnode.out_keys[0]
+            segments, repeat = analysis.gates[key]
+            named = [[None if g is None else analysis.groups[g].name, n] for g, n in segments]
+            config = {**layer.get_config(), "name": fnode.name}
+            new_layer = GatedBatchNormalization(named, repeat, **config)
+            kwargs = {k: v for k, v in kwargs.items() if k == "training"}
+            out = new_layer([args[0]] + [masks[g] for g, _ in segments if g is not None], **kwargs)
+            new_layer.set_weights(layer.get_weights())
+            tensors[key] = out
+            continue
         if id(layer) not in clones:
             clones[id(layer)] = _clone_layer(layer, fnode.name)
         new_layer = clones[id(layer)]
-        args, kwargs = graph.resolve_args(fnode, tensors)
         outputs = new_layer(*args, **kwargs)
         if fnode.first_call and new_layer is not layer and layer.weights:
             new_layer.set_weights(layer.get_weights())

@@ -1,6 +1,7 @@
 """ChannelGate: multiplies a tensor's channels by their groups' masks."""
 
 from chipnet_tf.compat import keras, register, tf
+from chipnet_tf.layers.gated_batch_norm import expand_mask
 
 
 @register
@@ -32,14 +33,8 @@ class ChannelGate(keras.layers.Layer):
         self._autocast = False
 
     def call(self, inputs):
-        x, masks = inputs[0], list(inputs[1:])
-        pieces = []
-        for group, n in self.segments:
-            pieces.append(tf.ones((n,), tf.float32) if group is None else tf.cast(masks.pop(0), tf.float32))
-        mask = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
-        if self.repeat > 1:
-            mask = tf.tile(mask, [self.repeat])
-        return x * tf.cast(mask, x.dtype)
+        x, masks = inputs[0], inputs[1:]
+        return x * tf.cast(expand_mask(self.segments, self.repeat, masks), x.dtype)
 
     def compute_output_shape(self, input_shape):
         return input_shape[0]

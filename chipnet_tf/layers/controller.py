@@ -161,14 +161,16 @@ class ChipNetController(keras.layers.Layer):
             # Python-level check: fit() passes training=True, so this runs at trace time
             # only when the flag is known; the assert itself runs every step.
             tf.debugging.assert_non_negative(self.pruning_step, message=_NO_CALLBACK)
-        fraction, budget_loss, crisp = self.penalties()
+        z, z_i = self.soft_gates()
+        fraction = self.spec.tf_fraction(self.soft_counts(z), self.budget_type)
+        budget_loss = tf.square(fraction - self.budget)
+        crisp = tf.reduce_mean(tf.square(z - z_i))
         hard = self.use_hard
         soft = 1.0 - hard
         self.add_loss(soft * (self.budget_weight * budget_loss + self.crispness_weight * crisp))
         hard_fraction = self.spec.tf_fraction(self.hard_counts(), self.budget_type)
         self.add_metric(soft * fraction + hard * hard_fraction, name="budget", aggregation="mean")
         self.add_metric(soft * crisp, name="crispness", aggregation="mean")
-        z = heaviside.continuous_heaviside(self.zeta, self.beta, self.gamma)
         mask = soft * z + hard * self.hard_mask
         return tf.split(mask, self.sizes)
 
