@@ -45,12 +45,10 @@ Usage (from the repository root)::
 import argparse
 import datetime
 import importlib.metadata
-import json
 import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 import types
 from pathlib import Path
@@ -58,6 +56,7 @@ from pathlib import Path
 import numpy as np
 
 import chipnet_tf
+from chipnet_tf import io as chipnet_io
 from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
@@ -244,21 +243,8 @@ def environment():
 
 
 def write_json_atomic(path, payload):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    chipnet_io.write_json(path, payload)
 
 
 def summarize(per_round, variants):

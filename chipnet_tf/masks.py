@@ -2,12 +2,12 @@
 
 import json
 import os
-import tempfile
 import warnings
 
 import numpy as np
 
 from chipnet_tf.budgets import check_budget_type
+from chipnet_tf.io import atomic_write
 from chipnet_tf.layers.controller import check_budget
 
 
@@ -173,20 +173,6 @@ def apply_masks(model, masks):
         ctl.use_hard.assign(1.0)
 
 
-def _atomic_write(path, write):
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp_", suffix=os.path.splitext(path)[1])
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
 def save_masks(path, masks):
     """Saves masks atomically as ``.npz`` (default) or ``.json``; never pickles.
 
@@ -204,12 +190,12 @@ def save_masks(path, masks):
             },
             indent=1,
         )
-        _atomic_write(path, lambda f: f.write(data.encode()))
+        atomic_write(path, lambda f: f.write(data.encode()))
     elif path.endswith(".npz"):
         names = list(masks)
         arrays = {f"mask_{i}": np.asarray(masks[n]).astype(bool) for i, n in enumerate(names)}
         arrays["names"] = np.array(names, dtype=np.str_)
-        _atomic_write(path, lambda f: np.savez(f, **arrays))
+        atomic_write(path, lambda f: np.savez(f, **arrays))
     else:
         raise ValueError(f"save_masks writes .npz or .json files. Received: path={path!r}")
 
