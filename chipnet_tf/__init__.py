@@ -15,8 +15,9 @@ from chipnet_tf.graph import analyze
 from chipnet_tf.layers import ChannelGate, ChipNetController, GatedBatchNormalization, PruneLowBudget
 from chipnet_tf.masks import apply_masks, get_masks, load_masks, save_masks, select_masks
 from chipnet_tf.prune import prune_low_budget, prune_scope
-from chipnet_tf.report import BudgetReport, budget_report
+from chipnet_tf.report import BudgetReport, budget_report, count_flops
 from chipnet_tf.schedules import HeavisideSchedule
+from chipnet_tf.strip import register_surgery, strip_pruning
 
 __version__ = "0.1.0"
 
@@ -35,11 +36,14 @@ __all__ = [
     "analyze",
     "apply_masks",
     "budget_report",
+    "count_flops",
     "get_masks",
     "load_masks",
     "prune_low_budget",
     "prune_scope",
+    "register_surgery",
     "registry",
     "save_masks",
     "select_masks",
+    "strip_pruning",
 ]

@@ -479,6 +479,7 @@ def analyze(model_or_graph, exclude=None, warn=True):
             in_forms=[form(layout[k]) for k in fnode.in_keys],
             out_form=form(layout[fnode.out_keys[0]]) if fnode.out_keys else builder.one,
             out_shape=fnode.out_shapes[0] if fnode.out_shapes else (),
+            in_shape=fnode.in_shapes[0] if fnode.in_shapes else (),
             first_call=fnode.first_call,
         )
         registry.lookup(fnode.layer).add_costs(builder, ctx)
@@ -510,4 +511,5 @@ class _CostContext:
     in_forms: list
     out_form: int
     out_shape: tuple
+    in_shape: tuple
     first_call: bool

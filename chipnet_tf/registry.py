@@ -33,6 +33,12 @@ ZERO_PRESERVING_ACTIVATIONS = frozenset(
 CHANNELWISE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "softplus", "exponential"})
 
 
+L = keras.layers
+_TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
+_COSTED = (L.Dense, L.Conv1D, L.Conv2D, L.Conv3D, L.DepthwiseConv1D, L.DepthwiseConv2D, L.SeparableConv1D)
+_COSTED += (L.SeparableConv2D,) + _TRANSPOSED
+
+
 def _prod(values):
     return int(math.prod(int(v) for v in values))
 
@@ -69,9 +75,13 @@ class LayerRule:
     def add_costs(self, builder, ctx):
         if self._costs is not None and ctx.kind != "opaque":
             self._costs(builder, ctx)
-        elif ctx.first_call:
-            n = ctx.layer.count_params() if ctx.layer.built else 0
-            builder.add("params", ctx.name, n, builder.one)
+        else:
+            # Opaque (or cost-less) layers: constants. A grouped conv or a depthwise conv
+            # with depth_multiplier > 1 is opaque but still costs FLOPs.
+            if ctx.first_call:
+                n = ctx.layer.count_params() if ctx.layer.built else 0
+                builder.add("params", ctx.name, n, builder.one)
+            builder.add("flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape), builder.one)
 
 
 _REGISTRY = {}
@@ -102,6 +112,33 @@ _OPAQUE = LayerRule("opaque")
 
 
 # -- cost functions ------------------------------------------------------------------
+def layer_flops(layer, in_shape, out_shape):
+    """FLOPs of one call of ``layer`` from its input/output shapes (channels last).
+
+    chipnet_tf's convention (the paper's): multiply-accumulates of convolutions
+    (incl. transposed, depthwise, separable, grouped) and dense layers, plus their bias
+    adds; every other layer costs 0. Batch dimension excluded.
+    """
+    if not in_shape or not out_shape or not isinstance(layer, _COSTED):
+        return 0
+    if not _channels_last(layer):
+        return 0
+    cin, cout = int(in_shape[-1]), int(out_shape[-1])
+    out_positions = _prod(out_shape[1:-1])
+    bias = _prod(out_shape[1:]) if getattr(layer, "use_bias", False) else 0
+    if isinstance(layer, L.Dense):
+        return out_positions * cin * cout + bias
+    k = _prod(layer.kernel_size)
+    if isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)):
+        return _prod(in_shape[1:-1]) * k * cin * cout + bias
+    if isinstance(layer, (L.SeparableConv1D, L.SeparableConv2D)):
+        m = int(layer.depth_multiplier)
+        return out_positions * (k * cin * m + cin * m * cout) + bias
+    if isinstance(layer, (L.DepthwiseConv1D, L.DepthwiseConv2D)):
+        return out_positions * k * cin * int(layer.depth_multiplier) + bias
+    return out_positions * k * (cin // int(getattr(layer, "groups", 1) or 1)) * cout + bias
+
+
 def _spatial(ctx):
     return _prod(ctx.out_shape[1:-1])
 
@@ -115,12 +152,14 @@ def _conv_costs(builder, ctx):
     layer = ctx.layer
     k = _prod(layer.kernel_size)
     a = _spatial(ctx)
+    # A transposed conv does its multiply-accumulates at the input positions.
+    macs_at = _prod(ctx.in_shape[1:-1]) if isinstance(layer, _TRANSPOSED) else a
     bias = 1 if layer.use_bias else 0
     fin, fout = ctx.in_forms[0], ctx.out_form
     if ctx.first_call:
         builder.add("params", ctx.name, k, fin, fout)
         builder.add("params", ctx.name, bias, fout)
-    builder.add("flops", ctx.name, a * k, fin, fout)
+    builder.add("flops", ctx.name, macs_at * k, fin, fout)
     builder.add("flops", ctx.name, a * bias, fout)
     _writer_terms(builder, ctx, fout)
 
@@ -230,8 +269,6 @@ def _pool_kind(layer, rank):
 def _concat_kind(layer, rank):
     return "concat"
 
-
-L = keras.layers
 
 for _cls in (L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
     register_layer(_cls, LayerRule(_conv_kind, _conv_costs))

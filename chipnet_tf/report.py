@@ -127,3 +127,24 @@ def budget_report(model, masks=None, exclude=None):
         rows.append((ctl.spec, kept, soft, {}))
     ctl = ctls[0]
     return _report(rows, budget=ctl.budget, budget_type=ctl.budget_type)
+
+
+def count_flops(model):
+    """FLOPs of one forward pass of ``model`` (batch 1), counted by walking its layers.
+
+    The convention of the budgets (the paper's): multiply-accumulates of convolutions and
+    dense layers plus their bias adds; see :func:`chipnet_tf.registry.layer_flops`. Works on
+    any tf_keras functional/Sequential model, e.g. to check a stripped model against the
+    ``budget_report`` predicted from the masks.
+
+    Example:
+        >>> chipnet_tf.count_flops(chipnet_tf.strip_pruning(pruned))  # doctest: +SKIP
+    """
+    from chipnet_tf import graph as graph_lib
+    from chipnet_tf.registry import layer_flops
+
+    total = 0
+    for fnode in graph_lib.flatten(model).nodes:
+        if fnode.in_shapes and fnode.out_shapes:
+            total += layer_flops(fnode.layer, fnode.in_shapes[0], fnode.out_shapes[0])
+    return int(total)
