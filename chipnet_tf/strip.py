@@ -237,23 +237,41 @@ def _keep_vectors(analysis, masks_by_group):
 
 
 def _resolve_masks(analysis, masks):
-    """Per analysis group: a bool mask, or None when all its channels are kept."""
-    names = [g.name for g in analysis.groups]
-    sizes = {g.name: g.size for g in analysis.groups}
+    """Per analysis group: a bool mask, or None when all its channels are kept.
+
+    A group is named after one of its writers; which one can depend on the traversal order
+    (a wrapped model's gates change node depths), so a mask is matched to the group that
+    has a writer of that name.
+    """
     if not isinstance(masks, dict):
         raise TypeError(f"masks must be a dict {{group name: bool array}}. Received: {type(masks).__name__}")
-    unknown = [n for n in masks if n not in sizes]
+    names = [g.name for g in analysis.groups]
+    owner = {}
+    for i, g in enumerate(analysis.groups):
+        for writer in g.writers:
+            owner.setdefault(writer, i)
+        owner[g.name] = i
+    unknown = [n for n in masks if n not in owner]
     if unknown:
         raise ValueError(
             f"masks name groups the model does not have: {unknown}. The model's groups are: {names}. "
             "Masks transfer only between models of the same architecture (same layer names)."
         )
-    present = [n for n in names if n in masks]
-    checked = dict(zip(present, check_masks({n: masks[n] for n in present}, present, [sizes[n] for n in present])))
-    out = []
-    for n in names:
-        m = checked.get(n)
-        out.append(None if m is None or m.all() else m)
+    by_index = {}
+    for n in masks:
+        i = owner[n]
+        if i in by_index:
+            raise ValueError(f"masks {by_index[i]!r} and {n!r} name the same channel group {names[i]!r}.")
+        by_index[i] = n
+    present = sorted(by_index)
+    checked = check_masks(
+        {by_index[i]: masks[by_index[i]] for i in present},
+        [by_index[i] for i in present],
+        [analysis.groups[i].size for i in present],
+    )
+    out = [None] * len(names)
+    for i, m in zip(present, checked):
+        out[i] = None if m.all() else m
     return out
 
 
