@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint format pytest bazel-test bench-overhead clean
+.PHONY: demo test lint format pytest bazel-test bench-overhead bench-strip clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ test: lint bazel-test pytest
 
 bench-overhead: $(STAMP)
 	$(PY) -m benchmarks.overhead
+
+bench-strip: $(STAMP)
+	$(PY) -m benchmarks.strip_speed
 
 clean:
 	rm -rf $(VENV) bazel-* *.egg-info
