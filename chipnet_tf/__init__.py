@@ -12,7 +12,13 @@ from chipnet_tf import (
 from chipnet_tf.budgets import BUDGET_TYPES, CostSpec
 from chipnet_tf.callbacks import PruningSummaries, UpdatePruningStep
 from chipnet_tf.graph import analyze
-from chipnet_tf.layers import ChannelGate, ChipNetController, GatedBatchNormalization, PruneLowBudget
+from chipnet_tf.layers import (
+    ChannelGate,
+    ChipNetController,
+    GatedBatchNormalization,
+    GatedLayerNormalization,
+    PruneLowBudget,
+)
 from chipnet_tf.masks import apply_masks, get_masks, load_masks, save_masks, select_masks
 from chipnet_tf.prune import prune_low_budget, prune_scope
 from chipnet_tf.report import BudgetReport, budget_report, count_flops
@@ -28,6 +34,7 @@ __all__ = [
     "ChipNetController",
     "CostSpec",
     "GatedBatchNormalization",
+    "GatedLayerNormalization",
     "HeavisideSchedule",
     "PruneLowBudget",
     "PruningSummaries",

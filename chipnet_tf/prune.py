@@ -3,7 +3,14 @@
 from chipnet_tf import graph as graph_lib
 from chipnet_tf.budgets import check_budget_type
 from chipnet_tf.compat import is_keras3_object, keras, tf
-from chipnet_tf.layers import ChannelGate, ChipNetController, GatedBatchNormalization, PruneLowBudget
+from chipnet_tf.layers import (
+    ChannelGate,
+    ChipNetController,
+    GatedBatchNormalization,
+    GatedLayerNormalization,
+    PruneLowBudget,
+    gated_layer_norm,
+)
 from chipnet_tf.layers.controller import check_budget, check_weight
 from chipnet_tf.layers.gated_batch_norm import can_fold
 from chipnet_tf.schedules import HeavisideSchedule
@@ -24,6 +31,7 @@ def prune_scope():
             "ChipNetController": ChipNetController,
             "ChannelGate": ChannelGate,
             "GatedBatchNormalization": GatedBatchNormalization,
+            "GatedLayerNormalization": GatedLayerNormalization,
             "PruneLowBudget": PruneLowBudget,
             "HeavisideSchedule": HeavisideSchedule,
         }
@@ -112,7 +120,9 @@ def prune_low_budget(
         raise TypeError(f"exclude must be a list of layer names. Received: exclude={exclude!r}")
     kwargs = dict(budget_weight=budget_weight, crispness_weight=crispness_weight, schedule=schedule)
     if isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model):
-        if isinstance(to_prune, (PruneLowBudget, ChannelGate, GatedBatchNormalization, ChipNetController)):
+        if isinstance(
+            to_prune, (PruneLowBudget, ChannelGate, GatedBatchNormalization, GatedLayerNormalization, ChipNetController)
+        ):
             raise ValueError(f"Layer {to_prune.name!r} is already pruned by chipnet_tf.")
         return PruneLowBudget(to_prune, budget=budget, budget_type=budget_type, **kwargs)
     graph_lib.check_model(to_prune)
@@ -174,6 +184,15 @@ def build_pruned_model(model, analysis, budget, budget_type, budget_weight, cris
             and can_fold(fnode.layer, len(fnode.out_shapes[0]) if fnode.out_shapes else None)
         ):
             folded.add(i)
+    layer_norms = set()
+    for i, fnode in enumerate(graph.nodes):
+        if (
+            calls[id(fnode.layer)] == 1
+            and fnode.in_shapes
+            and gated_layer_norm.can_gate(fnode.layer, len(fnode.in_shapes[0]))
+            and any(g is not None for g, _ in analysis.layouts[fnode.in_keys[0]][0])
+        ):
+            layer_norms.add(i)
     clones = {}
     gate_names = set()
     for i, fnode in enumerate(graph.nodes):
@@ -190,12 +209,21 @@ def build_pruned_model(model, analysis, budget, budget_type, budget_weight, cris
             new_layer.set_weights(layer.get_weights())
             tensors[key] = out
             continue
-        if id(layer) not in clones:
-            clones[id(layer)] = _clone_layer(layer, fnode.name)
-        new_layer = clones[id(layer)]
-        outputs = new_layer(*args, **kwargs)
-        if fnode.first_call and new_layer is not layer and layer.weights:
+        if i in layer_norms:
+            # Statistics over the kept channels only (see GatedLayerNormalization).
+            segments, repeat = analysis.layouts[fnode.in_keys[0]]
+            named = [[None if g is None else analysis.groups[g].name, n] for g, n in segments]
+            config = {**layer.get_config(), "name": fnode.name}
+            new_layer = GatedLayerNormalization(named, repeat, **config)
+            outputs = new_layer([args[0]] + [masks[g] for g, _ in segments if g is not None])
             new_layer.set_weights(layer.get_weights())
+        else:
+            if id(layer) not in clones:
+                clones[id(layer)] = _clone_layer(layer, fnode.name)
+            new_layer = clones[id(layer)]
+            outputs = new_layer(*args, **kwargs)
+            if fnode.first_call and new_layer is not layer and layer.weights:
+                new_layer.set_weights(layer.get_weights())
         for key, out in zip(fnode.out_keys, tf.nest.flatten(outputs)):
             if key in analysis.gates:
                 segments, repeat = analysis.gates[key]

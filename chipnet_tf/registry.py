@@ -11,7 +11,10 @@ Every Keras layer the group analysis meets is classified by a :class:`LayerRule`
 ``concat``       concatenation (channel axis: layouts are concatenated; otherwise a merge)
 ``reshape``      Flatten/Reshape (a flatten tiles the channel layout over positions)
 ``opaque``       anything the analysis cannot see through: its inputs and outputs are never
-                 pruned (Lambda, TFOpLambda, custom layers, softmax, LayerNormalization, ...)
+                 pruned (Lambda, TFOpLambda, custom layers, softmax, LayerNormalization over
+                 other axes, ...)
+A LayerNormalization over the channel axis is ``channelwise``: prune_low_budget replaces it
+by a GatedLayerNormalization whose statistics skip pruned channels.
 
 Users can describe their own layers with :func:`register_layer`; for example a custom
 zero-preserving activation::
@@ -212,6 +215,12 @@ def _batchnorm_costs(builder, ctx):
         builder.add("params", ctx.name, per_channel, ctx.out_form)
 
 
+def _layernorm_costs(builder, ctx):
+    if ctx.first_call:
+        per_channel = int(bool(ctx.layer.scale)) + int(bool(ctx.layer.center))
+        builder.add("params", ctx.name, per_channel, ctx.out_form)
+
+
 def _prelu_costs(builder, ctx):
     if not ctx.first_call:
         return
@@ -248,6 +257,11 @@ def _batchnorm_kind(layer, rank):
     return "channelwise" if rank and axis == [rank - 1] else "opaque"
 
 
+def _layernorm_kind(layer, rank):
+    axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+    return "channelwise" if rank and [a % rank for a in axis] == [rank - 1] else "opaque"
+
+
 def _activation_kind(layer, rank):
     name = _activation_name(layer.activation)
     if name in ZERO_PRESERVING_ACTIVATIONS:
@@ -278,6 +292,7 @@ for _cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
 for _cls in (L.SeparableConv1D, L.SeparableConv2D):
     register_layer(_cls, LayerRule(_separable_kind, _separable_costs))
 register_layer(L.BatchNormalization, LayerRule(_batchnorm_kind, _batchnorm_costs))
+register_layer(L.LayerNormalization, LayerRule(_layernorm_kind, _layernorm_costs))
 register_layer(L.Activation, LayerRule(_activation_kind))
 register_layer(L.ReLU, LayerRule(_relu_kind))
 register_layer(L.PReLU, LayerRule("passthrough", _prelu_costs))

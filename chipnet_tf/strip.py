@@ -17,10 +17,17 @@ import numpy as np
 
 from chipnet_tf import graph as graph_lib
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.layers import ChannelGate, ChipNetController, GatedBatchNormalization, PruneLowBudget
+from chipnet_tf.layers import (
+    ChannelGate,
+    ChipNetController,
+    GatedBatchNormalization,
+    GatedLayerNormalization,
+    PruneLowBudget,
+)
 from chipnet_tf.masks import check_masks
 
 L = keras.layers
+_GATED = (GatedBatchNormalization, GatedLayerNormalization)
 
 
 @dataclasses.dataclass
@@ -171,6 +178,7 @@ for _cls in (L.SeparableConv1D, L.SeparableConv2D):
     register_surgery(_cls, _separable_surgery)
 register_surgery(L.BatchNormalization, _per_channel_surgery)
 register_surgery(L.PReLU, _per_channel_surgery)
+register_surgery(L.LayerNormalization, _per_channel_surgery)
 register_surgery(L.Rescaling, _rescaling_surgery)
 register_surgery(L.Reshape, _reshape_surgery)
 register_surgery(L.Flatten, _reshape_surgery)
@@ -206,7 +214,7 @@ def _dense_view(graph):
             continue
         in_keys = [remap(k) for k in fnode.in_keys]
         in_shapes = list(fnode.in_shapes)
-        if isinstance(layer, GatedBatchNormalization):
+        if isinstance(layer, _GATED):
             in_keys, in_shapes = in_keys[:1], in_shapes[:1]
         nodes.append(dataclasses.replace(fnode, in_keys=in_keys, in_shapes=in_shapes))
     view = graph_lib.FlatGraph(
@@ -339,7 +347,7 @@ def _rebuild(model, graph, gate_alias, keeps):
             tensors[fnode.out_keys[0]] = tensors[gate_alias[fnode.out_keys[0]]]
             continue
         in_keys = fnode.in_keys
-        if isinstance(layer, GatedBatchNormalization):
+        if isinstance(layer, _GATED):
             # Called as bn([x, *masks]): the masks come from the dropped controller.
             in_keys = in_keys[:1]
             args = (tensors[in_keys[0]],)
@@ -383,8 +391,8 @@ def _new_layer(layer, fnode, in_keys, keeps):
     if _is_mixed(config.get("dtype")):
         config["dtype"] = "float32"  # GPU-trained mixed_float16 checkpoints strip to float32
     cls = type(layer)
-    if isinstance(layer, GatedBatchNormalization):
-        cls = L.BatchNormalization
+    if isinstance(layer, _GATED):
+        cls = L.BatchNormalization if isinstance(layer, GatedBatchNormalization) else L.LayerNormalization
         config.pop("segments", None)
         config.pop("repeat", None)
     weights = layer.get_weights()

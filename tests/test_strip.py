@@ -38,10 +38,28 @@ def _strip_and_check(dense, masks, x, atol=1e-4):
     return small
 
 
+def _layer_norm_net():
+    """ConvNeXt-style: LayerNormalization over channels, pointwise Dense, residual add."""
+    x = keras.Input((6, 6, 3))
+    h = L.Conv2D(8, 3, padding="same", name="stem")(x)
+    h = L.LayerNormalization(epsilon=1e-6, name="ln0")(h)
+    y = L.DepthwiseConv2D(3, padding="same", name="dw")(h)
+    y = L.LayerNormalization(epsilon=1e-6, name="ln1")(y)
+    y = L.Dense(16, activation="gelu", name="pw1")(y)
+    h = L.Add()([h, L.Dense(8, name="pw2")(y)])
+    h = L.LayerNormalization(name="ln_head")(L.GlobalAveragePooling2D()(h))
+    model = keras.Model(x, L.Dense(3, name="head")(h))
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, L.LayerNormalization):
+            layer.set_weights([rng.normal(size=w.shape).astype("float32") for w in layer.get_weights()])
+    return model
+
+
 @pytest.mark.parametrize(
     "factory",
-    [toy_model, lambda: residual_cnn(8), _se_net],
-    ids=["toy", "residual_cnn", "se_separable_concat_flatten"],
+    [toy_model, lambda: residual_cnn(8), _se_net, _layer_norm_net],
+    ids=["toy", "residual_cnn", "se_separable_concat_flatten", "layer_norm_convnext_style"],
 )
 @pytest.mark.parametrize("keep", [0.5, 0.1])
 def test_strip_equals_wrapped_model_under_hard_masks_with_exact_counts(factory, keep):

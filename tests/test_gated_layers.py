@@ -103,3 +103,39 @@ def test_batch_norm_without_scale_or_shared_keeps_explicit_gate():
     assert not any(isinstance(la, chipnet_tf.GatedBatchNormalization) for la in pruned.layers)
     gates = sorted(la.name for la in pruned.layers if isinstance(la, chipnet_tf.ChannelGate))
     assert "bn_noscale_gate" in gates and sum(g.startswith("bn_shared") for g in gates) == 2
+
+
+# -- GatedLayerNormalization -------------------------------------------------------------
+def test_gated_layer_norm_is_layer_norm_of_the_kept_channels():
+    rng = np.random.default_rng(0)
+    ln = L.LayerNormalization(epsilon=1e-3)
+    ln.build((None, 4, 8))
+    ln.set_weights([rng.normal(size=(8,)).astype("float32") for _ in range(2)])
+    gln = chipnet_tf.GatedLayerNormalization(SEGMENTS, epsilon=1e-3)
+    gln.build([(None, 4, 8), (3,), (3,)])
+    gln.set_weights(ln.get_weights())
+    x = rng.normal(size=(2, 4, 8)).astype("float32")
+    ones = [tf.ones(3), tf.ones(3)]
+    np.testing.assert_allclose(gln([x, *ones]).numpy(), ln(x).numpy(), atol=1e-5)
+    m0, m1 = np.array([1, 0, 1], "float32"), np.array([0, 1, 1], "float32")
+    keep = np.flatnonzero(np.concatenate([m0, [1, 1], m1]))
+    small = L.LayerNormalization(epsilon=1e-3)
+    small.build((None, 4, len(keep)))
+    small.set_weights([w[keep] for w in ln.get_weights()])
+    out = gln([x, m0, m1]).numpy()
+    np.testing.assert_allclose(out[..., keep], small(x[..., keep]).numpy(), atol=1e-5)
+    config = gln.get_config()
+    assert chipnet_tf.GatedLayerNormalization.from_config(config).segments == SEGMENTS
+
+
+def test_prune_low_budget_gates_layer_norm_over_channels_only():
+    x = keras.Input((6, 6, 3))
+    h = L.Conv2D(8, 3, padding="same", name="stem")(x)
+    h = L.LayerNormalization(name="ln_channels")(h)
+    h = L.Conv2D(4, 1, name="pw")(h)
+    h = L.LayerNormalization(axis=[1, 2, 3], name="ln_all")(h)
+    out = L.Dense(2, name="head")(L.Flatten()(h))
+    pruned = chipnet_tf.prune_low_budget(keras.Model(x, out), 0.5)
+    gated = [la.name for la in pruned.layers if isinstance(la, chipnet_tf.GatedLayerNormalization)]
+    assert gated == ["ln_channels"]  # ln_all mixes positions too: opaque, its group is fixed
+    assert [g.name for g in chipnet_tf.analyze(keras.Model(x, out)).groups] == ["stem"]
