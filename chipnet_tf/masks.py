@@ -23,7 +23,7 @@ def _controllers(model):
     return found
 
 
-def select_masks(spec, scores, budget, budget_type):
+def select_masks(spec, scores, budget, budget_type, round_to=1):
     """Largest network, keeping the highest-scoring channels, whose cost is within budget.
 
     Channels are ranked by ``scores`` (the gates' logits: the gate value is monotone in
@@ -34,44 +34,60 @@ def select_masks(spec, scores, budget, budget_type):
     is the largest threshold network not above the target. If even one channel per group
     exceeds the budget, that minimal network is returned with a warning.
 
+    With ``round_to=N`` (hardware-friendly widths: mobile kernels such as XNNPACK run
+    faster on multiples of 8), a group with at least N channels keeps a multiple of N (or
+    all of them): its channels are taken in blocks of N, best first, a block ranked by its
+    weakest channel; smaller groups still go channel by channel.
+
     Args:
         spec: the :class:`chipnet_tf.budgets.CostSpec` of the network.
         scores: ``{group name: float array}`` (one score per channel).
         budget: target fraction in (0, 1].
         budget_type: one of the four budget types.
+        round_to: keep multiples of this many channels per group (1 = no rounding).
 
     Returns:
         ``{group name: bool array}``.
     """
     budget = check_budget(budget)
     check_budget_type(budget_type)
+    if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
+        raise ValueError(f"round_to must be a positive integer. Received: {round_to!r}")
+    round_to = int(round_to)
     sizes = spec.group_sizes
-    flat, owner = [], []
+    # Units: runs of channels of one group, best first (blocks of round_to, or single channels).
+    unit_channels, unit_group, unit_score, unit_first = [], [], [], []
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
     for g, (name, size) in enumerate(zip(spec.group_names, sizes)):
+        if name not in scores:
+            raise ValueError(f"Scores are missing group {name!r}.")
         s = np.asarray(scores[name], dtype=np.float64).reshape(-1)
         if s.shape[0] != size:
             raise ValueError(f"Scores for group {name!r} have {s.shape[0]} entries, expected {size}.")
-        flat.append(s)
-        owner.append(np.full(size, g))
-    flat = np.concatenate(flat)
-    owner = np.concatenate(owner)
-    offsets = np.concatenate([[0], np.cumsum(sizes)])
-    # Stable rank: by score, ties by position.
-    order = np.lexsort((np.arange(flat.size), -flat))
-    mandatory = np.zeros(flat.size, bool)
-    for g in range(len(sizes)):
-        seg = flat[offsets[g] : offsets[g + 1]]
-        mandatory[offsets[g] + int(np.argmax(seg))] = True
+        ranked = np.lexsort((np.arange(size), -s))  # by score, ties by position
+        step = round_to if size >= round_to else 1
+        for k, start in enumerate(range(0, size, step)):
+            chans = ranked[start : start + step]
+            unit_channels.append(offsets[g] + chans)
+            unit_group.append(g)
+            unit_score.append(s[chans].min())
+            unit_first.append(k == 0)
+    unit_group = np.asarray(unit_group)
+    unit_size = np.asarray([len(c) for c in unit_channels], dtype=np.float64)
+    unit_score = np.asarray(unit_score)
+    mandatory = np.asarray(unit_first)
+    order = np.lexsort((np.arange(unit_score.size), -unit_score))
     rest = order[~mandatory[order]]
-    base_counts = np.bincount(owner[mandatory], minlength=len(sizes)).astype(np.float64)
+    base_counts = np.bincount(unit_group[mandatory], weights=unit_size[mandatory], minlength=len(sizes))
     target = budget * spec.dense(budget_type) * (1 + 1e-12)
 
     def counts(k):
-        return base_counts + np.bincount(owner[rest[:k]], minlength=len(sizes))
+        return base_counts + np.bincount(unit_group[rest[:k]], weights=unit_size[rest[:k]], minlength=len(sizes))
 
     if spec.value(base_counts, budget_type) > target:
         warnings.warn(
-            f"chipnet_tf: budget {budget} of {budget_type} is below what keeping one channel per group "
+            f"chipnet_tf: budget {budget} of {budget_type} is below what keeping "
+            f"{'one channel' if round_to == 1 else f'one block of {round_to} channels'} per group "
             f"costs ({spec.fraction(base_counts, budget_type):.4f}); returning that minimal network.",
             stacklevel=2,
         )
@@ -85,18 +101,21 @@ def select_masks(spec, scores, budget, budget_type):
             else:
                 hi = mid - 1
         k = lo
-    keep = mandatory.copy()
-    keep[rest[:k]] = True
+    keep = np.zeros(int(offsets[-1]), bool)
+    for u in np.concatenate([np.flatnonzero(mandatory), rest[:k]]).astype(int):
+        keep[unit_channels[u]] = True
     return {name: keep[offsets[g] : offsets[g + 1]].copy() for g, name in enumerate(spec.group_names)}
 
 
-def get_masks(model, budget=None, budget_type=None):
+def get_masks(model, budget=None, budget_type=None, round_to=1):
     """Hard 0/1 masks of a pruned model that meet its budget.
 
     Args:
         model: a model returned by :func:`chipnet_tf.prune_low_budget` (or containing
             :class:`PruneLowBudget` layers).
         budget, budget_type: override the model's own target.
+        round_to: keep a multiple of this many channels in every group that has at least
+            that many (see :func:`select_masks`), e.g. 8 for mobile kernels.
 
     Returns:
         ``{group name: bool np.ndarray}``. The hard network keeps, per group, the channels
@@ -116,6 +135,7 @@ def get_masks(model, budget=None, budget_type=None):
                 scores,
                 ctl.budget if budget is None else budget,
                 ctl.budget_type if budget_type is None else budget_type,
+                round_to=round_to,
             )
         )
     return masks

@@ -283,7 +283,7 @@ def _resolve_masks(analysis, masks):
     return out
 
 
-def strip_pruning(model, masks=None):
+def strip_pruning(model, masks=None, round_to=1):
     """Rebuilds ``model`` as a plain, physically smaller tf_keras functional model.
 
     Args:
@@ -292,6 +292,8 @@ def strip_pruning(model, masks=None):
             dense tf_keras functional/Sequential model together with ``masks`` (the
             mask-transfer path: masks found on another run of the same architecture).
         masks: ``{group name: bool array}``; groups left out keep all their channels.
+        round_to: when the masks come from the wrapped model, keep multiples of this many
+            channels per group (see :func:`chipnet_tf.get_masks`).
 
     Returns:
         A flat functional ``keras.Model`` with only built-in layers and no gates, whose
@@ -316,7 +318,7 @@ def strip_pruning(model, masks=None):
     if wrapped:
         view, gate_alias = _dense_view(graph)
         if masks is None:
-            masks = get_masks(model)
+            masks = get_masks(model, round_to=round_to)
     else:
         if masks is None:
             raise ValueError(

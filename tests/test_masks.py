@@ -140,3 +140,41 @@ def test_get_masks_meets_budget_for_every_type():
         report = chipnet_tf.budget_report(pruned, masks=masks)
         assert report.totals[t]["fraction"] <= 0.6
     assert list(itertools.chain(*[m.tolist() for m in chipnet_tf.get_masks(pruned).values()])).count(True) >= 2
+
+
+@pytest.mark.parametrize("budget_type", ["channels", "flops", "params"])
+@pytest.mark.parametrize("budget", [0.5, 0.25])
+def test_round_to_keeps_multiples_and_is_the_largest_such_network(budget_type, budget):
+    from chipnet_tf import architectures
+
+    model = architectures.resnet50_cifar(width=0.25)  # groups of 16..512 channels, stem 16
+    spec = chipnet_tf.analyze(model).spec
+    rng = np.random.default_rng(0)
+    scores = {n: rng.normal(size=s) for n, s in zip(spec.group_names, spec.group_sizes)}
+    masks = chipnet_tf.select_masks(spec, scores, budget, budget_type, round_to=8)
+    counts = np.array([masks[n].sum() for n in spec.group_names], float)
+    for n, size, c in zip(spec.group_names, spec.group_sizes, counts):
+        assert c % 8 == 0 or c == size, (n, size, c)
+        # the kept channels are the group's best ones
+        assert scores[n][masks[n]].min() >= scores[n][~masks[n]].max() if c < size else True
+    assert spec.fraction(counts, budget_type) <= budget
+    # Adding the best block that is left goes over the budget.
+    best = None
+    for g, (n, size) in enumerate(zip(spec.group_names, spec.group_sizes)):
+        if counts[g] < size:
+            left = np.sort(scores[n][~masks[n]])[::-1][:8]
+            if best is None or left.min() > best[1]:
+                best = (g, left.min(), len(left))
+    more = counts.copy()
+    more[best[0]] += best[2]
+    assert spec.fraction(more, budget_type) > budget
+    plain = chipnet_tf.select_masks(spec, scores, budget, budget_type)
+    assert spec.fraction(np.array([plain[n].sum() for n in spec.group_names], float), budget_type) <= budget
+
+
+def test_round_to_rejects_bad_values():
+    spec = chipnet_tf.analyze(toy_model()).spec
+    scores = {n: np.ones(s) for n, s in zip(spec.group_names, spec.group_sizes)}
+    for bad in (0, -8, 2.5, True):
+        with pytest.raises(ValueError, match="round_to must be a positive integer"):
+            chipnet_tf.select_masks(spec, scores, 0.5, "channels", round_to=bad)
