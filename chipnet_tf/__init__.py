@@ -7,6 +7,7 @@ Example:
 
 from chipnet_tf import (
     compat,  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+    export,
     registry,
 )
 from chipnet_tf.budgets import BUDGET_TYPES, CostSpec
@@ -44,6 +45,7 @@ __all__ = [
     "apply_masks",
     "budget_report",
     "count_flops",
+    "export",
     "get_masks",
     "load_masks",
     "prune_low_budget",

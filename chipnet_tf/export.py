@@ -1,0 +1,212 @@
+"""TFLite export of stripped models, and verification in the LiteRT interpreter.
+
+Example::
+
+    small = chipnet_tf.strip_pruning(pruned)
+    data = chipnet_tf.export.to_tflite(small, "model.tflite")                  # float32
+    data = chipnet_tf.export.to_tflite(small, "model_int8.tflite", quantization="int8",
+                                        representative_dataset=x_train[:200])
+    print(chipnet_tf.export.verify_tflite(data, small, x_test[:100]))
+"""
+
+import dataclasses
+import logging
+import os
+
+import numpy as np
+
+from chipnet_tf.compat import keras, tf
+from chipnet_tf.io import atomic_write
+
+QUANTIZATIONS = (None, "dynamic", "float16", "int8")
+IO_TYPES = ("float32", "int8")
+
+# Default tolerances of ``to_tflite(..., verify_samples=...)`` per quantization: max abs
+# output difference for float modes, top-1 agreement for the integer modes.
+DEFAULT_TOLERANCE = {None: 1e-4, "float16": 1e-2, "dynamic": 0.95, "int8": 0.95}
+
+_log = logging.getLogger("chipnet_tf")
+
+
+@dataclasses.dataclass
+class VerifyReport:
+    """How a TFLite model's outputs compare with the Keras model's on the same samples."""
+
+    samples: int
+    max_abs_diff: float
+    mean_abs_diff: float
+    top1_agreement: float
+
+    def __str__(self):
+        return (
+            f"TFLite vs Keras on {self.samples} samples: max |diff| {self.max_abs_diff:.3g}, "
+            f"mean |diff| {self.mean_abs_diff:.3g}, top-1 agreement {self.top1_agreement:.2%}"
+        )
+
+
+def _check_model(model):
+    from chipnet_tf.graph import check_model
+
+    check_model(model)
+    if len(model.inputs) != 1:
+        raise ValueError(f"to_tflite supports single-input models; {model.name!r} has {len(model.inputs)} inputs.")
+
+
+def _representative(data, model):
+    """A zero-argument generator function yielding ``[x]`` batches of one float32 sample."""
+    if callable(data) and not isinstance(data, (np.ndarray, tf.data.Dataset)):
+        return data
+    if isinstance(data, tf.data.Dataset):
+        arrays = []
+        for item in data.take(1000):
+            x = item[0] if isinstance(item, (tuple, list)) else item
+            arrays.append(np.asarray(x))
+        data = np.concatenate([a if a.ndim == len(model.inputs[0].shape) else a[None] for a in arrays])
+    data = np.asarray(data, dtype=np.float32)
+    want = tuple(model.inputs[0].shape[1:])
+    if data.ndim != len(want) + 1 or tuple(data.shape[1:]) != tuple(d for d in want):
+        raise ValueError(
+            f"representative_dataset must be samples shaped (N, {', '.join(str(d) for d in want)}) like the "
+            f"model input. Received shape {data.shape}."
+        )
+
+    def gen():
+        for i in range(len(data)):
+            yield [data[i : i + 1]]
+
+    return gen
+
+
+def to_tflite(
+    model,
+    path=None,
+    quantization=None,
+    representative_dataset=None,
+    io_type="float32",
+    verify_samples=None,
+    tolerance=None,
+):
+    """Converts a (stripped) Keras model to a TFLite flatbuffer, optionally written to ``path``.
+
+    Args:
+        model: a plain tf_keras model, typically from :func:`chipnet_tf.strip_pruning`. A
+            model wrapped by ``prune_low_budget`` is stripped first with its hard masks
+            (logged).
+        path: when given, the file is written atomically (never half-written).
+        quantization: ``None`` (float32), ``"dynamic"`` (int8 weights, float activations),
+            ``"float16"`` (float16 weights) or ``"int8"`` (full integer; needs
+            ``representative_dataset``).
+        representative_dataset: calibration samples for ``"int8"``: an array ``(N, ...)``,
+            a ``tf.data.Dataset`` of samples or ``(x, y)`` batches, or a generator function
+            yielding ``[x]`` lists.
+        io_type: ``"float32"`` or ``"int8"`` inputs/outputs for ``"int8"`` models.
+        verify_samples: when given (an array of inputs), the converted model is run in the
+            LiteRT interpreter and compared with Keras; above ``tolerance`` it raises.
+        tolerance: max abs difference (float32/float16) or minimum top-1 agreement
+            (dynamic/int8); defaults in ``DEFAULT_TOLERANCE``.
+
+    Returns:
+        The TFLite model as bytes.
+
+    Raises:
+        ValueError: unknown quantization/io_type, int8 without data, a failed verification.
+    """
+    if quantization not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantization!r}. Accepted: {', '.join(map(repr, QUANTIZATIONS))}.")
+    if io_type not in IO_TYPES:
+        raise ValueError(f"Unknown io_type {io_type!r}. Accepted: {', '.join(map(repr, IO_TYPES))}.")
+    if io_type == "int8" and quantization != "int8":
+        raise ValueError(f'io_type="int8" needs quantization="int8". Received quantization={quantization!r}.')
+    if quantization == "int8" and representative_dataset is None:
+        raise ValueError('quantization="int8" needs a representative_dataset (calibration samples).')
+    _check_model(model)
+    from chipnet_tf.prune import controllers
+
+    if controllers(model):
+        from chipnet_tf.strip import strip_pruning
+
+        _log.warning("to_tflite: %r is a wrapped ChipNet model; stripping it with its hard masks first.", model.name)
+        model = strip_pruning(model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    if quantization is not None:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantization == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+    if quantization == "int8":
+        converter.representative_dataset = _representative(representative_dataset, model)
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if io_type == "int8":
+            converter.inference_input_type = tf.int8
+            converter.inference_output_type = tf.int8
+    data = converter.convert()
+    if verify_samples is not None:
+        report = verify_tflite(data, model, verify_samples)
+        tol = DEFAULT_TOLERANCE[quantization] if tolerance is None else float(tolerance)
+        if quantization in (None, "float16"):
+            if not report.max_abs_diff <= tol:
+                raise ValueError(
+                    f"TFLite verification failed: max |diff| {report.max_abs_diff:.3g} > {tol:g}. {report}"
+                )
+        elif not report.top1_agreement >= tol:
+            raise ValueError(f"TFLite verification failed: top-1 agreement {report.top1_agreement:.2%} < {tol:.2%}.")
+        _log.info("%s", report)
+    if path is not None:
+        atomic_write(os.fspath(path), lambda f: f.write(data))
+    return data
+
+
+def interpreter(tflite, num_threads=1):
+    """A LiteRT interpreter (``ai_edge_litert``) for TFLite bytes or a file path."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ImportError("Running TFLite models needs ai-edge-litert: pip install 'chipnet_tf[export]'.") from e
+    if isinstance(tflite, (bytes, bytearray)):
+        interp = Interpreter(model_content=bytes(tflite), num_threads=num_threads)
+    else:
+        path = os.fspath(tflite)
+        if not os.path.isfile(path):
+            raise ValueError(f"TFLite file not found: {path!r}")
+        interp = Interpreter(model_path=path, num_threads=num_threads)
+    interp.allocate_tensors()
+    return interp
+
+
+def run_tflite(tflite, samples, num_threads=1):
+    """Runs ``samples`` (N, ...) one by one through a TFLite model; returns float32 outputs."""
+    interp = tflite if hasattr(tflite, "invoke") else interpreter(tflite, num_threads)
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    results = []
+    for x in np.asarray(samples, dtype=np.float32):
+        x = x[None]
+        if inp["dtype"] != np.float32:
+            scale, zero = inp["quantization"]
+            info = np.iinfo(inp["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(inp["dtype"])
+        interp.set_tensor(inp["index"], x)
+        interp.invoke()
+        y = interp.get_tensor(out["index"])
+        if out["dtype"] != np.float32:
+            scale, zero = out["quantization"]
+            y = (y.astype(np.float32) - zero) * scale
+        results.append(y[0])
+    return np.stack(results).astype(np.float32)
+
+
+def verify_tflite(tflite, keras_model, samples):
+    """Compares a TFLite model (bytes or path) with ``keras_model`` on ``samples``.
+
+    Returns:
+        A :class:`VerifyReport` with max/mean absolute output differences and the top-1
+        agreement (fraction of samples whose argmax matches).
+    """
+    if not isinstance(keras_model, keras.Model):
+        raise TypeError(f"verify_tflite expects a tf_keras Model. Received: {type(keras_model).__name__}")
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim < 2 or len(samples) == 0:
+        raise ValueError(f"samples must be a non-empty batch (N, ...). Received shape {samples.shape}.")
+    lite = run_tflite(tflite, samples)
+    ref = keras_model.predict(samples, verbose=0).astype(np.float32)
+    diff = np.abs(lite.reshape(ref.shape) - ref)
+    agree = float(np.mean(lite.reshape(len(ref), -1).argmax(-1) == ref.reshape(len(ref), -1).argmax(-1)))
+    return VerifyReport(len(samples), float(diff.max()), float(diff.mean()), agree)

@@ -1,0 +1,101 @@
+"""chipnet_tf.export: TFLite in every precision, verified in the LiteRT interpreter."""
+
+import logging
+import os
+
+import numpy as np
+import pytest
+
+import chipnet_tf
+from chipnet_tf import export
+
+
+@pytest.fixture(scope="module")
+def small(trained_cnn):
+    """The trained digits CNN stripped to half of its channels."""
+    analysis = chipnet_tf.analyze(trained_cnn)
+    rng = np.random.default_rng(0)
+    scores = {g.name: rng.normal(size=g.size) for g in analysis.groups}
+    masks = chipnet_tf.select_masks(analysis.spec, scores, 0.5, "channels")
+    model = chipnet_tf.strip_pruning(trained_cnn, masks=masks)
+    return model
+
+
+# (quantization, io_type, max |diff| bound or None, minimum top-1 agreement), the stated
+# tolerances per mode on 300 digits test images (softmax outputs).
+MODES = [
+    (None, "float32", 1e-4, 1.0),
+    ("float16", "float32", 1e-2, 0.99),
+    ("dynamic", "float32", 5e-2, 0.95),
+    ("int8", "float32", None, 0.95),
+    ("int8", "int8", None, 0.95),
+]
+
+
+@pytest.mark.parametrize("quantization,io_type,max_diff,agreement", MODES)
+def test_every_quantization_runs_in_litert_within_tolerance(
+    tmp_path, small, digits, quantization, io_type, max_diff, agreement
+):
+    x_train, _, x_test, _ = digits
+    path = tmp_path / "model.tflite"
+    data = export.to_tflite(
+        small,
+        path,
+        quantization=quantization,
+        representative_dataset=x_train[:200] if quantization == "int8" else None,
+        io_type=io_type,
+    )
+    assert path.read_bytes() == data and os.listdir(tmp_path) == ["model.tflite"]
+    interp = export.interpreter(str(path))
+    want = {"float32": np.float32, "int8": np.int8}[io_type]
+    assert interp.get_input_details()[0]["dtype"] == want
+    report = export.verify_tflite(str(path), small, x_test[:300])
+    assert report.samples == 300
+    assert report.top1_agreement >= agreement, report
+    if max_diff is not None:
+        assert report.max_abs_diff <= max_diff, report
+
+
+def test_quantized_files_are_smaller(small, digits):
+    sizes = {
+        q: len(export.to_tflite(small, quantization=q, representative_dataset=digits[0][:50]))
+        for q in (None, "float16", "dynamic", "int8")
+    }
+    assert sizes["float16"] < sizes[None] and sizes["dynamic"] < sizes["float16"]
+    assert sizes["int8"] < sizes["float16"]
+
+
+def test_wrapped_model_is_stripped_first_with_a_log_line(trained_cnn, digits, caplog):
+    pruned = chipnet_tf.prune_low_budget(trained_cnn, budget=0.5, budget_type="flops")
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    ctl.zeta.assign(np.random.default_rng(3).normal(size=ctl.total).astype("float32"))
+    with caplog.at_level(logging.WARNING, logger="chipnet_tf"):
+        data = export.to_tflite(pruned, verify_samples=digits[2][:50])
+    assert "stripping it with its hard masks first" in caplog.text
+    small = chipnet_tf.strip_pruning(pruned)
+    report = export.verify_tflite(data, small, digits[2][:50])
+    assert report.max_abs_diff <= 1e-4
+
+
+def test_verification_failure_is_loud(small, digits):
+    with pytest.raises(ValueError, match="TFLite verification failed: max \\|diff\\|"):
+        export.to_tflite(small, quantization="float16", verify_samples=digits[2][:50], tolerance=0.0)
+
+
+def test_bad_input_gives_clear_errors(small, tmp_path):
+    with pytest.raises(ValueError, match="Unknown quantization 'int4'. Accepted: None, 'dynamic'"):
+        export.to_tflite(small, quantization="int4")
+    with pytest.raises(ValueError, match="needs a representative_dataset"):
+        export.to_tflite(small, quantization="int8")
+    with pytest.raises(ValueError, match='io_type="int8" needs quantization="int8"'):
+        export.to_tflite(small, io_type="int8")
+    with pytest.raises(ValueError, match="Unknown io_type 'uint8'"):
+        export.to_tflite(small, quantization="int8", io_type="uint8", representative_dataset=np.zeros((2, 8, 8, 1)))
+    with pytest.raises(ValueError, match=r"representative_dataset must be samples shaped \(N, 8, 8, 1\)"):
+        export.to_tflite(small, quantization="int8", representative_dataset=np.zeros((4, 8, 8)))
+    with pytest.raises(ValueError, match="TFLite file not found"):
+        export.interpreter(str(tmp_path / "missing.tflite"))
+    with pytest.raises(ValueError, match="samples must be a non-empty batch"):
+        export.verify_tflite(export.to_tflite(small), small, np.zeros((0, 8, 8, 1)))
+    with pytest.raises(TypeError, match="Expected a tf_keras Model"):
+        export.to_tflite("model.keras")
