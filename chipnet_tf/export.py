@@ -210,3 +210,34 @@ def verify_tflite(tflite, keras_model, samples):
     diff = np.abs(lite.reshape(ref.shape) - ref)
     agree = float(np.mean(lite.reshape(len(ref), -1).argmax(-1) == ref.reshape(len(ref), -1).argmax(-1)))
     return VerifyReport(len(samples), float(diff.max()), float(diff.mean()), agree)
+
+
+def quantize_model(model, **kwargs):
+    """``tfmot.quantization.keras.quantize_model`` for stripped models, with clear errors.
+
+    Quantization-aware training works on the *stripped* model (plain Keras layers). tfmot
+    rejects a wrapped ChipNet model with a generic "layer is not supported" error; this
+    function says what to do instead.
+
+    Example:
+        >>> qat = chipnet_tf.export.quantize_model(chipnet_tf.strip_pruning(pruned))  # doctest: +SKIP
+        >>> qat.compile(...); qat.fit(...)  # doctest: +SKIP
+        >>> chipnet_tf.export.to_tflite(qat, "qat.tflite", quantization="dynamic")  # doctest: +SKIP
+    """
+    import tensorflow_model_optimization as tfmot
+
+    from chipnet_tf.prune import controllers
+
+    _check_model(model)
+    if controllers(model):
+        raise ValueError(
+            f"{model.name!r} is a wrapped ChipNet model (gates and a controller layer), which tfmot cannot "
+            "quantize. Strip it first: quantize_model(chipnet_tf.strip_pruning(model))."
+        )
+    multiply = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Multiply)]
+    if multiply:
+        raise ValueError(
+            f"tfmot's quantize_model does not support Multiply layers (squeeze-excite blocks): {multiply}. "
+            "Use post-training quantization instead: to_tflite(model, quantization='int8', ...)."
+        )
+    return tfmot.quantization.keras.quantize_model(model, **kwargs)
