@@ -122,8 +122,10 @@ def layer_flops(layer, in_shape, out_shape):
     (incl. transposed, depthwise, separable, grouped) and dense layers, plus their bias
     adds; every other layer costs 0. Batch dimension excluded.
     """
-    if not in_shape or not out_shape or not isinstance(layer, _COSTED):
+    if not in_shape or not out_shape:
         return 0
+    if not isinstance(layer, _COSTED):
+        return _sublayer_flops(layer, in_shape)
     if not _channels_last(layer):
         return 0
     cin, cout = int(in_shape[-1]), int(out_shape[-1])
@@ -228,6 +230,44 @@ def _prelu_costs(builder, ctx):
     dims = list(ctx.out_shape[1:])
     other = _prod(d for axis, d in enumerate(dims[:-1], start=1) if axis not in shared)
     builder.add("params", ctx.name, other, ctx.out_form)
+
+
+def _sublayer_flops(layer, in_shape):
+    """FLOPs of a custom (opaque) layer that holds conv/dense sublayers, e.g. keras-cv's
+    SqueezeAndExcite2D: its call is traced at batch 1 and the conv/matmul/bias-add ops of
+    the graph are counted from their static shapes. Layers without such sublayers cost 0.
+    """
+    try:
+        subs = [s for s in layer._flatten_layers(include_self=False) if isinstance(s, _COSTED)]
+    except AttributeError:
+        return 0
+    if not subs:
+        return 0
+    from chipnet_tf.compat import tf
+
+    key = tuple(in_shape)
+    cache = layer.__dict__.setdefault("_chipnet_flops_cache", {})
+    if key in cache:
+        return cache[key]
+    spec = tf.TensorSpec((1,) + tuple(in_shape[1:]), tf.float32)
+    graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec).graph
+    total = 0
+    for op in graph.get_operations():
+        if op.type in ("Conv2D", "Conv3D"):
+            out, kernel = op.outputs[0].shape, op.inputs[1].shape
+            total += _prod(out[1:]) * _prod(kernel[:-1])
+        elif op.type == "DepthwiseConv2dNative":
+            out, kernel = op.outputs[0].shape, op.inputs[1].shape
+            total += _prod(out[1:]) * _prod(kernel[:2])
+        elif op.type in ("MatMul", "BatchMatMulV2"):
+            a = op.inputs[0].shape
+            transpose_a = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
+            inner = a[-2] if transpose_a else a[-1]
+            total += _prod(op.outputs[0].shape) * int(inner)
+        elif op.type == "BiasAdd":
+            total += _prod(op.outputs[0].shape[1:])
+    cache[key] = int(total)
+    return cache[key]
 
 
 # -- kind functions ------------------------------------------------------------------

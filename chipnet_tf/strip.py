@@ -296,7 +296,8 @@ def strip_pruning(model, masks=None, round_to=1):
             channels per group (see :func:`chipnet_tf.get_masks`).
 
     Returns:
-        A flat functional ``keras.Model`` with only built-in layers and no gates, whose
+        A flat functional ``keras.Model`` without chipnet_tf layers (built-in Keras layers,
+        plus the model's own custom layers, which are opaque and kept as they are), whose
         removed channels are sliced out of every layer. Its predictions equal the wrapped
         model's under the hard masks (``chipnet_tf.apply_masks(model, masks)``).
 

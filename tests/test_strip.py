@@ -286,3 +286,25 @@ def test_single_layer_wrapper_inside_a_functional_model_is_rejected():
     model = keras.Model(x, L.Dense(2)(h))
     with pytest.raises(ValueError, match="single-layer wrapper"):
         chipnet_tf.strip_pruning(model)
+
+
+class ConvInside(L.Layer):
+    """A custom layer holding a conv and a dense sublayer (like keras-cv's SqueezeAndExcite2D)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.conv = L.Conv2D(8, 1)
+        self.dense = L.Dense(5)
+
+    def call(self, x):
+        return self.conv(x) + self.dense(x)[..., :1]
+
+
+def test_flops_of_custom_layers_with_conv_sublayers_are_counted():
+    x = keras.Input((4, 4, 3))
+    h = ConvInside(name="inside")(L.Conv2D(8, 3, padding="same", name="c")(x))
+    model = keras.Model(x, L.Dense(2)(L.GlobalAveragePooling2D()(h)))
+    # c: 16*(27*8 + 8) = 3584; inside.conv: 16*(8*8 + 8) = 1152; inside.dense: 16*(8*5 + 5) = 720;
+    # head: 8*2 + 2 = 18.
+    assert chipnet_tf.count_flops(model) == profiler_flops(model) == 3584 + 1152 + 720 + 18
+    assert chipnet_tf.budget_report(model).totals["flops"]["dense"] == 5474
