@@ -43,6 +43,7 @@ setup(
             "ai-edge-litert>=2.0,<3",
         ],
     },
+    entry_points={"console_scripts": ["chipnet-tf=chipnet_tf.cli:run"]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Topic :: Scientific/Engineering :: Artificial Intelligence",

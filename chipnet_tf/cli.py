@@ -1,0 +1,262 @@
+"""``chipnet-tf``: report, strip and export ChipNet checkpoints from the command line.
+
+Usage::
+
+    chipnet-tf report CHECKPOINT [--masks=masks.npz] [--round_to=8]
+    chipnet-tf strip  CHECKPOINT OUT(.keras|.h5|directory) [--masks=...] [--round_to=8]
+    chipnet-tf export CHECKPOINT OUT.tflite [--quantization=int8 --representative_data=x.npy]
+                      [--io_type=int8] [--verify_data=x.npy]
+
+CHECKPOINT is a ``.keras`` or ``.h5`` file, a SavedModel directory, or a
+``tf.train.Checkpoint`` / ``save_weights`` prefix; a prefix holds only weights, so give the
+model-building recipe too: ``--model=NAME`` (a :mod:`chipnet_tf.architectures` or
+``keras.applications`` name), ``--model_kwargs='{"num_classes": 10}'``, and for a wrapped
+checkpoint ``--budget`` / ``--budget_type`` (``--checkpoint_of=dense`` for an unwrapped one).
+Checkpoints trained on a GPU under ``mixed_float16`` load and strip on a CPU into float32.
+Outputs are written atomically: OUT is either the old file or the complete new one.
+Errors are one line on stderr, exit status 1 (2 for usage errors).
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("masks", None, "masks file (.npz/.json) to use instead of the checkpoint's own hard masks")
+flags.DEFINE_integer("round_to", 1, "keep multiples of this many channels per group (hard masks)", lower_bound=1)
+flags.DEFINE_string(
+    "model", None, "recipe for weight-only checkpoints: chipnet_tf.architectures or keras.applications name"
+)
+flags.DEFINE_string("model_kwargs", "{}", "recipe: JSON keyword arguments for --model")
+flags.DEFINE_enum("checkpoint_of", "wrapped", ["wrapped", "dense"], "recipe: is the checkpoint of the wrapped model?")
+flags.DEFINE_float("budget", 0.5, "recipe: the wrapped model's budget")
+flags.DEFINE_enum("budget_type", "flops", ["channels", "volume", "params", "flops"], "recipe: budget type")
+flags.DEFINE_enum("quantization", "none", ["none", "dynamic", "float16", "int8"], "export: TFLite quantization")
+flags.DEFINE_enum("io_type", "float32", ["float32", "int8"], "export: input/output type of int8 models")
+flags.DEFINE_string("representative_data", None, "export: .npy of calibration inputs (N, ...) for int8")
+flags.DEFINE_string("verify_data", None, "export: .npy of inputs to verify the TFLite file against Keras")
+flags.DEFINE_float("tolerance", None, "export: verification tolerance (see chipnet_tf.export.DEFAULT_TOLERANCE)")
+flags.DEFINE_bool("overwrite", True, "replace an existing OUT")
+
+COMMANDS = {"report": 1, "strip": 2, "export": 2}
+
+
+class CliError(Exception):
+    """An error reported as one line, without a traceback."""
+
+
+# -- loading -----------------------------------------------------------------------------
+def _is_prefix(path):
+    return os.path.exists(path + ".index")
+
+
+def load_checkpoint(path):
+    """Loads CHECKPOINT (see the module docstring) as a tf_keras model."""
+    import chipnet_tf
+    from chipnet_tf.compat import keras, tf
+
+    if os.path.isdir(path):
+        if not os.path.exists(os.path.join(path, "saved_model.pb")):
+            raise CliError(f"{path}: a directory but not a SavedModel (no saved_model.pb)")
+        return _load_model(keras, path)
+    if os.path.isfile(path):
+        if not path.endswith((".keras", ".h5", ".hdf5")):
+            raise CliError(
+                f"{path}: unsupported file type; expected .keras, .h5, a SavedModel directory or a checkpoint prefix"
+            )
+        return _load_model(keras, path)
+    if _is_prefix(path):
+        if not FLAGS.model:
+            raise CliError(f"{path}: a weights checkpoint needs the model recipe: --model=NAME [--model_kwargs=JSON]")
+        model = build_model(FLAGS.model, FLAGS.model_kwargs)
+        if FLAGS.checkpoint_of == "wrapped":
+            model = chipnet_tf.prune_low_budget(model, budget=FLAGS.budget, budget_type=FLAGS.budget_type)
+        try:
+            status = tf.train.Checkpoint(model=model).read(path)
+            status.assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError):
+            try:
+                model.load_weights(path).assert_existing_objects_matched()
+            except (AssertionError, ValueError, tf.errors.OpError) as e:
+                raise CliError(
+                    f"{path}: checkpoint does not match --model={FLAGS.model} (--checkpoint_of={FLAGS.checkpoint_of}): "
+                    f"{_first_line(e)}"
+                ) from e
+        return model
+    raise CliError(f"{path}: no such file, directory or checkpoint prefix")
+
+
+def _load_model(keras, path):
+    try:
+        return keras.models.load_model(path, compile=False)
+    except Exception as e:  # noqa: BLE001 - any failure to read is reported in one line
+        raise CliError(f"{path}: cannot load the model ({type(e).__name__}: {_first_line(e)})") from e
+
+
+def build_model(name, kwargs_json):
+    from chipnet_tf import architectures
+    from chipnet_tf.compat import keras
+
+    try:
+        kwargs = json.loads(kwargs_json)
+    except json.JSONDecodeError as e:
+        raise CliError(f"--model_kwargs is not valid JSON: {e}") from e
+    if not isinstance(kwargs, dict):
+        raise CliError(f"--model_kwargs must be a JSON object. Received: {kwargs_json}")
+    if name in architectures.NAMES:
+        return architectures.get(name, **kwargs)
+    factory = getattr(keras.applications, name, None)
+    if factory is None or not callable(factory):
+        raise CliError(
+            f"--model={name} is unknown. Accepted: {', '.join(architectures.NAMES)} or a keras.applications name "
+            "such as MobileNetV2"
+        )
+    kwargs.setdefault("weights", None)
+    return factory(**kwargs)
+
+
+def _first_line(e):
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def _masks(model):
+    import chipnet_tf
+
+    if FLAGS.masks:
+        try:
+            return chipnet_tf.load_masks(FLAGS.masks)
+        except (OSError, ValueError) as e:
+            raise CliError(f"--masks={FLAGS.masks}: {_first_line(e)}") from e
+    if chipnet_tf.prune.is_pruned(model):
+        return chipnet_tf.get_masks(model, round_to=FLAGS.round_to)
+    raise CliError(f"{model.name!r} is not a wrapped ChipNet model: give --masks=PATH")
+
+
+def _load_array(path, flag):
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise CliError(f"--{flag}={path}: {_first_line(e)}") from e
+
+
+# -- atomic outputs ----------------------------------------------------------------------
+@contextlib.contextmanager
+def _atomic_output(out):
+    """Yields a temporary path next to ``out``; moves it onto ``out`` only on success."""
+    out = os.path.abspath(out)
+    parent = os.path.dirname(out)
+    if not os.path.isdir(parent):
+        raise CliError(f"{out}: the output directory {parent} does not exist")
+    if os.path.exists(out) and not FLAGS.overwrite:
+        raise CliError(f"{out} exists (pass --overwrite to replace it)")
+    tmpdir = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out)}.")
+    tmp = os.path.join(tmpdir, os.path.basename(out))
+    try:
+        yield tmp
+        if os.path.isdir(tmp):
+            if os.path.exists(out):
+                old = tmpdir + ".old"
+                os.replace(out, old)
+                os.replace(tmp, out)
+                shutil.rmtree(old, ignore_errors=True) if os.path.isdir(old) else os.remove(old)
+            else:
+                os.replace(tmp, out)
+        else:
+            os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+# -- commands ----------------------------------------------------------------------------
+def cmd_report(checkpoint):
+    import chipnet_tf
+
+    model = load_checkpoint(checkpoint)
+    masks = _masks(model) if (FLAGS.masks or FLAGS.round_to != 1) else None
+    if masks is None and not chipnet_tf.prune.is_pruned(model):
+        raise CliError(f"{checkpoint}: not a wrapped ChipNet model: give --masks=PATH")
+    print(chipnet_tf.budget_report(model, masks=masks))
+
+
+def cmd_strip(checkpoint, out):
+    import chipnet_tf
+
+    if not out.endswith((".keras", ".h5")) and os.path.splitext(out)[1]:
+        raise CliError(f"{out}: OUT must end in .keras or .h5, or be a directory name for a SavedModel")
+    model = load_checkpoint(checkpoint)
+    small = chipnet_tf.strip_pruning(model, masks=_masks(model))
+    with _atomic_output(out) as tmp:
+        small.save(tmp) if os.path.splitext(out)[1] else small.save(tmp, save_format="tf")
+    print(f"wrote {out}: {small.count_params():,} params, {chipnet_tf.count_flops(small):,} FLOPs")
+
+
+def cmd_export(checkpoint, out):
+    import chipnet_tf
+    from chipnet_tf import export
+
+    if not out.endswith(".tflite"):
+        raise CliError(f"{out}: OUT must end in .tflite")
+    quantization = None if FLAGS.quantization == "none" else FLAGS.quantization
+    representative = (
+        _load_array(FLAGS.representative_data, "representative_data") if FLAGS.representative_data else None
+    )
+    verify = _load_array(FLAGS.verify_data, "verify_data") if FLAGS.verify_data else None
+    model = load_checkpoint(checkpoint)
+    small = (
+        chipnet_tf.strip_pruning(model, masks=_masks(model))
+        if (FLAGS.masks or chipnet_tf.prune.is_pruned(model))
+        else model
+    )
+    try:
+        data = export.to_tflite(
+            small,
+            quantization=quantization,
+            representative_dataset=representative,
+            io_type=FLAGS.io_type,
+            verify_samples=verify,
+            tolerance=FLAGS.tolerance,
+        )
+    except ValueError as e:
+        raise CliError(_first_line(e)) from e
+    with _atomic_output(out) as tmp, open(tmp, "wb") as f:
+        f.write(data)
+    print(f"wrote {out}: {len(data):,} bytes ({quantization or 'float32'})")
+
+
+def main(argv):
+    if len(argv) < 2 or argv[1] not in COMMANDS:
+        raise app.UsageError(f"expected a command: {', '.join(COMMANDS)}. Received: {argv[1:2] or 'nothing'}")
+    command, args = argv[1], argv[2:]
+    if len(args) != COMMANDS[command]:
+        want = "CHECKPOINT" if COMMANDS[command] == 1 else "CHECKPOINT OUT"
+        raise app.UsageError(f"{command} expects {want}. Received: {' '.join(args) or 'nothing'}")
+    try:
+        {"report": cmd_report, "strip": cmd_strip, "export": cmd_export}[command](*args)
+    except CliError as e:
+        print(f"chipnet-tf {command}: error: {e}", file=sys.stderr)
+        return 1
+    except (ValueError, TypeError) as e:  # chipnet_tf's own input errors are already clear
+        print(f"chipnet-tf {command}: error: {_first_line(e)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def run():
+    """Console entry point (``chipnet-tf``)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from chipnet_tf import compat  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+
+    app.run(main)
+
+
+if __name__ == "__main__":
+    run()
