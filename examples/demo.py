@@ -2,8 +2,9 @@
 
 Trains a small residual CNN on scikit-learn's digits, prunes it with ChipNet to 25% of its
 FLOPs using plain compile/fit, fixes the budget-aware hard masks, strips the model into a
-physically smaller plain Keras model, fine-tunes that, and prints the budget report and a
-before/after table (accuracy, params, FLOPs, saved file size).
+physically smaller plain Keras model, fine-tunes that, exports both models to TFLite (float32
+and int8, verified in LiteRT) and prints the budget report and a before/after table
+(accuracy, params, FLOPs, file sizes, TFLite latency).
 """
 
 import argparse
@@ -14,6 +15,7 @@ import time
 import numpy as np
 
 import chipnet_tf
+from chipnet_tf import export
 from chipnet_tf.compat import keras
 
 
@@ -60,20 +62,20 @@ def main(argv=None):
     keras.utils.set_random_seed(0)
     x, y, xt, yt = load_digits()
     start = time.time()
-    print(f"== 1/5 dense training on digits ({len(x)} train / {len(xt)} test images)")
+    print(f"== 1/6 dense training on digits ({len(x)} train / {len(xt)} test images)")
     dense = residual_cnn()
     dense.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     dense.fit(x, y, batch_size=32, epochs=args.epochs, verbose=2)
     dense_acc = dense.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"]
 
-    print(f"== 2/5 ChipNet pruning to {args.budget:g} of {args.budget_type} ({args.prune_epochs} epochs)")
+    print(f"== 2/6 ChipNet pruning to {args.budget:g} of {args.budget_type} ({args.prune_epochs} epochs)")
     pruned = chipnet_tf.prune_low_budget(dense, budget=args.budget, budget_type=args.budget_type)
     opt = keras.optimizers.AdamW(1e-2, weight_decay=1e-3)
     opt.exclude_from_weight_decay(var_names=["zeta"])  # the paper: no decay on mask logits
     pruned.compile(opt, "sparse_categorical_crossentropy", metrics=["accuracy"])
     pruned.fit(x, y, batch_size=32, epochs=args.prune_epochs, verbose=2, callbacks=[chipnet_tf.UpdatePruningStep()])
 
-    print("== 3/5 hard masks that meet the budget; strip into a smaller plain Keras model")
+    print("== 3/6 hard masks that meet the budget; strip into a smaller plain Keras model")
     masks = chipnet_tf.get_masks(pruned)
     chipnet_tf.apply_masks(pruned, masks)
     hard_acc = pruned.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"]
@@ -82,12 +84,29 @@ def main(argv=None):
     diff = float(np.abs(small.predict(xt, verbose=0) - pruned.predict(xt, verbose=0)).max())
     print(f"stripped model == wrapped model under hard masks: max |diff| = {diff:.1e} (accuracy {hard_acc:.4f})")
 
-    print("== 4/5 fine-tuning the stripped model (plain Keras, no chipnet_tf needed)")
+    print("== 4/6 fine-tuning the stripped model (plain Keras, no chipnet_tf needed)")
     small.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     small.fit(x, y, batch_size=32, epochs=args.epochs, verbose=2)
     small_acc = small.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"]
 
-    print("== 5/5 budget report (hard masks) and before/after")
+    print("== 5/6 TFLite export (float32 and int8), verified in the LiteRT interpreter")
+    tflite = {}
+    for name, model in (("dense", dense), ("small", small)):
+        for q in (None, "int8"):
+            data = export.to_tflite(
+                model,
+                quantization=q,
+                representative_dataset=x[:200] if q else None,
+                verify_samples=xt[:100],  # raises above the per-mode tolerance
+            )
+            lite = export.run_tflite(data, xt)
+            tflite[name, q] = {
+                "size": len(data),
+                "accuracy": float(np.mean(lite.argmax(-1) == yt)),
+                "latency_ms": _latency_ms(data),
+            }
+
+    print("== 6/6 budget report (hard masks) and before/after")
     print(report)
     print()
     with tempfile.TemporaryDirectory() as tmp:
@@ -97,7 +116,7 @@ def main(argv=None):
             model.save(path)
             sizes.append(os.path.getsize(path))
     rows = [
-        ("test accuracy", f"{dense_acc:.4f}", f"{small_acc:.4f}"),
+        ("test accuracy (Keras)", f"{dense_acc:.4f}", f"{small_acc:.4f}"),
         ("params", f"{dense.count_params():,}", _frac(small.count_params(), dense.count_params())),
         (
             "FLOPs",
@@ -108,16 +127,47 @@ def main(argv=None):
     for t in ("channels", "volume"):
         total = report.totals[t]
         rows.append((t, f"{total['dense']:,.0f}", _frac(total["kept"], total["dense"])))
-    rows.append(
-        (".keras file", f"{sizes[0] / 1024:,.0f} KiB", f"{sizes[1] / 1024:,.0f} KiB ({sizes[1] / sizes[0]:.1%})")
-    )
-    print(f"{'':<14}  {'dense':>14}  {'ChipNet, stripped':>24}")
+    rows.append((".keras file", _kib(sizes[0]), f"{_kib(sizes[1])} ({sizes[1] / sizes[0]:.1%})"))
+    for q, label in ((None, "TFLite float32"), ("int8", "TFLite int8")):
+        a, b = tflite["dense", q], tflite["small", q]
+        rows.append((f"{label} size", _kib(a["size"]), f"{_kib(b['size'])} ({b['size'] / a['size']:.1%})"))
+        rows.append((f"{label} accuracy", f"{a['accuracy']:.4f}", f"{b['accuracy']:.4f}"))
+        rows.append(
+            (
+                f"{label} latency",
+                f"{a['latency_ms'] * 1000:.1f} us",
+                f"{b['latency_ms'] * 1000:.1f} us ({b['latency_ms'] / a['latency_ms']:.2f}x)",
+            )
+        )
+    print(f"{'':<24}  {'dense':>14}  {'ChipNet, stripped':>24}")
     for name, a, b in rows:
-        print(f"{name:<14}  {a:>14}  {b:>24}")
+        print(f"{name:<24}  {a:>14}  {b:>24}")
     print(
         f"\n(params = count_params() of each model; FLOPs = multiply-accumulates + bias adds, counted on each "
-        f"model's layers; budget target {args.budget:g} of {args.budget_type}. {time.time() - start:.0f} s)"
+        f"model's layers; budget target {args.budget:g} of {args.budget_type}. TFLite latency: LiteRT, 1 thread, "
+        f"batch 1, median of {LATENCY_RUNS} invocations after warm-up. {time.time() - start:.0f} s)"
     )
+
+
+LATENCY_RUNS = 500
+
+
+def _latency_ms(data):
+    interp = export.interpreter(data, num_threads=1)
+    inp = interp.get_input_details()[0]
+    interp.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
+    for _ in range(50):
+        interp.invoke()
+    times = []
+    for _ in range(LATENCY_RUNS):
+        t = time.perf_counter()
+        interp.invoke()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)) * 1e3
+
+
+def _kib(n):
+    return f"{n / 1024:,.0f} KiB"
 
 
 def _frac(kept, dense):
