@@ -141,8 +141,12 @@ def get_masks(model, budget=None, budget_type=None, round_to=1):
     return masks
 
 
-def check_masks(masks, names, sizes, where="model"):
-    """Validates ``masks`` against groups; returns them as bool arrays in group order."""
+def check_masks(masks, names, sizes, where="model", allow_empty=False):
+    """Validates ``masks`` against groups; returns them as bool arrays in group order.
+
+    ``allow_empty`` accepts a mask that removes a whole group (explicit masks given to
+    ``apply_masks``/``strip_pruning``/``budget_report``; ``get_masks`` never makes one).
+    """
     if not isinstance(masks, dict):
         raise TypeError(f"masks must be a dict {{group name: bool array}}. Received: {type(masks).__name__}")
     missing = [n for n in names if n not in masks]
@@ -160,7 +164,7 @@ def check_masks(masks, names, sizes, where="model"):
         if m.dtype != bool and not np.isin(m, (0, 1)).all():
             raise ValueError(f"Mask of group {name!r} must be boolean (0/1). Received values {np.unique(m)[:5]}")
         m = m.astype(bool)
-        if not m.any():
+        if not m.any() and not allow_empty:
             raise ValueError(f"Mask of group {name!r} removes every channel; a group keeps at least one.")
         out.append(m)
     return out
@@ -188,7 +192,7 @@ def apply_masks(model, masks):
         sub = {n: masks[n] for n in ctl.group_names if n in masks}
         if len(ctls) == 1:
             sub = masks
-        checked = check_masks(sub, ctl.group_names, ctl.sizes)
+        checked = check_masks(sub, ctl.group_names, ctl.sizes, allow_empty=True)
         ctl.hard_mask.assign(np.concatenate(checked).astype(np.float32))
         ctl.use_hard.assign(1.0)
 
@@ -199,7 +203,12 @@ def save_masks(path, masks):
     Example:
         >>> chipnet_tf.save_masks("masks.npz", {"conv1": np.array([True, False])})  # doctest: +SKIP
     """
-    check_masks(masks, list(masks), [np.asarray(m).shape[0] if np.asarray(m).ndim == 1 else -1 for m in masks.values()])
+    check_masks(
+        masks,
+        list(masks),
+        [np.asarray(m).shape[0] if np.asarray(m).ndim == 1 else -1 for m in masks.values()],
+        allow_empty=True,
+    )
     path = os.fspath(path)
     if path.endswith(".json"):
         data = json.dumps(

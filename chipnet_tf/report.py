@@ -49,7 +49,7 @@ class BudgetReport:
 def _report(specs_and_counts, budget=None, budget_type=None):
     groups = []
     totals = {t: {"dense": 0.0, "kept": 0.0, "soft": 0.0, "has_soft": False} for t in BUDGET_TYPES}
-    for spec, kept, soft, writers in specs_and_counts:
+    for spec, kept, soft, writers, removed in specs_and_counts:
         for i, name in enumerate(spec.group_names):
             groups.append(
                 {
@@ -63,6 +63,9 @@ def _report(specs_and_counts, budget=None, budget_type=None):
         for t in BUDGET_TYPES:
             totals[t]["dense"] += spec.dense(t)
             totals[t]["kept"] += spec.value(kept, t)
+            if removed:  # layers a fully pruned group leaves without input are stripped away
+                values = spec.layer_values(kept, t)
+                totals[t]["kept"] -= sum(values.get(name, 0.0) for name in removed)
             if soft is not None:
                 totals[t]["soft"] += spec.value(soft, t)
                 totals[t]["has_soft"] = True
@@ -100,23 +103,28 @@ def budget_report(model, masks=None, exclude=None):
     from chipnet_tf import graph as graph_lib
     from chipnet_tf.masks import check_masks, get_masks
     from chipnet_tf.prune import controllers
+    from chipnet_tf.strip import removed_layers
 
     ctls = controllers(model)
     if not ctls:
         analysis = graph_lib.analyze(model, exclude=exclude, warn=False)
         spec = analysis.spec
+        removed = set()
         if masks is None:
             kept = spec.group_sizes.astype(np.float64)
         else:
-            checked = check_masks(masks, spec.group_names, spec.group_sizes.tolist())
+            checked = check_masks(masks, spec.group_names, spec.group_sizes.tolist(), allow_empty=True)
             kept = np.array([m.sum() for m in checked], dtype=np.float64)
+            removed = removed_layers(model, masks)
         writers = {g.name: g.writers for g in analysis.groups}
-        return _report([(spec, kept, None, writers)])
+        return _report([(spec, kept, None, writers, removed)])
     given = masks
     rows = []
     for ctl in ctls:
         if given is not None:
-            hard = check_masks({n: given[n] for n in ctl.group_names if n in given}, ctl.group_names, ctl.sizes)
+            hard = check_masks(
+                {n: given[n] for n in ctl.group_names if n in given}, ctl.group_names, ctl.sizes, allow_empty=True
+            )
         elif float(ctl.use_hard.numpy()) == 1.0:
             hard = np.split(ctl.hard_mask.numpy() > 0.5, np.cumsum(ctl.sizes)[:-1])
         else:
@@ -124,7 +132,8 @@ def budget_report(model, masks=None, exclude=None):
             hard = [masks[n] for n in ctl.group_names]
         kept = np.array([m.sum() for m in hard], dtype=np.float64)
         soft = ctl.soft_counts().numpy().astype(np.float64)
-        rows.append((ctl.spec, kept, soft, {}))
+        removed = removed_layers(model, dict(zip(ctl.group_names, hard)))
+        rows.append((ctl.spec, kept, soft, {}, removed))
     ctl = ctls[0]
     return _report(rows, budget=ctl.budget, budget_type=ctl.budget_type)
 

@@ -276,6 +276,7 @@ def _resolve_masks(analysis, masks):
         {by_index[i]: masks[by_index[i]] for i in present},
         [by_index[i] for i in present],
         [analysis.groups[i].size for i in present],
+        allow_empty=True,
     )
     out = [None] * len(names)
     for i, m in zip(present, checked):
@@ -330,10 +331,155 @@ def strip_pruning(model, masks=None, round_to=1):
     analysis = graph_lib.analyze(view, warn=False)
     by_group = _resolve_masks(analysis, masks)
     keeps = _keep_vectors(analysis, by_group)
-    return _rebuild(model, graph, gate_alias, keeps)
+    plan = plan_empty_groups(view, keeps)
+    return _rebuild(model, graph, gate_alias, keeps, plan)
 
 
-def _rebuild(model, graph, gate_alias, keeps):
+# -- fully pruned groups -----------------------------------------------------------------
+# Elementwise layers that map a per-channel constant to a per-channel constant (inference).
+_CONST_SAFE = (
+    L.Activation,
+    L.ReLU,
+    L.LeakyReLU,
+    L.ELU,
+    L.ThresholdedReLU,
+    L.Dropout,
+    L.SpatialDropout1D,
+    L.SpatialDropout2D,
+    L.SpatialDropout3D,
+    L.GaussianDropout,
+    L.GaussianNoise,
+    L.AlphaDropout,
+)
+
+
+@dataclasses.dataclass
+class _DeadPlan:
+    """What a group with no kept channel removes (see :func:`plan_empty_groups`)."""
+
+    drop: set  # layer names whose outputs have no channel left
+    const: dict  # tensor key -> per-channel constant (kept channels) it is reduced to
+    const_layers: set  # layer names that only compute such constants (removed)
+    adds: dict  # layer name -> (live input keys, offset vector or None)
+    concats: dict  # layer name -> live input keys
+
+    @property
+    def removed(self):
+        return self.drop | self.const_layers
+
+
+def _const_through(layer, value, keep):
+    """``layer`` applied (in inference) to a per-channel constant ``value``."""
+    if isinstance(layer, L.BatchNormalization):
+        weights = {w.name.split("/")[-1].split(":")[0]: take(w.numpy(), keep, 0) for w in layer.weights}
+        gamma = weights.get("gamma", 1.0)
+        beta = weights.get("beta", 0.0)
+        return gamma * (value - weights["moving_mean"]) / np.sqrt(weights["moving_variance"] + layer.epsilon) + beta
+    if isinstance(layer, _CONST_SAFE):
+        return layer(tf.constant(value[None], tf.float32), training=False).numpy()[0]
+    return None
+
+
+def plan_empty_groups(view, keeps):
+    """Plans the removal of everything a fully pruned group leaves without input.
+
+    A group whose mask keeps no channel removes the layers that write it and everything
+    that only carries its channels. A producer (conv/dense) that reads nothing but removed
+    channels outputs its bias, a constant; constants pass through BatchNormalization
+    (inference) and elementwise activations/dropout, and must end in an ``Add``, where
+    the branch input is dropped and the constant becomes a ``Rescaling`` offset (none when
+    it is zero): a fully pruned residual branch disappears. Anything else reading a
+    constant is an error.
+    """
+    empty = {k for k, v in keeps.items() if v is not None and len(v) == 0}
+    plan = _DeadPlan(set(), {}, set(), {}, {})
+    if not empty:
+        return plan
+    for fnode in view.nodes:
+        ins, outs = fnode.in_keys, fnode.out_keys
+        if not any(k in empty or k in plan.const for k in ins) and not any(k in empty for k in outs):
+            continue
+        layer, name = fnode.layer, fnode.name
+        if outs and all(k in empty for k in outs):
+            plan.drop.add(name)
+            continue
+        out = outs[0]
+        live = [k for k in ins if k not in empty]
+        consts = [k for k in ins if k in plan.const]
+        if isinstance(layer, L.Concatenate) and not consts:
+            plan.concats[name] = live
+        elif not live and len(ins) == 1 and registry_kind(view, fnode) == "producer":
+            w = layer.get_weights()
+            bias = w[-1] if getattr(layer, "use_bias", False) else np.zeros(int(fnode.out_shapes[0][-1]))
+            plan.const[out] = take(bias, keeps.get(out), 0).astype(np.float64)
+            plan.const_layers.add(name)
+        elif (
+            len(ins) == 1
+            and consts
+            and (value := _const_through(layer, plan.const[ins[0]], keeps.get(out))) is not None
+        ):
+            plan.const[out] = np.asarray(value, np.float64)
+            plan.const_layers.add(name)
+        elif isinstance(layer, L.Add) and consts and len(live) == len(ins):
+            rest = [k for k in live if k not in plan.const]
+            offset = np.sum([plan.const[k] for k in consts], axis=0)
+            if rest:
+                plan.adds[name] = (rest, None if not np.any(offset) else offset)
+            else:
+                plan.const[out] = offset
+                plan.const_layers.add(name)
+        else:
+            raise ValueError(
+                f"Layer {name!r} ({type(layer).__name__}) would be left reading only removed channels or a "
+                "constant from a fully pruned group. strip_pruning removes a fully pruned branch when it ends "
+                "in an Add through BatchNormalization/activation/dropout layers; keep at least one channel in "
+                f"the groups feeding {name!r}."
+            )
+    bad = [k for k in view.output_keys if k in empty or k in plan.const]
+    if bad:
+        raise ValueError("A fully pruned group would leave a model output without input channels.")
+    # Layers whose outputs now feed only removed layers are dead ends: removed as well
+    # (e.g. the first conv of a residual branch whose second conv keeps no channel).
+    consumers = {}
+    for fnode in view.nodes:
+        used = fnode.in_keys
+        if fnode.name in plan.adds:
+            used = plan.adds[fnode.name][0]
+        elif fnode.name in plan.concats:
+            used = plan.concats[fnode.name]
+        for k in used:
+            consumers.setdefault(k, []).append(fnode.name)
+    outputs = set(view.output_keys)
+    for fnode in reversed(view.nodes):
+        if fnode.name in plan.removed:
+            continue
+        if all(k not in outputs and all(c in plan.removed for c in consumers.get(k, [])) for k in fnode.out_keys):
+            plan.drop.add(fnode.name)
+    return plan
+
+
+def registry_kind(view, fnode):
+    from chipnet_tf import registry
+
+    rank = len(fnode.in_shapes[0]) if fnode.in_shapes else None
+    return registry.lookup(fnode.layer).kind(fnode.layer, rank)
+
+
+def removed_layers(model, masks):
+    """Names of the layers ``strip_pruning(model, masks=masks)`` removes because a group in
+    ``masks`` keeps no channel (an empty set when every group keeps one)."""
+    if not any(not np.asarray(m).any() for m in masks.values()):
+        return set()
+    from chipnet_tf.prune import controllers
+
+    graph = graph_lib.flatten(model)
+    view = _dense_view(graph)[0] if controllers(model) else graph
+    analysis = graph_lib.analyze(view, warn=False)
+    keeps = _keep_vectors(analysis, _resolve_masks(analysis, masks))
+    return plan_empty_groups(view, keeps).removed
+
+
+def _rebuild(model, graph, gate_alias, keeps, plan):
     tensors = {}
     inputs = []
     for key, kt in zip(graph.input_keys, graph.input_tensors):
@@ -344,10 +490,15 @@ def _rebuild(model, graph, gate_alias, keeps):
     built = {}
     for fnode in graph.nodes:
         layer = fnode.layer
-        if isinstance(layer, ChipNetController):
+        if isinstance(layer, ChipNetController) or fnode.name in plan.removed:
             continue
         if isinstance(layer, ChannelGate):
-            tensors[fnode.out_keys[0]] = tensors[gate_alias[fnode.out_keys[0]]]
+            source = gate_alias[fnode.out_keys[0]]
+            if source in tensors:
+                tensors[fnode.out_keys[0]] = tensors[source]
+            continue
+        if fnode.name in plan.adds or fnode.name in plan.concats:
+            tensors[fnode.out_keys[0]] = _rebuild_merge(fnode, plan, tensors)
             continue
         in_keys = fnode.in_keys
         if isinstance(layer, _GATED):
@@ -369,6 +520,19 @@ def _rebuild(model, graph, gate_alias, keeps):
             tensors[key] = out
     outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[_remap(k, gate_alias)] for k in graph.output_keys])
     return keras.Model(inputs, outputs, name=model.name)
+
+
+def _rebuild_merge(fnode, plan, tensors):
+    """An Add/Concatenate whose removed inputs are dropped (plus a constant offset)."""
+    live, offset = plan.adds[fnode.name] if fnode.name in plan.adds else (plan.concats[fnode.name], None)
+    xs = [tensors[k] for k in live]
+    config = {**fnode.layer.get_config(), "name": fnode.name}
+    if _is_mixed(config.get("dtype")):
+        config["dtype"] = "float32"
+    out = xs[0] if len(xs) == 1 else type(fnode.layer).from_config(config)(xs)
+    if offset is not None:
+        out = L.Rescaling(1.0, offset=[float(v) for v in offset], name=f"{fnode.name}_offset")(out)
+    return out
 
 
 def _is_mixed(dtype):

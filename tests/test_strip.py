@@ -274,8 +274,8 @@ def test_bad_input_gives_clear_errors():
         chipnet_tf.strip_pruning(dense, masks={"nope": np.ones(3, bool)})
     with pytest.raises(ValueError, match="Mask of group 'a' has shape \\(3,\\)"):
         chipnet_tf.strip_pruning(dense, masks={"a": np.ones(3, bool)})
-    with pytest.raises(ValueError, match="Mask of group 'a' removes every channel"):
-        chipnet_tf.strip_pruning(dense, masks={"a": np.zeros(4, bool)})
+    with pytest.raises(ValueError, match="Mask of group 'a' must be boolean"):
+        chipnet_tf.strip_pruning(dense, masks={"a": np.full(4, 0.5)})
     with pytest.raises(TypeError, match="Expected a tf_keras Model"):
         chipnet_tf.strip_pruning(L.Dense(3), masks={})
 
@@ -308,3 +308,57 @@ def test_flops_of_custom_layers_with_conv_sublayers_are_counted():
     # head: 8*2 + 2 = 18.
     assert chipnet_tf.count_flops(model) == profiler_flops(model) == 3584 + 1152 + 720 + 18
     assert chipnet_tf.budget_report(model).totals["flops"]["dense"] == 5474
+
+
+# -- fully pruned groups -----------------------------------------------------------------
+@pytest.mark.parametrize(
+    "factory,victim,offset",
+    [
+        # post-activation bottleneck: conv3 reads nothing -> BN3 turns its zeros into a constant
+        (lambda: architectures.resnet50_cifar(width=0.125), "stage1_block2_conv2", True),
+        # pre-activation bottleneck: conv3 outputs exact zeros, the add input simply goes
+        (lambda: architectures.preresnet(11), "stage2_block1_conv2", False),
+    ],
+    ids=["resnet50_cifar", "preresnet"],
+)
+def test_fully_pruned_residual_branch_is_removed_cleanly(factory, victim, offset):
+    keras.utils.set_random_seed(8)
+    dense = factory()
+    _randomise_bn(dense)
+    analysis = chipnet_tf.analyze(dense)
+    masks = random_masks(analysis, 0.5, seed=9)
+    masks[victim][:] = False
+    pruned = chipnet_tf.prune_low_budget(dense, budget=0.5, budget_type="flops")
+    chipnet_tf.apply_masks(pruned, masks)
+    small = chipnet_tf.strip_pruning(pruned, masks=masks)
+    x = np.random.default_rng(0).normal(size=(3, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(small(x).numpy(), pruned(x, training=False).numpy(), atol=1e-4, rtol=1e-4)
+    block = victim.rsplit("_", 1)[0]
+    names = {layer.name for layer in small.layers}
+    assert not {n for n in names if n.startswith(block + "_conv")}, names  # the whole branch is gone
+    assert (f"{block}_add_offset" in names) == offset  # BN's constant output becomes an offset
+    assert f"{block}_add" not in names  # one input left: no Add
+    for report in (chipnet_tf.budget_report(dense, masks=masks), chipnet_tf.budget_report(pruned, masks=masks)):
+        assert small.count_params() == report.totals["params"]["kept"]
+        assert chipnet_tf.count_flops(small) == report.totals["flops"]["kept"] == profiler_flops(small)
+    assert chipnet_tf.strip_pruning(dense, masks=masks).count_params() == small.count_params()
+
+
+def test_fully_pruned_group_that_cannot_be_removed_exactly_is_an_error():
+    x = keras.Input((6, 6, 3))
+    a = L.Conv2D(4, 3, padding="same", name="a")(x)
+    b = L.Conv2D(4, 1, name="b")(a)  # reads only group a
+    c = L.Conv2D(4, 1, name="c")(x)
+    h = L.Concatenate(name="cat")([b, c])
+    dense = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    with pytest.raises(ValueError, match="Layer 'cat' \\(Concatenate\\) would be left reading only removed"):
+        chipnet_tf.strip_pruning(dense, masks={"a": np.zeros(4, bool)})
+    # Empty concatenation inputs are simply dropped.
+    small = chipnet_tf.strip_pruning(dense, masks={"b": np.zeros(4, bool)})
+    assert "b" not in {layer.name for layer in small.layers} and small.get_layer("head").kernel.shape == (4, 2)
+    assert (
+        chipnet_tf.budget_report(
+            dense, masks={"a": np.ones(4, bool), "b": np.zeros(4, bool), "c": np.ones(4, bool)}
+        ).totals["params"]["kept"]
+        == small.count_params()
+    )
