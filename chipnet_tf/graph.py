@@ -309,6 +309,9 @@ def analyze(model_or_graph, exclude=None, warn=True):
                 spaces.union(sa, sb)
         return True
 
+    # A layer called more than once has one set of weights: the channels it reads (and,
+    # for a producer, writes) must be the same groups at every call.
+    first_call = {}
     for fnode in graph.nodes:
         layer = fnode.layer
         in_lays = [layout[k] for k in fnode.in_keys]
@@ -317,9 +320,25 @@ def analyze(model_or_graph, exclude=None, warn=True):
         out_shape = fnode.out_shapes[0] if fnode.out_shapes else ()
         if kind in ("producer",) and len(in_lays) != 1:
             kind = "opaque"
-        if kind == "producer":
+        shared = first_call.get(id(layer))
+        if shared is None:
+            first_call[id(layer)] = (in_lays, kind, None)
+        elif kind != "opaque" and (layer.weights or kind == "reshape"):
+            first_in, first_kind, _ = shared
+            if (
+                first_kind != kind
+                or len(first_in) != len(in_lays)
+                or not all(unify([a, b]) for a, b in zip(first_in, in_lays))
+            ):
+                for lay in list(first_in) + in_lays:
+                    fix_all(lay)
+        if kind == "producer" and shared is not None and shared[2] is not None:
+            out = shared[2]
+        elif kind == "producer":
             n = _shape_last(out_shape)
-            out = Layout(((spaces.new(n, origin=fnode.name), n),))
+            fixed = not registry.output_prunable(layer)  # e.g. Dense(..., activation="softmax")
+            out = Layout(((spaces.new(n, origin=fnode.name, fixed=fixed), n),))
+            first_call[id(layer)] = (first_call[id(layer)][0], kind, out)
         elif kind == "depthwise":
             out = in_lays[0]
         elif kind in ("channelwise", "passthrough"):

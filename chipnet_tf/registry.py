@@ -275,6 +275,18 @@ def _channels_last(layer):
     return getattr(layer, "data_format", "channels_last") in (None, "channels_last")
 
 
+def _elementwise_activation(layer):
+    """True when the layer's own activation acts on each value separately (not softmax)."""
+    name = _activation_name(getattr(layer, "activation", None))
+    return name is None or name in ZERO_PRESERVING_ACTIVATIONS or name in CHANNELWISE_ACTIVATIONS
+
+
+def output_prunable(layer):
+    """Whether a producer's output channels may be pruned: not when its own activation mixes
+    channels (softmax), since the kept channels' values would change."""
+    return _elementwise_activation(layer)
+
+
 def _conv_kind(layer, rank):
     if not _channels_last(layer) or getattr(layer, "groups", 1) != 1:
         return "opaque"
@@ -282,7 +294,7 @@ def _conv_kind(layer, rank):
 
 
 def _depthwise_kind(layer, rank):
-    if not _channels_last(layer) or int(layer.depth_multiplier) != 1:
+    if not _channels_last(layer) or int(layer.depth_multiplier) != 1 or not _elementwise_activation(layer):
         return "opaque"
     return "depthwise"
 
