@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint format pytest bazel-test bench-overhead bench-strip clean
+.PHONY: demo test lint format pytest bazel-test bench-overhead bench-strip bench-latency clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ bench-overhead: $(STAMP)
 
 bench-strip: $(STAMP)
 	$(PY) -m benchmarks.strip_speed
+
+bench-latency: $(STAMP)
+	$(PY) -m benchmarks.latency
 
 clean:
 	rm -rf $(VENV) bazel-* *.egg-info

@@ -1,0 +1,620 @@
+"""LiteRT latency of ChipNet-stripped models vs. the dense model vs. tfmot magnitude pruning.
+
+For each of two CIFAR-shape models (32x32x3 input, 10 classes, random weights with
+randomised BatchNormalization statistics; latency does not depend on training):
+
+  * ``resnet50``:     ``chipnet_tf.architectures.resnet50_cifar(width=--resnet_width)``,
+  * ``mobilenet_v2``: ``chipnet_tf.architectures.mobilenet_v2_cifar(alpha=--mobilenet_alpha)``,
+
+the benchmark builds, in one process,
+
+  (a) ``dense``:            the model itself,
+  (b) ``chipnet b=B``:      ``chipnet_tf.strip_pruning(dense, masks=select_masks(spec, scores, B,
+                            "flops"))`` at each FLOPs budget B (0.5, 0.25, 0.1); the scores are the
+                            L1 norms of the channel's kernels in every layer writing the group
+                            (each layer's norms divided by their mean, then summed), so with
+                            random weights the kept channels are an essentially random choice,
+  (c) ``chipnet b=B r8``:   the same with ``round_to=8`` (every group keeps a multiple of 8
+                            channels, or all of them),
+  (d) ``tfmot b=B``:        ``tfmot.sparsity.keras.prune_low_magnitude(dense copy,
+                            ConstantSparsity(s, 0))``, masks applied once (the wrappers' own
+                            mask update at step 0, no training), then
+                            ``tfmot.sparsity.keras.strip_pruning``; ``s`` is chosen so that the
+                            model's fraction of non-zero parameters equals the parameter fraction
+                            of (b) at the same budget (tfmot prunes Conv2D/Dense kernels only),
+  (e) ``tfmot+sparse b=B``: (d) converted with ``optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY]``
+                            (sparse weight encoding); skipped with ``--no_tfmot_sparse``,
+
+converts every variant to a float32 TFLite flatbuffer (``chipnet_tf.export.to_tflite``, i.e.
+``TFLiteConverter.from_keras_model``; ``--converter concrete`` converts a batch-1 concrete
+function instead, ~15x faster to convert, used by ``--quick``) and runs it in the LiteRT
+interpreter (``ai_edge_litert.interpreter.Interpreter(num_threads=1)``, default op resolver
+``AUTO``, which applies LiteRT's default XNNPACK delegate to float models; that a ``DELEGATE``
+node is present is checked and recorded per variant) with a batch of one.
+
+Timing: every interpreter is invoked ``--warmup`` times untimed; then ``--rounds`` rounds,
+each of which invokes every variant of the model ``--invocations`` times in a row, the order
+of the variants rotating from round to round, each ``interp.invoke()`` timed alone with
+``time.perf_counter`` (Python's garbage collector off while timing). Reported per variant:
+the median over all its invocations and, as the headline, the paired ratio to ``dense``:
+the median over rounds of (round median of the variant / round median of dense), each pair
+measured within one round so that drift of the machine's load cancels. A short extra
+measurement of the dense model without the default delegates
+(``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``) shows what XNNPACK contributes.
+
+Target (the project's): ChipNet's latency ratio <= 1.25 x the FLOPs fraction at every budget,
+checked against the stripped model's actual FLOPs fraction (``count_flops(small) /
+count_flops(dense)``, the stricter number) and against the nominal budget; tfmot's ratios are
+reported as measured. Results go to ``benchmarks/results/latency.json`` (written
+atomically). The 1-minute load average is recorded: other processes on the machine inflate
+and scatter the timings, which the interleaving only partly cancels.
+
+Usage (from the repository root)::
+
+    python -m benchmarks.latency            # both models, 3 budgets, ~6-9 minutes (mostly conversion)
+    python -m benchmarks.latency --quick    # concrete-function conversion, fewer rounds, ~1-2 minutes
+"""
+
+import argparse
+import contextlib
+import datetime
+import gc
+import importlib.metadata
+import logging
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import chipnet_tf
+from chipnet_tf import architectures
+from chipnet_tf import io as chipnet_io
+from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
+TARGET_FACTOR = 1.25
+DEFAULT_BUDGETS = (0.5, 0.25, 0.1)
+MODEL_NAMES = ("resnet50", "mobilenet_v2")
+INPUT_SHAPE = (32, 32, 3)
+
+
+# -- models and variants --------------------------------------------------------------
+def build_dense(name, args):
+    """The dense model with random weights and randomised BatchNormalization statistics."""
+    keras.utils.set_random_seed(args.seed)
+    if name == "resnet50":
+        model = architectures.resnet50_cifar(width=args.resnet_width)
+    elif name == "mobilenet_v2":
+        model = architectures.mobilenet_v2_cifar(alpha=args.mobilenet_alpha)
+    else:
+        raise ValueError(f"unknown model {name!r}")
+    rng = np.random.default_rng(args.seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+            layer.beta.assign(rng.normal(0.0, 0.1, n).astype("float32"))
+            layer.moving_mean.assign(rng.normal(0.0, 0.1, n).astype("float32"))
+            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
+    return model
+
+
+def model_description(name, args):
+    if name == "resnet50":
+        return f"chipnet_tf.architectures.resnet50_cifar(width={args.resnet_width:g}), input {INPUT_SHAPE}, 10 classes"
+    return (
+        f"chipnet_tf.architectures.mobilenet_v2_cifar(alpha={args.mobilenet_alpha:g}), input {INPUT_SHAPE}, 10 classes"
+    )
+
+
+def _channel_l1(layer, size):
+    """Per-output-channel L1 norm of a layer's kernel, or None when it has no matching kernel."""
+    if isinstance(layer, keras.layers.DepthwiseConv2D):
+        k = np.abs(layer.depthwise_kernel.numpy())  # (kh, kw, channels, multiplier)
+        norms = k.sum(axis=(0, 1, 3)) if k.shape[3] == 1 else None
+    elif getattr(layer, "kernel", None) is not None:
+        k = np.abs(layer.kernel.numpy())
+        norms = k.reshape(-1, k.shape[-1]).sum(axis=0)
+    else:
+        norms = None
+    return norms if norms is not None and norms.shape[0] == size else None
+
+
+def channel_scores(dense, analysis, seed):
+    """``{group: scores}``: summed, mean-normalised L1 norms of the writers' kernels."""
+    rng = np.random.default_rng(seed)
+    scores, fallback = {}, []
+    for g in analysis.groups:
+        total = np.zeros(g.size)
+        found = False
+        for writer in g.writers:
+            try:
+                norms = _channel_l1(dense.get_layer(writer), g.size)
+            except ValueError:
+                norms = None
+            if norms is not None and norms.mean() > 0:
+                total += norms / norms.mean()
+                found = True
+        if not found:
+            total = rng.random(g.size)
+            fallback.append(g.name)
+        scores[g.name] = total
+    return scores, fallback
+
+
+def prunable_kernel_params(model):
+    """Parameters tfmot's prune_low_magnitude prunes here: Conv2D and Dense kernels."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and not isinstance(
+            layer, keras.layers.DepthwiseConv2D
+        ):
+            total += int(np.prod(layer.kernel.shape))
+    return total
+
+
+def nonzero_params(model):
+    return int(sum(np.count_nonzero(w) for w in model.get_weights()))
+
+
+def tfmot_stripped(dense, sparsity):
+    """tfmot magnitude pruning at constant ``sparsity`` on a copy of ``dense``, masks applied, stripped."""
+    import tensorflow_model_optimization as tfmot
+    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+
+    clone = keras.models.clone_model(dense)
+    clone.set_weights(dense.get_weights())
+    pruned = tfmot.sparsity.keras.prune_low_magnitude(
+        clone, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=1)
+    )
+    # What UpdatePruningStep + one training step do, without training: step 0, mask update
+    # (ConstantSparsity prunes at begin_step), then weights *= mask.
+    for layer in pruning_wrapper.collect_prunable_layers(pruned):
+        layer.pruning_step.assign(0)
+        layer.pruning_obj.conditional_mask_update()
+        layer.pruning_obj.weight_mask_op()
+    return tfmot.sparsity.keras.strip_pruning(pruned)
+
+
+@contextlib.contextmanager
+def _quiet_absl():
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def convert(model, converter, sparse=False):
+    """Float32 TFLite bytes of ``model``."""
+    if converter == "keras" and not sparse:
+        return chipnet_tf.export.to_tflite(model)
+    if converter == "keras":
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    else:
+        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+            tf.TensorSpec((1, *INPUT_SHAPE), tf.float32)
+        )
+        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])
+    if sparse:
+        conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+    with _quiet_absl():
+        return conv.convert()
+
+
+def make_interpreter(data, x, resolver=None):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    resolver = OpResolverType.AUTO if resolver is None else resolver
+    interp = Interpreter(model_content=data, num_threads=1, experimental_op_resolver_type=resolver)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    if tuple(inp["shape"]) != (1, *INPUT_SHAPE):
+        raise RuntimeError(f"unexpected TFLite input shape {inp['shape']}")
+    interp.set_tensor(inp["index"], x)
+    return interp
+
+
+def interpreter_info(interp):
+    ops = interp._get_ops_details()
+    names = [o["op_name"] for o in ops]
+    sparse_tensors = sum(1 for t in interp.get_tensor_details() if t.get("sparsity_parameters"))
+    return {
+        "delegate_nodes": names.count("DELEGATE"),
+        "op_counts": {n: names.count(n) for n in sorted(set(names))},
+        "sparse_weight_tensors": sparse_tensors,
+    }
+
+
+def tflite_output(interp):
+    interp.invoke()
+    return interp.get_tensor(interp.get_output_details()[0]["index"])
+
+
+# -- timing ---------------------------------------------------------------------------
+def time_invocations(interp, n):
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        interp.invoke()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def interleaved_timing(interps, args, label):
+    """``{variant: [[seconds] * invocations] * rounds]}``, the round orders and the load averages."""
+    names = list(interps)
+    for name in names:
+        time_invocations(interps[name], args.warmup)
+    per_round = {v: [] for v in names}
+    orders, load = [], [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
+    gc.collect()
+    gc.disable()
+    try:
+        for r in range(args.rounds):
+            order = names[r % len(names) :] + names[: r % len(names)]
+            orders.append(order)
+            for v in order:
+                per_round[v].append(time_invocations(interps[v], args.invocations))
+            if load:
+                load.append(os.getloadavg()[0])
+            if (r + 1) % max(1, args.rounds // 5) == 0 or r + 1 == args.rounds:
+                dense_ms = statistics.median(per_round["dense"][-1]) * 1e3
+                print(
+                    f"  {label} round {r + 1}/{args.rounds}: dense {dense_ms:.2f} ms"
+                    + (f", 1-min load average {load[-1]:.1f}" if load else ""),
+                    flush=True,
+                )
+    finally:
+        gc.enable()
+    return per_round, orders, load
+
+
+def summarize(per_round):
+    """Medians and paired ratios to dense (see the module docstring)."""
+    names = list(per_round)
+    round_medians = {v: [statistics.median(x) for x in per_round[v]] for v in names}
+    medians = {v: statistics.median([t for x in per_round[v] for t in x]) for v in names}
+    round_ratios = {v: [a / b for a, b in zip(round_medians[v], round_medians["dense"])] for v in names}
+    return {
+        "median_s": medians,
+        "min_s": {v: min(t for x in per_round[v] for t in x) for v in names},
+        "round_median_s": round_medians,
+        "round_ratio_vs_dense": round_ratios,
+        "ratio_vs_dense": {v: statistics.median(round_ratios[v]) for v in names},
+        "ratio_of_medians_vs_dense": {v: medians[v] / medians["dense"] for v in names},
+    }
+
+
+def xnnpack_reference(dense_data, x, args):
+    """Paired dense latency with the default delegates (XNNPACK) vs. without them."""
+    from ai_edge_litert.interpreter import OpResolverType
+
+    interps = {
+        "xnnpack": make_interpreter(dense_data, x),
+        "builtin": make_interpreter(dense_data, x, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
+    }
+    info = {k: interpreter_info(v)["delegate_nodes"] for k, v in interps.items()}
+    for it in interps.values():
+        time_invocations(it, 2)
+    times = {k: [] for k in interps}
+    for _ in range(3):
+        for k, it in interps.items():
+            times[k].append(statistics.median(time_invocations(it, max(3, args.invocations // 2))))
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        "median_s": med,
+        "builtin_over_xnnpack": med["builtin"] / med["xnnpack"],
+        "delegate_nodes": info,
+        "method": "3 alternating rounds of max(3, invocations // 2) invocations each, median of round medians",
+    }
+
+
+# -- one model ------------------------------------------------------------------------
+def run_model(name, args):
+    t_model = time.perf_counter()
+    dense = build_dense(name, args)
+    dense_flops = chipnet_tf.count_flops(dense)
+    dense_params = int(dense.count_params())
+    analysis = chipnet_tf.analyze(dense, warn=False)
+    scores, fallback = channel_scores(dense, analysis, args.seed)
+    x = np.random.default_rng(args.seed + 1).standard_normal((1, *INPUT_SHAPE)).astype("float32")
+    print(
+        f"\n{name}: {model_description(name, args)}; {dense_params:,} params, {dense_flops / 1e6:.1f} MFLOPs, "
+        f"{len(analysis.groups)} channel groups",
+        flush=True,
+    )
+
+    variants = {}  # name -> dict(keras model, info)
+
+    def add(vname, model, kind, budget=None, round_to=None, sparse=False, extra=None):
+        t0 = time.perf_counter()
+        data = convert(model, args.converter, sparse=sparse)
+        conv_s = time.perf_counter() - t0
+        flops = chipnet_tf.count_flops(model)
+        params = int(model.count_params())
+        nnz = nonzero_params(model)
+        interp = make_interpreter(data, x)
+        lite = tflite_output(interp)
+        ref = np.asarray(model(x, training=False))
+        diff = float(np.abs(lite.reshape(ref.shape) - ref).max())
+        variants[vname] = {
+            "interp": interp,
+            "data": data,
+            "record": {
+                "kind": kind,
+                "budget": budget,
+                "round_to": round_to,
+                "flops": flops,
+                "flops_fraction": flops / dense_flops,
+                "params": params,
+                "params_fraction": params / dense_params,
+                "nonzero_params": nnz,
+                "nonzero_params_fraction": nnz / dense_params,
+                "tflite_bytes": len(data),
+                "convert_s": conv_s,
+                "max_abs_diff_tflite_vs_keras": diff,
+                "max_rel_diff_tflite_vs_keras": diff / max(float(np.abs(ref).max()), 1e-30),
+                **interpreter_info(interp),
+                **(extra or {}),
+            },
+        }
+        r = variants[vname]["record"]
+        print(
+            f"  built {vname:<22} FLOPs {r['flops_fraction']:.3f}, params {r['params_fraction']:.3f}, non-zero "
+            f"{r['nonzero_params_fraction']:.3f}, {len(data) / 1e6:.1f} MB tflite, converted in {conv_s:.1f} s, "
+            f"delegate nodes {r['delegate_nodes']}, max |TFLite - Keras| / max |Keras| "
+            f"{r['max_rel_diff_tflite_vs_keras']:.1e}",
+            flush=True,
+        )
+
+    add("dense", dense, "dense")
+    prunable = prunable_kernel_params(dense)
+    for b in args.budgets:
+        for round_to in (1, 8):
+            masks = chipnet_tf.select_masks(analysis.spec, scores, b, "flops", round_to=round_to)
+            small = chipnet_tf.strip_pruning(dense, masks=masks)
+            vname = f"chipnet b={b:g}" + (" r8" if round_to == 8 else "")
+            kept = {g: int(np.sum(m)) for g, m in masks.items()}
+            add(vname, small, "chipnet", b, round_to, extra={"channels_kept": kept})
+            if round_to == 1:
+                target_fraction = small.count_params() / dense_params
+            del small
+        # tfmot: non-zero parameter fraction = ours (round_to=1) at this budget.
+        keep_prunable = (target_fraction * dense_params - (dense_params - prunable)) / prunable
+        sparsity = float(np.clip(1.0 - keep_prunable, 0.0, 0.999))
+        tmodel = tfmot_stripped(dense, sparsity)
+        extra = {"tfmot_sparsity": sparsity, "matched_params_fraction": target_fraction}
+        add(f"tfmot b={b:g}", tmodel, "tfmot", b, extra=extra)
+        if args.tfmot_sparse:
+            add(f"tfmot+sparse b={b:g}", tmodel, "tfmot_sparse", b, sparse=True, extra=extra)
+        del tmodel
+    build_s = time.perf_counter() - t_model
+
+    interps = {v: d["interp"] for v, d in variants.items()}
+    per_round, orders, load = interleaved_timing(interps, args, name)
+    summary = summarize(per_round)
+    xnn = xnnpack_reference(variants["dense"]["data"], x, args)
+    records = {v: d["record"] for v, d in variants.items()}
+    for v in records:
+        records[v]["median_ms"] = summary["median_s"][v] * 1e3
+        records[v]["ratio_vs_dense"] = summary["ratio_vs_dense"][v]
+        records[v]["ratio_over_flops_fraction"] = summary["ratio_vs_dense"][v] / records[v]["flops_fraction"]
+    targets = {}
+    for v, rec in records.items():
+        if rec["kind"] != "chipnet":
+            continue
+        ratio = rec["ratio_vs_dense"]
+        targets[v] = {
+            "ratio": ratio,
+            "limit_actual": TARGET_FACTOR * rec["flops_fraction"],
+            "met_actual": ratio <= TARGET_FACTOR * rec["flops_fraction"],
+            "limit_nominal": TARGET_FACTOR * rec["budget"],
+            "met_nominal": ratio <= TARGET_FACTOR * rec["budget"],
+        }
+    variants.clear()
+    del interps
+    gc.collect()
+    return {
+        "description": model_description(name, args),
+        "dense": {"params": dense_params, "flops": dense_flops, "groups": len(analysis.groups)},
+        "score_fallback_groups": fallback,
+        "variants": records,
+        "timing": {"raw_invocation_s": per_round, "round_orders": orders, **summary},
+        "xnnpack_reference": xnn,
+        "target": {"per_variant": targets, "met_actual": all(t["met_actual"] for t in targets.values())},
+        "load_average_1min_before_and_after_each_round": load,
+        "build_and_convert_s": build_s,
+        "total_s": time.perf_counter() - t_model,
+    }
+
+
+# -- reporting ------------------------------------------------------------------------
+def _version(dist):
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def environment():
+    return {
+        "python": sys.version.split()[0],
+        "tensorflow": tf.__version__,
+        "tf_keras": _version("tf_keras"),
+        "ai_edge_litert": _version("ai-edge-litert"),
+        "tensorflow_model_optimization": _version("tensorflow-model-optimization"),
+        "chipnet_tf": chipnet_tf.__version__,
+        "numpy": np.__version__,
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or None,
+        "os_cpu_count": os.cpu_count(),
+        "sched_affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    }
+
+
+def print_table(name, result):
+    recs, timing = result["variants"], result["timing"]
+    print(f"\n{name}: {result['description']}")
+    print(
+        "ratio = paired latency ratio vs dense (median over rounds of per-round median ratios) [min..max over rounds];"
+    )
+    print(
+        f"target: chipnet ratio <= {TARGET_FACTOR} x FLOPs fraction (actual fraction of the stripped model; "
+        "'nominal' = vs the budget); params = non-zero parameter fraction"
+    )
+    header = (
+        f"{'variant':<22} {'FLOPs':>6} {'params':>6} {'median ms':>9} {'ratio':>7} {'[per-round range]':>17}"
+        f" {'ratio/FLOPs':>11} {'target (actual)':>22} {'nominal':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for v, r in recs.items():
+        rr = timing["round_ratio_vs_dense"][v]
+        t = result["target"]["per_variant"].get(v)
+        if t is None:
+            tgt, nom = "as measured" if r["kind"] != "dense" else "-", "-"
+        else:
+            tgt = f"{'met' if t['met_actual'] else 'NOT met'} (<= {t['limit_actual']:.3f})"
+            nom = "met" if t["met_nominal"] else "NOT met"
+        print(
+            f"{v:<22} {r['flops_fraction']:>6.3f} {r['nonzero_params_fraction']:>6.3f} {r['median_ms']:>9.3f}"
+            f" {r['ratio_vs_dense']:>6.3f}x {f'[{min(rr):.3f}..{max(rr):.3f}]':>17}"
+            f" {r['ratio_over_flops_fraction']:>11.2f} {tgt:>22} {nom:>8}"
+        )
+    xnn = result["xnnpack_reference"]
+    print(
+        f"dense without default delegates (builtin kernels): {xnn['median_s']['builtin'] * 1e3:.2f} ms vs XNNPACK "
+        f"{xnn['median_s']['xnnpack'] * 1e3:.2f} ms ({xnn['builtin_over_xnnpack']:.2f}x; delegate nodes "
+        f"{xnn['delegate_nodes']})"
+    )
+    recs_r = {(r["budget"], r["round_to"]): r for r in recs.values() if r["kind"] == "chipnet"}
+    for b in sorted({k[0] for k in recs_r}, reverse=True):
+        r1, r8 = recs_r.get((b, 1)), recs_r.get((b, 8))
+        if r1 and r8:
+            print(
+                f"budget {b:g}: round_to=8 / round_to=1 latency {r8['ratio_vs_dense'] / r1['ratio_vs_dense']:.3f}x "
+                f"(FLOPs fraction {r8['flops_fraction']:.3f} vs {r1['flops_fraction']:.3f})"
+            )
+
+
+# -- main -----------------------------------------------------------------------------
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    p.add_argument("--budgets", nargs="+", type=float, default=list(DEFAULT_BUDGETS), help="FLOPs budgets")
+    p.add_argument("--resnet_width", type=float, default=1.0, help="resnet50_cifar width (default 1.0)")
+    p.add_argument("--mobilenet_alpha", type=float, default=1.0, help="mobilenet_v2_cifar alpha (default 1.0)")
+    p.add_argument("--rounds", type=int, default=20, help="interleaved timing rounds (default 20)")
+    p.add_argument("--invocations", type=int, default=10, help="timed invocations per variant per round (default 10)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed invocations per variant before timing")
+    p.add_argument(
+        "--converter",
+        choices=("keras", "concrete"),
+        default="keras",
+        help="keras: chipnet_tf.export.to_tflite (from_keras_model, default); concrete: a batch-1 concrete "
+        "function (much faster to convert, deprecated converter path)",
+    )
+    p.add_argument(
+        "--no_tfmot_sparse",
+        dest="tfmot_sparse",
+        action="store_false",
+        help="skip the tfmot variants converted with EXPERIMENTAL_SPARSITY",
+    )
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--quick", action="store_true", help="~1-2 minute run: --converter concrete, 6 rounds x 5 invocations"
+    )
+    p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results path (default {RESULTS})")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.converter, args.rounds, args.invocations, args.warmup = "concrete", 6, 5, 5
+    if args.rounds < 1 or args.invocations < 1 or args.warmup < 1:
+        p.error("need --rounds >= 1, --invocations >= 1, --warmup >= 1")
+    if not all(0.0 < b <= 1.0 for b in args.budgets):
+        p.error("budgets must be in (0, 1]")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    env = environment()
+    load = [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
+    print(
+        f"chipnet_tf LiteRT latency benchmark: models {', '.join(args.models)}; FLOPs budgets "
+        f"{', '.join(f'{b:g}' for b in args.budgets)}; {args.rounds} rounds x {args.invocations} invocations, "
+        f"1 thread, batch 1; converter {args.converter}; CPU x{env['os_cpu_count']}, tf {env['tensorflow']}, "
+        f"ai-edge-litert {env['ai_edge_litert']}, tfmot {env['tensorflow_model_optimization']}",
+        flush=True,
+    )
+    results = {name: run_model(name, args) for name in args.models}
+    for name, result in results.items():
+        print_table(name, result)
+    met = all(r["target"]["met_actual"] for r in results.values())
+    if load:
+        load.append(os.getloadavg()[0])
+        all_load = load + [v for r in results.values() for v in r["load_average_1min_before_and_after_each_round"]]
+        print(
+            f"\n1-min load average during the run: {min(all_load):.1f} .. {max(all_load):.1f} "
+            f"(machine has {os.cpu_count()} CPUs)"
+        )
+    print(
+        f"target (every chipnet variant's latency ratio <= {TARGET_FACTOR} x its actual FLOPs fraction) met: "
+        f"{'yes' if met else 'no'}"
+    )
+
+    elapsed = time.perf_counter() - t_start
+    payload = {
+        "benchmark": "chipnet_tf LiteRT latency of stripped models vs dense vs tfmot prune_low_magnitude",
+        "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "config": {
+            "models": {name: model_description(name, args) for name in args.models},
+            "weights": "random init (he_normal, seed), BatchNormalization gamma U(0.5, 1.5), beta N(0, 0.1), "
+            "moving mean N(0, 0.1), moving variance U(0.5, 1.5)",
+            "budgets": args.budgets,
+            "budget_type": "flops",
+            "round_to": [1, 8],
+            "scores": "per group: sum over writer layers of (per-channel kernel L1 norm / its mean)",
+            "tfmot": "prune_low_magnitude(ConstantSparsity(s, begin_step=0, frequency=1)) on a copy of the dense "
+            "model, pruning_step=0 + each wrapper's conditional_mask_update + weight_mask_op (no training), "
+            "strip_pruning; s chosen so that the non-zero parameter fraction equals chipnet round_to=1's "
+            "parameter fraction at the same budget",
+            "tfmot_sparse": args.tfmot_sparse,
+            "converter": args.converter,
+            "runtime": "ai_edge_litert Interpreter(num_threads=1), OpResolverType.AUTO (default XNNPACK delegate), "
+            "float32, batch 1",
+            "rounds": args.rounds,
+            "invocations": args.invocations,
+            "warmup": args.warmup,
+            "seed": args.seed,
+            "quick": args.quick,
+            "timing": "each interp.invoke() timed alone (perf_counter), gc disabled; variants interleaved per "
+            "round, order rotated; median_s = median of all invocations; ratio_vs_dense (headline) = median "
+            "over rounds of round median(variant) / round median(dense)",
+        },
+        "results": results,
+        "target": {
+            "rule": f"chipnet latency ratio vs dense <= {TARGET_FACTOR} x the stripped model's FLOPs fraction at "
+            "every budget (met_nominal: vs the budget itself); tfmot reported as measured",
+            "met": bool(met),
+        },
+        "environment": env,
+        "load_average_1min_start_end": load,
+        "total_runtime_s": elapsed,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    chipnet_io.write_json(args.output, payload)
+    print(f"\nwrote {args.output}  (total run time {elapsed:.0f} s)")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
