@@ -12,8 +12,10 @@ the benchmark builds, in one process,
   (b) ``chipnet b=B``:      ``chipnet_tf.strip_pruning(dense, masks=select_masks(spec, scores, B,
                             "flops"))`` at each FLOPs budget B (0.5, 0.25, 0.1); the scores are the
                             L1 norms of the channel's kernels in every layer writing the group
-                            (each layer's norms divided by their mean, then summed), so with
-                            random weights the kept channels are an essentially random choice,
+                            (each layer's norms divided by their mean, then averaged over the
+                            writers, so all groups share one scale like ChipNet's gate logits),
+                            so with random weights the kept channels are an essentially random
+                            choice,
   (c) ``chipnet b=B r8``:   the same with ``round_to=8`` (every group keeps a multiple of 8
                             channels, or all of them),
   (d) ``tfmot b=B``:        ``tfmot.sparsity.keras.prune_low_magnitude(dense copy,
@@ -125,12 +127,19 @@ def _channel_l1(layer, size):
 
 
 def channel_scores(dense, analysis, seed):
-    """``{group: scores}``: summed, mean-normalised L1 norms of the writers' kernels."""
+    """``{group: scores}``: mean over the group's writers of their mean-normalised L1 norms.
+
+    A mean, not a sum: every group's scores are then on one scale (about 1), as ChipNet's
+    per-channel gate logits are. Summing over writers made groups with many writers (the
+    residual stages: 4-7 convs each) score 4-7x higher, so at small budgets the selection
+    kept every residual channel and cut the bottlenecks to 1-3 channels, leaving full-width
+    projection shortcuts with 82% of the MACs - a mask no trained ChipNet model produces.
+    """
     rng = np.random.default_rng(seed)
     scores, fallback = {}, []
     for g in analysis.groups:
         total = np.zeros(g.size)
-        found = False
+        found = 0
         for writer in g.writers:
             try:
                 norms = _channel_l1(dense.get_layer(writer), g.size)
@@ -138,11 +147,11 @@ def channel_scores(dense, analysis, seed):
                 norms = None
             if norms is not None and norms.mean() > 0:
                 total += norms / norms.mean()
-                found = True
+                found += 1
         if not found:
             total = rng.random(g.size)
             fallback.append(g.name)
-        scores[g.name] = total
+        scores[g.name] = total / max(found, 1)
     return scores, fallback
 
 
@@ -582,7 +591,7 @@ def main(argv=None):
             "budgets": args.budgets,
             "budget_type": "flops",
             "round_to": [1, 8],
-            "scores": "per group: sum over writer layers of (per-channel kernel L1 norm / its mean)",
+            "scores": "per group: mean over writer layers of (per-channel kernel L1 norm / its mean)",
             "tfmot": "prune_low_magnitude(ConstantSparsity(s, begin_step=0, frequency=1)) on a copy of the dense "
             "model, pruning_step=0 + each wrapper's conditional_mask_update + weight_mask_op (no training), "
             "strip_pruning; s chosen so that the non-zero parameter fraction equals chipnet round_to=1's "
