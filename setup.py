@@ -30,6 +30,9 @@ setup(
         "recipes": [
             "keras-cv==0.9.0",
             "tensorflow-datasets==4.9.10",
+            # tfds resolves a builder's code path through etils.epath, which imports
+            # importlib_resources; tfds does not declare it (needed by recipes' digits builder).
+            "importlib-resources>=6,<8",
             "scikit-learn>=1.3,<2",
             "matplotlib>=3.7,<4",
         ],
@@ -40,6 +43,7 @@ setup(
             "scikit-learn>=1.3,<2",
             "keras-cv==0.9.0",
             "tensorflow-datasets==4.9.10",
+            "importlib-resources>=6,<8",
             "ai-edge-litert>=2.0,<3",
         ],
     },

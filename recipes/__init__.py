@@ -1,0 +1,1 @@
+"""absl-flag recipes that reproduce the ChipNet pipeline (thin entry points; logic in modules)."""
