@@ -1,0 +1,107 @@
+"""recipes.pipeline: every stage for a step or two, on digits and on mock cifar10."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import chipnet_tf
+from chipnet_tf.compat import keras
+from recipes import pipeline
+
+
+def _config(tmp_path, **kwargs):
+    base = dict(
+        model_dir=str(tmp_path / "run"),
+        data_dir=str(tmp_path / "tfds"),
+        pretrain_epochs=1,
+        prune_epochs=2,
+        finetune_epochs=1,
+        steps_per_epoch=2,
+        batch_size=16,
+        verbose=0,
+    )
+    base.update(kwargs)
+    return pipeline.Config(**base)
+
+
+def test_all_stages_on_digits_write_every_artifact(tmp_path):
+    config = _config(tmp_path, model_kwargs={"width": 8}, budget=0.5)
+    report = pipeline.run(config)
+    files = set(os.listdir(config.model_dir))
+    assert {"dense.keras", "pruned.keras", "masks.npz", "stripped.keras", "model.tflite", "model_int8.tflite"} <= files
+    assert {"report.json", "logs", "backup"} <= files
+    with open(os.path.join(config.model_dir, "report.json")) as f:
+        assert json.load(f) == report
+    # the stripped model's counts equal what the masks predicted
+    assert report["stripped"]["params"] == report["predicted_kept"]["params"]
+    assert report["stripped"]["flops"] == report["predicted_kept"]["flops"]
+    assert report["stripped"]["flops"] < report["dense"]["flops"]
+    pruned = keras.models.load_model(os.path.join(config.model_dir, "pruned.keras"))
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    assert int(ctl.pruning_epoch.numpy()) == 2 and int(ctl.pruning_step.numpy()) == 4
+    assert len(report["prune_history"]["budget"]) == 2
+
+
+@pytest.mark.parametrize(
+    "model,kwargs",
+    [
+        ("resnet50_cifar", {"width": 0.0625}),
+        ("mobilenet_v2_cifar", {"alpha": 0.25}),
+        ("wrn", {"depth": 8, "widen_factor": 1}),
+        ("preresnet", {"depth": 11}),
+        ("MobileNetV2", {"alpha": 0.35}),
+    ],
+)
+def test_each_model_family_on_mock_cifar10(tmp_path, model, kwargs):
+    config = _config(tmp_path, dataset="cifar10", model=model, model_kwargs=kwargs, steps_per_epoch=1, batch_size=4)
+    config.stage = "pretrain"
+    with tfds.testing.mock_data(num_examples=8):
+        pipeline.run(config)
+        for stage in ("prune", "finetune"):
+            config.stage = stage
+            report = pipeline.run(config)
+    small = keras.models.load_model(os.path.join(config.model_dir, "stripped.keras"))
+    dense = keras.models.load_model(os.path.join(config.model_dir, "dense.keras"))
+    assert small.count_params() < dense.count_params()
+    assert 0.0 <= report["stripped_accuracy"] <= 1.0
+
+
+def test_mask_transfer_from_another_run(tmp_path):
+    source = _config(tmp_path / "a", model_kwargs={"width": 8}, stage="pretrain")
+    pipeline.run(source)
+    source.stage = "prune"
+    pipeline.run(source)
+    target = _config(tmp_path / "b", model_kwargs={"width": 8}, stage="pretrain", seed=1)
+    pipeline.run(target)
+    target.stage, target.masks_from = "prune", os.path.join(source.model_dir, "masks.npz")
+    pipeline.run(target)
+    target.stage = "finetune"
+    pipeline.run(target)
+    masks = chipnet_tf.load_masks(os.path.join(source.model_dir, "masks.npz"))
+    small = keras.models.load_model(os.path.join(target.model_dir, "stripped.keras"))
+    dense = keras.models.load_model(os.path.join(target.model_dir, "dense.keras"))
+    assert small.count_params() == chipnet_tf.budget_report(dense, masks=masks).totals["params"]["kept"]
+
+
+def test_bad_configs_are_clear_errors(tmp_path):
+    with pytest.raises(ValueError, match="Unknown dataset 'imagenet'"):
+        pipeline.run(_config(tmp_path, dataset="imagenet"))
+    with pytest.raises(ValueError, match="budget must be in \\(0, 1\\]. Received: 1.5"):
+        pipeline.run(_config(tmp_path, budget=1.5))
+    with pytest.raises(ValueError, match="Unknown stage 'train'"):
+        pipeline.run(_config(tmp_path, stage="train"))
+    with pytest.raises(ValueError, match="Unknown model 'resnet9000'"):
+        pipeline.run(_config(tmp_path, model="resnet9000", stage="pretrain"))
+    with pytest.raises(ValueError, match="'cifar10' is not prepared under --data_dir"):
+        pipeline.run(_config(tmp_path, dataset="cifar10", stage="pretrain"))
+    # masks of a different architecture
+    other = {"conv_x": np.ones(3, bool)}
+    chipnet_tf.save_masks(tmp_path / "other.npz", other)
+    config = _config(tmp_path, model_kwargs={"width": 8}, stage="pretrain")
+    pipeline.run(config)
+    config.stage, config.masks_from = "prune", str(tmp_path / "other.npz")
+    with pytest.raises(ValueError, match="masks name groups the model does not have: \\['conv_x'\\]"):
+        pipeline.run(config)
