@@ -34,9 +34,10 @@ def select_masks(spec, scores, budget, budget_type, round_to=1):
     is the largest threshold network not above the target. If even one channel per group
     exceeds the budget, that minimal network is returned with a warning.
 
-    With ``round_to=N`` (hardware-friendly widths: mobile kernels such as XNNPACK run
-    faster on multiples of 8), a group with at least N channels keeps a multiple of N (or
-    all of them): its channels are taken in blocks of N, best first, a block ranked by its
+    With ``round_to=N`` (hardware-friendly widths: use the runtime's channel tile, e.g.
+    XNNPACK float32 on an AVX-512 x86 CPU measured best at 16 in benchmarks/latency.py;
+    8 is the usual choice on ARM NEON), a group with at least N channels keeps a multiple
+    of N (or all of them): its channels are taken in blocks of N, best first, a block ranked by its
     weakest channel; smaller groups still go channel by channel.
 
     Args:
@@ -115,7 +116,7 @@ def get_masks(model, budget=None, budget_type=None, round_to=1):
             :class:`PruneLowBudget` layers).
         budget, budget_type: override the model's own target.
         round_to: keep a multiple of this many channels in every group that has at least
-            that many (see :func:`select_masks`), e.g. 8 for mobile kernels.
+            that many (see :func:`select_masks`), e.g. 8 or 16 for XNNPACK.
 
     Returns:
         ``{group name: bool np.ndarray}``. The hard network keeps, per group, the channels
