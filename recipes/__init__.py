@@ -1,1 +1,3 @@
 """absl-flag recipes that reproduce the ChipNet pipeline (thin entry points; logic in modules)."""
+
+from chipnet_tf import compat  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow/tfds load)

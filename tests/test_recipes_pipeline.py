@@ -105,3 +105,19 @@ def test_bad_configs_are_clear_errors(tmp_path):
     config.stage, config.masks_from = "prune", str(tmp_path / "other.npz")
     with pytest.raises(ValueError, match="masks name groups the model does not have: \\['conv_x'\\]"):
         pipeline.run(config)
+
+
+def test_entry_point_usage_errors_list_accepted_values(tmp_path):
+    import subprocess
+    import sys
+
+    def run(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "recipes.chipnet", *args], capture_output=True, text=True, timeout=300
+        )
+
+    proc = run("--dataset=imagenet")
+    assert proc.returncode != 0 and "value should be one of <digits|cifar10|cifar100|svhn_cropped>" in proc.stderr
+    proc = run("--budget=1.5", f"--model_dir={tmp_path}", "--stage=pretrain")
+    assert proc.returncode != 0 and "budget must be in (0, 1]. Received: 1.5" in proc.stderr
+    assert "Traceback" not in proc.stderr

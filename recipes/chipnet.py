@@ -1,0 +1,95 @@
+"""ChipNet recipe: ``python -m recipes.chipnet --stage=all --dataset=digits --model=small_cnn``.
+
+Thin absl entry point; the pipeline lives in :mod:`recipes.pipeline` (tested directly).
+Stages: pretrain (dense), prune (ChipNet under a budget), finetune (strip + fine-tune),
+export (TFLite float32 and int8), or all. Outputs go under ``--model_dir``.
+
+Examples::
+
+    python -m recipes.chipnet                                   # digits, small CNN, 0.25 FLOPs
+    python -m recipes.chipnet --dataset=cifar10 --data_dir=~/tensorflow_datasets \\
+        --model=wrn26_12 --budget=0.1 --budget_type=params --model_dir=saved_models/wrn
+"""
+
+import json
+
+from absl import app, flags
+
+from recipes import data, pipeline
+
+FLAGS = flags.FLAGS
+_DEFAULTS = pipeline.Config()
+
+flags.DEFINE_enum("stage", "all", list(pipeline.STAGES), "Which stage to run.")
+flags.DEFINE_enum("dataset", _DEFAULTS.dataset, list(data.DATASETS), "tfds dataset (digits is offline).")
+flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
+flags.DEFINE_string("model", _DEFAULTS.model, "chipnet_tf.architectures name or keras.applications name.")
+flags.DEFINE_string("model_kwargs", "{}", "JSON keyword arguments for the model builder.")
+flags.DEFINE_string("model_dir", _DEFAULTS.model_dir, "Where every artifact of the run is written.")
+flags.DEFINE_float("budget", _DEFAULTS.budget, "Target fraction of the budget type, in (0, 1].")
+flags.DEFINE_enum("budget_type", _DEFAULTS.budget_type, ["channels", "volume", "params", "flops"], "Budget type.")
+flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch size.", lower_bound=1)
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
+flags.DEFINE_integer("pretrain_epochs", _DEFAULTS.pretrain_epochs, "Dense training epochs.", lower_bound=0)
+flags.DEFINE_float("pretrain_lr", _DEFAULTS.pretrain_lr, "Dense training SGD learning rate.", lower_bound=0)
+flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "ChipNet pruning epochs.", lower_bound=0)
+flags.DEFINE_float("prune_lr", _DEFAULTS.prune_lr, "AdamW learning rate while pruning.", lower_bound=0)
+flags.DEFINE_float("budget_weight", _DEFAULTS.budget_weight, "Budget penalty weight.", lower_bound=0)
+flags.DEFINE_float("crispness_weight", _DEFAULTS.crispness_weight, "Crispness penalty weight.", lower_bound=0)
+flags.DEFINE_integer("finetune_epochs", _DEFAULTS.finetune_epochs, "Fine-tuning epochs.", lower_bound=0)
+flags.DEFINE_float("finetune_lr", _DEFAULTS.finetune_lr, "Fine-tuning SGD learning rate.", lower_bound=0)
+flags.DEFINE_integer("round_to", 1, "Keep multiples of this many channels per group.", lower_bound=1)
+flags.DEFINE_string("masks_from", None, "Masks (.npz/.json) found on another run: transfer them.")
+flags.DEFINE_integer("steps_per_epoch", None, "Limit the steps per epoch (smoke runs).", lower_bound=1)
+flags.DEFINE_bool("flip", True, "Random horizontal flips (datasets where they keep the class).")
+flags.DEFINE_integer("crop_padding", 4, "Pad-and-crop augmentation (0 = off).", lower_bound=0)
+flags.DEFINE_bool("randaugment", False, "keras-cv RandAugment.")
+
+
+def config_from_flags():
+    try:
+        kwargs = json.loads(FLAGS.model_kwargs)
+    except json.JSONDecodeError as e:
+        raise app.UsageError(f"--model_kwargs is not valid JSON: {e}") from e
+    return pipeline.Config(
+        stage=FLAGS.stage,
+        dataset=FLAGS.dataset,
+        data_dir=FLAGS.data_dir,
+        model=FLAGS.model,
+        model_kwargs=kwargs,
+        model_dir=FLAGS.model_dir,
+        budget=FLAGS.budget,
+        budget_type=FLAGS.budget_type,
+        batch_size=FLAGS.batch_size,
+        seed=FLAGS.seed,
+        pretrain_epochs=FLAGS.pretrain_epochs,
+        pretrain_lr=FLAGS.pretrain_lr,
+        prune_epochs=FLAGS.prune_epochs,
+        prune_lr=FLAGS.prune_lr,
+        budget_weight=FLAGS.budget_weight,
+        crispness_weight=FLAGS.crispness_weight,
+        finetune_epochs=FLAGS.finetune_epochs,
+        finetune_lr=FLAGS.finetune_lr,
+        round_to=FLAGS.round_to,
+        masks_from=FLAGS.masks_from,
+        steps_per_epoch=FLAGS.steps_per_epoch,
+        augment=data.Augment(
+            flip=FLAGS.flip,
+            crop_padding=FLAGS.crop_padding if FLAGS.dataset != "digits" else 0,
+            randaugment=FLAGS.randaugment,
+        ),
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    try:
+        report = pipeline.run(config_from_flags())
+    except ValueError as e:
+        raise app.UsageError(str(e)) from e
+    print(json.dumps({k: v for k, v in report.items() if k != "prune_history"}, indent=2))
+
+
+if __name__ == "__main__":
+    app.run(main)
