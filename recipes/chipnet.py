@@ -38,6 +38,7 @@ flags.DEFINE_float("budget_weight", _DEFAULTS.budget_weight, "Budget penalty wei
 flags.DEFINE_float("crispness_weight", _DEFAULTS.crispness_weight, "Crispness penalty weight.", lower_bound=0)
 flags.DEFINE_integer("finetune_epochs", _DEFAULTS.finetune_epochs, "Fine-tuning epochs.", lower_bound=0)
 flags.DEFINE_float("finetune_lr", _DEFAULTS.finetune_lr, "Fine-tuning SGD learning rate.", lower_bound=0)
+flags.DEFINE_enum("strategy", "default", list(pipeline.STRATEGIES), "tf.distribute strategy (multi_worker: TF_CONFIG).")
 flags.DEFINE_integer("round_to", 1, "Keep multiples of this many channels per group.", lower_bound=1)
 flags.DEFINE_string("masks_from", None, "Masks (.npz/.json) found on another run: transfer them.")
 flags.DEFINE_integer("steps_per_epoch", None, "Limit the steps per epoch (smoke runs).", lower_bound=1)
@@ -71,6 +72,7 @@ def config_from_flags():
         finetune_epochs=FLAGS.finetune_epochs,
         finetune_lr=FLAGS.finetune_lr,
         round_to=FLAGS.round_to,
+        strategy=FLAGS.strategy,
         masks_from=FLAGS.masks_from,
         steps_per_epoch=FLAGS.steps_per_epoch,
         augment=data.Augment(

@@ -23,11 +23,28 @@ import numpy as np
 
 import chipnet_tf
 from chipnet_tf import architectures
-from chipnet_tf.compat import keras
+from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
 from recipes import data
 
 STAGES = ("pretrain", "prune", "finetune", "export", "all")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+def make_strategy(name):
+    """The tf.distribute strategy for ``--strategy`` (multi_worker reads TF_CONFIG)."""
+    if name not in STRATEGIES:
+        raise ValueError(f"Unknown strategy {name!r}. Accepted: {', '.join(STRATEGIES)}.")
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
 
 
 @dataclasses.dataclass
@@ -54,15 +71,24 @@ class Config:
     finetune_epochs: int = 30
     finetune_lr: float = 0.05
     round_to: int = 1
+    strategy: str = "default"
     masks_from: str = None
     steps_per_epoch: int = None  # limit (tests); None = the whole split
     augment: data.Augment = dataclasses.field(default_factory=data.Augment)
     verbose: int = 2
 
+    def distribution(self):
+        """The tf.distribute strategy of this run (created once)."""
+        if getattr(self, "_strategy", None) is None:
+            self._strategy = make_strategy(self.strategy)
+        return self._strategy
+
     def validate(self):
         if self.stage not in STAGES:
             raise ValueError(f"Unknown stage {self.stage!r}. Accepted: {', '.join(STAGES)}.")
         data.check_dataset(self.dataset)
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"Unknown strategy {self.strategy!r}. Accepted: {', '.join(STRATEGIES)}.")
         if not (isinstance(self.budget, (int, float)) and 0 < self.budget <= 1):
             raise ValueError(f"budget must be in (0, 1]. Received: {self.budget!r}")
         chipnet_tf.budgets.check_budget_type(self.budget_type)
@@ -145,9 +171,10 @@ def _accuracy(model, test, config):
 def pretrain(config):
     keras.utils.set_random_seed(config.seed)
     train, test = _datasets(config)
-    model = build_model(config)
-    opt = keras.optimizers.SGD(config.pretrain_lr, momentum=0.9, nesterov=True)
-    model.compile(opt, _loss(), metrics=["accuracy"])
+    with config.distribution().scope():
+        model = build_model(config)
+        opt = keras.optimizers.SGD(config.pretrain_lr, momentum=0.9, nesterov=True)
+        model.compile(opt, _loss(), metrics=["accuracy"])
     _fit(model, config, train, config.pretrain_epochs, "pretrain")
     _save(model, path(config, "dense.keras"))
     return {"dense_accuracy": _accuracy(model, test, config)}
@@ -162,16 +189,17 @@ def prune(config):
         chipnet_tf.save_masks(path(config, "masks.npz"), masks)
         return {"masks_from": config.masks_from}
     train, _ = _datasets(config)
-    pruned = chipnet_tf.prune_low_budget(
-        dense,
-        budget=config.budget,
-        budget_type=config.budget_type,
-        budget_weight=config.budget_weight,
-        crispness_weight=config.crispness_weight,
-    )
-    opt = keras.optimizers.AdamW(config.prune_lr, weight_decay=config.prune_weight_decay)
-    opt.exclude_from_weight_decay(var_names=["zeta"])
-    pruned.compile(opt, _loss(), metrics=["accuracy"])
+    with config.distribution().scope():
+        pruned = chipnet_tf.prune_low_budget(
+            dense,
+            budget=config.budget,
+            budget_type=config.budget_type,
+            budget_weight=config.budget_weight,
+            crispness_weight=config.crispness_weight,
+        )
+        opt = keras.optimizers.AdamW(config.prune_lr, weight_decay=config.prune_weight_decay)
+        opt.exclude_from_weight_decay(var_names=["zeta"])
+        pruned.compile(opt, _loss(), metrics=["accuracy"])
     history = _fit(
         pruned,
         config,
@@ -189,15 +217,17 @@ def prune(config):
 def finetune(config):
     keras.utils.set_random_seed(config.seed)
     train, test = _datasets(config)
-    dense = keras.models.load_model(path(config, "dense.keras"), compile=False)
     masks = chipnet_tf.load_masks(path(config, "masks.npz"))
-    small = chipnet_tf.strip_pruning(dense, masks=masks)
-    if os.path.exists(path(config, "pruned.keras")) and not config.masks_from:
-        pruned = keras.models.load_model(path(config, "pruned.keras"), compile=False)
-        small = chipnet_tf.strip_pruning(pruned, masks=masks)  # the pruned weights, not the dense ones
+    with config.distribution().scope():
+        source = (
+            "dense.keras" if config.masks_from or not os.path.exists(path(config, "pruned.keras")) else "pruned.keras"
+        )
+        # The pruned model's weights (trained with the gates), else the dense ones (mask transfer).
+        model = keras.models.load_model(path(config, source), compile=False)
+        small = chipnet_tf.strip_pruning(model, masks=masks)
+        opt = keras.optimizers.SGD(config.finetune_lr, momentum=0.9)
+        small.compile(opt, _loss(), metrics=["accuracy"])
     steps = max(1, config.finetune_epochs)
-    opt = keras.optimizers.SGD(config.finetune_lr, momentum=0.9)
-    small.compile(opt, _loss(), metrics=["accuracy"])
 
     def lr(epoch):
         return config.finetune_lr * (0.1 ** int(epoch >= 0.5 * steps)) * (0.1 ** int(epoch >= 0.75 * steps))
