@@ -17,7 +17,9 @@ the benchmark builds, in one process,
                             so with random weights the kept channels are an essentially random
                             choice,
   (c) ``chipnet b=B r8``:   the same with ``round_to=8`` (every group keeps a multiple of 8
-                            channels, or all of them),
+                            channels, or all of them), and ``r16`` with ``round_to=16`` (XNNPACK's
+                            float32 channel tile on this AVX-512 x86 CPU appears to be 16: widths
+                            off a multiple of 16 cost like the next multiple),
   (d) ``tfmot b=B``:        ``tfmot.sparsity.keras.prune_low_magnitude(dense copy,
                             ConstantSparsity(s, 0))``, masks applied once (the wrappers' own
                             mask update at step 0, no training), then
@@ -386,10 +388,10 @@ def run_model(name, args):
     add("dense", dense, "dense")
     prunable = prunable_kernel_params(dense)
     for b in args.budgets:
-        for round_to in (1, 8):
+        for round_to in (1, 8, 16):
             masks = chipnet_tf.select_masks(analysis.spec, scores, b, "flops", round_to=round_to)
             small = chipnet_tf.strip_pruning(dense, masks=masks)
-            vname = f"chipnet b={b:g}" + (" r8" if round_to == 8 else "")
+            vname = f"chipnet b={b:g}" + (f" r{round_to}" if round_to > 1 else "")
             kept = {g: int(np.sum(m)) for g, m in masks.items()}
             add(vname, small, "chipnet", b, round_to, extra={"channels_kept": kept})
             if round_to == 1:
@@ -506,7 +508,12 @@ def print_table(name, result):
     )
     recs_r = {(r["budget"], r["round_to"]): r for r in recs.values() if r["kind"] == "chipnet"}
     for b in sorted({k[0] for k in recs_r}, reverse=True):
-        r1, r8 = recs_r.get((b, 1)), recs_r.get((b, 8))
+        r1, r8, r16 = recs_r.get((b, 1)), recs_r.get((b, 8)), recs_r.get((b, 16))
+        if r1 and r16:
+            print(
+                f"budget {b:g}: round_to=16 / round_to=1 latency {r16['ratio_vs_dense'] / r1['ratio_vs_dense']:.3f}x "
+                f"(FLOPs fraction {r16['flops_fraction']:.3f} vs {r1['flops_fraction']:.3f})"
+            )
         if r1 and r8:
             print(
                 f"budget {b:g}: round_to=8 / round_to=1 latency {r8['ratio_vs_dense'] / r1['ratio_vs_dense']:.3f}x "
@@ -590,7 +597,7 @@ def main(argv=None):
             "moving mean N(0, 0.1), moving variance U(0.5, 1.5)",
             "budgets": args.budgets,
             "budget_type": "flops",
-            "round_to": [1, 8],
+            "round_to": [1, 8, 16],
             "scores": "per group: mean over writer layers of (per-channel kernel L1 norm / its mean)",
             "tfmot": "prune_low_magnitude(ConstantSparsity(s, begin_step=0, frequency=1)) on a copy of the dense "
             "model, pruning_step=0 + each wrapper's conditional_mask_update + weight_mask_op (no training), "
