@@ -31,20 +31,32 @@ STAGES = ("pretrain", "prune", "finetune", "export", "all")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
+_STRATEGIES = {}
+
+
 def make_strategy(name):
-    """The tf.distribute strategy for ``--strategy`` (multi_worker reads TF_CONFIG)."""
+    """The tf.distribute strategy for ``--strategy`` (multi_worker reads TF_CONFIG).
+
+    One instance per process and name: two MirroredStrategy instances in one process reuse
+    the same collective keys and abort each other's all-reduces. Without GPUs, mirrored
+    replicas reduce through one device (no collective ops; NCCL is for GPUs).
+    """
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}. Accepted: {', '.join(STRATEGIES)}.")
     if name == "default":
         return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-    tf.config.experimental_connect_to_cluster(resolver)
-    tf.tpu.experimental.initialize_tpu_system(resolver)
-    return tf.distribute.TPUStrategy(resolver)
+    if name not in _STRATEGIES:
+        if name == "mirrored":
+            ops = None if tf.config.list_logical_devices("GPU") else tf.distribute.ReductionToOneDevice()
+            _STRATEGIES[name] = tf.distribute.MirroredStrategy(cross_device_ops=ops)
+        elif name == "multi_worker":
+            _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
+        else:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+            _STRATEGIES[name] = tf.distribute.TPUStrategy(resolver)
+    return _STRATEGIES[name]
 
 
 @dataclasses.dataclass
