@@ -63,18 +63,16 @@ import argparse
 import contextlib
 import datetime
 import gc
-import importlib.metadata
 import logging
 import os
-import platform
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 import chipnet_tf
+from benchmarks import common
 from chipnet_tf import architectures
 from chipnet_tf import io as chipnet_io
 from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
@@ -447,28 +445,8 @@ def run_model(name, args):
 
 
 # -- reporting ------------------------------------------------------------------------
-def _version(dist):
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def environment():
-    return {
-        "python": sys.version.split()[0],
-        "tensorflow": tf.__version__,
-        "tf_keras": _version("tf_keras"),
-        "ai_edge_litert": _version("ai-edge-litert"),
-        "tensorflow_model_optimization": _version("tensorflow-model-optimization"),
-        "chipnet_tf": chipnet_tf.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "os_cpu_count": os.cpu_count(),
-        "sched_affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-    }
+    return common.environment("ai-edge-litert", "tensorflow-model-optimization")
 
 
 def print_table(name, result):

@@ -44,11 +44,8 @@ Usage (from the repository root)::
 
 import argparse
 import datetime
-import importlib.metadata
 import os
-import platform
 import statistics
-import sys
 import time
 import types
 from pathlib import Path
@@ -56,6 +53,7 @@ from pathlib import Path
 import numpy as np
 
 import chipnet_tf
+from benchmarks import common
 from chipnet_tf import io as chipnet_io
 from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
 
@@ -216,29 +214,11 @@ def time_callback_hooks(model, iterations=2000):
 
 
 # -- reporting ------------------------------------------------------------------------
-def _version(dist):
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def environment():
     return {
-        "python": sys.version.split()[0],
-        "tensorflow": tf.__version__,
-        "tf_keras": _version("tf_keras"),
-        "tensorflow_model_optimization": _version("tensorflow-model-optimization"),
-        "chipnet_tf": chipnet_tf.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "os_cpu_count": os.cpu_count(),
-        "sched_affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        **common.environment("tensorflow-model-optimization"),
         "tf_intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "tf_inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
     }
 
 

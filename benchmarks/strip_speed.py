@@ -57,11 +57,9 @@ import argparse
 import cProfile
 import datetime
 import gc
-import importlib.metadata
 import io
 import json
 import os
-import platform
 import pstats
 import resource
 import statistics
@@ -76,8 +74,9 @@ from pathlib import Path
 import numpy as np
 
 import chipnet_tf
+from benchmarks import common
 from chipnet_tf import io as chipnet_io
-from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
+from chipnet_tf.compat import keras  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "strip_speed.json"
@@ -306,27 +305,10 @@ def profile_strip(args, top=15):
 
 
 # -- reporting ----------------------------------------------------------------------------------
-def _version(dist):
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
 def environment():
     return {
-        "python": sys.version.split()[0],
-        "tensorflow": tf.__version__,
-        "tf_keras": _version("tf_keras"),
-        "chipnet_tf": chipnet_tf.__version__,
-        "numpy": np.__version__,
-        "platform": platform.platform(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or None,
-        "os_cpu_count": os.cpu_count(),
-        "sched_affinity_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        **common.environment(),
         "memory_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
     }
 
 

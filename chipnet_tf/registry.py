@@ -99,12 +99,17 @@ def register_layer(layer_class, rule):
     _REGISTRY[layer_class] = rule
 
 
+def lookup_class(table, layer, default=None):
+    """``table[cls]`` for ``layer``'s class or its nearest base class in ``table``."""
+    for klass in type(layer).__mro__:
+        if klass in table:
+            return table[klass]
+    return default
+
+
 def lookup(layer):
     """The rule for ``layer``: its class or nearest registered base class, else opaque."""
-    for klass in type(layer).__mro__:
-        if klass in _REGISTRY:
-            return _REGISTRY[klass]
-    return _OPAQUE
+    return lookup_class(_REGISTRY, layer, _OPAQUE)
 
 
 def is_known(layer):

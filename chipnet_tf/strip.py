@@ -16,6 +16,7 @@ import dataclasses
 import numpy as np
 
 from chipnet_tf import graph as graph_lib
+from chipnet_tf import registry
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.layers import (
     ChannelGate,
@@ -88,10 +89,7 @@ def register_surgery(layer_class, surgery):
 
 
 def _lookup(layer):
-    for klass in type(layer).__mro__:
-        if klass in _SURGERY:
-            return _SURGERY[klass]
-    return None
+    return registry.lookup_class(_SURGERY, layer)
 
 
 def take(array, keep, axis):
@@ -408,7 +406,7 @@ def plan_empty_groups(view, keeps):
         consts = [k for k in ins if k in plan.const]
         if isinstance(layer, L.Concatenate) and not consts:
             plan.concats[name] = live
-        elif not live and len(ins) == 1 and registry_kind(view, fnode) == "producer":
+        elif not live and len(ins) == 1 and fnode.kind == "producer":  # kind set by the analysis
             w = layer.get_weights()
             bias = w[-1] if getattr(layer, "use_bias", False) else np.zeros(int(fnode.out_shapes[0][-1]))
             plan.const[out] = take(bias, keeps.get(out), 0).astype(np.float64)
@@ -456,13 +454,6 @@ def plan_empty_groups(view, keeps):
         if all(k not in outputs and all(c in plan.removed for c in consumers.get(k, [])) for k in fnode.out_keys):
             plan.drop.add(fnode.name)
     return plan
-
-
-def registry_kind(view, fnode):
-    from chipnet_tf import registry
-
-    rank = len(fnode.in_shapes[0]) if fnode.in_shapes else None
-    return registry.lookup(fnode.layer).kind(fnode.layer, rank)
 
 
 def removed_layers(model, masks):

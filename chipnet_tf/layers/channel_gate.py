@@ -1,7 +1,7 @@
 """ChannelGate: multiplies a tensor's channels by their groups' masks."""
 
 from chipnet_tf.compat import keras, register, tf
-from chipnet_tf.layers.gated_batch_norm import expand_mask
+from chipnet_tf.layers.gated_batch_norm import check_segments, expand_mask
 
 
 @register
@@ -25,10 +25,7 @@ class ChannelGate(keras.layers.Layer):
 
     def __init__(self, segments, repeat=1, **kwargs):
         super().__init__(**kwargs)
-        self.segments = [[None if g is None else str(g), int(n)] for g, n in segments]
-        self.repeat = int(repeat)
-        if not self.segments or self.repeat < 1:
-            raise ValueError(f"ChannelGate needs segments and repeat >= 1. Received: {segments!r}, {repeat!r}")
+        self.segments, self.repeat = check_segments("ChannelGate", segments, repeat)
         self.channels = sum(n for _, n in self.segments) * self.repeat
         self._autocast = False
 

@@ -17,6 +17,14 @@ def expand_mask(segments, repeat, masks):
     return mask
 
 
+def check_segments(owner, segments, repeat):
+    """``(segments, repeat)`` normalised (``[[group name or None, length], ...]``, int)."""
+    out = [[None if g is None else str(g), int(n)] for g, n in segments]
+    if not out or int(repeat) < 1:
+        raise ValueError(f"{owner} needs segments and repeat >= 1. Received: {segments!r}, {repeat!r}")
+    return out, int(repeat)
+
+
 def can_fold(layer, rank):
     """Whether a channel gate after ``layer`` can be folded into it as GatedBatchNormalization.
 
@@ -62,12 +70,7 @@ class GatedBatchNormalization(keras.layers.BatchNormalization):
         super().__init__(**kwargs)
         if not self.scale:
             raise ValueError("GatedBatchNormalization needs scale=True (the mask is folded into the scale).")
-        self.segments = [[None if g is None else str(g), int(n)] for g, n in segments]
-        self.repeat = int(repeat)
-        if not self.segments or self.repeat < 1:
-            raise ValueError(
-                f"GatedBatchNormalization needs segments and repeat >= 1. Received: {segments!r}, {repeat!r}"
-            )
+        self.segments, self.repeat = check_segments("GatedBatchNormalization", segments, repeat)
         # The masked scale/offset are handed to BatchNormalization.call through the
         # ``gamma``/``beta`` properties below; thread-local, because MirroredStrategy traces
         # its replicas in separate threads that may interleave inside one call.

@@ -1,7 +1,7 @@
 """GatedLayerNormalization: LayerNormalization over channels whose statistics skip pruned channels."""
 
 from chipnet_tf.compat import keras, register, tf
-from chipnet_tf.layers.gated_batch_norm import expand_mask
+from chipnet_tf.layers.gated_batch_norm import check_segments, expand_mask
 
 
 def can_gate(layer, rank):
@@ -37,12 +37,7 @@ class GatedLayerNormalization(keras.layers.LayerNormalization):
 
     def __init__(self, segments, repeat=1, **kwargs):
         super().__init__(**kwargs)
-        self.segments = [[None if g is None else str(g), int(n)] for g, n in segments]
-        self.repeat = int(repeat)
-        if not self.segments or self.repeat < 1:
-            raise ValueError(
-                f"GatedLayerNormalization needs segments and repeat >= 1. Received: {segments!r}, {repeat!r}"
-            )
+        self.segments, self.repeat = check_segments("GatedLayerNormalization", segments, repeat)
         self._autocast = False
 
     def build(self, input_shape):
