@@ -47,6 +47,12 @@ class UpdatePruningStep(keras.callbacks.Callback):
             ctl.set_schedule_state(epoch, 0.0, step)
             self._epochs.append(epoch)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        # Re-read once per epoch: a callback that runs after this one in on_train_begin
+        # (BackupAndRestore) may have restored the controller's schedule state since.
+        for i, ctl in enumerate(self._ctls):
+            self._epochs[i] = int(ctl.pruning_epoch.numpy())
+
     def on_train_batch_begin(self, batch, logs=None):
         if not self._steps:
             return

@@ -12,10 +12,11 @@ Examples::
 """
 
 import json
+import sys
 
 from absl import app, flags
 
-from recipes import data, pipeline
+from recipes import RecipeError, data, pipeline
 
 FLAGS = flags.FLAGS
 _DEFAULTS = pipeline.Config()
@@ -25,8 +26,21 @@ flags.DEFINE_enum("dataset", _DEFAULTS.dataset, list(data.DATASETS), "tfds datas
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data directory.")
 flags.DEFINE_string("model", _DEFAULTS.model, "chipnet_tf.architectures name or keras.applications name.")
 flags.DEFINE_string("model_kwargs", "{}", "JSON keyword arguments for the model builder.")
+
+
+def _is_json_object(text):
+    try:
+        return isinstance(json.loads(text), dict)
+    except json.JSONDecodeError:
+        return False
+
+
+flags.register_validator(
+    "model_kwargs", _is_json_object, message='--model_kwargs must be a JSON object, e.g. {"width": 16}.'
+)
 flags.DEFINE_string("model_dir", _DEFAULTS.model_dir, "Where every artifact of the run is written.")
 flags.DEFINE_float("budget", _DEFAULTS.budget, "Target fraction of the budget type, in (0, 1].")
+flags.register_validator("budget", lambda v: 0 < v <= 1, message="--budget must be in (0, 1].")
 flags.DEFINE_enum("budget_type", _DEFAULTS.budget_type, ["channels", "volume", "params", "flops"], "Budget type.")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch size.", lower_bound=1)
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
@@ -41,7 +55,15 @@ flags.DEFINE_float("finetune_lr", _DEFAULTS.finetune_lr, "Fine-tuning SGD learni
 flags.DEFINE_enum("strategy", "default", list(pipeline.STRATEGIES), "tf.distribute strategy (multi_worker: TF_CONFIG).")
 flags.DEFINE_integer("round_to", 1, "Keep multiples of this many channels per group.", lower_bound=1)
 flags.DEFINE_string("masks_from", None, "Masks (.npz/.json) found on another run: transfer them.")
-flags.DEFINE_integer("steps_per_epoch", None, "Limit the steps per epoch (smoke runs).", lower_bound=1)
+flags.DEFINE_integer(
+    "steps_per_epoch", None, "Training steps per epoch (default: one pass; more repeats the split).", lower_bound=1
+)
+flags.DEFINE_integer(
+    "prune_steps_per_epoch",
+    _DEFAULTS.prune_steps_per_epoch,
+    "Pruning steps per epoch: the gate schedules advance per epoch (default: --steps_per_epoch).",
+    lower_bound=1,
+)
 flags.DEFINE_bool("flip", True, "Random horizontal flips (datasets where they keep the class).")
 flags.DEFINE_integer("crop_padding", 4, "Pad-and-crop augmentation (0 = off).", lower_bound=0)
 flags.DEFINE_bool("randaugment", False, "keras-cv RandAugment.")
@@ -74,6 +96,7 @@ def config_from_flags():
         round_to=FLAGS.round_to,
         strategy=FLAGS.strategy,
         masks_from=FLAGS.masks_from,
+        prune_steps_per_epoch=FLAGS.prune_steps_per_epoch,
         steps_per_epoch=FLAGS.steps_per_epoch,
         augment=data.Augment(
             flip=FLAGS.flip,
@@ -86,11 +109,16 @@ def config_from_flags():
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    config = config_from_flags()
     try:
-        report = pipeline.run(config_from_flags())
+        config.validate()
     except ValueError as e:
         raise app.UsageError(str(e)) from e
-    print(json.dumps({k: v for k, v in report.items() if k != "prune_history"}, indent=2))
+    try:
+        report = pipeline.run(config)
+    except RecipeError as e:  # missing data or inputs, unwritable model_dir: one line, no traceback
+        sys.exit(f"chipnet: error: {e}")
+    print(json.dumps({k: v for k, v in report.items() if not k.endswith("_history")}, indent=2))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ import tensorflow_datasets as tfds
 
 import recipes.datasets  # noqa: F401  (registers "digits")
 from chipnet_tf.compat import tf
+from recipes import RecipeError
 
 # name -> (input shape, classes, pixel maximum, horizontal flips make sense)
 DATASETS = {
@@ -52,7 +53,7 @@ class Augment:
 
 def check_dataset(name):
     if name not in DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}. Accepted: {', '.join(DATASETS)}.")
+        raise RecipeError(f"Unknown dataset {name!r}. Accepted: {', '.join(DATASETS)}.")
     return DATASETS[name]
 
 
@@ -66,13 +67,13 @@ def load(name, split, data_dir=None):
     """``tfds.load`` with a clear error when the data is not there (no downloads here)."""
     check_dataset(name)
     if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}. Accepted: {', '.join(SPLITS)}.")
+        raise RecipeError(f"Unknown split {split!r}. Accepted: {', '.join(SPLITS)}.")
     download = name == "digits"  # built from scikit-learn's bundled file, never downloaded
     try:
         return tfds.load(name, split=SPLITS[split], data_dir=data_dir, as_supervised=True, download=download)
     except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError) as e:
         where = data_dir or "~/tensorflow_datasets"
-        raise ValueError(
+        raise RecipeError(
             f"Dataset {name!r} is not prepared under --data_dir={where}. On a machine with internet access run "
             f"`python -c \"import tensorflow_datasets as tfds; tfds.builder('{name}', data_dir='{where}')"
             f'.download_and_prepare()"` and copy the directory here, or pass --data_dir pointing at it '
@@ -97,10 +98,13 @@ def _augmenter(name, augment):
         mixers.append(keras_cv.layers.MixUp())
     pad = int(augment.crop_padding)
 
-    def apply(images, labels):
+    def apply(images, labels, seed=None):
         if pad:
             padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]])
-            images = tf.image.random_crop(padded, tf.shape(images))
+            if seed is None:
+                images = tf.image.random_crop(padded, tf.shape(images))
+            else:  # a function of (seed, epoch, batch): the same crops after a resume
+                images = tf.image.stateless_random_crop(padded, tf.shape(images), seed)
         for layer in layers:
             images = layer(images, training=True)
         if mixers:
@@ -126,7 +130,7 @@ def make_dataset(name, split, batch_size, data_dir=None, augment=None, shuffle=T
         drop_remainder: keep batch shapes static (multi-worker training).
     """
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive integer. Received: {batch_size!r}")
+        raise RecipeError(f"batch_size must be a positive integer. Received: {batch_size!r}")
     _, _, scale, _ = check_dataset(name)
     ds = load(name, split, data_dir)
     ds = ds.map(
@@ -137,4 +141,80 @@ def make_dataset(name, split, batch_size, data_dir=None, augment=None, shuffle=T
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if augment is not None:
         ds = ds.map(_augmenter(name, augment), num_parallel_calls=tf.data.AUTOTUNE)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return _shard_by_data(ds).prefetch(tf.data.AUTOTUNE)
+
+
+def _shard_by_data(ds):
+    """tfds splits come in few, uneven files: a multi-worker strategy must shard by element."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def batches_per_pass(name, split, batch_size, data_dir=None, drop_remainder=False):
+    """Batches in one pass over a split."""
+    n = int(load(name, split, data_dir).cardinality())
+    if n < 0:
+        raise RecipeError(f"The size of {name!r}/{split} is unknown; pass steps_per_epoch.")
+    return max(1, n // batch_size if drop_remainder else -(-n // batch_size))
+
+
+def make_train_dataset(
+    name,
+    batch_size,
+    epochs,
+    data_dir=None,
+    augment=None,
+    seed=0,
+    initial_epoch=0,
+    steps_per_epoch=None,
+    drop_remainder=False,
+):
+    """The training stream of a whole ``fit``: epochs ``initial_epoch .. epochs - 1``, in order.
+
+    Epoch ``e`` is a pure function of ``(seed, e)``: its shuffle order and its crop offsets
+    are seeded by the epoch number, not drawn from a random state that a restarted process
+    would not have. So a run resumed at epoch ``e`` (``BackupAndRestore``) sees exactly the
+    batches an uninterrupted run sees from epoch ``e`` on. (keras-cv's flip, RandAugment, CutMix
+    and MixUp draw from their own generators, which start afresh in a new process.)
+
+    Pass the returned ``steps_per_epoch`` to ``fit``: the stream is one dataset over all
+    epochs, and an epoch longer than the split repeats it (shuffled again each pass).
+
+    Returns:
+        ``(dataset, steps_per_epoch)``.
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise RecipeError(f"batch_size must be a positive integer. Received: {batch_size!r}")
+    _, _, scale, _ = check_dataset(name)
+    one_pass = batches_per_pass(name, "train", batch_size, data_dir, drop_remainder)
+    if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
+        raise RecipeError(f"steps_per_epoch must be a positive integer or None. Received: {steps_per_epoch!r}")
+    steps = one_pass if steps_per_epoch is None else steps_per_epoch
+    base = load(name, "train", data_dir).map(
+        lambda x, y: (tf.cast(x, tf.float32) / scale, tf.cast(y, tf.int64)), num_parallel_calls=tf.data.AUTOTUNE
+    )
+    augmenter = _augmenter(name, augment) if augment is not None else None
+
+    passes = -(-steps // one_pass)
+
+    def epoch(e):  # Python seeds: tf.data rejects tensor seeds once a global seed is set
+        epoch_seed = seed * 1_000_003 + e
+        ds = base.shuffle(10_000, seed=epoch_seed * 1_009, reshuffle_each_iteration=False)
+        for p in range(1, passes):
+            ds = ds.concatenate(base.shuffle(10_000, seed=epoch_seed * 1_009 + p, reshuffle_each_iteration=False))
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder).take(steps)
+        if augmenter is None:
+            return ds
+        return ds.enumerate().map(
+            lambda i, batch: augmenter(*batch, seed=tf.stack([tf.constant(epoch_seed, tf.int64), i])),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    if not 0 <= initial_epoch < epochs:
+        raise RecipeError(f"initial_epoch must be in [0, epochs={epochs}). Received: {initial_epoch!r}")
+    # Epochs are chained lazily: only the running epoch holds a shuffle buffer.
+    ds = epoch(initial_epoch)
+    for e in range(initial_epoch + 1, epochs):
+        ds = ds.concatenate(epoch(e))
+    return _shard_by_data(ds).prefetch(tf.data.AUTOTUNE), steps

@@ -18,14 +18,17 @@ lr 0.05 with step decay (x0.1 at 50% and 75% of the epochs).
 import dataclasses
 import json
 import os
+import shutil
+import tempfile
 
 import numpy as np
+from absl import logging
 
 import chipnet_tf
 from chipnet_tf import architectures
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
-from recipes import data
+from recipes import RecipeError, data, plots
 
 STAGES = ("pretrain", "prune", "finetune", "export", "all")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -42,7 +45,7 @@ def make_strategy(name):
     replicas reduce through one device (no collective ops; NCCL is for GPUs).
     """
     if name not in STRATEGIES:
-        raise ValueError(f"Unknown strategy {name!r}. Accepted: {', '.join(STRATEGIES)}.")
+        raise RecipeError(f"Unknown strategy {name!r}. Accepted: {', '.join(STRATEGIES)}.")
     if name == "default":
         return tf.distribute.get_strategy()
     if name not in _STRATEGIES:
@@ -77,6 +80,7 @@ class Config:
     pretrain_lr: float = 0.05
     prune_epochs: int = 20
     prune_lr: float = 1e-2
+    prune_steps_per_epoch: int = None  # None: steps_per_epoch
     prune_weight_decay: float = 5e-4
     budget_weight: float = 30.0
     crispness_weight: float = 10.0
@@ -85,9 +89,10 @@ class Config:
     round_to: int = 1
     strategy: str = "default"
     masks_from: str = None
-    steps_per_epoch: int = None  # limit (tests); None = the whole split
+    steps_per_epoch: int = None  # training steps per epoch; None = one pass (more repeats the split)
     augment: data.Augment = dataclasses.field(default_factory=data.Augment)
     verbose: int = 2
+    callbacks: list = dataclasses.field(default_factory=list)  # extra Keras callbacks for every fit
 
     def distribution(self):
         """The tf.distribute strategy of this run (created once)."""
@@ -97,17 +102,21 @@ class Config:
 
     def validate(self):
         if self.stage not in STAGES:
-            raise ValueError(f"Unknown stage {self.stage!r}. Accepted: {', '.join(STAGES)}.")
+            raise RecipeError(f"Unknown stage {self.stage!r}. Accepted: {', '.join(STAGES)}.")
         data.check_dataset(self.dataset)
         if self.strategy not in STRATEGIES:
-            raise ValueError(f"Unknown strategy {self.strategy!r}. Accepted: {', '.join(STRATEGIES)}.")
+            raise RecipeError(f"Unknown strategy {self.strategy!r}. Accepted: {', '.join(STRATEGIES)}.")
         if not (isinstance(self.budget, (int, float)) and 0 < self.budget <= 1):
-            raise ValueError(f"budget must be in (0, 1]. Received: {self.budget!r}")
+            raise RecipeError(f"budget must be in (0, 1]. Received: {self.budget!r}")
         chipnet_tf.budgets.check_budget_type(self.budget_type)
+        if self.augment.mixes_labels:
+            raise RecipeError("CutMix/MixUp make one-hot labels; the recipes train with sparse labels. Turn them off.")
+        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
+            raise RecipeError(f"steps_per_epoch must be a positive integer or None. Received: {self.steps_per_epoch!r}")
         for name in ("batch_size", "pretrain_epochs", "prune_epochs", "finetune_epochs", "round_to"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (1 if name in ("batch_size", "round_to") else 0):
-                raise ValueError(
+                raise RecipeError(
                     f"{name} must be a non-negative integer (batch_size, round_to >= 1). Received: {value!r}"
                 )
         return self
@@ -115,6 +124,11 @@ class Config:
 
 def path(config, name):
     return os.path.join(config.model_dir, name)
+
+
+def is_chief(config):
+    """Whether this process writes the run's files (always, except non-chief workers)."""
+    return bool(config.distribution().extended.should_checkpoint)
 
 
 def build_model(config):
@@ -127,7 +141,7 @@ def build_model(config):
         return architectures.get(config.model, **kwargs)
     factory = getattr(keras.applications, config.model, None)
     if not callable(factory):
-        raise ValueError(
+        raise RecipeError(
             f"Unknown model {config.model!r}. Accepted: {', '.join(architectures.NAMES)} or a keras.applications "
             "name such as MobileNetV2."
         )
@@ -142,65 +156,172 @@ def _loss():
     return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
 
-def _datasets(config):
-    train = data.make_dataset(
-        config.dataset, "train", config.batch_size, config.data_dir, augment=config.augment, seed=config.seed
-    )
-    if config.augment.mixes_labels:
-        raise ValueError("CutMix/MixUp make one-hot labels; the recipes train with sparse labels. Turn them off.")
-    test = data.make_dataset(config.dataset, "test", config.batch_size, config.data_dir, shuffle=False)
-    return train, test
+def _test_dataset(config):
+    return data.make_dataset(config.dataset, "test", config.batch_size, config.data_dir, shuffle=False)
 
 
-def _fit(model, config, train, epochs, stage, callbacks=()):
+def config_dict(config):
+    """The configuration as JSON-ready values (without the extra callbacks)."""
+    out = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "callbacks"}
+    out["augment"] = dataclasses.asdict(config.augment)
+    return json.loads(json.dumps(out))
+
+
+def _run_signature(config):
+    """What must not change for a run to be resumed: all but the stage, verbosity and strategy."""
+    out = config_dict(config)
+    for key in ("stage", "verbose", "strategy"):
+        out.pop(key)
+    return out
+
+
+def _backed_up_epochs(backup_dir):
+    """Epochs a ``BackupAndRestore`` checkpoint under ``backup_dir`` holds (0 without one)."""
+    latest = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
+    if latest is None:
+        return 0
+    saved = tf.train.load_checkpoint(latest).get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
+    return int(saved) + 1
+
+
+class _EpochLog(keras.callbacks.Callback):
+    """Per-epoch logs of a stage in ``logs/<stage>_history.json``, written atomically.
+
+    Resumed runs keep the epochs before the restored one, so the history (and report.png)
+    covers the whole run. Listed before ``BackupAndRestore``: an epoch's row is written before
+    its backup, and rows past the backup are dropped on resume.
+    """
+
+    def __init__(self, filename, initial_epoch, write):
+        super().__init__()
+        self.filename, self.write = filename, write
+        self.rows = []
+        if initial_epoch and os.path.exists(filename):
+            with open(filename) as f:
+                self.rows = [r for r in json.load(f) if r["epoch"] < initial_epoch]
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rows.append({"epoch": int(epoch), **{k: float(v) for k, v in (logs or {}).items()}})
+        if self.write:
+            write_json(self.filename, self.rows)
+
+    def history(self):
+        keys = [k for k in (self.rows[0] if self.rows else {}) if k != "epoch"]
+        return {k: [r[k] for r in self.rows] for k in keys}
+
+
+def _fit(model, config, stage, epochs, callbacks=(), steps_per_epoch=None):
+    """``model.fit`` for one stage: resumable (``BackupAndRestore``), logged, epoch-seeded data.
+
+    Returns the per-epoch history of the whole stage (including epochs before a resume).
+    """
     if epochs == 0:
         return {}
-    backup = keras.callbacks.BackupAndRestore(path(config, os.path.join("backup", stage)))
-    logs = keras.callbacks.TensorBoard(path(config, os.path.join("logs", stage)))
-    history = model.fit(
-        train,
-        epochs=epochs,
-        steps_per_epoch=config.steps_per_epoch,
-        callbacks=[*callbacks, backup, logs],
-        verbose=config.verbose,
+    chief = is_chief(config)
+    backup_dir = path(config, os.path.join("backup", stage))
+    signature_file = os.path.join(backup_dir, "run.json")
+    if os.path.exists(signature_file):
+        with open(signature_file) as f:
+            if json.load(f) != _run_signature(config):
+                logging.warning("Discarding the %s backup in %s: it is from another configuration.", stage, backup_dir)
+                if chief:
+                    shutil.rmtree(backup_dir)
+    start = _backed_up_epochs(backup_dir)
+    if start:
+        logging.info("Resuming %s at epoch %d from %s", stage, start + 1, backup_dir)
+    if chief:
+        os.makedirs(backup_dir, exist_ok=True)
+        write_json(signature_file, _run_signature(config))
+    train, steps = data.make_train_dataset(
+        config.dataset,
+        config.batch_size,
+        epochs,
+        config.data_dir,
+        augment=config.augment,
+        seed=config.seed,
+        initial_epoch=start,
+        steps_per_epoch=steps_per_epoch or config.steps_per_epoch,
+        drop_remainder=config.strategy in ("multi_worker", "tpu"),  # same static batch on every worker
     )
-    return history.history
+    log = _EpochLog(path(config, os.path.join("logs", f"{stage}_history.json")), start, chief)
+    log_dir = path(config, os.path.join("logs", stage)) if chief else tempfile.mkdtemp()
+    callbacks = [
+        *callbacks,
+        log,
+        keras.callbacks.BackupAndRestore(backup_dir),
+        keras.callbacks.TensorBoard(log_dir),
+        *config.callbacks,
+    ]
+    try:
+        model.fit(train, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=config.verbose)
+    finally:
+        if not chief:
+            shutil.rmtree(log_dir, ignore_errors=True)
+    if chief:
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    return log.history()
 
 
-def _save(model, target):
-    """Saves atomically: a temporary sibling renamed over ``target``."""
+def _save(model, target, config):
+    """Saves atomically (a temporary sibling renamed over ``target``), without optimizer state
+    (the next stage compiles its own optimizer; BackupAndRestore keeps the state for resuming).
+
+    Under a multi-worker strategy every worker saves (reading synced variables is collective)
+    but only the chief writes ``target``; the others write to a temporary directory.
+    """
+    model.compile(loss=_loss(), metrics=["accuracy"])  # drops the optimizer (and its slots)
+    if not is_chief(config):
+        tmp_dir = tempfile.mkdtemp()
+        try:
+            model.save(os.path.join(tmp_dir, os.path.basename(target)))
+        finally:
+            shutil.rmtree(tmp_dir, ignore_errors=True)
+        return
     tmp = target + ".tmp.keras"
     model.save(tmp)
     os.replace(tmp, target)
 
 
-def _accuracy(model, test, config):
+def _accuracy(model, config):
     model.compile(loss=_loss(), metrics=["accuracy"])
-    steps = config.steps_per_epoch
-    return float(model.evaluate(test, steps=steps, verbose=0, return_dict=True)["accuracy"])
+    return float(model.evaluate(_test_dataset(config), verbose=0, return_dict=True)["accuracy"])
 
 
 def pretrain(config):
     keras.utils.set_random_seed(config.seed)
-    train, test = _datasets(config)
     with config.distribution().scope():
         model = build_model(config)
         opt = keras.optimizers.SGD(config.pretrain_lr, momentum=0.9, nesterov=True)
         model.compile(opt, _loss(), metrics=["accuracy"])
-    _fit(model, config, train, config.pretrain_epochs, "pretrain")
-    _save(model, path(config, "dense.keras"))
-    return {"dense_accuracy": _accuracy(model, test, config)}
+    history = _fit(model, config, "pretrain", config.pretrain_epochs)
+    _save(model, path(config, "dense.keras"), config)
+    return {"dense_accuracy": _accuracy(model, config), "pretrain_history": history}
+
+
+def _load(config, name):
+    filename = path(config, name)
+    if not os.path.exists(filename):
+        stage = {"dense.keras": "pretrain", "masks.npz": "prune", "stripped.keras": "finetune"}.get(name, "prune")
+        raise RecipeError(f"{filename} does not exist: run --stage={stage} first (or --stage=all).")
+    if name.endswith(".npz"):
+        return chipnet_tf.load_masks(filename)
+    return keras.models.load_model(filename, compile=False)
 
 
 def prune(config):
     keras.utils.set_random_seed(config.seed)
-    dense = keras.models.load_model(path(config, "dense.keras"), compile=False)
+    with config.distribution().scope():
+        dense = _load(config, "dense.keras")
     if config.masks_from:
-        masks = chipnet_tf.load_masks(config.masks_from)
-        chipnet_tf.strip_pruning(dense, masks=masks)  # validates them against this architecture
-        chipnet_tf.save_masks(path(config, "masks.npz"), masks)
+        try:
+            masks = chipnet_tf.load_masks(config.masks_from)
+            chipnet_tf.strip_pruning(dense, masks=masks)  # validates them against this architecture
+        except (OSError, ValueError) as e:
+            raise RecipeError(f"--masks_from={config.masks_from}: {e}") from e
+        if is_chief(config):
+            chipnet_tf.save_masks(path(config, "masks.npz"), masks)
+            plots.write_report_png(path(config, "report.png"), chipnet_tf.budget_report(dense, masks=masks))
         return {"masks_from": config.masks_from}
-    train, _ = _datasets(config)
     with config.distribution().scope():
         pruned = chipnet_tf.prune_low_budget(
             dense,
@@ -212,50 +333,56 @@ def prune(config):
         opt = keras.optimizers.AdamW(config.prune_lr, weight_decay=config.prune_weight_decay)
         opt.exclude_from_weight_decay(var_names=["zeta"])
         pruned.compile(opt, _loss(), metrics=["accuracy"])
-    history = _fit(
-        pruned,
-        config,
-        train,
-        config.prune_epochs,
-        "prune",
-        callbacks=[chipnet_tf.UpdatePruningStep(), chipnet_tf.PruningSummaries(path(config, "logs/prune_chipnet"))],
-    )
-    _save(pruned, path(config, "pruned.keras"))
+    summaries = path(config, "logs/prune_chipnet") if is_chief(config) else tempfile.mkdtemp()
+    try:
+        history = _fit(
+            pruned,
+            config,
+            "prune",
+            config.prune_epochs,
+            callbacks=[chipnet_tf.UpdatePruningStep(), chipnet_tf.PruningSummaries(summaries)],
+            steps_per_epoch=config.prune_steps_per_epoch,
+        )
+    finally:
+        if not is_chief(config):
+            shutil.rmtree(summaries, ignore_errors=True)
+    _save(pruned, path(config, "pruned.keras"), config)
     masks = chipnet_tf.get_masks(pruned, round_to=config.round_to)
-    chipnet_tf.save_masks(path(config, "masks.npz"), masks)
-    return {"prune_history": {k: [float(v) for v in vs] for k, vs in history.items()}}
+    if is_chief(config):
+        chipnet_tf.save_masks(path(config, "masks.npz"), masks)
+        report = chipnet_tf.budget_report(dense, masks=masks)
+        plots.write_report_png(path(config, "report.png"), report, history, config.budget, config.budget_type)
+    return {"prune_history": history}
 
 
 def finetune(config):
     keras.utils.set_random_seed(config.seed)
-    train, test = _datasets(config)
-    masks = chipnet_tf.load_masks(path(config, "masks.npz"))
+    masks = _load(config, "masks.npz")
+    # The pruned model's weights (trained with the gates), else the dense ones (mask transfer).
+    source = "dense.keras" if config.masks_from or not os.path.exists(path(config, "pruned.keras")) else "pruned.keras"
     with config.distribution().scope():
-        source = (
-            "dense.keras" if config.masks_from or not os.path.exists(path(config, "pruned.keras")) else "pruned.keras"
-        )
-        # The pruned model's weights (trained with the gates), else the dense ones (mask transfer).
-        model = keras.models.load_model(path(config, source), compile=False)
-        small = chipnet_tf.strip_pruning(model, masks=masks)
+        small = chipnet_tf.strip_pruning(_load(config, source), masks=masks)
         opt = keras.optimizers.SGD(config.finetune_lr, momentum=0.9)
         small.compile(opt, _loss(), metrics=["accuracy"])
-    steps = max(1, config.finetune_epochs)
+    epochs = max(1, config.finetune_epochs)
 
     def lr(epoch):
-        return config.finetune_lr * (0.1 ** int(epoch >= 0.5 * steps)) * (0.1 ** int(epoch >= 0.75 * steps))
+        return config.finetune_lr * (0.1 ** int(epoch >= 0.5 * epochs)) * (0.1 ** int(epoch >= 0.75 * epochs))
 
-    _fit(small, config, train, config.finetune_epochs, "finetune", [keras.callbacks.LearningRateScheduler(lr)])
-    _save(small, path(config, "stripped.keras"))
-    return {"stripped_accuracy": _accuracy(small, test, config)}
+    history = _fit(small, config, "finetune", config.finetune_epochs, [keras.callbacks.LearningRateScheduler(lr)])
+    _save(small, path(config, "stripped.keras"), config)
+    return {"stripped_accuracy": _accuracy(small, config), "finetune_history": history}
 
 
 def export(config):
     from chipnet_tf import export as export_lib
 
-    _, test = _datasets(config)
-    dense = keras.models.load_model(path(config, "dense.keras"), compile=False)
-    small = keras.models.load_model(path(config, "stripped.keras"), compile=False)
-    x_test = np.concatenate([x.numpy() for x, _ in test.take(4)])
+    if not is_chief(config):
+        return {}
+    dense = _load(config, "dense.keras")
+    small = _load(config, "stripped.keras")
+    masks = _load(config, "masks.npz")
+    x_test = np.concatenate([x.numpy() for x, _ in _test_dataset(config).take(4)])
     calib = np.concatenate(
         [x.numpy() for x, _ in data.make_dataset(config.dataset, "train", 100, config.data_dir).take(2)]
     )
@@ -263,34 +390,71 @@ def export(config):
     int8_bytes = export_lib.to_tflite(
         small, path(config, "model_int8.tflite"), quantization="int8", representative_dataset=calib
     )
-    report = chipnet_tf.budget_report(dense, masks=chipnet_tf.load_masks(path(config, "masks.npz")))
-    out = {
+    report = chipnet_tf.budget_report(dense, masks=masks)
+    return {
         "dense": {"params": dense.count_params(), "flops": chipnet_tf.count_flops(dense)},
         "stripped": {"params": small.count_params(), "flops": chipnet_tf.count_flops(small)},
         "predicted_kept": {t: report.totals[t]["kept"] for t in chipnet_tf.BUDGET_TYPES},
         "tflite_bytes": {"float32": len(float_bytes), "int8": len(int8_bytes)},
         "int8_top1_agreement": export_lib.verify_tflite(int8_bytes, small, x_test).top1_agreement,
     }
-    return out
+
+
+_STAGE_FUNCTIONS = {"pretrain": pretrain, "prune": prune, "finetune": finetune, "export": export}
+
+
+def _check_writable(model_dir):
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=model_dir, prefix=".write_test"):
+            pass
+    except OSError as e:
+        raise RecipeError(f"model_dir {model_dir!r} is not writable: {e.strerror or e}.") from None
+
+
+def _remove_stale_temporaries(model_dir):
+    """Temporary files of a killed run (atomic writes rename them; a SIGKILL leaves them)."""
+    for directory in (model_dir, os.path.join(model_dir, "logs")):
+        if not os.path.isdir(directory):
+            continue
+        for name in os.listdir(directory):
+            if name.endswith(".tmp.keras") or (name.startswith(".") and name.endswith(".tmp")):
+                target = os.path.join(directory, name)
+                shutil.rmtree(target) if os.path.isdir(target) else os.remove(target)
 
 
 def run(config):
-    """Runs ``config.stage`` (or all of them); writes and returns ``report.json``'s content."""
+    """Runs ``config.stage`` (or all of them); writes and returns ``report.json``'s content.
+
+    ``stage="all"`` resumes: a stage that finished under the same configuration is not run
+    again, and a stage that was interrupted continues from its last epoch backup.
+    """
     config.validate()
-    os.makedirs(config.model_dir, exist_ok=True)
-    if not os.access(config.model_dir, os.W_OK):
-        raise ValueError(f"model_dir {config.model_dir!r} is not writable.")
+    config.distribution()  # multi-worker strategies must exist before any other TF op
+    _check_writable(config.model_dir)
+    if is_chief(config):
+        _remove_stale_temporaries(config.model_dir)
     report_path = path(config, "report.json")
     report = {}
     if os.path.exists(report_path):
         with open(report_path) as f:
             report = json.load(f)
-    stages = ["pretrain", "prune", "finetune", "export"] if config.stage == "all" else [config.stage]
+    if {k: v for k, v in report.get("config", {}).items() if k not in ("stage", "verbose", "strategy")} != (
+        _run_signature(config)
+    ):
+        report["completed"] = []  # another configuration: nothing it finished counts
+    stages = list(_STAGE_FUNCTIONS) if config.stage == "all" else [config.stage]
     for stage in stages:
-        result = {"pretrain": pretrain, "prune": prune, "finetune": finetune, "export": export}[stage](config)
-        report.update(result)
-        report["config"] = {k: v for k, v in dataclasses.asdict(config).items() if k != "augment"}
-        write_json(report_path, report)
+        if config.stage == "all" and stage in report.get("completed", []):
+            logging.info("Stage %s already finished in %s; skipping it.", stage, config.model_dir)
+            continue
+        report.update(_STAGE_FUNCTIONS[stage](config))
+        report["config"] = config_dict(config)
+        order = list(_STAGE_FUNCTIONS)  # a stage run again makes the later ones stale
+        report["completed"] = [s for s in report.get("completed", []) if order.index(s) < order.index(stage)]
+        report["completed"].append(stage)
+        if is_chief(config):
+            write_json(report_path, report)
     return report
 
 

@@ -107,6 +107,50 @@ def test_bad_configs_are_clear_errors(tmp_path):
         pipeline.run(config)
 
 
+def test_all_resumes_after_the_last_finished_stage(tmp_path):
+    config = _config(tmp_path, model_kwargs={"width": 8}, budget=0.5, stage="pretrain")
+    pipeline.run(config)
+    dense_time = os.path.getmtime(os.path.join(config.model_dir, "dense.keras"))
+    config.stage = "all"
+    report = pipeline.run(config)  # pretrain finished under this configuration: not run again
+    assert report["completed"] == ["pretrain", "prune", "finetune", "export"]
+    assert os.path.getmtime(os.path.join(config.model_dir, "dense.keras")) == dense_time
+    again = pipeline.run(config)
+    assert again == report  # nothing left to do
+    config.stage = "prune"  # re-running a stage makes the later ones stale
+    assert pipeline.run(config)["completed"] == ["pretrain", "prune"]
+    config.budget, config.stage = 0.3, "all"  # another configuration: everything runs again
+    report = pipeline.run(config)
+    assert os.path.getmtime(os.path.join(config.model_dir, "dense.keras")) > dense_time
+    assert report["config"]["budget"] == 0.3 and report["completed"][-1] == "export"
+
+
+def test_unwritable_model_dir_and_missing_inputs_are_clear_errors(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="model_dir '.*file/run' is not writable"):
+        pipeline.run(_config(tmp_path, model_dir=str(blocker / "run")))
+    with pytest.raises(ValueError, match="dense.keras does not exist: run --stage=pretrain first"):
+        pipeline.run(_config(tmp_path, stage="prune"))
+
+
+def test_report_png_shows_groups_and_curves(tmp_path):
+    config = _config(tmp_path, model_kwargs={"width": 8}, budget=0.5, stage="pretrain")
+    pipeline.run(config)
+    config.stage = "prune"
+    pipeline.run(config)
+    png = os.path.join(config.model_dir, "report.png")
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    import matplotlib.image
+
+    height, width, _ = matplotlib.image.imread(png).shape
+    assert width == 1200 and height >= 400
+    with open(os.path.join(config.model_dir, "logs", "prune_history.json")) as f:
+        rows = json.load(f)
+    assert [r["epoch"] for r in rows] == [0, 1] and {"budget", "crispness", "accuracy"} <= set(rows[0])
+
+
 def test_entry_point_usage_errors_list_accepted_values(tmp_path):
     import subprocess
     import sys
@@ -119,8 +163,23 @@ def test_entry_point_usage_errors_list_accepted_values(tmp_path):
     proc = run("--dataset=imagenet")
     assert proc.returncode != 0 and "value should be one of <digits|cifar10|cifar100|svhn_cropped>" in proc.stderr
     proc = run("--budget=1.5", f"--model_dir={tmp_path}", "--stage=pretrain")
-    assert proc.returncode != 0 and "budget must be in (0, 1]. Received: 1.5" in proc.stderr
-    assert "Traceback" not in proc.stderr
+    assert proc.returncode != 0 and "flag --budget=1.5: --budget must be in (0, 1]" in proc.stderr
+    proc = run("--model_kwargs=[8]")
+    assert proc.returncode != 0 and "--model_kwargs must be a JSON object" in proc.stderr
+    proc = run("--strategy=horovod")
+    assert proc.returncode != 0 and "value should be one of <default|mirrored|multi_worker|tpu>" in proc.stderr
+    # Runtime input errors: one line on stderr, exit status 1, no traceback, no usage dump.
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    proc = run(f"--model_dir={blocker}/run", "--stage=pretrain")
+    assert proc.returncode == 1 and f"chipnet: error: model_dir '{blocker}/run' is not writable" in proc.stderr
+    proc = run(f"--model_dir={tmp_path}/empty", "--stage=finetune", f"--data_dir={tmp_path}/tfds")
+    assert proc.returncode == 1
+    assert "masks.npz does not exist: run --stage=prune first (or --stage=all)." in proc.stderr
+    proc = run("--dataset=cifar10", f"--data_dir={tmp_path}/nothing", f"--model_dir={tmp_path}/c10", "--stage=pretrain")
+    assert proc.returncode == 1 and "'cifar10' is not prepared under --data_dir=" in proc.stderr
+    for text in (proc.stderr,):
+        assert "Traceback" not in text and "--helpfull" not in text
 
 
 def test_prune_stage_under_mirrored_strategy_matches_one_replica(tmp_path):

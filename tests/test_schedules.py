@@ -66,6 +66,39 @@ def test_update_pruning_step_drives_schedule_state_in_fit(digits):
     assert "crispness" in history.history
 
 
+def test_schedule_resumes_from_backup_and_restore_listed_after_it(digits, tmp_path):
+    """BackupAndRestore restores the controller after UpdatePruningStep's on_train_begin ran;
+    the schedule must follow the restored epoch, not the fresh model's."""
+    x, y, _, _ = digits
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    class Steepness(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 1:
+                self.seen.append(float(chipnet_tf.prune.controllers(self.model)[0].steepness.numpy()))
+
+    def fit(extra):
+        keras.utils.set_random_seed(0)
+        pruned = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels")
+        pruned.compile(pruning_optimizer(), "sparse_categorical_crossentropy")
+        record = Steepness()
+        record.seen = []
+        backup = keras.callbacks.BackupAndRestore(str(tmp_path / "backup"))
+        callbacks = [chipnet_tf.UpdatePruningStep(), record, backup, *extra]
+        try:
+            pruned.fit(x[:256], y[:256], batch_size=64, epochs=4, verbose=0, callbacks=callbacks)
+        except KeyboardInterrupt:
+            pass
+        return record.seen
+
+    assert fit([Interrupt()]) == pytest.approx([11.25, 16.25])
+    assert fit([]) == pytest.approx([21.25, 26.25])  # epochs 3 and 4 at batch 1 of 4: 10 + 5 * (e + 1/4)
+
+
 def test_fit_without_update_pruning_step_raises_clear_error(digits):
     x, y, _, _ = digits
     pruned = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels")
