@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint format pytest bazel-test bench-overhead bench-strip bench-latency clean
+.PHONY: demo test lint format pytest bazel-test bench-overhead bench-strip bench-latency reference clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bazel-test: $(STAMP)
 
 # pytest runs last so that its summary line closes the output.
 test: lint bazel-test pytest
+
+# Rebuilds the committed reference set (saved_models/reference/digits_small_cnn).
+reference: $(STAMP)
+	$(PY) -m recipes.reference
 
 bench-overhead: $(STAMP)
 	$(PY) -m benchmarks.overhead

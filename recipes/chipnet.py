@@ -8,7 +8,7 @@ Examples::
 
     python -m recipes.chipnet                                   # digits, small CNN, 0.25 FLOPs
     python -m recipes.chipnet --dataset=cifar10 --data_dir=~/tensorflow_datasets \\
-        --model=wrn26_12 --budget=0.1 --budget_type=params --model_dir=saved_models/wrn
+        --model=wrn26_12 --budget=0.1 --budget_type=params --model_dir=saved_models/runs/wrn
 """
 
 import json
@@ -38,7 +38,9 @@ def _is_json_object(text):
 flags.register_validator(
     "model_kwargs", _is_json_object, message='--model_kwargs must be a JSON object, e.g. {"width": 16}.'
 )
-flags.DEFINE_string("model_dir", _DEFAULTS.model_dir, "Where every artifact of the run is written.")
+flags.DEFINE_string(
+    "model_dir", None, "Where every artifact of the run is written (default: saved_models/runs/<dataset>_<model>)."
+)
 flags.DEFINE_float("budget", _DEFAULTS.budget, "Target fraction of the budget type, in (0, 1].")
 flags.register_validator("budget", lambda v: 0 < v <= 1, message="--budget must be in (0, 1].")
 flags.DEFINE_enum("budget_type", _DEFAULTS.budget_type, ["channels", "volume", "params", "flops"], "Budget type.")

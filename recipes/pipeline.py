@@ -71,7 +71,7 @@ class Config:
     data_dir: str = None
     model: str = "small_cnn"
     model_kwargs: dict = dataclasses.field(default_factory=dict)
-    model_dir: str = os.path.join("saved_models", "digits_small_cnn")
+    model_dir: str = None  # default: saved_models/runs/<dataset>_<model>
     budget: float = 0.25
     budget_type: str = "flops"
     batch_size: int = 64
@@ -120,6 +120,11 @@ class Config:
                     f"{name} must be a non-negative integer (batch_size, round_to >= 1). Received: {value!r}"
                 )
         return self
+
+
+def default_model_dir(config):
+    """``saved_models/runs/<dataset>_<model>`` (git ignores ``saved_models/runs/``)."""
+    return os.path.join("saved_models", "runs", f"{config.dataset}_{config.model}")
 
 
 def path(config, name):
@@ -430,6 +435,8 @@ def run(config):
     again, and a stage that was interrupted continues from its last epoch backup.
     """
     config.validate()
+    if config.model_dir is None:
+        config.model_dir = default_model_dir(config)
     config.distribution()  # multi-worker strategies must exist before any other TF op
     _check_writable(config.model_dir)
     if is_chief(config):

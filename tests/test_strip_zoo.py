@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import chipnet_tf
+from chipnet_tf import export
 from chipnet_tf.compat import keras, tf
 from tests.flops_profiler import profiler_flops
 
@@ -182,7 +183,7 @@ def test_stripped_model_is_a_flat_plain_keras_model(zoo, name, budget):
 def test_stripped_model_converts_to_tflite(zoo, name):
     x = zoo.model(name)[3]
     small = zoo.case(name, TFLITE_BUDGET)["small"]
-    tflite = tf.lite.TFLiteConverter.from_keras_model(small).convert()
+    tflite = export.to_tflite(small)
     assert isinstance(tflite, bytes) and len(tflite) > 0
     interpreter = tf.lite.Interpreter(model_content=tflite)
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
