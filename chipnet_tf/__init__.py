@@ -11,7 +11,7 @@ from chipnet_tf import (
     registry,
 )
 from chipnet_tf.budgets import BUDGET_TYPES, CostSpec
-from chipnet_tf.callbacks import PruningSummaries, UpdatePruningStep
+from chipnet_tf.callbacks import BestHardMasks, PruningSummaries, UpdatePruningStep
 from chipnet_tf.graph import analyze
 from chipnet_tf.layers import (
     ChannelGate,
@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BUDGET_TYPES",
+    "BestHardMasks",
     "BudgetReport",
     "ChannelGate",
     "ChipNetController",

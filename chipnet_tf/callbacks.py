@@ -1,5 +1,8 @@
 """Keras callbacks: the required schedule stepper and TensorBoard summaries."""
 
+import json
+import os
+
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
@@ -122,3 +125,105 @@ class PruningSummaries(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.close()
+
+
+class BestHardMasks(keras.callbacks.Callback):
+    """Keeps the pruning epoch whose *hard* network validates best (the paper's model selection).
+
+    After every epoch it fixes the budget-aware hard masks (``get_masks``), evaluates the
+    hard-masked network on ``validation_data``, returns to soft gates and logs the result as
+    ``hard_<monitor>``. When training ends it restores the weights (mask logits and schedule
+    state included) of the best epoch, so ``get_masks`` afterwards gives that epoch's masks.
+
+    Why: the soft budget can be met by shrinking every gate of a group to a small value that
+    a following BatchNormalization scales back; such a network validates well with soft gates
+    and badly with hard ones. The reference implementation selects its pruning checkpoint by
+    hard-masked validation accuracy for the same reason.
+
+    Example:
+        >>> pruned.fit(train, epochs=20, callbacks=[chipnet_tf.UpdatePruningStep(),
+        ...            chipnet_tf.BestHardMasks(val_ds)])  # doctest: +SKIP
+
+    Args:
+        validation_data: a ``tf.data.Dataset`` of ``(x, y)`` batches or an ``(x, y)`` tuple.
+        monitor: a metric the model is compiled with (``"accuracy"``) or ``"loss"``.
+        mode: ``"max"`` or ``"min"``; default ``"min"`` for losses, else ``"max"``.
+        round_to: passed to ``get_masks``.
+        filepath: optional ``.npz`` path; the best state is saved there (atomically) and
+            reloaded by a resumed run, so an interrupted run selects as an uninterrupted one.
+        restore: restore the best epoch's weights when training ends.
+    """
+
+    def __init__(self, validation_data, monitor="accuracy", mode=None, round_to=1, filepath=None, restore=True):
+        super().__init__()
+        if mode not in (None, "max", "min"):
+            raise ValueError(f"mode must be 'max', 'min' or None. Received: mode={mode!r}")
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a metric name. Received: monitor={monitor!r}")
+        self.validation_data = validation_data
+        self.monitor = monitor
+        self.mode = mode or ("min" if "loss" in monitor else "max")
+        self.round_to = round_to
+        self.filepath = None if filepath is None else str(filepath)
+        self.restore = restore
+        self.best_value = None
+        self.best_epoch = None
+        self.best_masks = None
+        self._best_weights = None
+
+    def _better(self, value):
+        if self.best_value is None:
+            return True
+        return value > self.best_value if self.mode == "max" else value < self.best_value
+
+    def on_train_begin(self, logs=None):
+        _controllers_or_raise(self.model)
+        if self.filepath and os.path.exists(self.filepath):
+            with np.load(self.filepath, allow_pickle=False) as f:
+                meta = json.loads(str(f["meta"]))
+                self._best_weights = [f[f"w{i}"] for i in range(meta["num_weights"])]
+            self.best_value, self.best_epoch = meta["value"], meta["epoch"]
+            self.best_masks = {k: np.asarray(v, bool) for k, v in meta["masks"].items()}
+
+    def on_epoch_end(self, epoch, logs=None):
+        from chipnet_tf.masks import apply_masks, get_masks
+
+        masks = get_masks(self.model, round_to=self.round_to)
+        apply_masks(self.model, masks)
+        try:
+            data = self.validation_data
+            if isinstance(data, tuple):
+                results = self.model.evaluate(*data, verbose=0, return_dict=True)
+            else:
+                results = self.model.evaluate(data, verbose=0, return_dict=True)
+        finally:
+            apply_masks(self.model, None)
+        if self.monitor not in results:
+            raise ValueError(
+                f"BestHardMasks monitors {self.monitor!r}, which the model does not compute. "
+                f"Available: {', '.join(sorted(results))}."
+            )
+        value = float(results[self.monitor])
+        if logs is not None:
+            logs[f"hard_{self.monitor}"] = value
+        if self._better(value):
+            self.best_value, self.best_epoch, self.best_masks = value, int(epoch), masks
+            self._best_weights = [np.array(w) for w in self.model.get_weights()]
+            if self.filepath:
+                self._save()
+
+    def _save(self):
+        from chipnet_tf.io import atomic_write
+
+        meta = {
+            "value": self.best_value,
+            "epoch": self.best_epoch,
+            "num_weights": len(self._best_weights),
+            "masks": {k: np.asarray(v).astype(int).tolist() for k, v in self.best_masks.items()},
+        }
+        arrays = {f"w{i}": w for i, w in enumerate(self._best_weights)}
+        atomic_write(self.filepath, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
+
+    def on_train_end(self, logs=None):
+        if self.restore and self._best_weights is not None:
+            self.model.set_weights(self._best_weights)

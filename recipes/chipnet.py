@@ -56,6 +56,13 @@ flags.DEFINE_integer("finetune_epochs", _DEFAULTS.finetune_epochs, "Fine-tuning 
 flags.DEFINE_float("finetune_lr", _DEFAULTS.finetune_lr, "Fine-tuning SGD learning rate.", lower_bound=0)
 flags.DEFINE_enum("strategy", "default", list(pipeline.STRATEGIES), "tf.distribute strategy (multi_worker: TF_CONFIG).")
 flags.DEFINE_integer("round_to", 1, "Keep multiples of this many channels per group.", lower_bound=1)
+flags.DEFINE_float(
+    "validation_fraction",
+    _DEFAULTS.validation_fraction,
+    "Fraction of train held out; pruning keeps the epoch whose hard-masked network validates best (0 = last).",
+    lower_bound=0,
+    upper_bound=0.49,
+)
 flags.DEFINE_string("masks_from", None, "Masks (.npz/.json) found on another run: transfer them.")
 flags.DEFINE_integer(
     "steps_per_epoch", None, "Training steps per epoch (default: one pass; more repeats the split).", lower_bound=1
@@ -99,6 +106,7 @@ def config_from_flags():
         strategy=FLAGS.strategy,
         masks_from=FLAGS.masks_from,
         prune_steps_per_epoch=FLAGS.prune_steps_per_epoch,
+        validation_fraction=FLAGS.validation_fraction,
         steps_per_epoch=FLAGS.steps_per_epoch,
         augment=data.Augment(
             flip=FLAGS.flip,

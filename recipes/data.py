@@ -66,11 +66,13 @@ def info(name):
 def load(name, split, data_dir=None):
     """``tfds.load`` with a clear error when the data is not there (no downloads here)."""
     check_dataset(name)
-    if split not in SPLITS:
-        raise RecipeError(f"Unknown split {split!r}. Accepted: {', '.join(SPLITS)}.")
+    if split.split("[")[0] not in SPLITS:
+        raise RecipeError(
+            f"Unknown split {split!r}. Accepted: {', '.join(SPLITS)} (with tfds slicing, e.g. train[:90%])."
+        )
     download = name == "digits"  # built from scikit-learn's bundled file, never downloaded
     try:
-        return tfds.load(name, split=SPLITS[split], data_dir=data_dir, as_supervised=True, download=download)
+        return tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, download=download)
     except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError) as e:
         where = data_dir or "~/tensorflow_datasets"
         raise RecipeError(
@@ -159,6 +161,16 @@ def batches_per_pass(name, split, batch_size, data_dir=None, drop_remainder=Fals
     return max(1, n // batch_size if drop_remainder else -(-n // batch_size))
 
 
+def split_names(validation_fraction):
+    """``(train split, validation split or None)``: the last ``validation_fraction`` of train held out."""
+    if not 0 <= validation_fraction < 1:
+        raise RecipeError(f"validation_fraction must be in [0, 1). Received: {validation_fraction!r}")
+    percent = round(100 * validation_fraction)
+    if percent == 0:
+        return "train", None
+    return f"train[:{100 - percent}%]", f"train[{100 - percent}%:]"
+
+
 def make_train_dataset(
     name,
     batch_size,
@@ -169,6 +181,7 @@ def make_train_dataset(
     initial_epoch=0,
     steps_per_epoch=None,
     drop_remainder=False,
+    split="train",
 ):
     """The training stream of a whole ``fit``: epochs ``initial_epoch .. epochs - 1``, in order.
 
@@ -187,11 +200,11 @@ def make_train_dataset(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise RecipeError(f"batch_size must be a positive integer. Received: {batch_size!r}")
     _, _, scale, _ = check_dataset(name)
-    one_pass = batches_per_pass(name, "train", batch_size, data_dir, drop_remainder)
+    one_pass = batches_per_pass(name, split, batch_size, data_dir, drop_remainder)
     if steps_per_epoch is not None and (not isinstance(steps_per_epoch, int) or steps_per_epoch < 1):
         raise RecipeError(f"steps_per_epoch must be a positive integer or None. Received: {steps_per_epoch!r}")
     steps = one_pass if steps_per_epoch is None else steps_per_epoch
-    base = load(name, "train", data_dir).map(
+    base = load(name, split, data_dir).map(
         lambda x, y: (tf.cast(x, tf.float32) / scale, tf.cast(y, tf.int64)), num_parallel_calls=tf.data.AUTOTUNE
     )
     augmenter = _augmenter(name, augment) if augment is not None else None

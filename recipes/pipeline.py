@@ -81,6 +81,7 @@ class Config:
     prune_epochs: int = 20
     prune_lr: float = 1e-2
     prune_steps_per_epoch: int = None  # None: steps_per_epoch
+    validation_fraction: float = 0.1  # held out of train; pruning keeps the best hard-masked epoch
     prune_weight_decay: float = 5e-4
     budget_weight: float = 30.0
     crispness_weight: float = 10.0
@@ -109,6 +110,8 @@ class Config:
         if not (isinstance(self.budget, (int, float)) and 0 < self.budget <= 1):
             raise RecipeError(f"budget must be in (0, 1]. Received: {self.budget!r}")
         chipnet_tf.budgets.check_budget_type(self.budget_type)
+        if not (isinstance(self.validation_fraction, (int, float)) and 0 <= self.validation_fraction < 0.5):
+            raise RecipeError(f"validation_fraction must be in [0, 0.5). Received: {self.validation_fraction!r}")
         if self.augment.mixes_labels:
             raise RecipeError("CutMix/MixUp make one-hot labels; the recipes train with sparse labels. Turn them off.")
         if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
@@ -247,6 +250,7 @@ def _fit(model, config, stage, epochs, callbacks=(), steps_per_epoch=None):
         initial_epoch=start,
         steps_per_epoch=steps_per_epoch or config.steps_per_epoch,
         drop_remainder=config.strategy in ("multi_worker", "tpu"),  # same static batch on every worker
+        split=data.split_names(config.validation_fraction)[0],
     )
     log = _EpochLog(path(config, os.path.join("logs", f"{stage}_history.json")), start, chief)
     log_dir = path(config, os.path.join("logs", stage)) if chief else tempfile.mkdtemp()
@@ -339,13 +343,21 @@ def prune(config):
         opt.exclude_from_weight_decay(var_names=["zeta"])
         pruned.compile(opt, _loss(), metrics=["accuracy"])
     summaries = path(config, "logs/prune_chipnet") if is_chief(config) else tempfile.mkdtemp()
+    callbacks = [chipnet_tf.UpdatePruningStep(), chipnet_tf.PruningSummaries(summaries)]
+    _, validation_split = data.split_names(config.validation_fraction)
+    if validation_split:
+        validation = data.make_dataset(
+            config.dataset, validation_split, config.batch_size, config.data_dir, shuffle=False
+        )
+        best_file = path(config, "backup/prune/best_hard.npz") if is_chief(config) else None
+        callbacks.append(chipnet_tf.BestHardMasks(validation, round_to=config.round_to, filepath=best_file))
     try:
         history = _fit(
             pruned,
             config,
             "prune",
             config.prune_epochs,
-            callbacks=[chipnet_tf.UpdatePruningStep(), chipnet_tf.PruningSummaries(summaries)],
+            callbacks=callbacks,
             steps_per_epoch=config.prune_steps_per_epoch,
         )
     finally:
@@ -357,7 +369,10 @@ def prune(config):
         chipnet_tf.save_masks(path(config, "masks.npz"), masks)
         report = chipnet_tf.budget_report(dense, masks=masks)
         plots.write_report_png(path(config, "report.png"), report, history, config.budget, config.budget_type)
-    return {"prune_history": history}
+    out = {"prune_history": history}
+    if validation_split and config.prune_epochs:
+        out["best_prune_epoch"] = int(callbacks[-1].best_epoch) + 1
+    return out
 
 
 def finetune(config):

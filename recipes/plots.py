@@ -40,7 +40,12 @@ def write_report_png(filename, report, history=None, budget=None, budget_type=No
     for row, key in enumerate(curves):
         cax = fig.add_subplot(grid[row, 1])
         epochs = range(1, len(history[key]) + 1)
-        cax.plot(epochs, history[key], marker=".", label=key)
+        cax.plot(epochs, history[key], marker=".", label={"accuracy": "train accuracy (soft gates)"}.get(key, key))
+        if key == "accuracy" and history.get("hard_accuracy"):
+            hard = history["hard_accuracy"]
+            cax.plot(epochs, hard, marker=".", label="validation accuracy (hard masks)")
+            best = max(range(len(hard)), key=hard.__getitem__)
+            cax.axvline(best + 1, color="0.5", linestyle=":", label=f"kept: epoch {best + 1}")
         if key == "budget" and budget is not None:
             cax.axhline(budget, color="tab:red", linestyle="--", label=f"target {budget:g} ({budget_type})")
         cax.set_ylabel({"budget": "soft budget V"}.get(key, key))

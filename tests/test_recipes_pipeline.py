@@ -41,7 +41,11 @@ def test_all_stages_on_digits_write_every_artifact(tmp_path):
     assert report["stripped"]["flops"] < report["dense"]["flops"]
     pruned = keras.models.load_model(os.path.join(config.model_dir, "pruned.keras"))
     ctl = chipnet_tf.prune.controllers(pruned)[0]
-    assert int(ctl.pruning_epoch.numpy()) == 2 and int(ctl.pruning_step.numpy()) == 4
+    # pruned.keras holds the epoch whose hard-masked network validated best (2 steps per epoch)
+    hard = report["prune_history"]["hard_accuracy"]
+    assert len(hard) == 2 and report["best_prune_epoch"] == 1 + hard.index(max(hard))
+    assert int(ctl.pruning_epoch.numpy()) == report["best_prune_epoch"]
+    assert int(ctl.pruning_step.numpy()) == 2 * report["best_prune_epoch"]
     assert len(report["prune_history"]["budget"]) == 2
 
 
@@ -186,8 +190,9 @@ def test_prune_stage_under_mirrored_strategy_matches_one_replica(tmp_path):
     """Two logical CPUs (conftest): the same global batch gives the same losses and penalties.
 
     Not bit-identical: BatchNormalization uses per-replica batch statistics (8 + 8 samples
-    instead of 16), which moves the data loss by ~3e-4 relative. Penalties summed instead of
-    averaged over replicas would double the (penalty-dominated) loss, far outside rtol.
+    instead of 16), which moves the data loss by a few 1e-3 relative after two epochs.
+    Penalties summed instead of averaged over replicas would double the (penalty-dominated)
+    loss, far outside these tolerances.
     """
     histories = {}
     for strategy in ("default", "mirrored"):
@@ -196,5 +201,5 @@ def test_prune_stage_under_mirrored_strategy_matches_one_replica(tmp_path):
         config.stage = "prune"
         histories[strategy] = pipeline.run(config)["prune_history"]
     assert pipeline.make_strategy("mirrored").num_replicas_in_sync == 2
-    for key in ("loss", "budget", "crispness"):
-        np.testing.assert_allclose(histories["mirrored"][key], histories["default"][key], rtol=2e-3, atol=1e-4)
+    for key, rtol in (("loss", 5e-3), ("budget", 2e-3), ("crispness", 2e-3)):
+        np.testing.assert_allclose(histories["mirrored"][key], histories["default"][key], rtol=rtol, atol=1e-4)
