@@ -50,10 +50,16 @@ flags.DEFINE_integer("pretrain_epochs", _DEFAULTS.pretrain_epochs, "Dense traini
 flags.DEFINE_float("pretrain_lr", _DEFAULTS.pretrain_lr, "Dense training SGD learning rate.", lower_bound=0)
 flags.DEFINE_integer("prune_epochs", _DEFAULTS.prune_epochs, "ChipNet pruning epochs.", lower_bound=0)
 flags.DEFINE_float("prune_lr", _DEFAULTS.prune_lr, "AdamW learning rate while pruning.", lower_bound=0)
+flags.DEFINE_float(
+    "prune_weight_decay", _DEFAULTS.prune_weight_decay, "AdamW weight decay (not on mask logits).", lower_bound=0
+)
 flags.DEFINE_float("budget_weight", _DEFAULTS.budget_weight, "Budget penalty weight.", lower_bound=0)
 flags.DEFINE_float("crispness_weight", _DEFAULTS.crispness_weight, "Crispness penalty weight.", lower_bound=0)
 flags.DEFINE_integer("finetune_epochs", _DEFAULTS.finetune_epochs, "Fine-tuning epochs.", lower_bound=0)
 flags.DEFINE_float("finetune_lr", _DEFAULTS.finetune_lr, "Fine-tuning SGD learning rate.", lower_bound=0)
+flags.DEFINE_float(
+    "finetune_weight_decay", _DEFAULTS.finetune_weight_decay, "Fine-tuning SGD weight decay.", lower_bound=0
+)
 flags.DEFINE_enum("strategy", "default", list(pipeline.STRATEGIES), "tf.distribute strategy (multi_worker: TF_CONFIG).")
 flags.DEFINE_integer("round_to", 1, "Keep multiples of this many channels per group.", lower_bound=1)
 flags.DEFINE_float(
@@ -98,10 +104,12 @@ def config_from_flags():
         pretrain_lr=FLAGS.pretrain_lr,
         prune_epochs=FLAGS.prune_epochs,
         prune_lr=FLAGS.prune_lr,
+        prune_weight_decay=FLAGS.prune_weight_decay,
         budget_weight=FLAGS.budget_weight,
         crispness_weight=FLAGS.crispness_weight,
         finetune_epochs=FLAGS.finetune_epochs,
         finetune_lr=FLAGS.finetune_lr,
+        finetune_weight_decay=FLAGS.finetune_weight_decay,
         round_to=FLAGS.round_to,
         strategy=FLAGS.strategy,
         masks_from=FLAGS.masks_from,

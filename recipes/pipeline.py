@@ -7,12 +7,14 @@ Every stage reads what the previous one wrote under ``model_dir``:
     pruned.keras      prune     (the wrapped model: gates, controller, schedule state)
     masks.npz         prune     (budget-aware hard masks; or --masks_from)
     stripped.keras    finetune  (the physically smaller model, fine-tuned)
-    model.tflite, model_int8.tflite, report.json   export
-    logs/<stage>/     TensorBoard event files
+    model.tflite, model_int8.tflite, report.json, report.png   export / prune
+    logs/<stage>/     TensorBoard event files; logs/<stage>_history.json per-epoch logs
+    backup/<stage>/   BackupAndRestore state while a stage runs (removed when it finishes)
 
-Paper defaults: pruning with AdamW (weight decay 5e-4 on weights, none on the mask logits),
-budget weight 30, crispness weight 10, 20 epochs; fine-tuning with SGD momentum 0.9,
-lr 0.05 with step decay (x0.1 at 50% and 75% of the epochs).
+Paper defaults (the reference implementation's): pruning with AdamW, lr 1e-3, weight decay
+1e-3 on weights and none on the mask logits, budget weight 30, crispness weight 10, 20
+epochs, keeping the epoch whose hard-masked network validates best; fine-tuning with SGD
+momentum 0.9, lr 0.05, weight decay 1e-3, step decay (x0.1 at 50% and 75% of the epochs).
 """
 
 import dataclasses
@@ -79,14 +81,15 @@ class Config:
     pretrain_epochs: int = 30
     pretrain_lr: float = 0.05
     prune_epochs: int = 20
-    prune_lr: float = 1e-2
+    prune_lr: float = 1e-3
     prune_steps_per_epoch: int = None  # None: steps_per_epoch
     validation_fraction: float = 0.1  # held out of train; pruning keeps the best hard-masked epoch
-    prune_weight_decay: float = 5e-4
+    prune_weight_decay: float = 1e-3
     budget_weight: float = 30.0
     crispness_weight: float = 10.0
     finetune_epochs: int = 30
     finetune_lr: float = 0.05
+    finetune_weight_decay: float = 1e-3
     round_to: int = 1
     strategy: str = "default"
     masks_from: str = None
@@ -382,7 +385,7 @@ def finetune(config):
     source = "dense.keras" if config.masks_from or not os.path.exists(path(config, "pruned.keras")) else "pruned.keras"
     with config.distribution().scope():
         small = chipnet_tf.strip_pruning(_load(config, source), masks=masks)
-        opt = keras.optimizers.SGD(config.finetune_lr, momentum=0.9)
+        opt = keras.optimizers.SGD(config.finetune_lr, momentum=0.9, weight_decay=config.finetune_weight_decay or None)
         small.compile(opt, _loss(), metrics=["accuracy"])
     epochs = max(1, config.finetune_epochs)
 

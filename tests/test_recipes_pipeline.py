@@ -64,13 +64,16 @@ def test_each_model_family_on_mock_cifar10(tmp_path, model, kwargs):
     config.stage = "pretrain"
     with tfds.testing.mock_data(num_examples=8):
         pipeline.run(config)
-        for stage in ("prune", "finetune"):
+        for stage in ("prune", "finetune", "export"):
             config.stage = stage
             report = pipeline.run(config)
     small = keras.models.load_model(os.path.join(config.model_dir, "stripped.keras"))
     dense = keras.models.load_model(os.path.join(config.model_dir, "dense.keras"))
     assert small.count_params() < dense.count_params()
     assert 0.0 <= report["stripped_accuracy"] <= 1.0
+    assert report["stripped"]["params"] == small.count_params() == report["predicted_kept"]["params"]
+    assert report["stripped"]["flops"] == report["predicted_kept"]["flops"]
+    assert os.path.getsize(os.path.join(config.model_dir, "model.tflite")) == report["tflite_bytes"]["float32"]
 
 
 def test_mask_transfer_from_another_run(tmp_path):
