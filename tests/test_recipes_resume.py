@@ -170,14 +170,16 @@ def test_multi_worker_prune_on_two_local_workers(dense_dir):
     for rc, _, err in results:
         assert rc == 0, err[-3000:]
     # Worker 0 is the chief: it wrote the wrapped checkpoint, the masks and the report.
-    pruned = keras.models.load_model(os.path.join(model_dir, "pruned.keras"))
-    ctl = chipnet_tf.prune.controllers(pruned)[0]
-    assert int(ctl.pruning_epoch.numpy()) == 2 and int(ctl.pruning_step.numpy()) == 6
-    masks = chipnet_tf.load_masks(os.path.join(model_dir, "masks.npz"))
-    assert set(masks) == {g for g, _ in ctl.groups}
     with open(os.path.join(model_dir, "report.json")) as f:
         report = json.load(f)
     assert report["completed"] == ["prune"] and len(report["prune_history"]["loss"]) == 2
+    # pruned.keras holds the epoch whose hard-masked network validated best, 3 steps per epoch
+    pruned = keras.models.load_model(os.path.join(model_dir, "pruned.keras"))
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    best = report["best_prune_epoch"]
+    assert best in (1, 2) and int(ctl.pruning_epoch.numpy()) == best and int(ctl.pruning_step.numpy()) == 3 * best
+    masks = chipnet_tf.load_masks(os.path.join(model_dir, "masks.npz"))
+    assert set(masks) == {g for g, _ in ctl.groups}
     # The other worker wrote nothing of its own under model_dir (its saves went to temp dirs).
     entries = {
         os.path.relpath(os.path.join(d, n), model_dir) for d, dirs, files in os.walk(model_dir) for n in dirs + files
