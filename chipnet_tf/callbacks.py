@@ -127,6 +127,62 @@ class PruningSummaries(keras.callbacks.Callback):
             self._writer.close()
 
 
+def _batch_norms(model):
+    found = []
+
+    def walk(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        for sub in getattr(layer, "layers", None) or []:
+            walk(sub)
+
+    for layer in model.layers:
+        walk(layer)
+    return found
+
+
+def recalibrate_batch_norm(model, data, steps=10):
+    """Re-estimates every BatchNormalization's moving statistics on ``steps`` batches of ``data``.
+
+    The moving mean/variance become the average of the per-batch statistics (momentum
+    ``t / (t + 1)`` at batch ``t``); no weight is trained. Pruning changes the statistics the
+    next layers see, so a hard-masked network is judged fairly only after this ("BN
+    calibration"). Returns the previous statistics, for :func:`restore_batch_norm`.
+
+    Args:
+        model: a Keras model (nested models included).
+        data: a ``tf.data.Dataset`` of ``x`` or ``(x, y)`` batches, or an array of inputs.
+        steps: number of batches (an array is split into batches of 64).
+    """
+    layers = _batch_norms(model)
+    saved = [(bn, bn.momentum, bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in layers]
+    if not layers:
+        return saved
+    if not isinstance(data, tf.data.Dataset):
+        data = tf.data.Dataset.from_tensor_slices(np.asarray(data)).batch(64)
+    strategy = model.distribute_strategy
+    try:
+        for t, batch in enumerate(data.take(steps)):
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            for bn in layers:
+                bn.momentum = t / (t + 1)
+            if strategy.num_replicas_in_sync > 1:
+                strategy.run(lambda inputs: model(inputs, training=True), args=(x,))
+            else:
+                model(x, training=True)
+    finally:
+        for bn, momentum, _, _ in saved:
+            bn.momentum = momentum
+    return saved
+
+
+def restore_batch_norm(saved):
+    """Puts back the statistics :func:`recalibrate_batch_norm` returned."""
+    for bn, _, mean, variance in saved:
+        bn.moving_mean.assign(mean)
+        bn.moving_variance.assign(variance)
+
+
 class BestHardMasks(keras.callbacks.Callback):
     """Keeps the pruning epoch whose *hard* network validates best (the paper's model selection).
 
@@ -140,6 +196,11 @@ class BestHardMasks(keras.callbacks.Callback):
     and badly with hard ones. The reference implementation selects its pruning checkpoint by
     hard-masked validation accuracy for the same reason.
 
+    With ``calibration_data``, the hard network's BatchNormalization statistics are first
+    re-estimated on a few training batches (:func:`recalibrate_batch_norm`) and put back
+    after validating: without it, removing channels shifts the statistics the next layers
+    see and the hard network validates near chance before any fine-tuning.
+
     Example:
         >>> pruned.fit(train, epochs=20, callbacks=[chipnet_tf.UpdatePruningStep(),
         ...            chipnet_tf.BestHardMasks(val_ds)])  # doctest: +SKIP
@@ -149,12 +210,25 @@ class BestHardMasks(keras.callbacks.Callback):
         monitor: a metric the model is compiled with (``"accuracy"``) or ``"loss"``.
         mode: ``"max"`` or ``"min"``; default ``"min"`` for losses, else ``"max"``.
         round_to: passed to ``get_masks``.
+        calibration_data: training inputs (dataset of ``x`` or ``(x, y)`` batches, or an
+            array) to re-estimate BatchNormalization statistics on, or None.
+        calibration_steps: batches of ``calibration_data`` to use.
         filepath: optional ``.npz`` path; the best state is saved there (atomically) and
             reloaded by a resumed run, so an interrupted run selects as an uninterrupted one.
         restore: restore the best epoch's weights when training ends.
     """
 
-    def __init__(self, validation_data, monitor="accuracy", mode=None, round_to=1, filepath=None, restore=True):
+    def __init__(
+        self,
+        validation_data,
+        monitor="accuracy",
+        mode=None,
+        round_to=1,
+        filepath=None,
+        restore=True,
+        calibration_data=None,
+        calibration_steps=10,
+    ):
         super().__init__()
         if mode not in (None, "max", "min"):
             raise ValueError(f"mode must be 'max', 'min' or None. Received: mode={mode!r}")
@@ -166,6 +240,8 @@ class BestHardMasks(keras.callbacks.Callback):
         self.round_to = round_to
         self.filepath = None if filepath is None else str(filepath)
         self.restore = restore
+        self.calibration_data = calibration_data
+        self.calibration_steps = int(calibration_steps)
         self.best_value = None
         self.best_epoch = None
         self.best_masks = None
@@ -190,13 +266,18 @@ class BestHardMasks(keras.callbacks.Callback):
 
         masks = get_masks(self.model, round_to=self.round_to)
         apply_masks(self.model, masks)
+        saved = None
         try:
+            if self.calibration_data is not None:
+                saved = recalibrate_batch_norm(self.model, self.calibration_data, self.calibration_steps)
             data = self.validation_data
             if isinstance(data, tuple):
                 results = self.model.evaluate(*data, verbose=0, return_dict=True)
             else:
                 results = self.model.evaluate(data, verbose=0, return_dict=True)
         finally:
+            if saved is not None:
+                restore_batch_norm(saved)
             apply_masks(self.model, None)
         if self.monitor not in results:
             raise ValueError(

@@ -353,7 +353,13 @@ def prune(config):
             config.dataset, validation_split, config.batch_size, config.data_dir, shuffle=False
         )
         best_file = path(config, "backup/prune/best_hard.npz") if is_chief(config) else None
-        callbacks.append(chipnet_tf.BestHardMasks(validation, round_to=config.round_to, filepath=best_file))
+        train_split = data.split_names(config.validation_fraction)[0]
+        calibration = data.make_dataset(config.dataset, train_split, config.batch_size, config.data_dir, shuffle=False)
+        callbacks.append(
+            chipnet_tf.BestHardMasks(
+                validation, round_to=config.round_to, filepath=best_file, calibration_data=calibration
+            )
+        )
     try:
         history = _fit(
             pruned,

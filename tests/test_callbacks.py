@@ -69,3 +69,39 @@ def test_best_hard_masks_bad_arguments_are_clear(digits):
     plain.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     with pytest.raises(ValueError, match="has no chipnet_tf gates"):
         plain.fit(x[:8].reshape(8, -1), y[:8], epochs=1, verbose=0, callbacks=[chipnet_tf.BestHardMasks((xt, yt))])
+
+
+def test_recalibrate_batch_norm_averages_batch_statistics_and_restores(digits):
+    from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
+
+    x = digits[0][:96]
+    keras.utils.set_random_seed(0)
+    conv = keras.layers.Conv2D(4, 3, padding="same", use_bias=False)
+    bn = keras.layers.BatchNormalization(momentum=0.9)
+    model = keras.Sequential([keras.Input((8, 8, 1)), conv, bn])
+    before = (bn.moving_mean.numpy().copy(), bn.moving_variance.numpy().copy())
+    saved = recalibrate_batch_norm(model, x, steps=3)  # an array goes in batches of 64: 64 + 32
+    y = conv(x).numpy().reshape(-1, 4)
+    batches = [conv(x[:64]).numpy().reshape(-1, 4), conv(x[64:]).numpy().reshape(-1, 4)]
+    np.testing.assert_allclose(bn.moving_mean.numpy(), np.mean([b.mean(0) for b in batches], 0), atol=1e-5)
+    unbiased = [b.var(0) * len(b) / (len(b) - 1) for b in batches]
+    np.testing.assert_allclose(bn.moving_variance.numpy(), np.mean(unbiased, 0), rtol=1e-4)
+    assert bn.momentum == 0.9 and y.shape == (96 * 64, 4)
+    restore_batch_norm(saved)
+    np.testing.assert_array_equal(bn.moving_mean.numpy(), before[0])
+    np.testing.assert_array_equal(bn.moving_variance.numpy(), before[1])
+
+
+def test_calibration_does_not_change_training(digits):
+    """BN calibration only changes what is validated: the trained weights are the same."""
+    x, y, xt, yt = digits
+    weights = []
+    for calibration in (None, x[:256]):
+        pruned = _pruned()
+        best = chipnet_tf.BestHardMasks((xt, yt), restore=False, calibration_data=calibration, calibration_steps=4)
+        pruned.fit(
+            x[:256], y[:256], batch_size=64, epochs=2, verbose=0, callbacks=[chipnet_tf.UpdatePruningStep(), best]
+        )
+        weights.append(pruned.get_weights())
+    for a, b in zip(*weights):
+        np.testing.assert_array_equal(a, b)
