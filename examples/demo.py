@@ -70,10 +70,21 @@ def main(argv=None):
 
     print(f"== 2/6 ChipNet pruning to {args.budget:g} of {args.budget_type} ({args.prune_epochs} epochs)")
     pruned = chipnet_tf.prune_low_budget(dense, budget=args.budget, budget_type=args.budget_type)
-    opt = keras.optimizers.AdamW(1e-2, weight_decay=1e-3)
+    opt = keras.optimizers.AdamW(1e-3, weight_decay=1e-3)  # the paper's settings
     opt.exclude_from_weight_decay(var_names=["zeta"])  # the paper: no decay on mask logits
     pruned.compile(opt, "sparse_categorical_crossentropy", metrics=["accuracy"])
-    pruned.fit(x, y, batch_size=32, epochs=args.prune_epochs, verbose=2, callbacks=[chipnet_tf.UpdatePruningStep()])
+    # Like the paper: keep the epoch whose hard-masked network validates best (on 10% held
+    # out of the training images; BatchNorm statistics re-estimated on training batches first).
+    best = chipnet_tf.BestHardMasks((x[1260:], y[1260:]), calibration_data=x[:640])
+    pruned.fit(
+        x[:1260],
+        y[:1260],
+        batch_size=32,
+        epochs=args.prune_epochs,
+        verbose=2,
+        callbacks=[chipnet_tf.UpdatePruningStep(), best],
+    )
+    print(f"kept pruning epoch {best.best_epoch + 1}: hard-masked validation accuracy {best.best_value:.4f}")
 
     print("== 3/6 hard masks that meet the budget; strip into a smaller plain Keras model")
     masks = chipnet_tf.get_masks(pruned)
