@@ -1,4 +1,5 @@
-"""Keras callbacks: the required schedule stepper and TensorBoard summaries."""
+"""Keras callbacks: the required schedule stepper, TensorBoard summaries, and best-epoch
+selection on the hard-masked network (with BatchNorm recalibration)."""
 
 import json
 import os
@@ -216,6 +217,7 @@ class BestHardMasks(keras.callbacks.Callback):
         filepath: optional ``.npz`` path; the best state is saved there (atomically) and
             reloaded by a resumed run, so an interrupted run selects as an uninterrupted one.
         restore: restore the best epoch's weights when training ends.
+        write: write ``filepath`` (False: only read it, e.g. on non-chief workers).
     """
 
     def __init__(
@@ -226,6 +228,7 @@ class BestHardMasks(keras.callbacks.Callback):
         round_to=1,
         filepath=None,
         restore=True,
+        write=True,
         calibration_data=None,
         calibration_steps=10,
     ):
@@ -240,6 +243,7 @@ class BestHardMasks(keras.callbacks.Callback):
         self.round_to = round_to
         self.filepath = None if filepath is None else str(filepath)
         self.restore = restore
+        self.write = bool(write)
         self.calibration_data = calibration_data
         self.calibration_steps = int(calibration_steps)
         self.best_value = None
@@ -254,6 +258,7 @@ class BestHardMasks(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         _controllers_or_raise(self.model)
+        self.best_value = self.best_epoch = self.best_masks = self._best_weights = None
         if self.filepath and os.path.exists(self.filepath):
             with np.load(self.filepath, allow_pickle=False) as f:
                 meta = json.loads(str(f["meta"]))
@@ -290,7 +295,7 @@ class BestHardMasks(keras.callbacks.Callback):
         if self._better(value):
             self.best_value, self.best_epoch, self.best_masks = value, int(epoch), masks
             self._best_weights = [np.array(w) for w in self.model.get_weights()]
-            if self.filepath:
+            if self.filepath and self.write:
                 self._save()
 
     def _save(self):

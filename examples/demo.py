@@ -84,7 +84,8 @@ def main(argv=None):
         verbose=2,
         callbacks=[chipnet_tf.UpdatePruningStep(), best],
     )
-    print(f"kept pruning epoch {best.best_epoch + 1}: hard-masked validation accuracy {best.best_value:.4f}")
+    if best.best_epoch is not None:
+        print(f"kept pruning epoch {best.best_epoch + 1}: hard-masked validation accuracy {best.best_value:.4f}")
 
     print("== 3/6 hard masks that meet the budget; strip into a smaller plain Keras model")
     masks = chipnet_tf.get_masks(pruned)

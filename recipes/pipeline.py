@@ -117,8 +117,10 @@ class Config:
             raise RecipeError(f"validation_fraction must be in [0, 0.5). Received: {self.validation_fraction!r}")
         if self.augment.mixes_labels:
             raise RecipeError("CutMix/MixUp make one-hot labels; the recipes train with sparse labels. Turn them off.")
-        if self.steps_per_epoch is not None and (not isinstance(self.steps_per_epoch, int) or self.steps_per_epoch < 1):
-            raise RecipeError(f"steps_per_epoch must be a positive integer or None. Received: {self.steps_per_epoch!r}")
+        for name in ("steps_per_epoch", "prune_steps_per_epoch"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise RecipeError(f"{name} must be a positive integer or None. Received: {value!r}")
         for name in ("batch_size", "pretrain_epochs", "prune_epochs", "finetune_epochs", "round_to"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < (1 if name in ("batch_size", "round_to") else 0):
@@ -231,18 +233,21 @@ def _fit(model, config, stage, epochs, callbacks=(), steps_per_epoch=None):
     chief = is_chief(config)
     backup_dir = path(config, os.path.join("backup", stage))
     signature_file = os.path.join(backup_dir, "run.json")
-    if os.path.exists(signature_file):
+    if chief and os.path.exists(signature_file):
         with open(signature_file) as f:
             if json.load(f) != _run_signature(config):
                 logging.warning("Discarding the %s backup in %s: it is from another configuration.", stage, backup_dir)
-                if chief:
-                    shutil.rmtree(backup_dir)
+                shutil.rmtree(backup_dir)
+    barrier(config)  # every worker sees the same backup
     start = _backed_up_epochs(backup_dir)
     if start:
         logging.info("Resuming %s at epoch %d from %s", stage, start + 1, backup_dir)
     if chief:
         os.makedirs(backup_dir, exist_ok=True)
         write_json(signature_file, _run_signature(config))
+    log = _EpochLog(path(config, os.path.join("logs", f"{stage}_history.json")), start, chief)
+    if start >= epochs:
+        return _finish_from_backup(model, config, stage, backup_dir, callbacks, log)
     train, steps = data.make_train_dataset(
         config.dataset,
         config.batch_size,
@@ -255,7 +260,6 @@ def _fit(model, config, stage, epochs, callbacks=(), steps_per_epoch=None):
         drop_remainder=config.strategy in ("multi_worker", "tpu"),  # same static batch on every worker
         split=data.split_names(config.validation_fraction)[0],
     )
-    log = _EpochLog(path(config, os.path.join("logs", f"{stage}_history.json")), start, chief)
     log_dir = path(config, os.path.join("logs", stage)) if chief else tempfile.mkdtemp()
     callbacks = [
         *callbacks,
@@ -269,9 +273,36 @@ def _fit(model, config, stage, epochs, callbacks=(), steps_per_epoch=None):
     finally:
         if not chief:
             shutil.rmtree(log_dir, ignore_errors=True)
+    barrier(config)  # the other workers are done with their backup files
     if chief:
         shutil.rmtree(backup_dir, ignore_errors=True)
     return log.history()
+
+
+def _finish_from_backup(model, config, stage, backup_dir, callbacks, log):
+    """The run was killed after its last epoch's backup but before fit ended: restore that
+    state (and the best hard-masked epoch) instead of training again."""
+    logging.info("Stage %s had finished its epochs before it was interrupted; restoring them.", stage)
+    latest = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
+    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
+    for callback in callbacks:
+        if isinstance(callback, chipnet_tf.BestHardMasks):
+            callback.set_model(model)
+            callback.on_train_begin()
+            callback.on_train_end()
+    barrier(config)
+    if is_chief(config):
+        shutil.rmtree(backup_dir, ignore_errors=True)
+    return log.history()
+
+
+def barrier(config):
+    """Multi-worker runs: every worker waits here (a one-number all-reduce), so files the
+    chief wrote before it exist for all after it. A no-op on one machine."""
+    if config.strategy != "multi_worker":
+        return
+    strategy = config.distribution()
+    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
 
 
 def _save(model, target, config):
@@ -281,7 +312,11 @@ def _save(model, target, config):
     Under a multi-worker strategy every worker saves (reading synced variables is collective)
     but only the chief writes ``target``; the others write to a temporary directory.
     """
-    model.compile(loss=_loss(), metrics=["accuracy"])  # drops the optimizer (and its slots)
+    optimizer = model.optimizer
+    fresh = type(optimizer).from_config(optimizer.get_config()) if optimizer is not None else None
+    model.compile(
+        fresh if fresh is not None else "rmsprop", _loss(), metrics=["accuracy"]
+    )  # same optimizer settings, no slot state
     if not is_chief(config):
         tmp_dir = tempfile.mkdtemp()
         try:
@@ -352,12 +387,16 @@ def prune(config):
         validation = data.make_dataset(
             config.dataset, validation_split, config.batch_size, config.data_dir, shuffle=False
         )
-        best_file = path(config, "backup/prune/best_hard.npz") if is_chief(config) else None
+        best_file = path(config, "backup/prune/best_hard.npz")  # every worker reads it, the chief writes it
         train_split = data.split_names(config.validation_fraction)[0]
         calibration = data.make_dataset(config.dataset, train_split, config.batch_size, config.data_dir, shuffle=False)
         callbacks.append(
             chipnet_tf.BestHardMasks(
-                validation, round_to=config.round_to, filepath=best_file, calibration_data=calibration
+                validation,
+                round_to=config.round_to,
+                filepath=best_file,
+                write=is_chief(config),
+                calibration_data=calibration,
             )
         )
     try:
@@ -389,8 +428,11 @@ def finetune(config):
     masks = _load(config, "masks.npz")
     # The pruned model's weights (trained with the gates), else the dense ones (mask transfer).
     source = "dense.keras" if config.masks_from or not os.path.exists(path(config, "pruned.keras")) else "pruned.keras"
+    # Loaded outside the strategy scope: it is only a source of weights (and tf_keras cannot
+    # load a wrapped model's sync-on-read variables into a multi-worker scope from .keras).
+    trained = _load(config, source)
     with config.distribution().scope():
-        small = chipnet_tf.strip_pruning(_load(config, source), masks=masks)
+        small = chipnet_tf.strip_pruning(trained, masks=masks)
         opt = keras.optimizers.SGD(config.finetune_lr, momentum=0.9, weight_decay=config.finetune_weight_decay or None)
         small.compile(opt, _loss(), metrics=["accuracy"])
     epochs = max(1, config.finetune_epochs)
@@ -430,6 +472,20 @@ def export(config):
 
 
 _STAGE_FUNCTIONS = {"pretrain": pretrain, "prune": prune, "finetune": finetune, "export": export}
+_STAGE_OF_KEY = {
+    "dense_accuracy": "pretrain",
+    "pretrain_history": "pretrain",
+    "prune_history": "prune",
+    "best_prune_epoch": "prune",
+    "masks_from": "prune",
+    "stripped_accuracy": "finetune",
+    "finetune_history": "finetune",
+    "dense": "export",
+    "stripped": "export",
+    "predicted_kept": "export",
+    "tflite_bytes": "export",
+    "int8_top1_agreement": "export",
+}
 
 
 def _check_writable(model_dir):
@@ -473,19 +529,26 @@ def run(config):
     if {k: v for k, v in report.get("config", {}).items() if k not in ("stage", "verbose", "strategy")} != (
         _run_signature(config)
     ):
-        report["completed"] = []  # another configuration: nothing it finished counts
-    stages = list(_STAGE_FUNCTIONS) if config.stage == "all" else [config.stage]
+        report = {}  # another configuration: nothing it wrote or finished counts
+    order = list(_STAGE_FUNCTIONS)
+    stages = order if config.stage == "all" else [config.stage]
     for stage in stages:
         if config.stage == "all" and stage in report.get("completed", []):
             logging.info("Stage %s already finished in %s; skipping it.", stage, config.model_dir)
             continue
+        later = order[order.index(stage) + 1 :]
+        if is_chief(config):  # running a stage makes what the later ones wrote or backed up stale
+            for name in later:
+                shutil.rmtree(path(config, os.path.join("backup", name)), ignore_errors=True)
+        for key in [k for k in report if _STAGE_OF_KEY.get(k) in [stage, *later]]:
+            del report[key]
         report.update(_STAGE_FUNCTIONS[stage](config))
         report["config"] = config_dict(config)
-        order = list(_STAGE_FUNCTIONS)  # a stage run again makes the later ones stale
         report["completed"] = [s for s in report.get("completed", []) if order.index(s) < order.index(stage)]
         report["completed"].append(stage)
         if is_chief(config):
             write_json(report_path, report)
+        barrier(config)  # the next stage reads what the chief just wrote
     return report
 
 

@@ -3,7 +3,8 @@
 Runs the default recipe (digits, small CNN, 0.25 of FLOPs, every stage) in a scratch
 directory and copies its artifacts, with a ``manifest.json`` (accuracies, params, FLOPs,
 sizes, SHA-256 digests, versions), into ``saved_models/reference/digits_small_cnn``. The
-directory is replaced atomically. Tests load this set to guard backward compatibility of
+set is staged in a sibling directory and renamed into place, so a failed run leaves the old
+set untouched. Tests load this set to guard backward compatibility of
 saved wrapped models, masks, stripped models and TFLite files.
 """
 
@@ -31,7 +32,7 @@ FILES = (
 )
 DEFAULT_DIR = os.path.join("saved_models", "reference", "digits_small_cnn")
 
-flags.DEFINE_string("out", DEFAULT_DIR, "Where the reference set goes (replaced atomically).")
+flags.DEFINE_string("out", DEFAULT_DIR, "Where the reference set goes (staged, then renamed into place).")
 
 
 def sha256(filename):
@@ -83,14 +84,19 @@ def build(out, data_dir=None):
     out = os.path.abspath(out)
     parent = os.path.dirname(out)
     os.makedirs(parent, exist_ok=True)
-    with tempfile.TemporaryDirectory() as scratch:
-        run_dir = os.path.join(scratch, "run")
-        pipeline.run(pipeline.Config(model_dir=run_dir, data_dir=data_dir or os.path.join(scratch, "tfds"), verbose=0))
-        staging = tempfile.mkdtemp(dir=parent, prefix=".reference.")
+    staging = tempfile.mkdtemp(dir=parent, prefix=".reference.")
+    try:
         os.chmod(staging, 0o755)
-        for name in FILES:
-            shutil.copy2(os.path.join(run_dir, name), os.path.join(staging, name))
-        write_json(os.path.join(staging, "manifest.json"), manifest(staging, "python -m recipes.reference"))
+        with tempfile.TemporaryDirectory() as scratch:
+            run_dir = os.path.join(scratch, "run")
+            config = pipeline.Config(model_dir=run_dir, data_dir=data_dir or os.path.join(scratch, "tfds"), verbose=0)
+            pipeline.run(config)
+            for name in FILES:
+                shutil.copy2(os.path.join(run_dir, name), os.path.join(staging, name))
+            write_json(os.path.join(staging, "manifest.json"), manifest(staging, "python -m recipes.reference"))
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     old = None
     if os.path.exists(out):
         old = tempfile.mkdtemp(dir=parent, prefix=".reference.old.")

@@ -99,3 +99,31 @@ def test_bad_input_gives_clear_errors(small, tmp_path):
         export.verify_tflite(export.to_tflite(small), small, np.zeros((0, 8, 8, 1)))
     with pytest.raises(TypeError, match="Expected a tf_keras Model"):
         export.to_tflite("model.keras")
+
+
+def test_tflite_signature_names_and_outputs_match_from_keras_model():
+    """to_tflite skips Keras' layer-by-layer SavedModel export; the file must look the same."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from chipnet_tf.compat import keras, tf
+
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8, 1), name="image")
+    h = keras.layers.Flatten()(keras.layers.Conv2D(4, 3)(inp))
+    model = keras.Model(inp, [keras.layers.Dense(3, name="zeta_head")(h), keras.layers.Dense(2, name="alpha_head")(h)])
+    x = np.random.default_rng(0).random((1, 8, 8, 1), dtype=np.float32)
+    seen = []
+    for data in (tf.lite.TFLiteConverter.from_keras_model(model).convert(), export.to_tflite(model)):
+        interp = Interpreter(model_content=data)
+        interp.allocate_tensors()
+        interp.set_tensor(interp.get_input_details()[0]["index"], x)
+        interp.invoke()
+        outputs = [(d["name"], interp.get_tensor(d["index"])) for d in interp.get_output_details()]
+        names = [d["name"] for d in interp.get_input_details()]
+        seen.append((interp.get_signature_list(), names, outputs))
+    (sig_a, in_a, out_a), (sig_b, in_b, out_b) = seen
+    assert sig_b == sig_a == {"serving_default": {"inputs": ["image"], "outputs": ["alpha_head", "zeta_head"]}}
+    assert in_b == in_a
+    assert [n for n, _ in out_b] == [n for n, _ in out_a]
+    for (_, a), (_, b) in zip(out_a, out_b):
+        np.testing.assert_allclose(b, a, atol=1e-6)

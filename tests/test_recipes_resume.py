@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -25,6 +26,9 @@ FLAGS = [
     "--steps_per_epoch=6",
     "--batch_size=16",
     "--budget=0.5",
+    # no best-epoch selection here: its argmax over a few validation accuracies could tie
+    # differently across processes (BestHardMasks' own resume is tested in test_callbacks)
+    "--validation_fraction=0",
 ]
 
 # Runs the real entry point with one extra callback that SIGKILLs the process (no exception,
@@ -39,7 +43,10 @@ class Kill(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         self.epoch = epoch
     def on_train_batch_end(self, batch, logs=None):
-        if self.epoch == int(os.environ["KILL_EPOCH"]) and batch == 2:
+        if os.environ.get("KILL_AT_BATCH") and self.epoch == int(os.environ["KILL_EPOCH"]) and batch == 2:
+            os.kill(os.getpid(), signal.SIGKILL)
+    def on_epoch_end(self, epoch, logs=None):  # runs after BackupAndRestore saved this epoch
+        if os.environ.get("KILL_AT_END") and epoch == int(os.environ["KILL_EPOCH"]):
             os.kill(os.getpid(), signal.SIGKILL)
 
 make = chipnet.config_from_flags
@@ -56,16 +63,29 @@ def _env(**extra):
 
 
 def _recipe(model_dir, data_dir, *extra, code=None, env=None):
+    """Starts the recipe; its output goes to files (two workers blocked on full pipes while
+    the test reads the other one's would deadlock at their next collective)."""
     cmd = [sys.executable, "-c", code] if code else [sys.executable, "-m", "recipes.chipnet"]
     args = [*FLAGS, f"--model_dir={model_dir}", f"--data_dir={data_dir}", *extra]
-    return subprocess.Popen(
-        cmd + args, cwd=ROOT, env=env or _env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    out = tempfile.TemporaryFile(mode="w+")
+    err = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen(cmd + args, cwd=ROOT, env=env or _env(), stdout=out, stderr=err, text=True)
+    proc.files = (out, err)
+    return proc
 
 
 def _finish(proc, timeout=600):
-    out, err = proc.communicate(timeout=timeout)
-    return proc.returncode, out, err
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    texts = []
+    for f in proc.files:
+        f.seek(0)
+        texts.append(f.read())
+        f.close()
+    return proc.returncode, texts[0], texts[1]
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +123,9 @@ def _weights(model_dir):
 def test_killed_prune_run_resumes_to_the_uninterrupted_result(dense_dir):
     data_dir = str(dense_dir / "tfds")
     straight, killed = _copy_dense(dense_dir, "straight"), _copy_dense(dense_dir, "killed")
+    late = _copy_dense(dense_dir, "killed_late")
     reference = _recipe(straight, data_dir)
-    victim = _recipe(killed, data_dir, code=KILLER, env=_env(KILL_EPOCH="2"))
+    victim = _recipe(killed, data_dir, code=KILLER, env=_env(KILL_EPOCH="2", KILL_AT_BATCH="1"))
     rc, _, err = _finish(victim)
     assert rc == -signal.SIGKILL, err[-2000:]
     # Killed in epoch 3 of 4: the backup holds two epochs; nothing is half-written under a final name.
@@ -121,24 +142,32 @@ def test_killed_prune_run_resumes_to_the_uninterrupted_result(dense_dir):
     rc, _, err = _finish(reference)
     assert rc == 0, err[-3000:]
 
-    a, b = _weights(straight), _weights(killed)
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-5, err_msg=name)
+    # Killed after the last epoch's backup but before fit ended: the restart restores that state.
+    rc, _, err = _finish(_recipe(late, data_dir, code=KILLER, env=_env(KILL_EPOCH="3", KILL_AT_END="1")))
+    assert rc == -signal.SIGKILL, err[-2000:]
+    assert pipeline._backed_up_epochs(os.path.join(late, "backup", "prune")) == 4
+    rc, _, err = _finish(_recipe(late, data_dir))
+    assert rc == 0 and "had finished its epochs before it was interrupted" in err, err[-3000:]
+
+    a = _weights(straight)
     masks_a = chipnet_tf.load_masks(os.path.join(straight, "masks.npz"))
-    masks_b = chipnet_tf.load_masks(os.path.join(killed, "masks.npz"))
-    assert masks_a.keys() == masks_b.keys() and all((masks_a[k] == masks_b[k]).all() for k in masks_a)
-    reports = []
-    for d in (straight, killed):
-        with open(os.path.join(d, "report.json")) as f:
-            reports.append(json.load(f)["prune_history"])
-    assert len(reports[1]["loss"]) == 4  # the history covers the epochs before and after the kill
-    for key in ("loss", "budget", "crispness", "accuracy"):
-        np.testing.assert_allclose(reports[1][key], reports[0][key], rtol=1e-4, atol=1e-6)
-    # The backup is gone once the stage finished, and no temporary file is left behind.
-    assert not os.path.exists(backup)
-    leftovers = [f for _, _, files in os.walk(killed) for f in files if ".tmp" in f]
-    assert leftovers == []
+    with open(os.path.join(straight, "report.json")) as f:
+        history_a = json.load(f)["prune_history"]
+    for resumed in (killed, late):
+        b = _weights(resumed)
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_allclose(b[name], a[name], rtol=1e-4, atol=1e-5, err_msg=f"{resumed}: {name}")
+        masks_b = chipnet_tf.load_masks(os.path.join(resumed, "masks.npz"))
+        assert masks_a.keys() == masks_b.keys() and all((masks_a[k] == masks_b[k]).all() for k in masks_a)
+        with open(os.path.join(resumed, "report.json")) as f:
+            history_b = json.load(f)["prune_history"]
+        assert len(history_b["loss"]) == 4  # the history covers the epochs before and after the kill
+        for key in ("loss", "budget", "crispness", "accuracy"):
+            np.testing.assert_allclose(history_b[key], history_a[key], rtol=1e-4, atol=1e-6)
+        # The backup is gone once the stage finished, and no temporary file is left behind.
+        assert not os.path.exists(os.path.join(resumed, "backup", "prune"))
+        assert [f for _, _, files in os.walk(resumed) for f in files if ".tmp" in f] == []
 
 
 def _free_ports(n):
@@ -160,8 +189,12 @@ def test_multi_worker_prune_on_two_local_workers(dense_dir):
             model_dir,
             str(dense_dir / "tfds"),
             "--strategy=multi_worker",
+            "--stage=all",  # every stage reads what the chief wrote in the one before
+            "--pretrain_epochs=1",
             "--prune_epochs=2",
+            "--finetune_epochs=1",
             "--steps_per_epoch=3",
+            "--validation_fraction=0.1",
             env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
         )
         for i in range(2)
@@ -172,7 +205,11 @@ def test_multi_worker_prune_on_two_local_workers(dense_dir):
     # Worker 0 is the chief: it wrote the wrapped checkpoint, the masks and the report.
     with open(os.path.join(model_dir, "report.json")) as f:
         report = json.load(f)
-    assert report["completed"] == ["prune"] and len(report["prune_history"]["loss"]) == 2
+    assert report["completed"] == ["pretrain", "prune", "finetune", "export"]
+    assert len(report["prune_history"]["loss"]) == 2
+    small = keras.models.load_model(os.path.join(model_dir, "stripped.keras"))
+    assert small.count_params() == report["stripped"]["params"] == report["predicted_kept"]["params"]
+    assert os.path.getsize(os.path.join(model_dir, "model.tflite")) == report["tflite_bytes"]["float32"]
     # pruned.keras holds the epoch whose hard-masked network validated best, 3 steps per epoch
     pruned = keras.models.load_model(os.path.join(model_dir, "pruned.keras"))
     ctl = chipnet_tf.prune.controllers(pruned)[0]
