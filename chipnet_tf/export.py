@@ -194,13 +194,29 @@ def interpreter(tflite, num_threads=1):
     except ImportError as e:  # pragma: no cover - depends on the install
         raise ImportError("Running TFLite models needs ai-edge-litert: pip install 'chipnet_tf[export]'.") from e
     if isinstance(tflite, (bytes, bytearray)):
-        interp = Interpreter(model_content=bytes(tflite), num_threads=num_threads)
+        source = {"model_content": bytes(tflite)}
     else:
         path = os.fspath(tflite)
         if not os.path.isfile(path):
             raise ValueError(f"TFLite file not found: {path!r}")
-        interp = Interpreter(model_path=path, num_threads=num_threads)
-    interp.allocate_tensors()
+        source = {"model_path": path}
+    interp = Interpreter(**source, num_threads=num_threads)
+    try:
+        interp.allocate_tensors()
+    except RuntimeError as e:
+        if "XNNPACK" not in str(e):
+            raise
+        # XNNPACK refuses some degenerate quantised tensors (e.g. a constant activation's
+        # zero range); the built-in kernels run them, so verification still means something.
+        from ai_edge_litert.interpreter import OpResolverType
+
+        _log.warning("LiteRT: XNNPACK could not prepare this model (%s); using the built-in kernels.", e)
+        interp = Interpreter(
+            **source,
+            num_threads=num_threads,
+            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+        )
+        interp.allocate_tensors()
     return interp
 
 

@@ -127,3 +127,17 @@ def test_tflite_signature_names_and_outputs_match_from_keras_model():
     assert [n for n, _ in out_b] == [n for n, _ in out_a]
     for (_, a), (_, b) in zip(out_a, out_b):
         np.testing.assert_allclose(b, a, atol=1e-6)
+
+
+def test_models_xnnpack_cannot_prepare_still_verify_with_builtin_kernels(caplog):
+    """A tiny int8 ResNet-50 (CIFAR, width 1/16) calibrated on mock data: XNNPACK refuses one
+    of its nodes; the interpreter falls back to the built-in kernels with a warning."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    path = os.path.join(os.path.dirname(__file__), "data", "xnnpack_unpreparable_int8.tflite")
+    with pytest.raises(RuntimeError, match="XNNPACK"):
+        Interpreter(model_path=path).allocate_tensors()
+    with caplog.at_level(logging.WARNING, logger="chipnet_tf"):
+        outputs = export.run_tflite(path, np.random.default_rng(0).random((3, 32, 32, 3), dtype=np.float32))
+    assert outputs.shape == (3, 10) and np.isfinite(outputs).all()
+    assert "XNNPACK could not prepare this model" in caplog.text
