@@ -16,6 +16,7 @@ import sys
 
 from absl import app, flags
 
+from chipnet_tf.budgets import BUDGET_TYPES
 from recipes import RecipeError, data, pipeline
 
 FLAGS = flags.FLAGS
@@ -43,7 +44,7 @@ flags.DEFINE_string(
 )
 flags.DEFINE_float("budget", _DEFAULTS.budget, "Target fraction of the budget type, in (0, 1].")
 flags.register_validator("budget", lambda v: 0 < v <= 1, message="--budget must be in (0, 1].")
-flags.DEFINE_enum("budget_type", _DEFAULTS.budget_type, ["channels", "volume", "params", "flops"], "Budget type.")
+flags.DEFINE_enum("budget_type", _DEFAULTS.budget_type, list(BUDGET_TYPES), "Budget type.")
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch size.", lower_bound=1)
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
 flags.DEFINE_integer("pretrain_epochs", _DEFAULTS.pretrain_epochs, "Dense training epochs.", lower_bound=0)
