@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint format pytest bazel-test bench-overhead bench-strip bench-latency reference clean
+.PHONY: demo test lint format pytest bazel-test bench bench-quick bench-accuracy bench-overhead bench-strip bench-latency reference clean
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 pytest: $(STAMP)
-	$(PY) -m pytest -ra tests
+	$(PY) -m pytest -ra --durations=15 tests
 
 bazel-test: $(STAMP)
 	command -v bazel-4 >/dev/null 2>&1 || command -v bazel >/dev/null 2>&1 || \
@@ -39,6 +39,18 @@ test: lint bazel-test pytest
 # Rebuilds the committed reference set (saved_models/reference/digits_small_cnn).
 reference: $(STAMP)
 	$(PY) -m recipes.reference
+
+# The whole benchmark suite (under an hour on 2 cores): benchmarks/results/*.json, the PNGs
+# and benchmarks/RESULTS.md. bench-quick (a few minutes) writes to benchmarks/results/quick/.
+# Extra arguments: make bench BENCH_ARGS="--only accuracy" (see python -m benchmarks.suite -h).
+bench: $(STAMP)
+	$(PY) -m benchmarks.suite $(BENCH_ARGS)
+
+bench-quick: $(STAMP)
+	$(PY) -m benchmarks.suite --quick $(BENCH_ARGS)
+
+bench-accuracy: $(STAMP)
+	$(PY) -m benchmarks.accuracy
 
 bench-overhead: $(STAMP)
 	$(PY) -m benchmarks.overhead

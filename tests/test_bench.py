@@ -1,0 +1,217 @@
+"""The benchmark suite: `make bench-quick` runs end to end and writes the expected schema.
+
+The quick run's numbers mean nothing (one seed, one or two epochs, tiny latency models), so
+this checks structure - and the invariants that hold for any run: every structured mask
+meets its budget, and the stripped model's params/FLOPs equal the prediction and the
+TensorFlow profiler's independent count.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from benchmarks import accuracy as acc_bench
+from benchmarks import report
+from chipnet_tf.compat import keras
+
+ROOT = Path(__file__).resolve().parent.parent
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def quick_suite(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench_quick")
+    if shutil.which("make") and (ROOT / ".venv" / "bin" / "python").exists():
+        cmd = ["make", "-s", "bench-quick", f"BENCH_ARGS=--output_dir {out}"]
+    else:  # outside `make test` (no .venv): the command bench-quick runs
+        cmd = [sys.executable, "-m", "benchmarks.suite", "--quick", "--output_dir", str(out)]
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout
+
+
+def _load(out, name):
+    with open(out / f"{name}.json") as f:
+        return json.load(f)
+
+
+STRUCTURED_KEYS = {
+    "method",
+    "budget_type",
+    "budget",
+    "seed",
+    "target",
+    "achieved",
+    "achieved_all",
+    "within_budget",
+    "params",
+    "params_fraction",
+    "params_predicted",
+    "flops",
+    "flops_fraction",
+    "flops_profiler",
+    "kept_per_group",
+    "groups_with_one_channel",
+    "minimal_network",
+    "accuracy_before_finetune",
+    "accuracy",
+    "finite",
+    "final_train_loss",
+    "seconds",
+}
+
+
+@pytest.mark.slow
+def test_bench_quick_writes_every_result_file_and_the_page(quick_suite):
+    out, stdout = quick_suite
+    for name in ("accuracy", "overhead", "strip_speed", "latency"):
+        assert (out / f"{name}.json").is_file(), name
+    for png in ("accuracy_vs_budget.png", "latency_vs_flops.png"):
+        data = (out / png).read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, png
+    page = (out / "RESULTS.md").read_text()
+    for heading in (
+        "## Where ChipNet wins, ties or loses",
+        "## Accuracy at a budget (digits)",
+        "## Budget exactness",
+        "## Stability at the most extreme budget (0.05)",
+        "## Mask transfer",
+        "## Speed: LiteRT latency",
+        "## Speed: training-step overhead",
+        "## Speed: wrap, mask and strip",
+    ):
+        assert heading in page, heading
+    assert "accuracy_vs_budget.png" in page and "latency_vs_flops.png" in page
+    assert "Quick run" in page
+    assert not list(out.glob("*.tmp"))
+    assert not (out / ".work").exists()  # the accuracy benchmark's resume directory is gone
+
+
+@pytest.mark.slow
+def test_bench_quick_accuracy_schema_and_exactness(quick_suite):
+    out, _ = quick_suite
+    result = _load(out, "accuracy")
+    assert set(result) >= {"benchmark", "config", "seeds", "transfer", "summary", "environment", "total_runtime_s"}
+    cfg = result["config"]
+    assert cfg["quick"] is True and cfg["budgets"] == [0.25, 0.05] and cfg["budget_types"] == ["flops", "channels"]
+    (seed,) = result["seeds"]
+    assert set(seed["dense"]) >= {"accuracy", "params", "flops", "flops_profiler"}
+    assert seed["dense"]["params"] == 221_914 and seed["dense"]["flops"] == seed["dense"]["flops_profiler"]
+    structured = [r for r in seed["runs"] if r["method"] != "tfmot"]
+    tfmot = [r for r in seed["runs"] if r["method"] == "tfmot"]
+    # 2 budget types x 2 budgets x 4 structured methods, and tfmot once per budget.
+    assert sorted((r["budget_type"], r["budget"], r["method"]) for r in structured) == sorted(
+        (t, b, m) for t in ("flops", "channels") for b in (0.25, 0.05) for m in acc_bench.STRUCTURED
+    )
+    assert sorted(r["budget"] for r in tfmot) == [0.05, 0.25]
+    for r in structured:
+        assert set(r) >= STRUCTURED_KEYS, set(STRUCTURED_KEYS) - set(r)
+        assert r["within_budget"] and r["achieved"] <= r["budget"] + 1e-9, r
+        assert r["params"] == r["params_predicted"], r
+        assert r["flops"] == r["flops_profiler"], r
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["finite"] is True
+    chipnet = [r for r in structured if r["method"] == "chipnet"]
+    assert all(len(r["soft_budget_per_epoch"]) == 2 and r["best_epoch"] in (1, 2) for r in chipnet)
+    for r in tfmot:
+        # unstructured: the dense shape stays, about `budget` of the conv/dense weights are non-zero
+        assert r["params"] == 221_914 and r["flops_fraction"] == 1.0
+        assert r["nonzero_params_fraction"] < r["budget"] + 0.02
+    summary = result["summary"]
+    assert summary["exactness"]["runs"] == 16
+    assert summary["exactness"]["within_budget"] == 16
+    assert summary["exactness"]["params_equal_prediction"] == 16
+    assert summary["exactness"]["flops_equal_profiler"] == 16
+    assert summary["stability"]["budget"] == 0.05
+    assert set(summary["stability"]["by_method"]) == set(acc_bench.STRUCTURED)
+    assert len(summary["table"]) == 2 * 2 * 4 + 2
+    (transfer,) = result["transfer"]
+    assert sorted(r["method"] for r in transfer["runs"]) == ["direct", "direct_masks", "random", "transferred"]
+    by_variant = {r["method"]: r for r in transfer["runs"]}
+    assert by_variant["direct"]["mask_overlap_with_direct"] == 1.0
+    assert by_variant["direct_masks"]["kept_per_group"] == by_variant["direct"]["kept_per_group"]
+    assert len(report.verdicts(result)) == 2 * 2 * 4
+
+
+@pytest.mark.slow
+def test_bench_quick_speed_results_schema(quick_suite):
+    out, _ = quick_suite
+    latency = _load(out, "latency")
+    assert set(latency["results"]) == {"resnet50", "mobilenet_v2"}
+    for model in latency["results"].values():
+        names = set(model["variants"])
+        assert {"dense", "chipnet b=0.5", "chipnet b=0.5 r8", "chipnet b=0.1", "tfmot b=0.1"} <= names
+        for v in model["variants"].values():
+            assert v["median_ms"] > 0 and v["ratio_vs_dense"] > 0
+    assert set(latency["target"]) >= {"rule", "met"}
+    overhead = _load(out, "overhead")
+    assert set(overhead["ratio_vs_plain"]) == {"plain", "chipnet", "tfmot"}
+    assert set(overhead["target"]) >= {"rule", "met"}
+    strip = _load(out, "strip_speed")
+    assert set(strip["timing"]) >= {"wrap", "masks", "strip", "strip_dense"}
+    assert "MobileNetV2" in strip["config"]["model"]
+
+
+def test_finished_tasks_are_not_run_again(tmp_path):
+    """A restarted accuracy benchmark loads finished tasks' results instead of rerunning them."""
+    args = acc_bench.parse_args(["--quick", "--output", str(tmp_path / "accuracy.json")])
+    key = ("tfmot", 0, 0.05)
+    acc_bench.write_json(acc_bench._task_file(str(tmp_path), key), [{"method": "tfmot", "accuracy": 0.5}])
+    messages = []
+    results = acc_bench.run_tasks([key], args, str(tmp_path), messages.append)
+    assert results == {key: [{"method": "tfmot", "accuracy": 0.5}]}
+    assert messages == ["resuming: 1 of 1 tasks already done"]
+
+
+def test_accuracy_benchmark_rejects_bad_arguments(capsys):
+    with pytest.raises(SystemExit):
+        acc_bench.parse_args(["--budgets", "0.5", "1.5"])
+    assert "budgets must be in (0, 1]. Received: 1.5" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        acc_bench.parse_args(["--finetune_epochs", "0"])
+    assert "--finetune_epochs must be >= 1. Received: 0" in capsys.readouterr().err
+
+
+def test_verdict_rule():
+    def stat(mean, std):
+        return {"mean": mean, "std": std, "n": 3}
+
+    assert report.verdict(stat(0.90, 0.01), stat(0.80, 0.01)) == "win"
+    assert report.verdict(stat(0.80, 0.01), stat(0.90, 0.01)) == "lose"
+    # inside the pooled spread: a tie however large the gap looks
+    assert report.verdict(stat(0.90, 0.08), stat(0.80, 0.08)) == "tie"
+    # below one accuracy point: a tie even with zero spread
+    assert report.verdict(stat(0.905, 0.0), stat(0.90, 0.0)) == "tie"
+    assert report.verdict(stat(0.92, 0.0), stat(0.90, 0.0)) == "win"
+
+
+def test_slimming_scores_cover_pre_activation_groups():
+    """Every group of a pre-activation ResNet gets BN-gamma scores, residual streams included."""
+    import chipnet_tf
+    from chipnet_tf import architectures
+
+    model = architectures.preresnet(depth=11, input_shape=(8, 8, 1))
+    analysis = chipnet_tf.analyze(model, warn=False)
+    rng = np.random.default_rng(0)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.gamma.assign(rng.uniform(-1, 1, layer.gamma.shape[0]).astype("float32"))
+    scores = acc_bench.bn_gamma_scores(model, analysis)
+    assert set(scores) == set(analysis.group_names)
+    for group in analysis.groups:
+        assert scores[group.name].shape == (group.size,) and (scores[group.name] >= 0).all()
+    # A group read by exactly one BatchNorm scores that BN's |gamma|.
+    block_conv = next(g for g in analysis.groups if g.name.endswith("conv1") and "shortcut" not in g.name)
+    readers = [
+        f.layer
+        for f in analysis.graph.nodes
+        if isinstance(f.layer, keras.layers.BatchNormalization)
+        and analysis.layouts.get(f.in_keys[0]) == ([(analysis.group_names.index(block_conv.name), block_conv.size)], 1)
+    ]
+    assert readers
+    expected = np.mean([np.abs(bn.gamma.numpy()) for bn in readers], axis=0)
+    np.testing.assert_allclose(scores[block_conv.name], expected, rtol=1e-6)
