@@ -53,7 +53,7 @@ weights. Masks are compared by per-group overlap.
 Run::
 
     python -m benchmarks.accuracy            # the full grid, ~30 minutes on 2 cores
-    python -m benchmarks.accuracy --quick    # one seed, two budgets, few epochs (~2 min)
+    python -m benchmarks.accuracy --quick    # one seed, one budget, few epochs (~1 min)
 """
 
 import argparse
@@ -408,6 +408,12 @@ def task_tfmot(args, work, seed, budget):
     t0 = time.perf_counter()
     stripped, history, finite = tfmot_finetune(dense, data, budget, seed, args.finetune_epochs)
     nonzero = int(sum(np.count_nonzero(w) for w in stripped.get_weights()))
+    kernels = [
+        layer.kernel.numpy()
+        for layer in stripped.layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+        and not isinstance(layer, keras.layers.DepthwiseConv2D)
+    ]
     flops = chipnet_tf.count_flops(stripped)
     return [
         {
@@ -420,6 +426,7 @@ def task_tfmot(args, work, seed, budget):
             "params": int(stripped.count_params()),
             "nonzero_params": nonzero,
             "nonzero_params_fraction": nonzero / dense.count_params(),
+            "nonzero_kernel_fraction": sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels),
             "flops": int(flops),
             "flops_fraction": flops / chipnet_tf.count_flops(dense),
             "final_train_loss": history.get("loss", [None])[-1],
@@ -515,33 +522,38 @@ def _describe(key, result):
     return ", ".join(f"{r['method']} {r['accuracy']:.4f}" for r in result)
 
 
-def run_tasks(keys, args, work, log):
-    """Runs ``keys`` (skipping finished ones) in ``args.workers`` processes; returns {key: result}."""
+def run_tasks(phases, args, work, log):
+    """Runs the tasks of each phase in turn (a phase may use the previous phases' results) in
+    one pool of ``args.workers`` processes, skipping finished tasks; returns {key: result}."""
     import concurrent.futures
     import multiprocessing
 
     results, todo = {}, []
+    keys = [key for phase in phases for key in phase]
     for key in keys:
         filename = _task_file(work, key)
         if os.path.exists(filename):
             with open(filename) as f:
                 results[key] = json.load(f)
-        else:
-            todo.append(key)
-    if len(results):
+    if results:
         log(f"resuming: {len(results)} of {len(keys)} tasks already done")
-    if not todo:
+    todo = [[key for key in phase if key not in results] for phase in phases]
+    total = sum(len(phase) for phase in todo)
+    if not total:
         return results
     context = multiprocessing.get_context("spawn")
     threads = 1 if args.workers > 1 else 0
+    done = 0
     with concurrent.futures.ProcessPoolExecutor(
         args.workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
     ) as pool:
-        futures = [pool.submit(_run_task, args, work, key) for key in todo]
-        for n, future in enumerate(concurrent.futures.as_completed(futures), start=1):
-            key, result, seconds = future.result()
-            results[key] = result
-            log(f"[{n}/{len(todo)}] {' '.join(str(k) for k in key)}: {_describe(key, result)} ({seconds:.0f}s)")
+        for phase in todo:
+            futures = [pool.submit(_run_task, args, work, key) for key in phase]
+            for future in concurrent.futures.as_completed(futures):
+                key, result, seconds = future.result()
+                results[key] = result
+                done += 1
+                log(f"[{done}/{total}] {' '.join(str(k) for k in key)}: {_describe(key, result)} ({seconds:.0f}s)")
     return results
 
 
@@ -643,11 +655,11 @@ def parse_args(argv=None):
     p.add_argument("--finetune_epochs", type=int, default=20)
     p.add_argument("--transfer_budgets", type=float, nargs="*", default=[0.25, 0.05])
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2, one TF thread each)")
-    p.add_argument("--quick", action="store_true", help="1 seed, budgets 0.25 and 0.05, 2/2/1 epochs (~1-2 min)")
+    p.add_argument("--quick", action="store_true", help="1 seed, budget 0.05, 2/2/1 epochs (~1 min)")
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results path (default {RESULTS})")
     args = p.parse_args(argv)
     if args.quick:
-        args.seeds, args.budgets, args.transfer_budgets = [0], [0.25, 0.05], [0.05]
+        args.seeds, args.budgets, args.transfer_budgets = [0], [0.05], [0.05]
         args.pretrain_epochs, args.prune_epochs, args.finetune_epochs = 2, 2, 1
     for b in args.budgets + args.transfer_budgets:
         if not 0 < b <= 1:
@@ -718,11 +730,10 @@ def main(argv=None):
         f"{len(args.budgets)} budgets x {len(METHODS)} methods; work directory {work}"
     )
     first = [("dense", s) for s in args.seeds] + [("transfer_dense", s) for s in args.seeds if args.transfer_budgets]
-    results = run_tasks(first, args, work, log)
     second = [("transfer", s, b) for s in args.seeds for b in args.transfer_budgets]
     second += [("grid", s, t, b) for s in args.seeds for t in args.budget_types for b in args.budgets]
     second += [("tfmot", s, b) for s in args.seeds for b in args.budgets]
-    results.update(run_tasks(second, args, work, log))
+    results = run_tasks([first, second], args, work, log)
 
     seeds_out = []
     for seed in args.seeds:

@@ -42,7 +42,6 @@ QUICK_ARGS = {
         "--mobilenet_alpha",
         "0.35",
         "--budgets",
-        "0.5",
         "0.1",
         "--rounds",
         "2",
