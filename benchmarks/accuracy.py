@@ -607,19 +607,27 @@ def summarize(seeds_out, transfer_out):
     }
     smallest = min((r["budget"] for r in structured), default=None)
     extreme = [r for r in structured if r["budget"] == smallest]
+
+    def _stability(runs):
+        return {
+            "accuracy": _mean_std([r["accuracy"] for r in runs]),
+            "min_accuracy": min(r["accuracy"] for r in runs),
+            "all_finite": all(r["finite"] for r in runs),
+            "max_groups_with_one_channel": max(r["groups_with_one_channel"] for r in runs),
+            "minimal_network_runs": sum(r["minimal_network"] for r in runs),
+        }
+
     stability = {
         "budget": smallest,
         "chance": 0.1,
-        "by_method": {
-            m: {
-                "accuracy": _mean_std([r["accuracy"] for r in extreme if r["method"] == m]),
-                "min_accuracy": min(r["accuracy"] for r in extreme if r["method"] == m),
-                "all_finite": all(r["finite"] for r in extreme if r["method"] == m),
-                "max_groups_with_one_channel": max(r["groups_with_one_channel"] for r in extreme if r["method"] == m),
-                "minimal_network_runs": sum(r["minimal_network"] for r in extreme if r["method"] == m),
+        "groups": len(extreme[0]["kept_per_group"]) if extreme else None,
+        "by_type": {
+            t: {
+                m: _stability([r for r in extreme if r["method"] == m and r["budget_type"] == t])
+                for m in STRUCTURED
+                if any(r["method"] == m and r["budget_type"] == t for r in extreme)
             }
-            for m in STRUCTURED
-            if any(r["method"] == m for r in extreme)
+            for t in sorted({r["budget_type"] for r in extreme})
         },
     }
     transfer = {}

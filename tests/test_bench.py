@@ -128,7 +128,10 @@ def test_bench_quick_accuracy_schema_and_exactness(quick_suite):
     assert summary["exactness"]["params_equal_prediction"] == 8
     assert summary["exactness"]["flops_equal_profiler"] == 8
     assert summary["stability"]["budget"] == 0.05
-    assert set(summary["stability"]["by_method"]) == set(acc_bench.STRUCTURED)
+    assert set(summary["stability"]["by_type"]) == {"flops", "channels"}
+    for by_method in summary["stability"]["by_type"].values():
+        assert set(by_method) == set(acc_bench.STRUCTURED)
+        assert all(s["all_finite"] and s["accuracy"]["n"] == 1 for s in by_method.values())
     assert len(summary["table"]) == 2 * 4 + 1
     (transfer,) = result["transfer"]
     assert sorted(r["method"] for r in transfer["runs"]) == ["direct", "direct_masks", "random", "transferred"]
