@@ -226,7 +226,8 @@ def measure_memory(step, state, args, with_tracemalloc=False):
 
 def child_main(args):
     out = {"step": args.child, "dense_weight_bytes": None}
-    for phase in ("cold", "warm", "tracemalloc"):
+    phases = ("cold", "warm") if args.quick else ("cold", "warm", "tracemalloc")  # tracemalloc is slow
+    for phase in phases:
         state = prepare(args.child, args)
         out["dense_weight_bytes"] = weight_bytes(state["dense"])
         out[phase] = measure_memory(args.child, state, args, with_tracemalloc=phase == "tracemalloc")
@@ -236,11 +237,17 @@ def child_main(args):
     chipnet_io.write_json(args.child_output, out)
 
 
+def _traced_mb(memory):
+    traced = memory.get("tracemalloc", {}).get("tracemalloc_peak_bytes")
+    return "-" if traced is None else f"{traced / MB:.1f}"
+
+
 def measure_in_subprocess(step, args):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "child.json"
         cmd = [sys.executable, "-m", "benchmarks.strip_speed", "--child", step, "--child_output", str(path)]
         cmd += ["--model", args.model, "--seed", str(args.seed), "--budget", str(args.budget)]
+        cmd += ["--quick"] if args.quick else []
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
@@ -347,7 +354,7 @@ def print_table(timing, memory, dense_bytes):
             f"{step:<12} {t['cold_s']:>7.2f} {t['median_s']:>8.2f} {t['min_s']:>6.2f} {t['cpu_median_s']:>9.2f} {cold['time_s']:>7.2f}"
             f" {cold['peak_extra_bytes'] / MB:>13.1f} {cold['peak_extra_bytes'] / dense_bytes:>5.2f}x"
             f" {warm['peak_extra_bytes'] / MB:>8.1f} {warm['peak_extra_bytes'] / dense_bytes:>9.2f}x"
-            f" {cold['retained_bytes'] / MB:>11.1f} {m['tracemalloc']['tracemalloc_peak_bytes'] / MB:>14.1f}"
+            f" {cold['retained_bytes'] / MB:>11.1f} {_traced_mb(m):>14}"
         )
 
 
@@ -357,7 +364,7 @@ def parse_args(argv=None):
     p.add_argument("--model", choices=sorted(MODELS), default="resnet50", help="dense model (default resnet50)")
     p.add_argument("--budget", type=float, default=0.5, help="channel budget (default 0.5)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per step after the cold one (default 3)")
-    p.add_argument("--quick", action="store_true", help="1 repeat after the cold run")
+    p.add_argument("--quick", action="store_true", help="1 repeat after the cold run; no tracemalloc phase")
     p.add_argument("--profile", action="store_true", help="cProfile one warm strip run, print the top 15")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results path (default {RESULTS})")

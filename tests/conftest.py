@@ -45,3 +45,29 @@ def trained_cnn(digits):
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=6, batch_size=64, verbose=0)
     return model
+
+
+# -- the benchmark suite's quick run, in the background ----------------------------------
+# `make bench-quick` is a chain of subprocesses (~3.5 min). The suite runs in one process
+# that keeps about one of the two cores busy, so the quick run starts as soon as its
+# tests are collected, runs beside the others on the idle core, and its tests go last.
+BENCH_QUICK_PREFIX = "tests/test_bench.py::test_bench_quick"
+
+
+@pytest.hookimpl(trylast=True)  # after -k/-m deselection
+def pytest_collection_modifyitems(session, config, items):
+    bench = [item for item in items if item.nodeid.startswith(BENCH_QUICK_PREFIX)]
+    if not bench:
+        return
+    items[:] = [item for item in items if item not in bench] + bench
+    from tests import bench_quick
+
+    config.stash[bench_quick.KEY] = bench_quick.start()
+
+
+def pytest_unconfigure(config):
+    from tests import bench_quick
+
+    run = config.stash.get(bench_quick.KEY, None)
+    if run is not None:
+        run.cleanup()

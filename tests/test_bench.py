@@ -7,10 +7,6 @@ TensorFlow profiler's independent count.
 """
 
 import json
-import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,21 +14,21 @@ import pytest
 from benchmarks import accuracy as acc_bench
 from benchmarks import report
 from chipnet_tf.compat import keras
+from tests import bench_quick
 
-ROOT = Path(__file__).resolve().parent.parent
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(scope="module")
-def quick_suite(tmp_path_factory):
-    out = tmp_path_factory.mktemp("bench_quick")
-    if shutil.which("make") and (ROOT / ".venv" / "bin" / "python").exists():
-        cmd = ["make", "-s", "bench-quick", f"BENCH_ARGS=--output_dir {out}"]
-    else:  # outside `make test` (no .venv): the command bench-quick runs
-        cmd = [sys.executable, "-m", "benchmarks.suite", "--quick", "--output_dir", str(out)]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=1800)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out, proc.stdout
+def quick_suite(request):
+    """The `make bench-quick` run conftest.py started in the background at collection."""
+    run = request.config.stash.get(bench_quick.KEY, None)
+    if run is None:  # collected without the hook (e.g. another rootdir): start it now
+        run = bench_quick.start()
+        request.addfinalizer(run.cleanup)
+    out, returncode, output = run.result()
+    assert returncode == 0, output[-6000:]
+    return out, output
 
 
 def _load(out, name):
