@@ -251,7 +251,7 @@ def tfmot_finetune(dense, data, keep, seed, epochs):
     import tensorflow_model_optimization as tfmot
 
     schedule = tfmot.sparsity.keras.ConstantSparsity(1.0 - keep, begin_step=0, frequency=1)
-    with _quiet():
+    with common.quiet("tensorflow"):
         wrapped = tfmot.sparsity.keras.prune_low_magnitude(clone(dense), pruning_schedule=schedule)
     wrapped.compile(_sgd(), _loss(), metrics=["accuracy"])
     history = _fit(wrapped, data, max(epochs, 1), seed, [_step_decay(epochs), tfmot.sparsity.keras.UpdatePruningStep()])
@@ -260,17 +260,6 @@ def tfmot_finetune(dense, data, keep, seed, epochs):
         math.isfinite(v) for v in history.get("loss", [])
     )
     return stripped, history, bool(finite)
-
-
-@contextlib.contextmanager
-def _quiet():
-    logger = logging.getLogger("tensorflow")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 # -- measuring one stripped model -----------------------------------------------------

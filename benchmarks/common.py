@@ -1,6 +1,8 @@
 """Helpers shared by the benchmark scripts."""
 
+import contextlib
 import importlib.metadata
+import logging
 import os
 import platform
 import sys
@@ -35,3 +37,15 @@ def environment(*dists):
         "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
     }
     return env
+
+
+@contextlib.contextmanager
+def quiet(logger_name):
+    """Raises the Python logger ``logger_name`` to ERROR inside the block (tfmot/absl chatter)."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)

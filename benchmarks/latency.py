@@ -60,10 +60,8 @@ Usage (from the repository root)::
 """
 
 import argparse
-import contextlib
 import datetime
 import gc
-import logging
 import os
 import statistics
 import time
@@ -189,17 +187,6 @@ def tfmot_stripped(dense, sparsity):
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 
-@contextlib.contextmanager
-def _quiet_absl():
-    logger = logging.getLogger("absl")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
-
-
 def convert(model, converter, sparse=False):
     """Float32 TFLite bytes of ``model``."""
     if converter == "keras" and not sparse:
@@ -213,7 +200,7 @@ def convert(model, converter, sparse=False):
         conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])
     if sparse:
         conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    with _quiet_absl():
+    with common.quiet("absl"):
         return conv.convert()
 
 
