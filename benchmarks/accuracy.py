@@ -65,7 +65,6 @@ import logging
 import math
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -78,6 +77,7 @@ from benchmarks.latency import channel_scores
 from chipnet_tf import architectures
 from chipnet_tf.callbacks import recalibrate_batch_norm
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.io import write_json
 from tests.flops_profiler import profiler_flops
 
 RESULTS = Path(__file__).resolve().parent / "results" / "accuracy.json"
@@ -539,7 +539,11 @@ def run_tasks(phases, args, work, log):
         for phase in todo:
             futures = [pool.submit(_run_task, args, work, key) for key in phase]
             for future in concurrent.futures.as_completed(futures):
-                key, result, seconds = future.result()
+                try:
+                    key, result, seconds = future.result()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)  # finished tasks stay saved for a resume
+                    raise
                 results[key] = result
                 done += 1
                 log(f"[{done}/{total}] {' '.join(str(k) for k in key)}: {_describe(key, result)} ({seconds:.0f}s)")
@@ -669,14 +673,15 @@ def parse_args(argv=None):
     return args
 
 
-def write_json(path, payload):
-    """Atomic write: a reader never sees a half-written results file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=1)
-    os.replace(tmp, path)
+def _code_digest():
+    """SHA-256 of the code a task's result depends on: this file, benchmarks/latency.py, chipnet_tf/."""
+    digest = hashlib.sha256()
+    package = Path(chipnet_tf.__file__).resolve().parent
+    for path in [Path(__file__).resolve(), Path(__file__).resolve().parent / "latency.py"] + sorted(
+        package.rglob("*.py")
+    ):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _config(args):
@@ -719,9 +724,11 @@ def main(argv=None):
 
     config = _config(args)
     digest = hashlib.sha256(json.dumps({k: v for k, v in config.items() if k != "workers"}, sort_keys=True).encode())
+    digest.update(_code_digest().encode())  # a resumed run never mixes results of other code
     work = args.output.parent / ".work" / f"{args.output.stem}-{digest.hexdigest()[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     work = str(work)
+    load_digits()  # prepares the tfds dataset here, once, before two workers could race to build it
     log(
         f"accuracy benchmark: {len(args.seeds)} seeds x {len(args.budget_types)} budget types x "
         f"{len(args.budgets)} budgets x {len(METHODS)} methods; work directory {work}"

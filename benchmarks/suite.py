@@ -8,8 +8,9 @@ Runs, one after another (never two timing benchmarks at once), each as its own p
 * ``benchmarks.latency``   - LiteRT latency of stripped models vs their FLOPs fraction;
 
 then ``benchmarks.report`` writes ``RESULTS.md`` and the PNG plots from their JSON files.
-A benchmark whose JSON is already newer than this run's start is not rerun when the suite is
-restarted with ``--resume`` (the accuracy benchmark also resumes inside itself).
+With ``--resume`` a benchmark whose JSON file already exists in the output directory is not
+run again (only the page is rewritten); the accuracy benchmark also resumes inside itself,
+task by task, whenever it is restarted with the same configuration and code.
 
 Run::
 
@@ -32,7 +33,7 @@ BENCHMARKS = ("accuracy", "overhead", "strip_speed", "latency")
 # Per benchmark: extra arguments of the quick variant (small models, few rounds: it checks
 # that everything runs and writes its schema, not the numbers).
 QUICK_ARGS = {
-    "accuracy": ["--quick"],
+    "accuracy": ["--quick", "--workers", "1"],
     "overhead": ["--quick", "--rounds", "2", "--steps", "4", "--warmup_steps", "2"],
     "strip_speed": ["--quick", "--model", "mobilenetv2"],
     "latency": [

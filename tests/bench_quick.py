@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -26,15 +27,26 @@ class QuickRun:
         try:
             self.proc.wait(timeout=TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
+            self.stop()
             raise
         self.log.seek(0)
         return self.out, self.proc.returncode, self.log.read()
 
-    def cleanup(self):
+    def stop(self):
+        """Stops make, the suite, the benchmark and its workers: the whole process group."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                try:
+                    os.killpg(self.proc.pid, sig)
+                    self.proc.wait(timeout=10)
+                    break
+                except ProcessLookupError:
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+
+    def cleanup(self):
+        self.stop()
         self.log.close()
         shutil.rmtree(self.out, ignore_errors=True)
 
@@ -50,5 +62,7 @@ def start():
     out = Path(tempfile.mkdtemp(prefix="bench_quick_"))
     log = tempfile.TemporaryFile(mode="w+")
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    proc = subprocess.Popen(command(out), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env=env)
+    proc = subprocess.Popen(
+        command(out), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True
+    )
     return QuickRun(out, proc, log)

@@ -48,16 +48,17 @@ def trained_cnn(digits):
 
 
 # -- the benchmark suite's quick run, in the background ----------------------------------
-# `make bench-quick` is a chain of subprocesses (~3.5 min). The suite runs in one process
-# that keeps about one of the two cores busy, so the quick run starts as soon as its
-# tests are collected, runs beside the others on the idle core, and its tests go last.
+# `make bench-quick` is a chain of subprocesses (~3.5 min, one busy process at a time: its
+# accuracy part runs with --workers 1). The suite runs in one process that keeps about one
+# of the two cores busy, so the quick run starts as soon as its tests are collected, runs
+# beside the others on the idle core, and its tests go last.
 BENCH_QUICK_PREFIX = "tests/test_bench.py::test_bench_quick"
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m deselection
 def pytest_collection_modifyitems(session, config, items):
     bench = [item for item in items if item.nodeid.startswith(BENCH_QUICK_PREFIX)]
-    if not bench:
+    if not bench or config.option.collectonly:
         return
     items[:] = [item for item in items if item not in bench] + bench
     from tests import bench_quick
