@@ -8,6 +8,7 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf import export
+from chipnet_tf.compat import keras
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,26 @@ def test_wrapped_model_is_stripped_first_with_a_log_line(trained_cnn, digits, ca
 def test_verification_failure_is_loud(small, digits):
     with pytest.raises(ValueError, match="TFLite verification failed: max \\|diff\\|"):
         export.to_tflite(small, quantization="float16", verify_samples=digits[2][:50], tolerance=0.0)
+
+
+def test_float_tolerance_scales_with_large_outputs(digits):
+    """Float rounding grows with magnitude: above |output| 1 the tolerance is relative."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(8, 3, kernel_initializer=keras.initializers.RandomNormal(stddev=30.0))(inputs)
+    outputs = keras.layers.Dense(10)(keras.layers.Flatten()(x))
+    model = keras.Model(inputs, outputs)
+    samples = digits[2][:20]
+    data = export.to_tflite(model)
+    report = export.verify_tflite(data, model, samples)
+    reference = float(np.abs(model.predict(samples, verbose=0)).max())
+    assert report.max_abs_reference == pytest.approx(reference)
+    assert reference > 100.0
+    limit = 1e-4 * reference
+    assert report.max_abs_diff <= limit
+    export.to_tflite(model, verify_samples=samples)  # within 1e-4 x the output scale: passes
+    with pytest.raises(ValueError, match="largest \\|Keras output\\|"):
+        export.to_tflite(model, verify_samples=samples, tolerance=report.max_abs_diff / reference / 2)
 
 
 def test_bad_input_gives_clear_errors(small, tmp_path):
