@@ -73,9 +73,9 @@ import numpy as np
 
 import chipnet_tf
 from benchmarks import common
-from benchmarks.latency import channel_scores
+from benchmarks.latency import channel_scores, prunable_kernel_params
 from chipnet_tf import architectures
-from chipnet_tf.callbacks import recalibrate_batch_norm
+from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
 from tests.flops_profiler import profiler_flops
@@ -263,12 +263,12 @@ def tfmot_finetune(dense, data, keep, seed, epochs):
 
 
 # -- measuring one stripped model -----------------------------------------------------
-def measure(dense, small, masks, budget, budget_type, spec):
+def measure(small, masks, budget, budget_type, spec):
     """Budget exactness and structure of a stripped model (before fine-tuning changes weights)."""
     counts = np.asarray([int(masks[name].sum()) for name in spec.group_names], dtype=np.float64)
     achieved = {t: float(spec.fraction(counts, t)) for t in chipnet_tf.BUDGET_TYPES}
-    dense_params = dense.count_params()
-    dense_flops = chipnet_tf.count_flops(dense)
+    dense_params = spec.dense("params")  # exact: equal to dense.count_params() and count_flops(dense)
+    dense_flops = spec.dense("flops")
     params = small.count_params()
     flops = chipnet_tf.count_flops(small)
     return {
@@ -288,10 +288,9 @@ def measure(dense, small, masks, budget, budget_type, spec):
 
 
 def _one_shot_accuracy(small, data):
-    saved_weights = small.get_weights()
-    recalibrate_batch_norm(small, data["train"][0], steps=10)
+    saved = recalibrate_batch_norm(small, data["train"][0], steps=10)
     acc = accuracy(small, data)
-    small.set_weights(saved_weights)
+    restore_batch_norm(saved)
     return acc
 
 
@@ -299,7 +298,7 @@ def structured_run(method, dense, source, masks, minimal, budget, budget_type, s
     t0 = time.perf_counter()
     small = chipnet_tf.strip_pruning(source, masks=masks)
     record = {"method": method, "budget_type": budget_type, "budget": budget, "seed": seed}
-    record.update(measure(dense, small, masks, budget, budget_type, spec))
+    record.update(measure(small, masks, budget, budget_type, spec))
     record["minimal_network"] = minimal
     record["accuracy_before_finetune"] = _one_shot_accuracy(small, data)
     history, finite = finetune(small, data, seed, args.finetune_epochs)
@@ -402,7 +401,7 @@ def task_tfmot(args, work, seed, budget):
         for layer in stripped.layers
         if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
         and not isinstance(layer, keras.layers.DepthwiseConv2D)
-    ]
+    ]  # what prune_low_magnitude prunes, as latency.prunable_kernel_params counts it
     flops = chipnet_tf.count_flops(stripped)
     return [
         {
@@ -415,7 +414,7 @@ def task_tfmot(args, work, seed, budget):
             "params": int(stripped.count_params()),
             "nonzero_params": nonzero,
             "nonzero_params_fraction": nonzero / dense.count_params(),
-            "nonzero_kernel_fraction": sum(np.count_nonzero(k) for k in kernels) / sum(k.size for k in kernels),
+            "nonzero_kernel_fraction": sum(np.count_nonzero(k) for k in kernels) / prunable_kernel_params(stripped),
             "flops": int(flops),
             "flops_fraction": flops / chipnet_tf.count_flops(dense),
             "final_train_loss": history.get("loss", [None])[-1],
