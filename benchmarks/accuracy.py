@@ -294,7 +294,7 @@ def _one_shot_accuracy(small, data):
     return acc
 
 
-def structured_run(method, dense, source, masks, minimal, budget, budget_type, spec, data, seed, args, extra=None):
+def structured_run(method, source, masks, minimal, budget, budget_type, spec, data, seed, args, extra=None):
     t0 = time.perf_counter()
     small = chipnet_tf.strip_pruning(source, masks=masks)
     record = {"method": method, "budget_type": budget_type, "budget": budget, "seed": seed}
@@ -373,7 +373,7 @@ def task_grid(args, work, seed, budget_type, budget):
             pruned, masks, info = chipnet_prune(dense, data, budget, budget_type, seed, args.prune_epochs)
             info["prune_seconds"] = time.perf_counter() - t0
             records.append(
-                structured_run(method, dense, pruned, masks, False, budget, budget_type, spec, data, seed, args, info)
+                structured_run(method, pruned, masks, False, budget, budget_type, spec, data, seed, args, info)
             )
             continue
         if method == "l1":
@@ -384,9 +384,7 @@ def task_grid(args, work, seed, budget_type, budget):
             scores = random_scores(analysis, 1000 * seed + int(1000 * budget))
         source = slim_source if method == "slimming" else dense
         masks, minimal = _select(spec, scores, budget, budget_type)
-        records.append(
-            structured_run(method, dense, source, masks, minimal, budget, budget_type, spec, data, seed, args)
-        )
+        records.append(structured_run(method, source, masks, minimal, budget, budget_type, spec, data, seed, args))
     return records
 
 
@@ -464,9 +462,7 @@ def task_transfer(args, work, seed, budget):
     for name, (source, masks, minimal_) in variants.items():
         extra = {"mask_overlap_with_direct": _overlap(masks, masks_b)}
         records.append(
-            structured_run(
-                name, dense_b, source, masks, minimal_, budget, "flops", analysis.spec, task_b, seed, args, extra
-            )
+            structured_run(name, source, masks, minimal_, budget, "flops", analysis.spec, task_b, seed, args, extra)
         )
     return records
 
