@@ -29,7 +29,19 @@ the benchmark builds, in one process,
   (e) ``tfmot+sparse b=B``: (d) converted with ``optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY]``
                             (sparse weight encoding); skipped with ``--no_tfmot_sparse``,
 
-converts every variant to a float32 TFLite flatbuffer (``chipnet_tf.export.to_tflite``, i.e.
+  (f) ``chipnet b=B pad16``: a control, not a candidate: (b)'s masks with every group widened to
+                            the next multiple of the measured channel tile (below), adding the
+                            group's next-best channels; more FLOPs, the same tiles computed,
+
+and first a channel-tile probe: one-op LiteRT models (a 1x1 Conv2D on 16x16x64 with 1..48 output
+channels, a 3x3 DepthwiseConv2D with 1..48 channels) timed interleaved. XNNPACK's float32
+kernels work on tiles of ``nr`` output channels (ARM NEON configurations use nr = 8; this
+x86 CPU's measure 16), so a layer costs like its width rounded up to the tile; the probe's
+staircase gives the tile (``tile_probe`` in the JSON; ``--no_tile_probe`` skips it and (f)).
+With (f), the latency ratio of (b) can be read against the FLOPs the runtime actually
+computes (its tile-padded FLOPs fraction) as well as against its nominal FLOPs.
+
+The benchmark then converts every variant to a float32 TFLite flatbuffer (``chipnet_tf.export.to_tflite``, i.e.
 ``TFLiteConverter.from_keras_model``; ``--converter concrete`` converts a batch-1 concrete
 function instead, ~15x faster to convert, used by ``--quick``) and runs it in the LiteRT
 interpreter (``ai_edge_litert.interpreter.Interpreter(num_threads=1)``, default op resolver
@@ -312,8 +324,112 @@ def xnnpack_reference(dense_data, x, args):
     }
 
 
+# -- channel tile probe -----------------------------------------------------------------
+PROBE_WIDTHS = tuple(range(1, 49))
+PROBE_INPUT = (16, 16, 64)
+
+
+def _layer_interpreter(layer, input_shape):
+    inp = keras.Input(input_shape, batch_size=1)
+    model = keras.Model(inp, layer(inp))
+    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
+        tf.TensorSpec((1, *input_shape), tf.float32)
+    )
+    with common.quiet("absl"):
+        data = tf.lite.TFLiteConverter.from_concrete_functions([fn]).convert()
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_content=data, num_threads=1)
+    interp.allocate_tensors()
+    x = np.random.default_rng(0).standard_normal((1, *input_shape)).astype("float32")
+    interp.set_tensor(interp.get_input_details()[0]["index"], x)
+    return interp
+
+
+def channel_step(widths, latencies, jump=1.4):
+    """The channel tile a latency-vs-width staircase shows: the first width w after which
+    latency jumps by more than ``jump``x (a 1x1 convolution with w+1 output channels costs
+    like 2w), or None when there is no such jump."""
+    for (w, t), t_next in zip(zip(widths, latencies), latencies[1:]):
+        if t_next > jump * t:
+            return int(w)
+    return None
+
+
+def probe_channel_tile(args):
+    """Latency of one LiteRT op against its channel count, in the runtime used below.
+
+    A 1x1 Conv2D (input 16x16x64) with 1..48 output channels, and a 3x3 DepthwiseConv2D
+    with 1..48 channels, each a one-op model, timed interleaved (``--probe_rounds`` rounds of
+    ``--invocations`` x 5 invocations; median of round medians). XNNPACK computes
+    convolutions in tiles of ``nr`` output channels (its GEMM microkernel width), so a
+    width costs like the next multiple of ``nr``: the staircase's step is the tile a
+    ``round_to`` should use on this machine.
+    """
+    t0 = time.perf_counter()
+    layers = {}
+    for w in PROBE_WIDTHS:
+        layers[("conv1x1", w)] = _layer_interpreter(keras.layers.Conv2D(w, 1), PROBE_INPUT)
+        layers[("depthwise3x3", w)] = _layer_interpreter(
+            keras.layers.DepthwiseConv2D(3, padding="same"), (*PROBE_INPUT[:2], w)
+        )
+    n = args.invocations * 5
+    for it in layers.values():
+        time_invocations(it, args.warmup)
+    rounds = {k: [] for k in layers}
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(args.probe_rounds):
+            for k, it in layers.items():
+                rounds[k].append(statistics.median(time_invocations(it, n)))
+    finally:
+        gc.enable()
+    curves = {}
+    for op in ("conv1x1", "depthwise3x3"):
+        us = [statistics.median(rounds[(op, w)]) * 1e6 for w in PROBE_WIDTHS]
+        curves[op] = {"widths": list(PROBE_WIDTHS), "median_us": us, "step": channel_step(PROBE_WIDTHS, us)}
+    step = curves["conv1x1"]["step"]
+    out = {
+        "method": f"one-op models, input {PROBE_INPUT} (depthwise: 16x16xC), {args.probe_rounds} interleaved rounds "
+        f"of {n} invocations, median of round medians; step = first width after which latency jumps > 1.4x",
+        "curves": curves,
+        "tile": step,
+        "probe_s": time.perf_counter() - t0,
+    }
+    if step:
+        c = curves["conv1x1"]["median_us"]
+        out["conv1x1_cost_of_width_1_over_width_tile"] = c[0] / c[step - 1]
+        if 2 * step <= len(c):
+            out["conv1x1_cost_of_width_tile_plus_1_over_width_tile"] = c[step] / c[step - 1]
+    print(
+        f"channel tile probe: 1x1 conv latency is flat for 1..{step} output channels "
+        f"({curves['conv1x1']['median_us'][0]:.1f} vs {curves['conv1x1']['median_us'][(step or 1) - 1]:.1f} us) "
+        f"and jumps at {(step or 0) + 1} ({curves['conv1x1']['median_us'][step or 0]:.1f} us): this runtime's "
+        f"output-channel tile is {step}; depthwise step {curves['depthwise3x3']['step']} "
+        f"({out['probe_s']:.0f} s)",
+        flush=True,
+    )
+    return out
+
+
+def pad_to_tile(masks, scores, tile):
+    """``masks`` with every group widened to the next multiple of ``tile`` channels (or the whole
+    group), adding the group's next-best channels by score: the widths the runtime computes
+    anyway when a group's width is not a multiple of its tile."""
+    out = {}
+    for g, m in masks.items():
+        m = np.asarray(m, bool)
+        want = min(m.size, -(-int(m.sum()) // tile) * tile)
+        order = [i for i in np.lexsort((np.arange(m.size), -np.asarray(scores[g]))) if not m[i]]
+        padded = m.copy()
+        padded[order[: want - int(m.sum())]] = True
+        out[g] = padded
+    return out
+
+
 # -- one model ------------------------------------------------------------------------
-def run_model(name, args):
+def run_model(name, args, tile=None):
     t_model = time.perf_counter()
     dense = build_dense(name, args)
     dense_flops = chipnet_tf.count_flops(dense)
@@ -381,6 +497,17 @@ def run_model(name, args):
             add(vname, small, "chipnet", b, round_to, extra={"channels_kept": kept})
             if round_to == 1:
                 target_fraction = small.count_params() / dense_params
+                r1_masks = masks
+            del small
+        if tile and tile > 1:
+            # Control: the round_to=1 masks widened to the measured tile (more FLOPs, the
+            # same tiles computed): if its latency equals round_to=1's, the unrounded
+            # model already pays for whole tiles.
+            padded = pad_to_tile(r1_masks, scores, tile)
+            small = chipnet_tf.strip_pruning(dense, masks=padded)
+            kept = {g: int(np.sum(m)) for g, m in padded.items()}
+            extra = {"channels_kept": kept, "padded_from": f"chipnet b={b:g}", "tile": tile}
+            add(f"chipnet b={b:g} pad{tile}", small, "control", b, extra=extra)
             del small
         # tfmot: non-zero parameter fraction = ours (round_to=1) at this budget.
         keep_prunable = (target_fraction * dense_params - (dense_params - prunable)) / prunable
@@ -456,7 +583,8 @@ def print_table(name, result):
         rr = timing["round_ratio_vs_dense"][v]
         t = result["target"]["per_variant"].get(v)
         if t is None:
-            tgt, nom = "as measured" if r["kind"] != "dense" else "-", "-"
+            tgt = {"dense": "-", "control": "control"}.get(r["kind"], "as measured")
+            nom = "-"
         else:
             tgt = f"{'met' if t['met_actual'] else 'NOT met'} (<= {t['limit_actual']:.3f})"
             nom = "met" if t["met_nominal"] else "NOT met"
@@ -484,6 +612,27 @@ def print_table(name, result):
                 f"budget {b:g}: round_to=8 / round_to=1 latency {r8['ratio_vs_dense'] / r1['ratio_vs_dense']:.3f}x "
                 f"(FLOPs fraction {r8['flops_fraction']:.3f} vs {r1['flops_fraction']:.3f})"
             )
+        pad = next((r for r in recs.values() if r["kind"] == "control" and r["budget"] == b), None)
+        if r1 and pad:
+            print(
+                f"budget {b:g}: round_to=1 widened to the tile ({pad['tile']}) / round_to=1 latency "
+                f"{pad['ratio_vs_dense'] / r1['ratio_vs_dense']:.3f}x for {pad['flops'] / r1['flops']:.2f}x the FLOPs "
+                f"(round_to=1 latency / its tile-padded FLOPs fraction {r1['ratio_vs_dense'] / pad['flops_fraction']:.2f})"
+            )
+
+
+def print_probe(probe):
+    print("\nchannel tile probe (LiteRT, XNNPACK, 1 thread): median us per invocation by channel count")
+    curves = probe["curves"]
+    for start in range(0, len(PROBE_WIDTHS), 16):
+        ws = PROBE_WIDTHS[start : start + 16]
+        print("  width        " + " ".join(f"{w:>5d}" for w in ws))
+        for op, c in curves.items():
+            print(f"  {op:<12} " + " ".join(f"{c['median_us'][w - 1]:>5.1f}" for w in ws))
+    print(
+        f"  step: conv1x1 {curves['conv1x1']['step']}, depthwise3x3 {curves['depthwise3x3']['step']} "
+        f"-> this machine's tile: {probe['tile']} (round_to={probe['tile']} is the width rounding that pays here)"
+    )
 
 
 # -- main -----------------------------------------------------------------------------
@@ -509,6 +658,13 @@ def parse_args(argv=None):
         action="store_false",
         help="skip the tfmot variants converted with EXPERIMENTAL_SPARSITY",
     )
+    p.add_argument(
+        "--no_tile_probe",
+        dest="tile_probe",
+        action="store_false",
+        help="skip the channel-tile probe (and the tile-padded control variants)",
+    )
+    p.add_argument("--probe_rounds", type=int, default=5, help="interleaved rounds of the tile probe (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--quick", action="store_true", help="~1-2 minute run: --converter concrete, 6 rounds x 5 invocations"
@@ -516,9 +672,9 @@ def parse_args(argv=None):
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results path (default {RESULTS})")
     args = p.parse_args(argv)
     if args.quick:
-        args.converter, args.rounds, args.invocations, args.warmup = "concrete", 6, 5, 5
-    if args.rounds < 1 or args.invocations < 1 or args.warmup < 1:
-        p.error("need --rounds >= 1, --invocations >= 1, --warmup >= 1")
+        args.converter, args.rounds, args.invocations, args.warmup, args.probe_rounds = "concrete", 6, 5, 5, 2
+    if min(args.rounds, args.invocations, args.warmup, args.probe_rounds) < 1:
+        p.error("need --rounds, --invocations, --warmup and --probe_rounds >= 1")
     if not all(0.0 < b <= 1.0 for b in args.budgets):
         p.error("budgets must be in (0, 1]")
     return args
@@ -536,10 +692,14 @@ def main(argv=None):
         f"ai-edge-litert {env['ai_edge_litert']}, tfmot {env['tensorflow_model_optimization']}",
         flush=True,
     )
-    results = {name: run_model(name, args) for name in args.models}
+    probe = probe_channel_tile(args) if args.tile_probe else None
+    tile = probe["tile"] if probe else None
+    results = {name: run_model(name, args, tile) for name in args.models}
     for name, result in results.items():
         print_table(name, result)
     met = all(r["target"]["met_actual"] for r in results.values())
+    if probe:
+        print_probe(probe)
     if load:
         load.append(os.getloadavg()[0])
         all_load = load + [v for r in results.values() for v in r["load_average_1min_before_and_after_each_round"]]
@@ -581,6 +741,7 @@ def main(argv=None):
             "round, order rotated; median_s = median of all invocations; ratio_vs_dense (headline) = median "
             "over rounds of round median(variant) / round median(dense)",
         },
+        "tile_probe": probe,
         "results": results,
         "target": {
             "rule": f"chipnet latency ratio vs dense <= {TARGET_FACTOR} x the stripped model's FLOPs fraction at "

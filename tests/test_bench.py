@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from benchmarks import accuracy as acc_bench
+from benchmarks import latency as lat_bench
 from benchmarks import report
 from chipnet_tf.compat import keras
 from tests import bench_quick
@@ -152,6 +153,20 @@ def test_bench_quick_speed_results_schema(quick_suite):
         for v in model["variants"].values():
             assert v["median_ms"] > 0 and v["ratio_vs_dense"] > 0
     assert set(latency["target"]) >= {"rule", "met"}
+    probe = latency["tile_probe"]
+    for curve in probe["curves"].values():
+        assert curve["widths"] == list(range(1, 49)) and len(curve["median_us"]) == 48
+        assert all(t > 0 for t in curve["median_us"])
+    tile = probe["tile"]
+    assert tile == lat_bench.channel_step(probe["curves"]["conv1x1"]["widths"], probe["curves"]["conv1x1"]["median_us"])
+    if tile and tile > 1:  # the controls: round_to=1 masks widened to the tile
+        for model in latency["results"].values():
+            recs = model["variants"]
+            control = recs[f"chipnet b=0.1 pad{tile}"]
+            r1 = recs[control["padded_from"]]
+            assert control["kind"] == "control" and control["flops"] >= r1["flops"]
+            for group, kept in control["channels_kept"].items():
+                assert kept >= r1["channels_kept"][group] and kept - r1["channels_kept"][group] < tile
     overhead = _load(out, "overhead")
     assert set(overhead["ratio_vs_plain"]) == {"plain", "chipnet", "tfmot"}
     assert set(overhead["target"]) >= {"rule", "met"}
@@ -219,3 +234,20 @@ def test_slimming_scores_cover_pre_activation_groups():
     assert readers
     expected = np.mean([np.abs(bn.gamma.numpy()) for bn in readers], axis=0)
     np.testing.assert_allclose(scores[block_conv.name], expected, rtol=1e-6)
+
+
+def test_channel_step_reads_the_staircase():
+    widths = list(range(1, 49))
+    staircase = [10.0 * (1 + (w - 1) // 16) for w in widths]  # a tile of 16
+    assert lat_bench.channel_step(widths, staircase) == 16
+    assert lat_bench.channel_step(widths, [10.0 * (1 + (w - 1) // 8) for w in widths]) == 8
+    assert lat_bench.channel_step(widths, [10.0 + 0.1 * w for w in widths]) is None  # no jump: no tile
+
+
+def test_pad_to_tile_widens_with_the_next_best_channels():
+    masks = {"a": np.array([1, 0, 0, 1, 0, 0, 0, 0, 0, 0], bool), "b": np.array([1, 1, 1], bool)}
+    scores = {"a": np.array([9.0, 1, 5, 8, 7, 0, 0, 0, 0, 0]), "b": np.array([1.0, 2, 3])}
+    padded = lat_bench.pad_to_tile(masks, scores, 4)
+    np.testing.assert_array_equal(padded["a"], [1, 0, 1, 1, 1, 0, 0, 0, 0, 0])  # + the two best unkept
+    np.testing.assert_array_equal(padded["b"], [1, 1, 1])  # the whole group is below one tile
+    assert lat_bench.pad_to_tile({"a": np.ones(8, bool)}, {"a": np.zeros(8)}, 4)["a"].sum() == 8
