@@ -29,17 +29,19 @@ the benchmark builds, in one process,
   (e) ``tfmot+sparse b=B``: (d) converted with ``optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY]``
                             (sparse weight encoding); skipped with ``--no_tfmot_sparse``,
 
-  (f) ``chipnet b=B pad16``: a control, not a candidate: (b)'s masks with every group widened to
-                            the next multiple of the measured channel tile (below), adding the
-                            group's next-best channels; more FLOPs, the same tiles computed,
+  (f) ``chipnet b=B padT``:  a control, not a candidate: (b)'s masks with every group widened to
+                            the next multiple of the measured channel tile T (below), adding the
+                            group's next-best channels: the same output tiles as (b), more FLOPs,
 
 and first a channel-tile probe: one-op LiteRT models (a 1x1 Conv2D on 16x16x64 with 1..48 output
 channels, a 3x3 DepthwiseConv2D with 1..48 channels) timed interleaved. XNNPACK's float32
 kernels work on tiles of ``nr`` output channels (ARM NEON configurations use nr = 8; this
 x86 CPU's measure 16), so a layer costs like its width rounded up to the tile; the probe's
-staircase gives the tile (``tile_probe`` in the JSON; ``--no_tile_probe`` skips it and (f)).
-With (f), the latency ratio of (b) can be read against the FLOPs the runtime actually
-computes (its tile-padded FLOPs fraction) as well as against its nominal FLOPs.
+staircase gives the tile (``tile_probe`` in the JSON; ``--no_tile_probe`` skips it and (f);
+``--probe_only`` runs just the probe, e.g. on the device you deploy to). (f)'s FLOPs are an
+upper bound on the work XNNPACK does for (b): padding a group also widens the reductions of
+the layers that read it, which the runtime does not pad. If (f) runs barely slower than (b)
+with many more FLOPs, (b) already pays for whole tiles.
 
 The benchmark then converts every variant to a float32 TFLite flatbuffer (``chipnet_tf.export.to_tflite``, i.e.
 ``TFLiteConverter.from_keras_model``; ``--converter concrete`` converts a batch-1 concrete
@@ -346,13 +348,20 @@ def _layer_interpreter(layer, input_shape):
     return interp
 
 
-def channel_step(widths, latencies, jump=1.4):
-    """The channel tile a latency-vs-width staircase shows: the first width w after which
-    latency jumps by more than ``jump``x (a 1x1 convolution with w+1 output channels costs
-    like 2w), or None when there is no such jump."""
-    for (w, t), t_next in zip(zip(widths, latencies), latencies[1:]):
-        if t_next > jump * t:
-            return int(w)
+def channel_step(widths, latencies, jump=1.4, span=3):
+    """The channel tile a latency-vs-width staircase shows, or None when it shows none.
+
+    The first width w after which latency jumps by more than ``jump``x and stays up: the
+    median of the next ``span`` widths exceeds ``jump`` x the median of w and the ``span - 1``
+    widths before it (with a tile of w channels, w + 1 channels take two tiles). One noisy
+    timing does not make a step.
+    """
+    lat = [float(t) for t in latencies]
+    for i in range(len(lat) - 1):
+        before = statistics.median(lat[max(0, i - span + 1) : i + 1])
+        after = statistics.median(lat[i + 1 : i + 1 + span])
+        if lat[i + 1] > jump * lat[i] and after > jump * before:
+            return int(widths[i])
     return None
 
 
@@ -373,6 +382,7 @@ def probe_channel_tile(args):
         layers[("depthwise3x3", w)] = _layer_interpreter(
             keras.layers.DepthwiseConv2D(3, padding="same"), (*PROBE_INPUT[:2], w)
         )
+    delegated = sum(interpreter_info(it)["delegate_nodes"] >= 1 for it in layers.values())
     n = args.invocations * 5
     for it in layers.values():
         time_invocations(it, args.warmup)
@@ -395,19 +405,23 @@ def probe_channel_tile(args):
         f"of {n} invocations, median of round medians; step = first width after which latency jumps > 1.4x",
         "curves": curves,
         "tile": step,
+        "models_with_xnnpack_delegate": delegated,
+        "models": len(layers),
         "probe_s": time.perf_counter() - t0,
     }
+    c = curves["conv1x1"]["median_us"]
     if step:
-        c = curves["conv1x1"]["median_us"]
         out["conv1x1_cost_of_width_1_over_width_tile"] = c[0] / c[step - 1]
-        if 2 * step <= len(c):
-            out["conv1x1_cost_of_width_tile_plus_1_over_width_tile"] = c[step] / c[step - 1]
+        out["conv1x1_cost_of_width_tile_plus_1_over_width_tile"] = c[step] / c[step - 1]
+        found = (
+            f"1x1 conv latency is flat for 1..{step} output channels ({c[0]:.1f} vs {c[step - 1]:.1f} us) and "
+            f"jumps at {step + 1} ({c[step]:.1f} us): this runtime's output-channel tile is {step}"
+        )
+    else:
+        found = f"no step in the 1x1 conv latency over 1..{PROBE_WIDTHS[-1]} channels ({c[0]:.1f}..{c[-1]:.1f} us)"
     print(
-        f"channel tile probe: 1x1 conv latency is flat for 1..{step} output channels "
-        f"({curves['conv1x1']['median_us'][0]:.1f} vs {curves['conv1x1']['median_us'][(step or 1) - 1]:.1f} us) "
-        f"and jumps at {(step or 0) + 1} ({curves['conv1x1']['median_us'][step or 0]:.1f} us): this runtime's "
-        f"output-channel tile is {step}; depthwise step {curves['depthwise3x3']['step']} "
-        f"({out['probe_s']:.0f} s)",
+        f"channel tile probe: {found}; depthwise step {curves['depthwise3x3']['step']}; XNNPACK delegate in "
+        f"{delegated} of {len(layers)} one-op models ({out['probe_s']:.0f} s)",
         flush=True,
     )
     return out
@@ -488,6 +502,7 @@ def run_model(name, args, tile=None):
 
     add("dense", dense, "dense")
     prunable = prunable_kernel_params(dense)
+    group_sizes = {g.name: int(g.size) for g in analysis.groups}
     for b in args.budgets:
         for round_to in (1, 8, 16):
             masks = chipnet_tf.select_masks(analysis.spec, scores, b, "flops", round_to=round_to)
@@ -497,16 +512,21 @@ def run_model(name, args, tile=None):
             add(vname, small, "chipnet", b, round_to, extra={"channels_kept": kept})
             if round_to == 1:
                 target_fraction = small.count_params() / dense_params
-                r1_masks = masks
             del small
         if tile and tile > 1:
-            # Control: the round_to=1 masks widened to the measured tile (more FLOPs, the
-            # same tiles computed): if its latency equals round_to=1's, the unrounded
+            # Control: the round_to=1 masks widened to the measured tile (the same output
+            # tiles, more FLOPs): if it runs barely slower than round_to=1, the unrounded
             # model already pays for whole tiles.
+            r1_masks = chipnet_tf.select_masks(analysis.spec, scores, b, "flops", round_to=1)
             padded = pad_to_tile(r1_masks, scores, tile)
             small = chipnet_tf.strip_pruning(dense, masks=padded)
             kept = {g: int(np.sum(m)) for g, m in padded.items()}
-            extra = {"channels_kept": kept, "padded_from": f"chipnet b={b:g}", "tile": tile}
+            extra = {
+                "channels_kept": kept,
+                "group_sizes": group_sizes,
+                "padded_from": f"chipnet b={b:g}",
+                "tile": tile,
+            }
             add(f"chipnet b={b:g} pad{tile}", small, "control", b, extra=extra)
             del small
         # tfmot: non-zero parameter fraction = ours (round_to=1) at this budget.
@@ -559,8 +579,21 @@ def run_model(name, args, tile=None):
 
 
 # -- reporting ------------------------------------------------------------------------
+def cpu_description():
+    """The CPU model and its widest SIMD extensions (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    simd = [f for f in ("avx512f", "avx2", "fma", "avx", "sse4_2", "asimd", "neon", "sve") if f in flags]
+    return {"cpu_model": fields.get("model name") or fields.get("CPU part"), "cpu_simd": simd}
+
+
 def environment():
-    return common.environment("ai-edge-litert", "tensorflow-model-optimization")
+    return {**common.environment("ai-edge-litert", "tensorflow-model-optimization"), **cpu_description()}
 
 
 def print_table(name, result):
@@ -629,10 +662,13 @@ def print_probe(probe):
         print("  width        " + " ".join(f"{w:>5d}" for w in ws))
         for op, c in curves.items():
             print(f"  {op:<12} " + " ".join(f"{c['median_us'][w - 1]:>5.1f}" for w in ws))
-    print(
-        f"  step: conv1x1 {curves['conv1x1']['step']}, depthwise3x3 {curves['depthwise3x3']['step']} "
-        f"-> this machine's tile: {probe['tile']} (round_to={probe['tile']} is the width rounding that pays here)"
+    tile = probe["tile"]
+    advice = (
+        f"round_to={tile} is the width rounding that pays here"
+        if tile and tile > 1
+        else "no channel tile found: width rounding should not pay here"
     )
+    print(f"  step: conv1x1 {curves['conv1x1']['step']}, depthwise3x3 {curves['depthwise3x3']['step']} -> {advice}")
 
 
 # -- main -----------------------------------------------------------------------------
@@ -665,6 +701,12 @@ def parse_args(argv=None):
         help="skip the channel-tile probe (and the tile-padded control variants)",
     )
     p.add_argument("--probe_rounds", type=int, default=5, help="interleaved rounds of the tile probe (default 5)")
+    p.add_argument(
+        "--probe_only",
+        action="store_true",
+        help="run only the channel-tile probe and print its staircase (writes no JSON): run it on the device "
+        "you deploy to and pass the step it reports as round_to",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--quick", action="store_true", help="~1-2 minute run: --converter concrete, 6 rounds x 5 invocations"
@@ -675,6 +717,8 @@ def parse_args(argv=None):
         args.converter, args.rounds, args.invocations, args.warmup, args.probe_rounds = "concrete", 6, 5, 5, 2
     if min(args.rounds, args.invocations, args.warmup, args.probe_rounds) < 1:
         p.error("need --rounds, --invocations, --warmup and --probe_rounds >= 1")
+    if args.probe_only and not args.tile_probe:
+        p.error("--probe_only and --no_tile_probe exclude each other")
     if not all(0.0 < b <= 1.0 for b in args.budgets):
         p.error("budgets must be in (0, 1]")
     return args
@@ -693,6 +737,9 @@ def main(argv=None):
         flush=True,
     )
     probe = probe_channel_tile(args) if args.tile_probe else None
+    if args.probe_only:
+        print_probe(probe)
+        return {"tile_probe": probe, "environment": env}
     tile = probe["tile"] if probe else None
     results = {name: run_model(name, args, tile) for name in args.models}
     for name, result in results.items():

@@ -472,34 +472,53 @@ def latency_section(latency, png_name):
 def tile_lines(latency):
     """What the channel-tile probe and the tile-padded controls show (empty without a probe)."""
     probe = latency.get("tile_probe")
-    if not probe or not probe.get("tile"):
+    if not probe:
         return []
     tile, conv = probe["tile"], probe["curves"]["conv1x1"]["median_us"]
+    if not tile or tile <= 1:
+        return [
+            f"**Channel tile.** The probe found no channel tile on this machine: a 1x1 convolution's latency "
+            f"rises smoothly from {conv[0]:.1f} us at 1 output channel to {conv[-1]:.1f} us at {len(conv)}.",
+            "",
+        ]
     lines = [
         f"**Channel tile.** On this machine a LiteRT/XNNPACK 1x1 convolution costs the same for 1 to {tile} "
         f"output channels ({conv[0]:.1f} vs {conv[tile - 1]:.1f} us) and "
-        f"{conv[tile] / conv[tile - 1]:.2f}x that at {tile + 1}: widths are computed in tiles of {tile} "
-        f"(depthwise step: {probe['curves']['depthwise3x3']['step']}). XNNPACK's ARM NEON float32 kernels use "
-        "tiles of 8, which is why round_to=8 is the usual choice for phones; here it leaves every 8-wide group paying "
-        f"for {tile}. The `pad{tile}` rows are controls: the round_to=1 masks widened to the tile, with more "
-        "FLOPs and the same tiles.",
-        "",
-        "| model | budget | round_to=1 ratio | its FLOPs fraction | tile-padded FLOPs fraction | "
-        f"latency pad{tile} / round_to=1 | ratio / tile-padded FLOPs |",
-        "|---|---|---|---|---|---|---|",
+        f"{conv[tile] / conv[tile - 1]:.2f}x that at {tile + 1}: output channels are computed in tiles of "
+        f"{tile} (depthwise step: {probe['curves']['depthwise3x3']['step']})."
     ]
+    if tile > 8 and tile % 8 == 0:
+        lines[-1] += (
+            " XNNPACK's ARM NEON float32 kernels use tiles of 8, which is why round_to=8 is the usual choice for "
+            f"phones; here an 8-wide group pays for {tile}."
+        )
+    rows = []
     for model, result in latency["results"].items():
         recs = result["variants"]
         for v in recs.values():
             if v["kind"] != "control":
                 continue
             r1 = recs[v["padded_from"]]
-            lines.append(
+            rows.append(
                 f"| {model} | {v['budget']:g} | {r1['ratio_vs_dense']:.3f} | {r1['flops_fraction']:.3f} | "
                 f"{v['flops_fraction']:.3f} | {v['ratio_vs_dense'] / r1['ratio_vs_dense']:.2f} | "
                 f"{r1['ratio_vs_dense'] / v['flops_fraction']:.2f} |"
             )
-    return lines + [""]
+    if not rows:
+        return lines + [""]
+    lines[-1] += (
+        f" The `pad{tile}` rows are controls: the round_to=1 masks with every group widened to a multiple of "
+        f"{tile}. They have the same output tiles and more FLOPs; their FLOPs are an upper bound on the work the "
+        "runtime does for round_to=1 (padding a group also widens the reductions of the layers that read it)."
+    )
+    return lines + [
+        "",
+        "| model | budget | round_to=1 ratio | its FLOPs fraction | tile-padded FLOPs fraction | "
+        f"latency pad{tile} / round_to=1 | ratio / tile-padded FLOPs |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def overhead_section(overhead):

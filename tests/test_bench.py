@@ -157,16 +157,23 @@ def test_bench_quick_speed_results_schema(quick_suite):
     for curve in probe["curves"].values():
         assert curve["widths"] == list(range(1, 49)) and len(curve["median_us"]) == 48
         assert all(t > 0 for t in curve["median_us"])
+    assert probe["models_with_xnnpack_delegate"] == probe["models"] == 96
     tile = probe["tile"]
-    assert tile == lat_bench.channel_step(probe["curves"]["conv1x1"]["widths"], probe["curves"]["conv1x1"]["median_us"])
-    if tile and tile > 1:  # the controls: round_to=1 masks widened to the tile
-        for model in latency["results"].values():
-            recs = model["variants"]
-            control = recs[f"chipnet b=0.1 pad{tile}"]
+    for model in latency["results"].values():
+        recs = model["variants"]
+        controls = [v for v in recs.values() if v["kind"] == "control"]
+        budgets = {v["budget"] for v in recs.values() if v["kind"] == "chipnet"}
+        # one control per budget: the round_to=1 masks widened to the tile (none without a tile)
+        assert sorted(v["budget"] for v in controls) == (sorted(budgets) if tile and tile > 1 else [])
+        for control in controls:
             r1 = recs[control["padded_from"]]
-            assert control["kind"] == "control" and control["flops"] >= r1["flops"]
+            assert r1["round_to"] == 1 and r1["budget"] == control["budget"]
+            assert control["flops"] >= r1["flops"] and control["tile"] == tile
             for group, kept in control["channels_kept"].items():
-                assert kept >= r1["channels_kept"][group] and kept - r1["channels_kept"][group] < tile
+                size = control["group_sizes"][group]
+                assert r1["channels_kept"][group] <= kept <= size
+                assert kept % tile == 0 or kept == size
+                assert kept - r1["channels_kept"][group] < tile
     overhead = _load(out, "overhead")
     assert set(overhead["ratio_vs_plain"]) == {"plain", "chipnet", "tfmot"}
     assert set(overhead["target"]) >= {"rule", "met"}
@@ -242,12 +249,20 @@ def test_channel_step_reads_the_staircase():
     assert lat_bench.channel_step(widths, staircase) == 16
     assert lat_bench.channel_step(widths, [10.0 * (1 + (w - 1) // 8) for w in widths]) == 8
     assert lat_bench.channel_step(widths, [10.0 + 0.1 * w for w in widths]) is None  # no jump: no tile
+    spiked = list(staircase)
+    spiked[5] = 30.0  # one noisy timing at width 6 is not a step
+    assert lat_bench.channel_step(widths, spiked) == 16
 
 
 def test_pad_to_tile_widens_with_the_next_best_channels():
-    masks = {"a": np.array([1, 0, 0, 1, 0, 0, 0, 0, 0, 0], bool), "b": np.array([1, 1, 1], bool)}
-    scores = {"a": np.array([9.0, 1, 5, 8, 7, 0, 0, 0, 0, 0]), "b": np.array([1.0, 2, 3])}
+    masks = {"a": np.array([1, 0, 0, 1, 0, 0, 0, 0, 0, 0], bool), "b": np.array([1, 1, 1, 1, 1, 0], bool)}
+    scores = {"a": np.array([9.0, 1, 5, 8, 7, 0, 0, 0, 0, 0]), "b": np.zeros(6)}
     padded = lat_bench.pad_to_tile(masks, scores, 4)
     np.testing.assert_array_equal(padded["a"], [1, 0, 1, 1, 1, 0, 0, 0, 0, 0])  # + the two best unkept
-    np.testing.assert_array_equal(padded["b"], [1, 1, 1])  # the whole group is below one tile
+    np.testing.assert_array_equal(padded["b"], [1, 1, 1, 1, 1, 1])  # 8 would exceed the group: all 6
     assert lat_bench.pad_to_tile({"a": np.ones(8, bool)}, {"a": np.zeros(8)}, 4)["a"].sum() == 8
+
+
+def test_latency_probe_only_rejects_no_probe():
+    with pytest.raises(SystemExit):
+        lat_bench.parse_args(["--probe_only", "--no_tile_probe"])
