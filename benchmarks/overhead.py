@@ -37,7 +37,7 @@ masks and the rest (controller math, its losses and metrics).
 
 Usage (from the repository root)::
 
-    python -m benchmarks.overhead            # default: 10 rounds x 20 steps, ~2-4 minutes
+    python -m benchmarks.overhead            # default: 30 rounds x 20 steps, ~4-5 minutes
     python -m benchmarks.overhead --quick    # ~1 minute smoke run
     python -m benchmarks.overhead --breakdown
 """
@@ -254,6 +254,30 @@ def paired_difference(summary, hi, lo):
     return statistics.median([a - b for a, b in zip(rm[hi], rm[lo])])
 
 
+def paired_comparison(summary, a, b, resamples=2000, seed=0):
+    """How ``a``'s paired ratio to plain compares with ``b``'s, round by round.
+
+    Per round, ``ratio(a) - ratio(b)`` (both against that round's plain): the median over
+    rounds, a 95% percentile-bootstrap interval of that median (``resamples`` resamples of
+    the rounds, fixed seed), and in how many rounds ``a`` was the faster. When the interval
+    contains 0, the two overheads are not distinguishable at this number of rounds. The
+    interval covers the scatter between rounds of one run only: separate runs (new
+    processes) have differed by more than it.
+    """
+    rr = summary["round_ratio_vs_plain"]
+    diff = np.asarray(rr[a]) - np.asarray(rr[b])
+    rng = np.random.default_rng(seed)
+    boot = np.median(rng.choice(diff, size=(resamples, diff.size), replace=True), axis=1)
+    low, high = (float(x) for x in np.percentile(boot, [2.5, 97.5]))
+    return {
+        "median_difference": float(np.median(diff)),
+        "ci95": [low, high],
+        "rounds": int(diff.size),
+        "rounds_first_faster": int(np.sum(diff < 0)),
+        "distinguishable": bool(low > 0 or high < 0),
+    }
+
+
 def print_table(variants, wall, cpu, fit_wall):
     print("wall = step time (primary); ratio = paired, median over rounds of per-round ratios [min..max over")
     print("rounds]; med/med = ratio of pooled medians; CPU = process CPU time per step (all threads)")
@@ -276,7 +300,9 @@ def print_table(variants, wall, cpu, fit_wall):
 # -- main -----------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.overhead", description=__doc__.split("\n\n")[0])
-    p.add_argument("--rounds", type=int, default=10, help="interleaved timing rounds (default 10)")
+    # 30 rounds: per-round ratios scatter by about +-5% here, and chipnet's and tfmot's
+    # overheads differ by about 1%; 10 rounds ordered them differently from run to run.
+    p.add_argument("--rounds", type=int, default=30, help="interleaved timing rounds (default 30)")
     p.add_argument("--steps", type=int, default=20, help="timed fit steps per variant per round (default 20)")
     p.add_argument("--batch_size", type=int, default=64)
     p.add_argument("--warmup_steps", type=int, default=5, help="untimed fit steps per variant before timing")
@@ -356,6 +382,7 @@ def main(argv=None):
     if retraced:
         print(f"WARNING: train_function retraced during timing for {retraced}")
     target_met = ratios["chipnet"] <= TARGET_RATIO and ratios["chipnet"] < ratios["tfmot"]
+    vs_tfmot = paired_comparison(wall, "chipnet", "tfmot")
     for label, v in (("(b)/(a) chipnet", "chipnet"), ("(c)/(a) tfmot  ", "tfmot")):
         print(
             f"{label} / plain = {ratios[v]:.3f}x   (ratio of pooled medians "
@@ -365,6 +392,12 @@ def main(argv=None):
         print(
             f"1-min load average during the run: {min(load):.1f} .. {max(load):.1f} (machine has {os.cpu_count()} CPUs)"
         )
+    print(
+        f"chipnet vs tfmot, per round: ratio difference median {vs_tfmot['median_difference']:+.4f} "
+        f"(95% bootstrap interval {vs_tfmot['ci95'][0]:+.4f} .. {vs_tfmot['ci95'][1]:+.4f}); chipnet faster in "
+        f"{vs_tfmot['rounds_first_faster']} of {vs_tfmot['rounds']} rounds; "
+        + ("distinguishable" if vs_tfmot["distinguishable"] else "not distinguishable at this number of rounds")
+    )
     print(
         f"target (chipnet <= {TARGET_RATIO:.2f}x plain and below tfmot's ratio; paired wall-time ratios) met: "
         f"{'yes' if target_met else 'no'}"
@@ -429,6 +462,7 @@ def main(argv=None):
             "chipnet_ratio": ratios["chipnet"],
             "tfmot_ratio": ratios["tfmot"],
             "met": bool(target_met),
+            "chipnet_vs_tfmot": vs_tfmot,
         },
         "breakdown": breakdown,
         "warmup_s": warmup,

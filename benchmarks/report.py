@@ -529,9 +529,27 @@ def overhead_section(overhead):
         "",
         f"Model: {overhead['config']['model']}. Step time relative to the plain model (paired, median over rounds): "
         + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items())
-        + f". Target ({t['rule']}): **{'met' if t['met'] else 'not met'}**.",
+        + f". Target ({t['rule']}): **{'met' if t['met'] else 'not met'}**."
+        + _vs_tfmot_sentence(t.get("chipnet_vs_tfmot")),
         "",
     ]
+
+
+def _vs_tfmot_sentence(cmp):
+    if not cmp:
+        return ""
+    low, high = cmp["ci95"]
+    return (
+        f" Per round, chipnet's ratio minus tfmot's has median {cmp['median_difference']:+.3f} (95% bootstrap "
+        f"interval {low:+.3f} .. {high:+.3f}; chipnet faster in {cmp['rounds_first_faster']} of {cmp['rounds']} "
+        "rounds): "
+        + (
+            "within this run the two overheads are distinguishable."
+            if cmp["distinguishable"]
+            else "within this run the two overheads are not distinguishable, so which is below the other is noise."
+        )
+        + " The interval covers the noise between rounds, not between runs, which can be larger."
+    )
 
 
 def strip_section(strip):

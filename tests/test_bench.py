@@ -13,6 +13,7 @@ import pytest
 
 from benchmarks import accuracy as acc_bench
 from benchmarks import latency as lat_bench
+from benchmarks import overhead as overhead_bench
 from benchmarks import report
 from chipnet_tf.compat import keras
 from tests import bench_quick
@@ -176,7 +177,8 @@ def test_bench_quick_speed_results_schema(quick_suite):
                 assert kept - r1["channels_kept"][group] < tile
     overhead = _load(out, "overhead")
     assert set(overhead["ratio_vs_plain"]) == {"plain", "chipnet", "tfmot"}
-    assert set(overhead["target"]) >= {"rule", "met"}
+    assert set(overhead["target"]) >= {"rule", "met", "chipnet_vs_tfmot"}
+    assert overhead["target"]["chipnet_vs_tfmot"]["rounds"] == overhead["config"]["rounds"]
     strip = _load(out, "strip_speed")
     assert set(strip["timing"]) >= {"wrap", "masks", "strip", "strip_dense"}
     assert "MobileNetV2" in strip["config"]["model"]
@@ -266,3 +268,19 @@ def test_pad_to_tile_widens_with_the_next_best_channels():
 def test_latency_probe_only_rejects_no_probe():
     with pytest.raises(SystemExit):
         lat_bench.parse_args(["--probe_only", "--no_tile_probe"])
+
+
+def test_overhead_comparison_says_when_a_difference_is_noise():
+    plain = [1.0] * 12
+    summary = {"round_ratio_vs_plain": {"plain": plain, "a": [1.00 + 0.001 * i for i in range(12)]}}
+    summary["round_ratio_vs_plain"]["b"] = [1.05 + 0.001 * i for i in range(12)]
+    clear = overhead_bench.paired_comparison(summary, "a", "b")
+    assert clear["rounds"] == 12 and clear["rounds_first_faster"] == 12
+    assert clear["distinguishable"] and clear["ci95"][1] < 0
+    assert abs(clear["median_difference"] + 0.05) < 1e-9
+    noisy = [1.0 + (0.04 if i % 2 else -0.04) for i in range(12)]  # a is faster in half the rounds
+    summary["round_ratio_vs_plain"]["b"] = noisy
+    summary["round_ratio_vs_plain"]["a"] = [1.0] * 12
+    mixed = overhead_bench.paired_comparison(summary, "a", "b")
+    assert mixed["rounds_first_faster"] == 6 and not mixed["distinguishable"]
+    assert mixed["ci95"][0] < 0 < mixed["ci95"][1]
