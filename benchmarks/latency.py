@@ -201,15 +201,15 @@ def tfmot_stripped(dense, sparsity):
     return tfmot.sparsity.keras.strip_pruning(pruned)
 
 
-def convert(model, converter, sparse=False):
-    """Float32 TFLite bytes of ``model``."""
+def convert(model, converter, sparse=False, input_shape=INPUT_SHAPE):
+    """Float32 TFLite bytes of ``model`` (``concrete``: traced at batch 1 x ``input_shape``)."""
     if converter == "keras" and not sparse:
         return chipnet_tf.export.to_tflite(model)
     if converter == "keras":
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
     else:
         fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-            tf.TensorSpec((1, *INPUT_SHAPE), tf.float32)
+            tf.TensorSpec((1, *input_shape), tf.float32)
         )
         conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])
     if sparse:
@@ -219,13 +219,14 @@ def convert(model, converter, sparse=False):
 
 
 def make_interpreter(data, x, resolver=None):
+    """A 1-thread LiteRT interpreter for ``data`` with ``x`` (batch 1) set as its input."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     resolver = OpResolverType.AUTO if resolver is None else resolver
     interp = Interpreter(model_content=data, num_threads=1, experimental_op_resolver_type=resolver)
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
-    if tuple(inp["shape"]) != (1, *INPUT_SHAPE):
+    if tuple(inp["shape"]) != x.shape:
         raise RuntimeError(f"unexpected TFLite input shape {inp['shape']}")
     interp.set_tensor(inp["index"], x)
     return interp
@@ -333,19 +334,8 @@ PROBE_INPUT = (16, 16, 64)
 
 def _layer_interpreter(layer, input_shape):
     inp = keras.Input(input_shape, batch_size=1)
-    model = keras.Model(inp, layer(inp))
-    fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-        tf.TensorSpec((1, *input_shape), tf.float32)
-    )
-    with common.quiet("absl"):
-        data = tf.lite.TFLiteConverter.from_concrete_functions([fn]).convert()
-    from ai_edge_litert.interpreter import Interpreter
-
-    interp = Interpreter(model_content=data, num_threads=1)
-    interp.allocate_tensors()
-    x = np.random.default_rng(0).standard_normal((1, *input_shape)).astype("float32")
-    interp.set_tensor(interp.get_input_details()[0]["index"], x)
-    return interp
+    data = convert(keras.Model(inp, layer(inp)), "concrete", input_shape=input_shape)
+    return make_interpreter(data, np.random.default_rng(0).standard_normal((1, *input_shape)).astype("float32"))
 
 
 def channel_step(widths, latencies, jump=1.4, span=3):
@@ -504,8 +494,11 @@ def run_model(name, args, tile=None):
     prunable = prunable_kernel_params(dense)
     group_sizes = {g.name: int(g.size) for g in analysis.groups}
     for b in args.budgets:
+        masks_by_round = {}
         for round_to in (1, 8, 16):
-            masks = chipnet_tf.select_masks(analysis.spec, scores, b, "flops", round_to=round_to)
+            masks = masks_by_round[round_to] = chipnet_tf.select_masks(
+                analysis.spec, scores, b, "flops", round_to=round_to
+            )
             small = chipnet_tf.strip_pruning(dense, masks=masks)
             vname = f"chipnet b={b:g}" + (f" r{round_to}" if round_to > 1 else "")
             kept = {g: int(np.sum(m)) for g, m in masks.items()}
@@ -517,8 +510,7 @@ def run_model(name, args, tile=None):
             # Control: the round_to=1 masks widened to the measured tile (the same output
             # tiles, more FLOPs): if it runs barely slower than round_to=1, the unrounded
             # model already pays for whole tiles.
-            r1_masks = chipnet_tf.select_masks(analysis.spec, scores, b, "flops", round_to=1)
-            padded = pad_to_tile(r1_masks, scores, tile)
+            padded = pad_to_tile(masks_by_round[1], scores, tile)
             small = chipnet_tf.strip_pruning(dense, masks=padded)
             kept = {g: int(np.sum(m)) for g, m in padded.items()}
             extra = {
