@@ -3,6 +3,7 @@ selection on the hard-masked network (with BatchNorm recalibration)."""
 
 import json
 import os
+import warnings
 
 import numpy as np
 
@@ -10,19 +11,34 @@ from chipnet_tf.compat import keras, tf
 
 
 def _controllers_or_raise(model):
+    return require_controllers(model, "chipnet_tf callbacks")
+
+
+def require_controllers(model, purpose):
     from chipnet_tf.prune import controllers
 
     found = controllers(model)
     if not found:
         raise ValueError(
             f"The model {model.name!r} has no chipnet_tf gates: wrap it with chipnet_tf.prune_low_budget "
-            "before using chipnet_tf callbacks."
+            f"before using {purpose}."
         )
     return found
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
-    """Advances ChipNet's schedule: beta/gamma every epoch, steepness every step. Required.
+    """Advances ChipNet's schedule (beta, gamma, steepness) every step. Required.
+
+    With the default ``"progress"`` schedule the search's length is the ``fit`` it runs in:
+    ``epochs * steps_per_epoch`` optimizer steps (``fit`` knows both for arrays and for
+    datasets of known size; otherwise pass ``steps_per_epoch`` to ``fit`` or
+    ``total_steps`` here). The schedule then depends only on the fraction of those steps
+    done, not on how they are cut into epochs. One ``fit`` is one search: a second ``fit``
+    on the same model continues at the end of the schedule.
+
+    A search shorter than ``min_steps`` optimizer steps (default: the schedule's
+    :meth:`~chipnet_tf.HeavisideSchedule.minimum_steps`) is warned about, naming the steps
+    it got and the steps it needs: its soft budget is not expected to converge.
 
     The schedule state lives in the model (its controller's weights), so a model saved and
     loaded mid-run resumes where it stopped.
@@ -30,40 +46,86 @@ class UpdatePruningStep(keras.callbacks.Callback):
     Example:
         >>> pruned.fit(x, y, epochs=20, callbacks=[chipnet_tf.UpdatePruningStep()])  # doctest: +SKIP
 
-    In a custom training loop call ``on_train_begin()`` once, ``on_train_batch_begin(i)``
-    and ``on_train_batch_end(i)`` around each step, and ``on_epoch_end(epoch)``.
+    In a custom training loop pass ``total_steps`` and call ``on_train_begin()`` once,
+    ``on_train_batch_begin(i)`` and ``on_train_batch_end(i)`` around each step, and
+    ``on_epoch_end(epoch)``.
+
+    Args:
+        total_steps: the search's length in optimizer steps; None to take it from ``fit``.
+        min_steps: below this many steps the callback warns that the search is too short.
     """
 
-    def __init__(self):
+    def __init__(self, total_steps=None, min_steps=None):
         super().__init__()
+        for name, value in (("total_steps", total_steps), ("min_steps", min_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+                raise ValueError(f"{name} must be a positive integer or None. Received: {name}={value!r}")
+        self.total_steps = None if total_steps is None else int(total_steps)
+        self.min_steps = None if min_steps is None else int(min_steps)
         self._ctls = []
         self._epochs = []
         self._steps = None
+        self._step = 0
+
+    def _search_steps(self, ctl):
+        if self.total_steps is not None:
+            return self.total_steps
+        params = getattr(self, "params", None) or {}
+        if params.get("steps") and params.get("epochs"):
+            return int(params["steps"]) * int(params["epochs"])
+        known = int(ctl.total_steps.numpy())
+        if known > 0:
+            return known
+        raise ValueError(
+            "chipnet_tf.UpdatePruningStep: the search's length is unknown (fit did not report steps per "
+            "epoch). Pass steps_per_epoch to fit, or UpdatePruningStep(total_steps=N)."
+        )
 
     def on_train_begin(self, logs=None):
-        self._ctls = _controllers_or_raise(self.model)
+        self._ctls = require_controllers(self.model, "chipnet_tf callbacks")
         self._steps = (getattr(self, "params", None) or {}).get("steps")
-        # Epochs are cached in Python so the per-batch hook does not read a variable.
+        # Epochs and steps are cached in Python so the per-batch hook reads no variable.
         self._epochs = []
         for ctl in self._ctls:
+            if ctl.schedule.unit == "progress":
+                total = self._search_steps(ctl)
+                ctl.set_total_steps(total)
+                self._warn_if_short(total, ctl.schedule)
+            elif self._steps and (getattr(self, "params", None) or {}).get("epochs"):
+                self._warn_if_short(int(self._steps) * int(self.params["epochs"]), ctl.schedule)
             step = max(0, int(ctl.pruning_step.numpy()))
             epoch = int(ctl.pruning_epoch.numpy())
             ctl.set_schedule_state(epoch, 0.0, step)
             self._epochs.append(epoch)
+        self._step = max(0, int(self._ctls[0].pruning_step.numpy())) if self._ctls else 0
+
+    def _warn_if_short(self, total, schedule):
+        needed = schedule.minimum_steps() if self.min_steps is None else self.min_steps
+        if total < needed:
+            hint = "" if schedule.unit == "progress" else " or a progress schedule (HeavisideSchedule.progress())"
+            warnings.warn(
+                f"chipnet_tf: this search has {total} optimizer steps; it needs at least {needed} for its soft "
+                f"budget to converge: use more epochs, a smaller batch{hint}.",
+                stacklevel=3,
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         # Re-read once per epoch: a callback that runs after this one in on_train_begin
         # (BackupAndRestore) may have restored the controller's schedule state since.
         for i, ctl in enumerate(self._ctls):
             self._epochs[i] = int(ctl.pruning_epoch.numpy())
+        if self._ctls:
+            self._step = max(0, int(self._ctls[0].pruning_step.numpy()))
 
     def on_train_batch_begin(self, batch, logs=None):
-        if not self._steps:
-            return
         for ctl, epoch in zip(self._ctls, self._epochs):
-            ctl.steepness.assign(ctl.schedule.steepness(epoch + min(batch, self._steps) / self._steps))
+            if ctl.schedule.unit == "progress":
+                ctl.set_schedule_values(ctl.schedule.position(self._step, ctl.cached_total_steps))
+            elif self._steps:
+                ctl.steepness.assign(ctl.schedule.steepness(epoch + min(batch, self._steps) / self._steps))
 
     def on_train_batch_end(self, batch, logs=None):
+        self._step += 1
         for ctl in self._ctls:
             ctl.pruning_step.assign_add(1)
 

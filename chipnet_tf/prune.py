@@ -11,7 +11,7 @@ from chipnet_tf.layers import (
     PruneLowBudget,
     gated_layer_norm,
 )
-from chipnet_tf.layers.controller import check_budget, check_weight
+from chipnet_tf.layers.controller import GATE_FORWARDS, check_budget, check_weight
 from chipnet_tf.layers.gated_batch_norm import can_fold
 from chipnet_tf.schedules import HeavisideSchedule
 
@@ -71,6 +71,7 @@ def prune_low_budget(
     budget_weight=30.0,
     crispness_weight=10.0,
     schedule=None,
+    gate_forward="soft",
     exclude=None,
 ):
     """Adds ChipNet channel gates and budget/crispness penalties to a Keras model.
@@ -96,7 +97,11 @@ def prune_low_budget(
         budget_type: ``"channels"``, ``"volume"``, ``"params"`` or ``"flops"``.
         budget_weight: weight of the budget loss ``(V - budget)^2`` (paper: 30).
         crispness_weight: weight of the crispness loss (paper: 10).
-        schedule: a :class:`chipnet_tf.HeavisideSchedule`; None for the paper's defaults.
+        schedule: a :class:`chipnet_tf.HeavisideSchedule`; None for the paper's defaults
+            (:meth:`~chipnet_tf.HeavisideSchedule.paper`).
+        gate_forward: ``"soft"`` (the paper: channels are multiplied by their soft gates) or
+            ``"hard"`` (by the gate rounded to 0/1, the gradient passing straight through), so
+            the network trained is the one the soft budget counts.
         exclude: names of layers whose output channels are never pruned. The model's
             outputs (the classifier) are never pruned.
 
@@ -118,7 +123,11 @@ def prune_low_budget(
         raise TypeError(f"schedule must be a chipnet_tf.HeavisideSchedule or None. Received: {schedule!r}")
     if exclude is not None and (isinstance(exclude, str) or not all(isinstance(e, str) for e in exclude)):
         raise TypeError(f"exclude must be a list of layer names. Received: exclude={exclude!r}")
-    kwargs = dict(budget_weight=budget_weight, crispness_weight=crispness_weight, schedule=schedule)
+    if gate_forward not in GATE_FORWARDS:
+        raise ValueError(f"gate_forward must be one of {GATE_FORWARDS}. Received: gate_forward={gate_forward!r}")
+    kwargs = dict(
+        budget_weight=budget_weight, crispness_weight=crispness_weight, schedule=schedule, gate_forward=gate_forward
+    )
     if isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model):
         if isinstance(
             to_prune, (PruneLowBudget, ChannelGate, GatedBatchNormalization, GatedLayerNormalization, ChipNetController)
@@ -142,7 +151,9 @@ def prune_low_budget(
     return build_pruned_model(to_prune, analysis, budget, budget_type, **kwargs)
 
 
-def build_pruned_model(model, analysis, budget, budget_type, budget_weight, crispness_weight, schedule):
+def build_pruned_model(
+    model, analysis, budget, budget_type, budget_weight, crispness_weight, schedule, gate_forward="soft"
+):
     """Rebuilds ``model``'s flat graph with gates and a controller (see prune_low_budget)."""
     graph = analysis.graph
     controller = ChipNetController(
@@ -153,6 +164,7 @@ def build_pruned_model(model, analysis, budget, budget_type, budget_weight, cris
         budget_weight=budget_weight,
         crispness_weight=crispness_weight,
         schedule=schedule,
+        gate_forward=gate_forward,
     )
     tensors = {}
     new_inputs = []

@@ -177,6 +177,11 @@ class _Subclassed(keras.Model):
         ({"budget": 0.5, "exclude": "a"}, TypeError, r"exclude must be a list of layer names. Received: exclude='a'"),
         ({"budget": 0.5, "budget_weight": -1.0}, ValueError, r"budget_weight must be a finite number >= 0"),
         ({"budget": 0.5, "schedule": {"beta": 1}}, TypeError, r"schedule must be a chipnet_tf.HeavisideSchedule"),
+        (
+            {"budget": 0.5, "gate_forward": "binary"},
+            ValueError,
+            r"gate_forward must be one of \('soft', 'hard'\). Received: gate_forward='binary'",
+        ),
     ],
 )
 def test_bad_arguments_raise_clear_errors(kwargs, error, message):
@@ -217,3 +222,30 @@ def test_sequential_model_is_supported():
     pruned = chipnet_tf.prune_low_budget(model, budget=0.5, budget_type="params")
     assert chipnet_tf.prune.controllers(pruned)[0].groups == [["conv2d", 4]] or len(chipnet_tf.get_masks(pruned)) == 1
     assert tf.reduce_all(tf.math.is_finite(pruned(np.zeros((1, 8, 8, 1), "float32"))))
+
+
+def test_hard_gate_forward_is_the_rounded_network_with_straight_through_gradient(digits):
+    """gate_forward="hard": outputs equal the network with gates rounded at 1/2 (z > 0.5
+    kept), and the task gradient still reaches every logit."""
+    x = digits[0][:16]
+    keras.utils.set_random_seed(1)
+    pruned = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels", gate_forward="hard")
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    zeta = np.random.default_rng(0).normal(0.0, 3.0, ctl.total).astype("float32")
+    ctl.zeta.assign(zeta)
+    z = ctl.soft_gates()[0].numpy()
+    assert 0 < (z > 0.5).sum() < ctl.total  # some channels on, some off
+    out = pruned(x, training=False).numpy()
+    sizes = np.cumsum(ctl.sizes)[:-1]
+    chipnet_tf.apply_masks(pruned, dict(zip(ctl.group_names, np.split(z > 0.5, sizes))))
+    np.testing.assert_allclose(out, pruned(x, training=False).numpy(), rtol=1e-5, atol=1e-6)
+    chipnet_tf.apply_masks(pruned, None)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(tf.square(pruned(x, training=False)))
+    grad = tape.gradient(loss, ctl.zeta).numpy()
+    assert np.count_nonzero(grad) > 0.5 * ctl.total
+    soft = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels")
+    assert chipnet_tf.prune.controllers(soft)[0].gate_forward == "soft"
+    config = ctl.get_config()
+    assert config["gate_forward"] == "hard"
+    assert type(ctl).from_config(config).gate_forward == "hard"

@@ -47,9 +47,11 @@ def test_negative_epoch_raises():
         HeavisideSchedule().beta(-1)
 
 
-def test_update_pruning_step_drives_schedule_state_in_fit(digits):
+def test_update_pruning_step_drives_paper_schedule_state_in_fit(digits):
     x, y, _, _ = digits
-    pruned = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels")
+    pruned = chipnet_tf.prune_low_budget(
+        residual_cnn(8), budget=0.5, budget_type="channels", schedule=HeavisideSchedule.paper()
+    )
     ctl = chipnet_tf.prune.controllers(pruned)[0]
     assert int(ctl.pruning_step.numpy()) == -1
     pruned.compile(pruning_optimizer(), "sparse_categorical_crossentropy")
@@ -83,7 +85,9 @@ def test_schedule_resumes_from_backup_and_restore_listed_after_it(digits, tmp_pa
 
     def fit(extra):
         keras.utils.set_random_seed(0)
-        pruned = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels")
+        pruned = chipnet_tf.prune_low_budget(
+            residual_cnn(8), budget=0.5, budget_type="channels", schedule=HeavisideSchedule.paper()
+        )
         pruned.compile(pruning_optimizer(), "sparse_categorical_crossentropy")
         record = Steepness()
         record.seen = []
@@ -105,3 +109,75 @@ def test_fit_without_update_pruning_step_raises_clear_error(digits):
     pruned.compile("adam", "sparse_categorical_crossentropy")
     with pytest.raises(Exception, match="needs the chipnet_tf.UpdatePruningStep\\(\\) callback"):
         pruned.fit(x[:64], y[:64], epochs=1, verbose=0)
+
+
+def test_progress_schedule_values_depend_on_progress_not_on_epochs():
+    s = HeavisideSchedule.progress()
+    assert s.unit == "progress" and HeavisideSchedule.paper() == HeavisideSchedule()
+    # 420 steps cut as 20 x 21 or as 4 x 105: the same position at the same step.
+    for step, t in ((0, 0.0), (105, 5.0), (210, 10.0), (420, 20.0), (500, 20.0)):
+        assert s.position(step, 420) == pytest.approx(t)
+    assert s.beta(5.0) == pytest.approx(1.1) and s.beta(20.0) == pytest.approx(1.4)
+    assert s.gamma(7.5) == pytest.approx(2 * math.sqrt(2) ** 7.5)  # continuous, no staircase
+    assert s.logit_scale(420) == pytest.approx(10_000 / 420)
+    assert HeavisideSchedule.paper().logit_scale(420) == 1.0
+    assert HeavisideSchedule.paper().position(210, 420, epoch=3, fraction=0.25) == 3.25
+
+
+def test_configs_saved_before_units_existed_load_as_the_paper_schedule():
+    progress = HeavisideSchedule.progress().get_config()
+    old = {k: v for k, v in progress.items() if k not in ("unit", "span", "reference_steps")}
+    assert HeavisideSchedule.from_config(old) == HeavisideSchedule.paper()
+
+
+@pytest.mark.parametrize("batch_size,epochs", [(32, 2), (64, 4)])
+def test_progress_schedule_in_fit_is_the_same_for_two_epoch_lengths(digits, batch_size, epochs):
+    """256 images: 2 epochs of 8 steps or 4 epochs of 4 steps are both a 16-step search."""
+    x, y, _, _ = digits
+    seen = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            ctl = chipnet_tf.prune.controllers(self.model)[0]
+            seen.append((float(ctl.beta.numpy()), float(ctl.gamma.numpy()), float(ctl.steepness.numpy())))
+
+    pruned = chipnet_tf.prune_low_budget(
+        residual_cnn(8), budget=0.5, budget_type="channels", schedule=HeavisideSchedule.progress()
+    )
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    zeta = ctl.zeta.numpy().copy()
+    pruned.compile(pruning_optimizer(), "sparse_categorical_crossentropy")
+    with pytest.warns(UserWarning, match="this search has 16 optimizer steps; it needs at least 300 for"):
+        pruned.fit(
+            x[:256], y[:256], batch_size=batch_size, epochs=epochs, verbose=0,
+            callbacks=[chipnet_tf.UpdatePruningStep(), Record()],
+        )  # fmt: skip
+    assert int(ctl.total_steps.numpy()) == 16 and int(ctl.pruning_step.numpy()) == 16
+    assert ctl.logit_scale.numpy() == pytest.approx(10_000 / 16)
+    assert ctl.zeta.numpy() != pytest.approx(zeta)  # trained (scaled: gates unchanged at the start)
+    # Values used at steps 0, 4, 8, 15 of 16: t = 20 * step / 16.
+    expected = [
+        (1 + 0.02 * t, min(256.0, 2 * math.sqrt(2) ** t), min(60.0, 10 + 5 * t)) for t in (0.0, 5.0, 10.0, 18.75)
+    ]
+    assert [seen[i] for i in (0, 4, 8, 15)] == [pytest.approx(e, rel=1e-5) for e in expected]
+
+
+def test_set_total_steps_rescales_logits_so_no_gate_moves(tmp_path):
+    pruned = chipnet_tf.prune_low_budget(
+        residual_cnn(8), budget=0.5, budget_type="channels", schedule=HeavisideSchedule.progress()
+    )
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    before = ctl.soft_gates()[0].numpy()
+    ctl.set_total_steps(400)
+    ctl.set_total_steps(1000)
+    assert ctl.logit_scale.numpy() == pytest.approx(10.0)
+    assert ctl.soft_gates()[0].numpy() == pytest.approx(before, rel=1e-5)
+    pruned.save(tmp_path / "pruned.keras")
+    loaded = chipnet_tf.prune.controllers(keras.models.load_model(tmp_path / "pruned.keras"))[0]
+    assert loaded.schedule == HeavisideSchedule.progress() and int(loaded.total_steps.numpy()) == 1000
+    assert loaded.soft_gates()[0].numpy() == pytest.approx(before, rel=1e-5)
+
+
+def test_update_pruning_step_rejects_bad_lengths():
+    with pytest.raises(ValueError, match="total_steps must be a positive integer or None. Received: total_steps=0"):
+        chipnet_tf.UpdatePruningStep(total_steps=0)

@@ -9,6 +9,8 @@ from chipnet_tf.compat import keras, register, tf
 from chipnet_tf.ops import heaviside
 from chipnet_tf.schedules import HeavisideSchedule
 
+GATE_FORWARDS = ("soft", "hard")
+
 _NO_CALLBACK = (
     "chipnet_tf: training a pruned model needs the chipnet_tf.UpdatePruningStep() callback, which "
     "advances the Heaviside schedule: model.fit(..., callbacks=[chipnet_tf.UpdatePruningStep()]). "
@@ -60,7 +62,10 @@ class ChipNetController(keras.layers.Layer):
         budget_type: one of ``"channels"``, ``"volume"``, ``"params"``, ``"flops"``.
         budget_weight: weight of the budget loss (paper: 30).
         crispness_weight: weight of the crispness loss (paper: 10).
-        schedule: a :class:`HeavisideSchedule` (or its config); None for the paper's.
+        schedule: a :class:`HeavisideSchedule` (or its config); None for the default.
+        gate_forward: ``"soft"`` (the paper: channels are multiplied by the soft gate
+            ``z``) or ``"hard"`` (they are multiplied by ``z > 0.5``, the channel kept or
+            removed, and the gradient passes straight through to ``z``).
     """
 
     def __init__(
@@ -72,6 +77,7 @@ class ChipNetController(keras.layers.Layer):
         budget_weight=30.0,
         crispness_weight=10.0,
         schedule=None,
+        gate_forward="soft",
         **kwargs,
     ):
         kwargs["dtype"] = "float32"  # mask math stays float32 under mixed precision
@@ -88,6 +94,9 @@ class ChipNetController(keras.layers.Layer):
         if not isinstance(schedule, HeavisideSchedule):
             raise TypeError(f"schedule must be a chipnet_tf.HeavisideSchedule or None. Received: {schedule!r}")
         self.schedule = schedule
+        if gate_forward not in GATE_FORWARDS:
+            raise ValueError(f"gate_forward must be one of {GATE_FORWARDS}. Received: gate_forward={gate_forward!r}")
+        self.gate_forward = gate_forward
         self.groups = [[str(n), int(s)] for n, s in groups]
         if not self.groups:
             raise ValueError("ChipNetController needs at least one prunable group. Received: groups=[]")
@@ -128,14 +137,25 @@ class ChipNetController(keras.layers.Layer):
         self.pruning_step = self.add_weight(
             name="pruning_step", shape=(), dtype=tf.int64, initializer=keras.initializers.Constant(-1), trainable=False
         )
+        # Progress schedules: the search's length in optimizer steps (0: not known yet) and
+        # the factor on the logits that follows from it (HeavisideSchedule.logit_scale).
+        # Per-epoch schedules have neither, so models saved before progress schedules existed
+        # load unchanged.
+        self.total_steps = self.logit_scale = None
+        if self.schedule.unit == "progress":
+            self.total_steps = self.add_weight(
+                name="total_steps", shape=(), dtype=tf.int64, initializer="zeros", trainable=False
+            )
+            self.logit_scale = self.add_weight(name="logit_scale", shape=(), initializer="ones", trainable=False)
         super().build(input_shape)
 
     # -- math, usable outside call() -------------------------------------------------
     def soft_gates(self):
         """``(z, z_i)``: continuous Heaviside gates and their logistic, float32."""
+        logits = self.zeta if self.logit_scale is None else self.zeta * self.logit_scale
         return (
-            heaviside.continuous_heaviside(self.zeta, self.beta, self.gamma),
-            heaviside.logistic(self.zeta, self.beta),
+            heaviside.continuous_heaviside(logits, self.beta, self.gamma),
+            heaviside.logistic(logits, self.beta),
         )
 
     def soft_counts(self, z=None):
@@ -150,7 +170,9 @@ class ChipNetController(keras.layers.Layer):
 
     def penalties(self):
         """``(budget fraction V, budget loss, crispness loss)`` at the current state."""
-        z, z_i = self.soft_gates()
+        return self._penalties(*self.soft_gates())
+
+    def _penalties(self, z, z_i):
         fraction = self.spec.tf_fraction(self.soft_counts(z), self.budget_type)
         budget_loss = tf.square(fraction - self.budget)
         crisp = tf.reduce_mean(tf.square(z - z_i))
@@ -162,15 +184,19 @@ class ChipNetController(keras.layers.Layer):
             # only when the flag is known; the assert itself runs every step.
             tf.debugging.assert_non_negative(self.pruning_step, message=_NO_CALLBACK)
         z, z_i = self.soft_gates()
-        fraction = self.spec.tf_fraction(self.soft_counts(z), self.budget_type)
-        budget_loss = tf.square(fraction - self.budget)
-        crisp = tf.reduce_mean(tf.square(z - z_i))
+        fraction, budget_loss, crisp = self._penalties(z, z_i)
         hard = self.use_hard
         soft = 1.0 - hard
         self.add_loss(soft * (self.budget_weight * budget_loss + self.crispness_weight * crisp))
         hard_fraction = self.spec.tf_fraction(self.hard_counts(), self.budget_type)
         self.add_metric(soft * fraction + hard * hard_fraction, name="budget", aggregation="mean")
         self.add_metric(soft * crisp, name="crispness", aggregation="mean")
+        if self.gate_forward == "hard":
+            # Straight-through: the forward pass is the network with the channels whose
+            # gate is below 1/2 removed, so a soft count is never met by a gate that merely
+            # shrinks (a following BatchNormalization would undo the shrink); the gradient
+            # of z flows as if the gate were soft.
+            z = z + tf.stop_gradient(tf.cast(z > 0.5, z.dtype) - z)
         mask = soft * z + hard * self.hard_mask
         return tf.split(mask, self.sizes)
 
@@ -179,13 +205,43 @@ class ChipNetController(keras.layers.Layer):
 
     # -- schedule --------------------------------------------------------------------
     def set_schedule_state(self, epoch, fraction=0.0, step=None):
-        """Sets beta/gamma for ``epoch`` completed epochs and steepness at ``epoch + fraction``."""
+        """Sets beta, gamma and steepness for the search's current point.
+
+        ``"epoch"`` schedules: beta/gamma for ``epoch`` completed epochs and the steepness at
+        ``epoch + fraction``. ``"progress"`` schedules: all three at ``step`` (the optimizer
+        steps so far; default: the controller's own count) of ``total_steps``.
+        """
         self.pruning_epoch.assign(int(epoch))
-        self.beta.assign(self.schedule.beta(epoch))
-        self.gamma.assign(self.schedule.gamma(epoch))
-        self.steepness.assign(self.schedule.steepness(epoch + fraction))
         if step is not None:
             self.pruning_step.assign(int(step))
+        total = 0 if self.total_steps is None else int(self.total_steps.numpy())
+        self.cached_total_steps = total
+        if self.schedule.unit == "progress" and total <= 0:
+            t = 0.0  # before the first fit: the schedule's start
+        else:
+            t = self.schedule.position(max(0, int(self.pruning_step.numpy())), total, epoch, fraction)
+        self.set_schedule_values(t)
+
+    def set_schedule_values(self, t):
+        """Sets beta, gamma and steepness at schedule position ``t`` (see HeavisideSchedule)."""
+        self.beta.assign(self.schedule.beta(t))
+        self.gamma.assign(self.schedule.gamma(t))
+        self.steepness.assign(self.schedule.steepness(t))
+
+    def set_total_steps(self, total_steps):
+        """Sets a progress search's length; rescales the logits so that no gate changes."""
+        if self.schedule.unit != "progress":
+            raise ValueError("set_total_steps applies to progress schedules only (HeavisideSchedule.progress()).")
+        total_steps = int(total_steps)
+        if total_steps <= 0:
+            raise ValueError(f"total_steps must be a positive integer. Received: total_steps={total_steps!r}")
+        old = float(self.logit_scale.numpy())
+        new = float(self.schedule.logit_scale(total_steps))
+        if new != old:
+            self.zeta.assign(self.zeta * (old / new))
+            self.logit_scale.assign(new)
+        self.total_steps.assign(total_steps)
+        self.cached_total_steps = total_steps
 
     def get_config(self):
         config = {
@@ -196,6 +252,7 @@ class ChipNetController(keras.layers.Layer):
             "budget_weight": self.budget_weight,
             "crispness_weight": self.crispness_weight,
             "schedule": self.schedule.get_config(),
+            "gate_forward": self.gate_forward,
         }
         base_config = super().get_config()
         base_config.pop("dtype", None)

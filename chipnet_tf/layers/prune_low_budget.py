@@ -33,7 +33,8 @@ class PruneLowBudget(keras.layers.Wrapper):
         layer: a ``Conv1D``/``Conv2D``/``Conv3D`` (or transpose) or ``Dense`` layer.
         budget: fraction of the layer's channels to keep, in (0, 1].
         budget_type: ``"channels"`` or ``"volume"`` (identical for one layer).
-        budget_weight, crispness_weight, schedule: as in :func:`chipnet_tf.prune_low_budget`.
+        budget_weight, crispness_weight, schedule, gate_forward: as in
+            :func:`chipnet_tf.prune_low_budget`.
 
     Raises:
         TypeError: ``layer`` is not a supported layer.
@@ -48,6 +49,7 @@ class PruneLowBudget(keras.layers.Wrapper):
         budget_weight=30.0,
         crispness_weight=10.0,
         schedule=None,
+        gate_forward="soft",
         **kwargs,
     ):
         if not isinstance(layer, WRAPPABLE):
@@ -73,6 +75,7 @@ class PruneLowBudget(keras.layers.Wrapper):
         if isinstance(schedule, dict):
             schedule = HeavisideSchedule.from_config(schedule)
         self.schedule = schedule or HeavisideSchedule()
+        self.gate_forward = gate_forward
 
         channels = int(layer.units if isinstance(layer, keras.layers.Dense) else layer.filters)
         builder = CostSpecBuilder([self.name], [channels])
@@ -87,6 +90,7 @@ class PruneLowBudget(keras.layers.Wrapper):
             budget_weight=self.budget_weight,
             crispness_weight=self.crispness_weight,
             schedule=self.schedule,
+            gate_forward=self.gate_forward,
             name="chipnet_controller",
         )
         self.controller.build(None)
@@ -112,5 +116,6 @@ class PruneLowBudget(keras.layers.Wrapper):
             "budget_weight": self.budget_weight,
             "crispness_weight": self.crispness_weight,
             "schedule": self.schedule.get_config(),
+            "gate_forward": self.gate_forward,
         }
         return {**super().get_config(), **config}

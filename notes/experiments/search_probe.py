@@ -1,0 +1,186 @@
+"""Small, fast probe of ChipNet's search (session 6): does the soft budget converge, and are
+the hard masks good, per search variant? Held-out data only (never the test split).
+
+    python -m notes.experiments.search_probe --data digits --variant paper --budget_type channels --budget 0.1
+"""
+
+import argparse
+import gzip
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+import chipnet_tf
+from chipnet_tf import architectures
+from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
+from chipnet_tf.compat import keras
+
+CACHE = "/tmp/search_probe"
+
+
+def load(name, n_train):
+    if name == "digits":
+        from sklearn.datasets import load_digits
+
+        d = load_digits()
+        x = (d.images / 16.0).astype("float32")[..., None]
+        y = d.target.astype("int64")
+        rng = np.random.default_rng(0)
+        idx = rng.permutation(len(y))
+        x, y = x[idx], y[idx]
+        return (x[:1437], y[:1437]), (x[1437:], y[1437:])  # train / held-out
+    root = "/usr/share/datasets/fashion-mnist"
+
+    def read(prefix):
+        with gzip.open(f"{root}/{prefix}-images-idx3-ubyte.gz") as f:
+            xs = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 28, 28, 1)
+        with gzip.open(f"{root}/{prefix}-labels-idx1-ubyte.gz") as f:
+            ys = np.frombuffer(f.read(), np.uint8, offset=8)
+        return xs.astype("float32") / 255.0, ys.astype("int64")
+
+    x, y = read("train")
+    # held-out: the last 6,000 training images (test split untouched)
+    return (x[:n_train], y[:n_train]), (x[54000:], y[54000:])
+
+
+def loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def dense_model(args, train):
+    path = f"{CACHE}/dense_{args.data}_{args.n_train}_{args.seed}.weights.h5"
+    keras.utils.set_random_seed(args.seed)
+    model = architectures.preresnet(20, input_shape=train[0].shape[1:], num_classes=10)
+    if os.path.exists(path):
+        model.load_weights(path)
+        return model
+    epochs = 20 if args.data == "digits" else 4
+    steps = epochs * int(np.ceil(len(train[1]) / 64))
+    lr = keras.optimizers.schedules.PiecewiseConstantDecay([steps // 2, 3 * steps // 4], [0.05, 0.005, 0.0005])
+    model.compile(keras.optimizers.SGD(lr, momentum=0.9, nesterov=True, weight_decay=1e-3), loss(), ["accuracy"])
+    model.fit(*train, batch_size=64, epochs=epochs, verbose=0)
+    os.makedirs(CACHE, exist_ok=True)
+    model.save_weights(path)
+    return model
+
+
+def hard_accuracy(model, masks, train, val):
+    chipnet_tf.apply_masks(model, masks)
+    saved = recalibrate_batch_norm(model, train[0][:640], steps=10)
+    acc = model.evaluate(*val, batch_size=256, verbose=0, return_dict=True)["accuracy"]
+    restore_batch_norm(saved)
+    chipnet_tf.apply_masks(model, None)
+    return float(acc)
+
+
+def strip_acc(dense, masks, train, val, ft_steps):
+    small = chipnet_tf.strip_pruning(dense, masks=masks)
+    saved = recalibrate_batch_norm(small, train[0][:640], steps=10)
+    small.compile(loss=loss(), metrics=["accuracy"])
+    before = small.evaluate(*val, batch_size=256, verbose=0, return_dict=True)["accuracy"]
+    restore_batch_norm(saved)
+    if ft_steps:
+        sched = keras.optimizers.schedules.CosineDecay(0.05, ft_steps)
+        small.compile(keras.optimizers.SGD(sched, momentum=0.9, weight_decay=1e-3), loss(), ["accuracy"])
+        n = len(train[1])
+        epochs = max(1, int(np.ceil(ft_steps * 64 / n)))
+        small.fit(*train, batch_size=64, epochs=epochs, steps_per_epoch=min(ft_steps, n // 64), verbose=0)
+    after = small.evaluate(*val, batch_size=256, verbose=0, return_dict=True)["accuracy"]
+    return float(before), float(after)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser()
+    p.add_argument("--data", default="digits")
+    p.add_argument("--n_train", type=int, default=12000)
+    p.add_argument("--variant", default="paper")  # paper | progress | hard
+    p.add_argument("--budget_type", default="channels")
+    p.add_argument("--budget", type=float, default=0.1)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--repeat", type=int, default=1, help="repeat the training set per epoch")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--reference_steps", type=int, default=10000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ft_steps", type=int, default=0)
+    p.add_argument("--baselines", action="store_true")
+    p.add_argument("--out", default="/tmp/search_probe/results.jsonl")
+    args = p.parse_args(argv)
+    train, val = load(args.data, args.n_train)
+    t0 = time.time()
+    dense = dense_model(args, train)
+    dense.compile(loss=loss(), metrics=["accuracy"])
+    dense_acc = dense.evaluate(*val, verbose=0, return_dict=True)["accuracy"]
+    variant = args.variant
+    if variant == "paper":
+        sched = chipnet_tf.HeavisideSchedule.paper()
+    else:
+        sched = chipnet_tf.HeavisideSchedule.progress(reference_steps=args.reference_steps)
+    keras.utils.set_random_seed(args.seed)
+    clone = keras.models.clone_model(dense)
+    clone.set_weights(dense.get_weights())
+    pruned = chipnet_tf.prune_low_budget(clone, budget=args.budget, budget_type=args.budget_type, schedule=sched)
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    if "hard" in variant:
+        ctl.gate_forward = "hard"
+    if "proj" in variant:
+        ctl.exp_project = True
+    if "offset" in variant:
+        ctl.exp_offset = ctl.add_weight(name="offset", shape=(), initializer="zeros", trainable=True)
+    opt = keras.optimizers.AdamW(args.lr, weight_decay=1e-3)
+    opt.exclude_from_weight_decay(var_names=["zeta"])
+    pruned.compile(opt, loss(), metrics=["accuracy"])
+    x, y = train
+    if args.repeat > 1:
+        x, y = np.concatenate([x] * args.repeat), np.concatenate([y] * args.repeat)
+    hist = pruned.fit(
+        x, y, batch_size=args.batch, epochs=args.epochs, verbose=0, callbacks=[chipnet_tf.UpdatePruningStep()]
+    )
+    V = [round(v, 3) for v in hist.history["budget"]]
+    masks = chipnet_tf.get_masks(pruned)
+    zeta = ctl.zeta.numpy() * ctl.logit_scale.numpy()
+    rec = {
+        "data": args.data,
+        "variant": variant,
+        "budget_type": args.budget_type,
+        "budget": args.budget,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "repeat": args.repeat,
+        "lr": args.lr,
+        "seed": args.seed,
+        "reference_steps": args.reference_steps,
+        "steps": int(ctl.pruning_step.numpy()),
+        "dense_val": round(float(dense_acc), 4),
+        "V": V,
+        "crisp": round(hist.history["crispness"][-1], 4),
+        "zeta_q": [round(float(q), 3) for q in np.quantile(zeta, [0, 0.1, 0.5, 0.9, 1])],
+        "kept": {k: int(v.sum()) for k, v in masks.items()},
+        "hard_val_bn": round(hard_accuracy(pruned, masks, train, val), 4),
+        "soft_train_acc": round(hist.history["accuracy"][-1], 4),
+    }
+    b, a = strip_acc(pruned, masks, train, val, args.ft_steps)
+    rec["chipnet_strip_before"], rec["chipnet_ft"] = round(b, 4), round(a, 4)
+    if args.baselines:
+        from benchmarks.accuracy import random_scores
+        from benchmarks.latency import channel_scores
+
+        analysis = chipnet_tf.analyze(dense, warn=False)
+        for name, scores in (
+            ("l1", channel_scores(dense, analysis, args.seed)[0]),
+            ("random", random_scores(analysis, args.seed)),
+        ):
+            m = chipnet_tf.select_masks(analysis.spec, scores, args.budget, args.budget_type)
+            b, a = strip_acc(dense, m, train, val, args.ft_steps)
+            rec[f"{name}_before"], rec[f"{name}_ft"] = round(b, 4), round(a, 4)
+    rec["seconds"] = round(time.time() - t0, 1)
+    with open(args.out, "a") as f:
+        f.write(json.dumps(rec) + "\n")
+    print(json.dumps(rec))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
