@@ -6,7 +6,15 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint format pytest bazel-test bench bench-quick bench-accuracy bench-overhead bench-strip bench-latency reference clean
+.PHONY: demo test lint format pytest bazel-test bench bench-quick bench-accuracy bench-overhead bench-strip bench-latency bench-fashion fashion-data reference clean
+
+# $(call apt_install,PATH,PACKAGE): install the Debian PACKAGE when PATH does not exist
+# (offline data sets: the recipes and benchmarks read them from /usr/share/datasets).
+define apt_install
+	test -e $(1) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2); }
+endef
+
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -43,8 +51,15 @@ reference: $(STAMP)
 # The whole benchmark suite (under an hour on 2 cores): benchmarks/results/*.json, the PNGs
 # and benchmarks/RESULTS.md. bench-quick (a few minutes) writes to benchmarks/results/quick/.
 # Extra arguments: make bench BENCH_ARGS="--only accuracy" (see python -m benchmarks.suite -h).
-bench: $(STAMP)
+bench: $(STAMP) fashion-data
 	$(PY) -m benchmarks.suite $(BENCH_ARGS)
+
+# Fashion-MNIST's four idx gzip files (Debian's dataset-fashion-mnist), read by --dataset=fashion_mnist.
+fashion-data:
+	$(call apt_install,$(FASHION_MNIST_DIR),dataset-fashion-mnist)
+
+bench-fashion: $(STAMP) fashion-data
+	$(PY) -m benchmarks.fashion $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.suite --quick $(BENCH_ARGS)

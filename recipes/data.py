@@ -1,8 +1,8 @@
 """tf.data input pipelines of the recipes: tfds datasets, keras-cv augmentation, batching.
 
-Every dataset goes through ``tfds.load`` (``digits`` is the offline builder in
-:mod:`recipes.datasets`), so the pipeline is the same for all of them. Images become float32
-in [0, 1]; labels int64 (or one-hot float32 after CutMix/MixUp).
+Every dataset goes through ``tfds.load`` (``digits`` and ``fashion_mnist`` are the offline
+builders in :mod:`recipes.datasets`), so the pipeline is the same for all of them. Images
+become float32 in [0, 1]; labels int64 (or one-hot float32 after CutMix/MixUp).
 
 Example::
 
@@ -12,20 +12,26 @@ Example::
 
 import dataclasses
 
+import numpy as np
 import tensorflow_datasets as tfds
 
-import recipes.datasets  # noqa: F401  (registers "digits")
+import recipes.datasets  # noqa: F401  (registers "digits" and "fashion_mnist_local")
 from chipnet_tf.compat import tf
 from recipes import RecipeError
+from recipes.datasets import fashion_mnist
 
 # name -> (input shape, classes, pixel maximum, horizontal flips make sense)
 DATASETS = {
     "digits": ((8, 8, 1), 10, 16.0, False),
+    "fashion_mnist": ((28, 28, 1), 10, 255.0, True),  # a mirrored garment keeps its class
     "cifar10": ((32, 32, 3), 10, 255.0, True),
     "cifar100": ((32, 32, 3), 100, 255.0, True),
     "svhn_cropped": ((32, 32, 3), 10, 255.0, False),
 }
 SPLITS = {"train": "train", "test": "test"}
+# Datasets built on this machine from local files (never downloaded): recipe name -> tfds builder name.
+# fashion_mnist is our builder over Debian's files: tfds's own rejects their checksums (recipes/datasets).
+OFFLINE_BUILDERS = {"digits": "digits", "fashion_mnist": "fashion_mnist_local"}
 
 
 @dataclasses.dataclass
@@ -70,9 +76,14 @@ def load(name, split, data_dir=None):
         raise RecipeError(
             f"Unknown split {split!r}. Accepted: {', '.join(SPLITS)} (with tfds slicing, e.g. train[:90%])."
         )
-    download = name == "digits"  # built from scikit-learn's bundled file, never downloaded
+    # digits and fashion_mnist are prepared on first use from files on this machine, never downloaded.
+    download = name in OFFLINE_BUILDERS
     try:
-        return tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, download=download)
+        return tfds.load(
+            OFFLINE_BUILDERS.get(name, name), split=split, data_dir=data_dir, as_supervised=True, download=download
+        )
+    except fashion_mnist.MissingFiles as e:
+        raise RecipeError(str(e)) from None
     except (AssertionError, FileNotFoundError, tfds.core.registered.DatasetNotFoundError) as e:
         where = data_dir or "~/tensorflow_datasets"
         raise RecipeError(
@@ -81,6 +92,24 @@ def load(name, split, data_dir=None):
             f'.download_and_prepare()"` and copy the directory here, or pass --data_dir pointing at it '
             f"(the offline default is --dataset=digits). ({type(e).__name__})"
         ) from e
+
+
+def load_numpy(name, split, data_dir=None):
+    """A whole split in memory: ``(images float32 (N, H, W, C) in [0, 1], labels int64 (N,))``.
+
+    Same source, split syntax and scaling as :func:`make_dataset` (pixel maximum of ``DATASETS``),
+    for benchmarks that train on numpy arrays. Example::
+
+        x, y = load_numpy("fashion_mnist", "train[:90%]")   # (54000, 28, 28, 1) float32, int64
+    """
+    shape, _, scale, _ = check_dataset(name)
+    batches = list(tfds.as_numpy(load(name, split, data_dir).batch(8192)))
+    if not batches:
+        return np.zeros((0, *shape), np.float32), np.zeros((0,), np.int64)
+    images = np.concatenate([x for x, _ in batches]).astype(np.float32)
+    images /= np.float32(scale)
+    labels = np.concatenate([y for _, y in batches]).astype(np.int64)
+    return images, labels
 
 
 def _augmenter(name, augment):

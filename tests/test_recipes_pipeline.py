@@ -132,6 +132,20 @@ def test_all_resumes_after_the_last_finished_stage(tmp_path):
     assert report["config"]["budget"] == 0.3 and report["completed"][-1] == "export"
 
 
+def test_pretrain_on_a_fashion_mnist_fixture(tmp_path, monkeypatch):
+    from recipes.datasets import fashion_mnist
+    from tests.test_recipes_data import write_idx_fixture
+
+    (tmp_path / "files").mkdir()
+    write_idx_fixture(tmp_path / "files", train=60, test=20)
+    monkeypatch.setenv(fashion_mnist.ENV, str(tmp_path / "files"))
+    config = _config(tmp_path, dataset="fashion_mnist", model_kwargs={"width": 8}, stage="pretrain")
+    report = pipeline.run(config)
+    assert report["completed"] == ["pretrain"]
+    dense = keras.models.load_model(os.path.join(config.model_dir, "dense.keras"))
+    assert dense.input_shape == (None, 28, 28, 1) and dense.output_shape == (None, 10)
+
+
 def test_unwritable_model_dir_and_missing_inputs_are_clear_errors(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -168,7 +182,10 @@ def test_entry_point_usage_errors_list_accepted_values(tmp_path):
         )
 
     proc = run("--dataset=imagenet")
-    assert proc.returncode != 0 and "value should be one of <digits|cifar10|cifar100|svhn_cropped>" in proc.stderr
+    assert (
+        proc.returncode != 0
+        and "value should be one of <digits|fashion_mnist|cifar10|cifar100|svhn_cropped>" in proc.stderr
+    )
     proc = run("--budget=1.5", f"--model_dir={tmp_path}", "--stage=pretrain")
     assert proc.returncode != 0 and "flag --budget=1.5: --budget must be in (0, 1]" in proc.stderr
     proc = run("--model_kwargs=[8]")

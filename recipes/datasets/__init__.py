@@ -1,5 +1,6 @@
 """tfds dataset builders the recipes need beyond the tfds catalogue."""
 
 from recipes.datasets.digits import Digits
+from recipes.datasets.fashion_mnist import FashionMnistLocal
 
-__all__ = ["Digits"]
+__all__ = ["Digits", "FashionMnistLocal"]
