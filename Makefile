@@ -59,7 +59,7 @@ fashion-data:
 	$(call apt_install,$(FASHION_MNIST_DIR),dataset-fashion-mnist)
 
 bench-fashion: $(STAMP) fashion-data
-	$(PY) -m benchmarks.fashion $(BENCH_ARGS)
+	$(PY) -m benchmarks.accuracy --dataset=fashion_mnist $(BENCH_ARGS)
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.suite --quick $(BENCH_ARGS)

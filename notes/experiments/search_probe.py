@@ -130,6 +130,20 @@ def main(argv=None):
         ctl.exp_project = True
     if "offset" in variant:
         ctl.exp_offset = ctl.add_weight(name="offset", shape=(), initializer="zeros", trainable=True)
+    if "anneal" in variant:
+        # The penalty pulls V towards a target that goes from 1 to the budget (cubic) over
+        # the first half of the search, so V - target stays small and the budget gradient
+        # does not own every logit's sign.
+        import tensorflow as tf
+
+        def annealed(z, z_i, ctl=ctl):
+            total = tf.cast(tf.maximum(ctl.total_steps, 1), tf.float32)
+            p = tf.clip_by_value(tf.cast(ctl.pruning_step, tf.float32) / total / 0.5, 0.0, 1.0)
+            target = ctl.budget + (1.0 - ctl.budget) * (1.0 - p) ** 3
+            fraction = ctl.spec.tf_fraction(ctl.soft_counts(z), ctl.budget_type)
+            return fraction, tf.square(fraction - target), tf.reduce_mean(tf.square(z - z_i))
+
+        ctl._penalties = annealed
     opt = keras.optimizers.AdamW(args.lr, weight_decay=1e-3)
     opt.exclude_from_weight_decay(var_names=["zeta"])
     pruned.compile(opt, loss(), metrics=["accuracy"])
@@ -141,7 +155,7 @@ def main(argv=None):
     )
     V = [round(v, 3) for v in hist.history["budget"]]
     masks = chipnet_tf.get_masks(pruned)
-    zeta = ctl.zeta.numpy() * ctl.logit_scale.numpy()
+    zeta = ctl.zeta.numpy() * (1.0 if ctl.logit_scale is None else ctl.logit_scale.numpy())
     rec = {
         "data": args.data,
         "variant": variant,

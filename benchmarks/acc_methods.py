@@ -1,0 +1,231 @@
+"""Accuracy benchmark, methods: training, ChipNet and the baselines, and measuring a stripped model."""
+
+import math
+import time
+import warnings
+
+import numpy as np
+
+import chipnet_tf
+from benchmarks import common
+from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
+from chipnet_tf.compat import keras, tf
+from tests.flops_profiler import profiler_flops
+
+STRUCTURED = ("chipnet", "l1", "slimming", "random")
+METHODS = STRUCTURED + ("tfmot",)
+BATCH = 64
+LR = 0.05
+WEIGHT_DECAY = 1e-3
+SLIMMING_TOTAL_SHRINK = 1e-4 * 0.1 * 62_400  # Liu et al. CIFAR: lambda x lr x steps
+# ChipNet's search configurations: the paper's (per-epoch schedule, soft gates) and this
+# project's (progress schedule with scaled logits, hard straight-through gates).
+SEARCHES = {
+    "paper": {
+        "schedule": None,
+        "gate_forward": "soft",
+        "text": "the paper's configuration: per-epoch schedule, soft gates",
+    },
+    "progress_hard": {
+        "schedule": "progress",
+        "gate_forward": "hard",
+        "text": "progress schedule with scaled logits, hard straight-through gates",
+    },
+}
+
+
+# -- training -------------------------------------------------------------------------
+def _loss():
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def _step_decay(epochs):
+    def lr(epoch):
+        return LR * (0.1 ** int(epoch >= 0.5 * epochs)) * (0.1 ** int(epoch >= 0.75 * epochs))
+
+    return keras.callbacks.LearningRateScheduler(lr)
+
+
+def _sgd():
+    return keras.optimizers.SGD(LR, momentum=0.9, nesterov=True, weight_decay=WEIGHT_DECAY)
+
+
+def _fit(model, data, epochs, seed, callbacks=()):
+    """``fit`` on the training arrays; returns the history dict (losses per epoch)."""
+    if epochs <= 0:
+        return {}
+    keras.utils.set_random_seed(seed)
+    x, y = data["train"]
+    history = model.fit(x, y, batch_size=BATCH, epochs=epochs, shuffle=True, verbose=0, callbacks=list(callbacks))
+    return {k: [float(v) for v in vs] for k, vs in history.history.items()}
+
+
+def accuracy(model, data, split="test"):
+    model.compile(loss=_loss(), metrics=["accuracy"])
+    x, y = data[split]
+    return float(model.evaluate(x, y, batch_size=256, verbose=0, return_dict=True)["accuracy"])
+
+
+def clone(model):
+    copy = keras.models.clone_model(model)
+    copy.set_weights(model.get_weights())
+    return copy
+
+
+def pretrain(build, data, seed, epochs):
+    """Seeds, builds a model with ``build()`` and trains it on the training arrays."""
+    keras.utils.set_random_seed(seed)
+    model = build()
+    model.compile(_sgd(), _loss(), metrics=["accuracy"])
+    history = _fit(model, data, epochs, seed, [_step_decay(epochs)])
+    return model, history
+
+
+def finetune(small, data, seed, epochs):
+    """The one fine-tuning every method gets. Returns (history, all weights finite)."""
+    small.compile(_sgd(), _loss(), metrics=["accuracy"])
+    history = _fit(small, data, epochs, seed, [_step_decay(epochs)])
+    finite = all(np.isfinite(w).all() for w in small.get_weights())
+    finite = finite and all(math.isfinite(v) for v in history.get("loss", []))
+    return history, bool(finite)
+
+
+# -- methods --------------------------------------------------------------------------
+def _select(spec, scores, budget, budget_type):
+    """``select_masks`` that reports (instead of printing) the minimal-network warning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        masks = chipnet_tf.select_masks(spec, scores, budget, budget_type)
+    minimal = any("below what keeping" in str(w.message) for w in caught)
+    return masks, minimal
+
+
+def chipnet_prune(dense, data, budget, budget_type, seed, epochs, search="paper"):
+    """ChipNet with BestHardMasks under a named search configuration. Returns (pruned model, masks, info)."""
+    keras.utils.set_random_seed(seed)
+    config = SEARCHES[search]
+    schedule = chipnet_tf.HeavisideSchedule.progress() if config["schedule"] == "progress" else None
+    pruned = chipnet_tf.prune_low_budget(
+        clone(dense), budget=budget, budget_type=budget_type, schedule=schedule, gate_forward=config["gate_forward"]
+    )
+    opt = keras.optimizers.AdamW(1e-3, weight_decay=1e-3)
+    opt.exclude_from_weight_decay(var_names=["zeta"])
+    pruned.compile(opt, _loss(), metrics=["accuracy"])
+    best = chipnet_tf.BestHardMasks(data["val"], calibration_data=data["train"][0])
+    history = _fit(pruned, data, epochs, seed, [chipnet_tf.UpdatePruningStep(), best])
+    masks = chipnet_tf.get_masks(pruned)
+    info = {
+        "best_epoch": int(best.best_epoch) + 1 if epochs else None,
+        "soft_budget_per_epoch": history.get("budget", []),
+        "crispness_per_epoch": history.get("crispness", []),
+        "hard_val_accuracy_per_epoch": history.get("hard_accuracy", []),
+    }
+    return pruned, masks, info
+
+
+def slimming_train(dense, data, seed, epochs):
+    """Liu et al.'s sparsity training: L1 on every BatchNorm gamma. Returns (model, lambda)."""
+    model = clone(dense)
+    steps = epochs * math.ceil(len(data["train"][1]) / BATCH)
+    lam = SLIMMING_TOTAL_SHRINK / (LR * max(steps, 1))
+    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
+    model.add_loss(lambda: lam * tf.add_n([tf.reduce_sum(tf.abs(bn.gamma)) for bn in bns]))
+    model.compile(_sgd(), _loss(), metrics=["accuracy"])
+    _fit(model, data, epochs, seed, [_step_decay(epochs)])
+    plain = clone(dense)  # without the added loss: what gets stripped and fine-tuned
+    plain.set_weights(model.get_weights())
+    return plain, lam
+
+
+def bn_gamma_scores(model, analysis):
+    """``{group: mean |gamma| over the BatchNorm layers that normalise exactly that group}``.
+
+    A BatchNorm counts for a group when its input is the group's channels in order: the BN
+    after a conv (post-activation) and the BN at the start of a pre-activation block, which
+    Liu et al. use for pre-ResNets (with their channel-selection layer).
+    """
+    sums = [np.zeros(g.size) for g in analysis.groups]
+    counts = [0] * len(analysis.groups)
+    for fnode in analysis.graph.nodes:
+        if not isinstance(fnode.layer, keras.layers.BatchNormalization) or len(fnode.in_keys) != 1:
+            continue
+        layout = analysis.layouts.get(fnode.in_keys[0])
+        if layout is None or len(layout[0]) != 1 or layout[1] != 1:
+            continue
+        g, size = layout[0][0]
+        if g is not None and size == analysis.groups[g].size:
+            sums[g] += np.abs(fnode.layer.gamma.numpy())
+            counts[g] += 1
+    missing = [analysis.groups[g].name for g, c in enumerate(counts) if not c]
+    if missing:
+        raise ValueError(f"groups without a BatchNormalization to score: {missing}")
+    return {g.name: s / c for g, s, c in zip(analysis.groups, sums, counts)}
+
+
+def random_scores(analysis, seed):
+    rng = np.random.default_rng(seed)
+    return {g.name: rng.standard_normal(g.size) for g in analysis.groups}
+
+
+def tfmot_finetune(dense, data, keep, seed, epochs):
+    """``prune_low_magnitude`` keeping ``keep`` of the Conv2D/Dense weights, fine-tuned, stripped."""
+    import tensorflow_model_optimization as tfmot
+
+    schedule = tfmot.sparsity.keras.ConstantSparsity(1.0 - keep, begin_step=0, frequency=1)
+    with common.quiet("tensorflow"):
+        wrapped = tfmot.sparsity.keras.prune_low_magnitude(clone(dense), pruning_schedule=schedule)
+    wrapped.compile(_sgd(), _loss(), metrics=["accuracy"])
+    history = _fit(wrapped, data, max(epochs, 1), seed, [_step_decay(epochs), tfmot.sparsity.keras.UpdatePruningStep()])
+    stripped = tfmot.sparsity.keras.strip_pruning(wrapped)
+    finite = all(np.isfinite(w).all() for w in stripped.get_weights()) and all(
+        math.isfinite(v) for v in history.get("loss", [])
+    )
+    return stripped, history, bool(finite)
+
+
+# -- measuring one stripped model -----------------------------------------------------
+def measure(small, masks, budget, budget_type, spec):
+    """Budget exactness and structure of a stripped model (before fine-tuning changes weights)."""
+    counts = np.asarray([int(masks[name].sum()) for name in spec.group_names], dtype=np.float64)
+    achieved = {t: float(spec.fraction(counts, t)) for t in chipnet_tf.BUDGET_TYPES}
+    dense_params = spec.dense("params")  # exact: equal to dense.count_params() and count_flops(dense)
+    dense_flops = spec.dense("flops")
+    params = small.count_params()
+    flops = chipnet_tf.count_flops(small)
+    return {
+        "target": budget,
+        "achieved": achieved[budget_type],
+        "achieved_all": achieved,
+        "within_budget": bool(achieved[budget_type] <= budget * (1 + 1e-9)),
+        "params": int(params),
+        "params_fraction": params / dense_params,
+        "params_predicted": int(round(spec.value(counts, "params"))),
+        "flops": int(flops),
+        "flops_fraction": flops / dense_flops,
+        "flops_profiler": int(profiler_flops(small)),
+        "kept_per_group": {name: int(masks[name].sum()) for name in spec.group_names},
+        "groups_with_one_channel": int(sum(1 for name in spec.group_names if masks[name].sum() == 1)),
+    }
+
+
+def _one_shot_accuracy(small, data):
+    saved = recalibrate_batch_norm(small, data["train"][0], steps=10)
+    acc = accuracy(small, data)
+    restore_batch_norm(saved)
+    return acc
+
+
+def structured_run(method, source, masks, minimal, budget, budget_type, spec, data, seed, args, extra=None):
+    t0 = time.perf_counter()
+    small = chipnet_tf.strip_pruning(source, masks=masks)
+    record = {"method": method, "budget_type": budget_type, "budget": budget, "seed": seed}
+    record.update(measure(small, masks, budget, budget_type, spec))
+    record["minimal_network"] = minimal
+    record["accuracy_before_finetune"] = _one_shot_accuracy(small, data)
+    history, finite = finetune(small, data, seed, args.finetune_epochs)
+    record["accuracy"] = accuracy(small, data)
+    record["finite"] = finite
+    record["final_train_loss"] = history.get("loss", [None])[-1]
+    record.update(extra or {})
+    record["seconds"] = time.perf_counter() - t0
+    return record

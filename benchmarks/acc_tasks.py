@@ -1,0 +1,257 @@
+"""Accuracy benchmark, tasks: the units of work, run in a pool of worker processes."""
+
+import json
+import logging
+import os
+import time
+import warnings
+
+import numpy as np
+
+import chipnet_tf
+from benchmarks import acc_data
+from benchmarks.acc_methods import (
+    STRUCTURED,
+    _select,
+    accuracy,
+    bn_gamma_scores,
+    chipnet_prune,
+    pretrain,
+    random_scores,
+    slimming_train,
+    structured_run,
+    tfmot_finetune,
+)
+from benchmarks.latency import channel_scores, prunable_kernel_params
+from chipnet_tf.compat import keras, tf
+from chipnet_tf.io import write_json
+from tests.flops_profiler import profiler_flops
+
+
+# -- tasks ----------------------------------------------------------------------------
+# The grid is split into tasks that run in a pool of worker processes (one TensorFlow
+# thread each: these models are too small for intra-op parallelism to pay) and write their
+# results atomically into a work directory; a rerun of the same configuration skips the
+# finished tasks, so an interrupted run resumes and loses nothing.
+def _weights_path(work, name):
+    return os.path.join(work, f"{name}.weights.h5")
+
+
+def _save_weights(model, work, name):
+    target = _weights_path(work, name)
+    tmp = target[: -len(".weights.h5")] + ".tmp.weights.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, target)
+
+
+def _load_weights(args, work, name, num_classes=None):
+    model = acc_data.model(args.dataset, num_classes)
+    model.load_weights(_weights_path(work, name))
+    return model
+
+
+def task_dense(args, work, seed):
+    """Pretrains the seed's dense model and its slimming (sparsity-trained) copy."""
+    data = acc_data.load(args.dataset)
+    t0 = time.perf_counter()
+    dense, history = pretrain(lambda: acc_data.model(args.dataset), data, seed, args.pretrain_epochs)
+    record = {
+        "accuracy": accuracy(dense, data),
+        "params": dense.count_params(),
+        "flops": int(chipnet_tf.count_flops(dense)),
+        "flops_profiler": int(profiler_flops(dense)),
+        "final_train_loss": history.get("loss", [None])[-1],
+        "seconds": time.perf_counter() - t0,
+    }
+    t0 = time.perf_counter()
+    slim, lam = slimming_train(dense, data, seed, args.prune_epochs)
+    slimming = {"lambda": lam, "seconds": time.perf_counter() - t0, "accuracy": accuracy(slim, data)}
+    _save_weights(dense, work, f"dense_{seed}")
+    _save_weights(slim, work, f"slimming_{seed}")
+    return {"seed": seed, "dense": record, "slimming": slimming}
+
+
+def task_grid(args, work, seed, budget_type, budget):
+    """The four structured methods at one (seed, budget type, budget)."""
+    data = acc_data.load(args.dataset)
+    dense = _load_weights(args, work, f"dense_{seed}")
+    slim_source = _load_weights(args, work, f"slimming_{seed}")
+    analysis = chipnet_tf.analyze(dense, warn=False)
+    spec = analysis.spec
+    records = []
+    for method in STRUCTURED:
+        if method == "chipnet":
+            t0 = time.perf_counter()
+            pruned, masks, info = chipnet_prune(dense, data, budget, budget_type, seed, args.prune_epochs, args.search)
+            info["prune_seconds"] = time.perf_counter() - t0
+            records.append(
+                structured_run(method, pruned, masks, False, budget, budget_type, spec, data, seed, args, info)
+            )
+            continue
+        if method == "l1":
+            scores = channel_scores(dense, analysis, seed)[0]
+        elif method == "slimming":
+            scores = bn_gamma_scores(slim_source, analysis)
+        else:
+            scores = random_scores(analysis, 1000 * seed + int(1000 * budget))
+        source = slim_source if method == "slimming" else dense
+        masks, minimal = _select(spec, scores, budget, budget_type)
+        records.append(structured_run(method, source, masks, minimal, budget, budget_type, spec, data, seed, args))
+    return records
+
+
+def task_tfmot(args, work, seed, budget):
+    data = acc_data.load(args.dataset)
+    dense = _load_weights(args, work, f"dense_{seed}")
+    t0 = time.perf_counter()
+    stripped, history, finite = tfmot_finetune(dense, data, budget, seed, args.finetune_epochs)
+    nonzero = int(sum(np.count_nonzero(w) for w in stripped.get_weights()))
+    kernels = [
+        layer.kernel.numpy()
+        for layer in stripped.layers
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense))
+        and not isinstance(layer, keras.layers.DepthwiseConv2D)
+    ]  # what prune_low_magnitude prunes, as latency.prunable_kernel_params counts it
+    flops = chipnet_tf.count_flops(stripped)
+    return [
+        {
+            "method": "tfmot",
+            "budget_type": "weights",
+            "budget": budget,
+            "seed": seed,
+            "accuracy": accuracy(stripped, data),
+            "finite": finite,
+            "params": int(stripped.count_params()),
+            "nonzero_params": nonzero,
+            "nonzero_params_fraction": nonzero / dense.count_params(),
+            "nonzero_kernel_fraction": sum(np.count_nonzero(k) for k in kernels) / prunable_kernel_params(stripped),
+            "flops": int(flops),
+            "flops_fraction": flops / chipnet_tf.count_flops(dense),
+            "final_train_loss": history.get("loss", [None])[-1],
+            "seconds": time.perf_counter() - t0,
+        }
+    ]
+
+
+TASK_A, TASK_B = tuple(range(5)), tuple(range(5, 10))
+
+
+def task_transfer_dense(args, work, seed):
+    """The two 5-class dense models of the transfer study (digits 0-4 and 5-9)."""
+    data = acc_data.load(args.dataset)
+    out = {"seed": seed}
+    for name, classes in (("a", TASK_A), ("b", TASK_B)):
+        task = acc_data.task_subset(data, list(classes))
+        dense, _ = pretrain(lambda: acc_data.model(args.dataset, 5), task, seed, args.pretrain_epochs)
+        out[f"dense_{name}_accuracy"] = accuracy(dense, task)
+        _save_weights(dense, work, f"transfer_{name}_{seed}")
+    return out
+
+
+def _overlap(a, b):
+    inter = sum(int(np.logical_and(a[k], b[k]).sum()) for k in a)
+    union = sum(int(np.logical_or(a[k], b[k]).sum()) for k in a)
+    return inter / union if union else 1.0
+
+
+def task_transfer(args, work, seed, budget):
+    """Masks from digits 0-4 applied to 5-9, against pruning 5-9 directly, at one FLOPs budget."""
+    data = acc_data.load(args.dataset)
+    task_a, task_b = acc_data.task_subset(data, list(TASK_A)), acc_data.task_subset(data, list(TASK_B))
+    dense_a = _load_weights(args, work, f"transfer_a_{seed}", num_classes=5)
+    dense_b = _load_weights(args, work, f"transfer_b_{seed}", num_classes=5)
+    analysis = chipnet_tf.analyze(dense_b, warn=False)
+    _, masks_a, _ = chipnet_prune(dense_a, task_a, budget, "flops", seed, args.prune_epochs, args.search)
+    pruned_b, masks_b, _ = chipnet_prune(dense_b, task_b, budget, "flops", seed, args.prune_epochs, args.search)
+    rand, minimal = _select(analysis.spec, random_scores(analysis, seed), budget, "flops")
+    variants = {
+        "direct": (pruned_b, masks_b, False),
+        "direct_masks": (dense_b, masks_b, False),
+        "transferred": (dense_b, masks_a, False),
+        "random": (dense_b, rand, minimal),
+    }
+    records = []
+    for name, (source, masks, minimal_) in variants.items():
+        extra = {"mask_overlap_with_direct": _overlap(masks, masks_b)}
+        records.append(
+            structured_run(name, source, masks, minimal_, budget, "flops", analysis.spec, task_b, seed, args, extra)
+        )
+    return records
+
+
+TASKS = {
+    "dense": task_dense,
+    "grid": task_grid,
+    "tfmot": task_tfmot,
+    "transfer_dense": task_transfer_dense,
+    "transfer": task_transfer,
+}
+
+
+def _task_file(work, key):
+    return os.path.join(work, "-".join(str(k) for k in key) + ".json")
+
+
+def _worker_init(threads):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    logging.getLogger("absl").setLevel(logging.ERROR)
+    tf.get_logger().setLevel(logging.ERROR)
+
+
+def _run_task(args, work, key):
+    """Runs one task (in a worker) and stores its result; returns (key, result, seconds)."""
+    t0 = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = TASKS[key[0]](args, work, *key[1:])
+    write_json(_task_file(work, key), result)
+    return key, result, time.perf_counter() - t0
+
+
+def _describe(key, result):
+    if key[0] in ("dense", "transfer_dense"):
+        accs = {k: round(v, 4) for k, v in result.items() if "accuracy" in k}
+        acc = result.get("dense", {}).get("accuracy")
+        return f"dense accuracy {acc:.4f}" if acc is not None else f"{accs}"
+    return ", ".join(f"{r['method']} {r['accuracy']:.4f}" for r in result)
+
+
+def run_tasks(phases, args, work, log):
+    """Runs the tasks of each phase in turn (a phase may use the previous phases' results) in
+    one pool of ``args.workers`` processes, skipping finished tasks; returns {key: result}."""
+    import concurrent.futures
+    import multiprocessing
+
+    results, todo = {}, []
+    keys = [key for phase in phases for key in phase]
+    for key in keys:
+        filename = _task_file(work, key)
+        if os.path.exists(filename):
+            with open(filename) as f:
+                results[key] = json.load(f)
+    if results:
+        log(f"resuming: {len(results)} of {len(keys)} tasks already done")
+    todo = [[key for key in phase if key not in results] for phase in phases]
+    total = sum(len(phase) for phase in todo)
+    if not total:
+        return results
+    context = multiprocessing.get_context("spawn")
+    threads = 1 if args.workers > 1 else 0
+    done = 0
+    with concurrent.futures.ProcessPoolExecutor(
+        args.workers, mp_context=context, initializer=_worker_init, initargs=(threads,)
+    ) as pool:
+        for phase in todo:
+            futures = [pool.submit(_run_task, args, work, key) for key in phase]
+            for future in concurrent.futures.as_completed(futures):
+                try:
+                    key, result, seconds = future.result()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)  # finished tasks stay saved for a resume
+                    raise
+                results[key] = result
+                done += 1
+                log(f"[{done}/{total}] {' '.join(str(k) for k in key)}: {_describe(key, result)} ({seconds:.0f}s)")
+    return results
