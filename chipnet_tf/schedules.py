@@ -7,21 +7,21 @@ from chipnet_tf.compat import register
 SQRT2 = math.sqrt(2.0)
 UNITS = ("progress", "epoch")
 
-# Name -> default, in the order of the constructor's arguments.
-_DEFAULTS = {
-    "beta_initial": 1.0,
-    "beta_increment": 0.02,
-    "beta_max": 6.0,
-    "gamma_initial": 2.0,
-    "gamma_factor": SQRT2,
-    "gamma_max": 256.0,
-    "steepness_initial": 10.0,
-    "steepness_increment": 5.0,
-    "steepness_max": 60.0,
-    "unit": "epoch",
-    "span": 20.0,
-    "reference_steps": 10_000,
-}
+# The constructor's arguments, in order: get_config and validation read this one list.
+_FIELDS = (
+    "beta_initial",
+    "beta_increment",
+    "beta_max",
+    "gamma_initial",
+    "gamma_factor",
+    "gamma_max",
+    "steepness_initial",
+    "steepness_increment",
+    "steepness_max",
+    "unit",
+    "span",
+    "reference_steps",
+)
 _POSITIVE = ("beta_initial", "beta_max", "gamma_initial", "gamma_max", "steepness_initial", "steepness_max")
 
 
@@ -92,7 +92,7 @@ class HeavisideSchedule:
         span=20.0,
         reference_steps=10_000,
     ):
-        values = {key: value for key, value in locals().items() if key in _DEFAULTS}
+        values = {key: value for key, value in locals().items() if key in _FIELDS}
         if unit not in UNITS:
             raise ValueError(f"HeavisideSchedule: unit must be one of {UNITS}. Received: unit={unit!r}")
         numbers = {k: v for k, v in values.items() if k != "unit"}
@@ -182,7 +182,7 @@ class HeavisideSchedule:
         return 2000 if self.unit == "epoch" else 300
 
     def get_config(self):
-        return {key: getattr(self, key) for key in _DEFAULTS}
+        return {key: getattr(self, key) for key in _FIELDS}
 
     @classmethod
     def from_config(cls, config):
