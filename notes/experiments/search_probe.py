@@ -141,7 +141,10 @@ def main(argv=None):
             p = tf.clip_by_value(tf.cast(ctl.pruning_step, tf.float32) / total / 0.5, 0.0, 1.0)
             target = ctl.budget + (1.0 - ctl.budget) * (1.0 - p) ** 3
             fraction = ctl.spec.tf_fraction(ctl.soft_counts(z), ctl.budget_type)
-            return fraction, tf.square(fraction - target), tf.reduce_mean(tf.square(z - z_i))
+            crisp = tf.reduce_mean(tf.square(z - z_i))
+            if "latecrisp" in variant:  # no crispness until the target reaches the budget
+                crisp = crisp * tf.cast(p >= 1.0, tf.float32)
+            return fraction, tf.square(fraction - target), crisp
 
         ctl._penalties = annealed
     opt = keras.optimizers.AdamW(args.lr, weight_decay=1e-3)
