@@ -45,14 +45,18 @@ def native_log_filter():
     and LiteRT logs "INFO: Created ... delegate" whatever ``TF_CPP_MIN_LOG_LEVEL`` says.
     File descriptor 2 goes to a temporary file inside the block; afterwards every line at
     or above the level (and all Python output) is written to stderr, in order.
-    ``TF_CPP_MIN_LOG_LEVEL=0`` shows everything.
+    ``TF_CPP_MIN_LOG_LEVEL=0`` shows everything as it is written: use it when a native
+    crash inside the block (an abort before the lines are written back) needs its message.
     """
     level = _min_log_level()
-    if level < 1:
+    try:
+        saved = os.dup(2) if level >= 1 else None
+    except OSError:  # no usable fd 2 (some embedded interpreters): nothing to hold back
+        saved = None
+    if saved is None:
         yield
         return
     sys.stderr.flush()
-    saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
         os.dup2(held.fileno(), 2)
         try:
