@@ -17,7 +17,7 @@ Example:
 
 from chipnet_tf.compat import keras
 
-__all__ = ["NAMES", "get", "mobilenet_v2_cifar", "preresnet", "resnet50_cifar", "small_cnn", "wrn"]
+__all__ = ["NAMES", "build", "get", "mobilenet_v2_cifar", "preresnet", "resnet50_cifar", "small_cnn", "wrn"]
 
 _INIT = "he_normal"
 
@@ -340,3 +340,36 @@ def get(name, **kwargs):
     if name not in _BUILDERS:
         raise ValueError(f"Unknown architecture. Expected one of {', '.join(NAMES)}. Received: name={name!r}")
     return _BUILDERS[name](**kwargs)
+
+
+def build(name, **kwargs):
+    """Builds a model by name: one of ``NAMES`` or a ``keras.applications`` function.
+
+    The one builder behind the recipes' ``--model`` and ``chipnet-tf --model``. Every model
+    it returns outputs logits: this module's architectures end in a plain ``Dense``, and a
+    ``keras.applications`` model gets ``classifier_activation=None``, ``weights=None`` (no
+    download) and ``classes`` from ``num_classes`` unless ``kwargs`` say otherwise.
+
+    Args:
+      name: an architecture name (``NAMES``) or a ``keras.applications`` name such as
+        ``"MobileNetV2"``.
+      **kwargs: forwarded to the builder (``num_classes``, ``input_shape``, ...).
+
+    Returns:
+      A ``keras.Model``.
+
+    Raises:
+      ValueError: an unknown name.
+    """
+    if name in _BUILDERS:
+        return get(name, **kwargs)
+    factory = getattr(keras.applications, name, None)
+    if not isinstance(name, str) or name.startswith("_") or not callable(factory):
+        raise ValueError(
+            f"Unknown model {name!r}. Accepted: {', '.join(NAMES)} or a keras.applications name such as MobileNetV2."
+        )
+    if "num_classes" in kwargs:
+        kwargs.setdefault("classes", kwargs.pop("num_classes"))
+    kwargs.setdefault("weights", None)
+    kwargs.setdefault("classifier_activation", None)
+    return factory(**kwargs)

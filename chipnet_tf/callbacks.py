@@ -252,7 +252,8 @@ class BestHardMasks(keras.callbacks.Callback):
     After every epoch it fixes the budget-aware hard masks (``get_masks``), evaluates the
     hard-masked network on ``validation_data``, returns to soft gates and logs the result as
     ``hard_<monitor>``. When training ends it restores the weights (mask logits and schedule
-    state included) of the best epoch, so ``get_masks`` afterwards gives that epoch's masks.
+    state included) of the best epoch, so ``get_masks`` afterwards gives that epoch's masks,
+    and says so in one line unless ``fit`` runs with ``verbose=0``.
 
     Why: the soft budget can be met by shrinking every gate of a group to a small value that
     a following BatchNormalization scales back; such a network validates well with soft gates
@@ -272,7 +273,7 @@ class BestHardMasks(keras.callbacks.Callback):
         validation_data: a ``tf.data.Dataset`` of ``(x, y)`` batches or an ``(x, y)`` tuple.
         monitor: a metric the model is compiled with (``"accuracy"``) or ``"loss"``.
         mode: ``"max"`` or ``"min"``; default ``"min"`` for losses, else ``"max"``.
-        round_to: passed to ``get_masks``.
+        round_to: passed to ``get_masks`` (a positive integer).
         calibration_data: training inputs (dataset of ``x`` or ``(x, y)`` batches, or an
             array) to re-estimate BatchNormalization statistics on, or None.
         calibration_steps: batches of ``calibration_data`` to use.
@@ -302,7 +303,9 @@ class BestHardMasks(keras.callbacks.Callback):
         self.validation_data = validation_data
         self.monitor = monitor
         self.mode = mode or ("min" if "loss" in monitor else "max")
-        self.round_to = round_to
+        if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
+            raise ValueError(f"round_to must be a positive integer. Received: round_to={round_to!r}")
+        self.round_to = int(round_to)
         self.filepath = None if filepath is None else str(filepath)
         self.restore = restore
         self.write = bool(write)
@@ -375,3 +378,8 @@ class BestHardMasks(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self.restore and self._best_weights is not None:
             self.model.set_weights(self._best_weights)
+            if (getattr(self, "params", None) or {}).get("verbose", 1):  # fit's verbose, as EarlyStopping does
+                keras.src.utils.io_utils.print_msg(
+                    f"BestHardMasks: restored the weights of epoch {self.best_epoch + 1}, whose hard-masked "
+                    f"network validated best ({self.monitor} {self.best_value:.4f})."
+                )

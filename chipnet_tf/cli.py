@@ -14,7 +14,8 @@ model-building recipe too: ``--model=NAME`` (a :mod:`chipnet_tf.architectures` o
 checkpoint ``--budget`` / ``--budget_type`` (``--checkpoint_of=dense`` for an unwrapped one).
 Checkpoints trained on a GPU under ``mixed_float16`` load and strip on a CPU into float32.
 Outputs are written atomically: OUT is either the old file or the complete new one.
-Errors are one line on stderr, exit status 1 (2 for usage errors).
+Errors are one line on stderr, exit status 1 (2 for usage errors). ``-h``/``--help`` lists
+the commands and flags, ``COMMAND --help`` one command's; ``-v`` shows the library's logs.
 """
 
 import contextlib
@@ -41,10 +42,40 @@ flags.DEFINE_enum("quantization", "none", ["none", "dynamic", "float16", "int8"]
 flags.DEFINE_enum("io_type", "float32", ["float32", "int8"], "export: input/output type of int8 models")
 flags.DEFINE_string("representative_data", None, "export: .npy of calibration inputs (N, ...) for int8")
 flags.DEFINE_string("verify_data", None, "export: .npy of inputs to verify the TFLite file against Keras")
-flags.DEFINE_float("tolerance", None, "export: verification tolerance (see chipnet_tf.export.DEFAULT_TOLERANCE)")
+flags.DEFINE_float(
+    "tolerance",
+    None,
+    "export: max |diff| x max(1, largest |output|) for float32/float16 (default 1e-3/1e-2), "
+    "min top-1 agreement for dynamic/int8 (default 0.95)",
+)
 flags.DEFINE_bool("overwrite", True, "replace an existing OUT")
 
-COMMANDS = {"report": 1, "strip": 2, "export": 2}
+# command -> (arguments, one-line description, its own flags)
+_RECIPE_FLAGS = ("model", "model_kwargs", "checkpoint_of", "budget", "budget_type")
+COMMANDS = {
+    "report": (("CHECKPOINT",), "print the budget table of the hard masks", ("masks", "round_to", *_RECIPE_FLAGS)),
+    "strip": (
+        ("CHECKPOINT", "OUT"),
+        "write the physically smaller plain Keras model (.keras, .h5 or a SavedModel directory)",
+        ("masks", "round_to", "overwrite", *_RECIPE_FLAGS),
+    ),
+    "export": (
+        ("CHECKPOINT", "OUT.tflite"),
+        "strip and convert to TFLite, optionally quantized and verified in LiteRT",
+        (
+            "quantization",
+            "representative_data",
+            "io_type",
+            "verify_data",
+            "tolerance",
+            "masks",
+            "round_to",
+            "overwrite",
+            *_RECIPE_FLAGS,
+        ),
+    ),
+}
+PROG = "chipnet-tf"
 
 
 class CliError(Exception):
@@ -100,8 +131,8 @@ def _load_model(keras, path):
 
 
 def build_model(name, kwargs_json):
+    """``--model`` with ``--model_kwargs``: :func:`chipnet_tf.architectures.build`."""
     from chipnet_tf import architectures
-    from chipnet_tf.compat import keras
 
     try:
         kwargs = json.loads(kwargs_json)
@@ -109,16 +140,10 @@ def build_model(name, kwargs_json):
         raise CliError(f"--model_kwargs is not valid JSON: {e}") from e
     if not isinstance(kwargs, dict):
         raise CliError(f"--model_kwargs must be a JSON object. Received: {kwargs_json}")
-    if name in architectures.NAMES:
-        return architectures.get(name, **kwargs)
-    factory = getattr(keras.applications, name, None)
-    if factory is None or not callable(factory):
-        raise CliError(
-            f"--model={name} is unknown. Accepted: {', '.join(architectures.NAMES)} or a keras.applications name "
-            "such as MobileNetV2"
-        )
-    kwargs.setdefault("weights", None)
-    return factory(**kwargs)
+    try:
+        return architectures.build(name, **kwargs)
+    except (ValueError, TypeError) as e:
+        raise CliError(f"--model={name}: {_first_line(e)}") from e
 
 
 def _first_line(e):
@@ -232,30 +257,56 @@ def cmd_export(checkpoint, out):
     print(f"wrote {out}: {len(data):,} bytes ({quantization or 'float32'})")
 
 
+def help_text(argv):
+    """``--help``: the commands and their flags; ``COMMAND --help``: that command's."""
+    from chipnet_tf import console
+
+    command = next((a for a in argv[1:] if a in COMMANDS), None)
+    if command is not None:
+        args, what, names = COMMANDS[command]
+        lines = [f"usage: {PROG} {command} {' '.join(args)} [flags]", "", f"{what[0].upper()}{what[1:]}.", "", "flags:"]
+        lines += console.flag_lines(names)
+    else:
+        lines = [f"usage: {PROG} COMMAND ARGS [flags]", "", "commands:"]
+        width = max(len(f"{c} {' '.join(a)}") for c, (a, _, _) in COMMANDS.items())
+        lines += [f"  {c + ' ' + ' '.join(a):<{width}}  {what}" for c, (a, what, _) in COMMANDS.items()]
+        every_flag = dict.fromkeys(name for _, _, names in COMMANDS.values() for name in names)
+        lines += ["", "flags:"] + console.flag_lines(list(every_flag))
+        lines += [
+            "",
+            "CHECKPOINT: a .keras/.h5 file, a SavedModel directory, or a tf.train.Checkpoint prefix",
+            "(with --model and the other recipe flags). Run 'chipnet-tf COMMAND --help' for one command.",
+        ]
+    return "\n".join(lines + console.verbosity_lines())
+
+
 def main(argv):
     if len(argv) < 2 or argv[1] not in COMMANDS:
         raise app.UsageError(f"expected a command: {', '.join(COMMANDS)}. Received: {argv[1:2] or 'nothing'}")
     command, args = argv[1], argv[2:]
-    if len(args) != COMMANDS[command]:
-        want = "CHECKPOINT" if COMMANDS[command] == 1 else "CHECKPOINT OUT"
-        raise app.UsageError(f"{command} expects {want}. Received: {' '.join(args) or 'nothing'}")
+    want = COMMANDS[command][0]
+    if len(args) != len(want):
+        raise app.UsageError(f"{command} expects {' '.join(want)}. Received: {' '.join(args) or 'nothing'}")
+    if command == "export" and FLAGS.quantization == "int8" and not FLAGS.representative_data:
+        raise app.UsageError(
+            "--quantization=int8 needs --representative_data=x.npy (calibration inputs, shape (N, ...))"
+        )
     try:
         {"report": cmd_report, "strip": cmd_strip, "export": cmd_export}[command](*args)
     except CliError as e:
-        print(f"chipnet-tf {command}: error: {e}", file=sys.stderr)
+        print(f"{PROG} {command}: error: {e}", file=sys.stderr)
         return 1
     except (ValueError, TypeError) as e:  # chipnet_tf's own input errors are already clear
-        print(f"chipnet-tf {command}: error: {_first_line(e)}", file=sys.stderr)
+        print(f"{PROG} {command}: error: {_first_line(e)}", file=sys.stderr)
         return 1
     return 0
 
 
 def run():
     """Console entry point (``chipnet-tf``)."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from chipnet_tf import compat  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
+    from chipnet_tf import console
 
-    app.run(main)
+    console.run(main, PROG, help_text)
 
 
 if __name__ == "__main__":

@@ -6,15 +6,80 @@ before TensorFlow is imported, so this module sets it and every other module imp
 ``keras`` and ``tf`` from here.
 """
 
+import contextlib
 import os
+import re
+import sys
+import tempfile
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+# absl's C++ log line: severity letter, date, time, thread, file:line].
+_NATIVE_LINE = re.compile(r"^([IWEF])\d{4} \d\d:\d\d:\d+\.\d+\s+\d+ \S+:\d+\]")
+_SEVERITY = {"I": 0, "W": 1, "E": 2, "F": 3}
 
-__all__ = ["keras", "tf", "is_keras3_object", "register"]
+
+def _min_log_level():
+    try:
+        return int(os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0"))
+    except ValueError:
+        return 0
+
+
+def _is_noise(line, level):
+    match = _NATIVE_LINE.match(line)
+    if match:
+        # No GPU is not an error on a CPU machine (tensorflow-cpu still tries cuInit).
+        return _SEVERITY[match.group(1)] < level or "failed call to cuInit" in line
+    if level >= 1:  # absl's banner before its own INFO lines, LiteRT's INFO lines, the quantizer's settings
+        return line.startswith(("WARNING: All log messages before absl::InitializeLog()", "INFO: ", "fully_quantize: "))
+    return False
+
+
+@contextlib.contextmanager
+def native_log_filter():
+    """Holds back native (C++) log lines below ``TF_CPP_MIN_LOG_LEVEL`` written inside the block.
+
+    TensorFlow 2.21's libraries log INFO lines at import (before ``absl::InitializeLog``)
+    and LiteRT logs "INFO: Created ... delegate" whatever ``TF_CPP_MIN_LOG_LEVEL`` says.
+    File descriptor 2 goes to a temporary file inside the block; afterwards every line at
+    or above the level (and all Python output) is written to stderr, in order.
+    ``TF_CPP_MIN_LOG_LEVEL=0`` shows everything as it is written: use it when a native
+    crash inside the block (an abort before the lines are written back) needs its message.
+    """
+    level = _min_log_level()
+    try:
+        saved = os.dup(2) if level >= 1 else None
+    except OSError:  # no usable fd 2 (some embedded interpreters): nothing to hold back
+        saved = None
+    if saved is None:
+        yield
+        return
+    sys.stderr.flush()
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            lines = held.read().decode(errors="replace").splitlines(keepends=True)
+            kept = "".join(line for line in lines if not _is_noise(line, level))
+            if kept:
+                sys.stderr.write(kept)
+                sys.stderr.flush()
+
+
+with native_log_filter():
+    import tensorflow as tf  # noqa: E402
+    import tf_keras as keras  # noqa: E402
+
+    tf.config.list_physical_devices()  # CUDA's probe logs here, inside the filter
+
+__all__ = ["keras", "tf", "is_keras3_object", "native_log_filter", "register"]
 
 
 def register(cls):

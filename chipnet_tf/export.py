@@ -18,15 +18,23 @@ import tempfile
 
 import numpy as np
 
-from chipnet_tf.compat import keras, tf
+from chipnet_tf.compat import keras, native_log_filter, tf
 from chipnet_tf.io import atomic_write
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 IO_TYPES = ("float32", "int8")
 
 # Default tolerances of ``to_tflite(..., verify_samples=...)`` per quantization: max abs
-# output difference for float modes, top-1 agreement for the integer modes.
-DEFAULT_TOLERANCE = {None: 1e-4, "float16": 1e-2, "dynamic": 0.95, "int8": 0.95}
+# output difference for float modes (times max(1, largest |output|)), top-1 agreement for the
+# integer modes. float32: converting to TFLite changed outputs by 1.9e-7 to 2.5e-6 of the
+# largest |output| (2 to 20 float32 epsilons, the deepest nets highest) on the models measured
+# for issue 16 (digits CNNs, PreResNet-20, WRN-8-2, CIFAR ResNet-50 and MobileNetV2 variants,
+# keras MobileNetV2; inputs in range and 100x out of range). A softmax output hides the
+# logits' scale, though: logits in the thousands move probabilities by ~1.6e-4 (the 5.2e-4 of
+# issue 16 agreed on every prediction). 1e-3 (about float16's resolution) passes those and
+# still fails a model that computes something else (a wrong channel moves outputs by 1e-2 or
+# more). notes/issue16-closing.md has the table.
+DEFAULT_TOLERANCE = {None: 1e-3, "float16": 1e-2, "dynamic": 0.95, "int8": 0.95}
 
 _log = logging.getLogger("chipnet_tf")
 
@@ -97,6 +105,7 @@ def _converter(model):
     names = list(model.output_names)
 
     @tf.function(input_signature=specs)
+    @tf.autograph.experimental.do_not_convert  # no Python control flow; autograph only warns here
     def serve(*inputs):
         outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
         outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
@@ -172,7 +181,8 @@ def to_tflite(
             if io_type == "int8":
                 converter.inference_input_type = tf.int8
                 converter.inference_output_type = tf.int8
-        data = converter.convert()
+        with native_log_filter():  # the converter's INFO/WARNING lines (and its "fully_quantize:" line)
+            data = converter.convert()
     if verify_samples is not None:
         report = verify_tflite(data, model, verify_samples)
         tol = DEFAULT_TOLERANCE[quantization] if tolerance is None else float(tolerance)
@@ -183,10 +193,15 @@ def to_tflite(
             if not report.max_abs_diff <= limit:
                 raise ValueError(
                     f"TFLite verification failed: max |diff| {report.max_abs_diff:.3g} > {limit:.3g} "
-                    f"({tol:g} x max(1, largest |Keras output| {report.max_abs_reference:.3g})). {report}"
+                    f"({tol:g} x max(1, largest |Keras output| {report.max_abs_reference:.3g})), top-1 agreement "
+                    f"{report.top1_agreement:.2%}. If that is float rounding, raise the tolerance: "
+                    "tolerance=... (chipnet-tf export --tolerance=...)."
                 )
         elif not report.top1_agreement >= tol:
-            raise ValueError(f"TFLite verification failed: top-1 agreement {report.top1_agreement:.2%} < {tol:.2%}.")
+            raise ValueError(
+                f"TFLite verification failed: top-1 agreement {report.top1_agreement:.2%} < {tol:.2%}. "
+                "To accept it: tolerance=... (chipnet-tf export --tolerance=...)."
+            )
         _log.info("%s", report)
     if path is not None:
         atomic_write(os.fspath(path), lambda f: f.write(data))
@@ -206,9 +221,10 @@ def interpreter(tflite, num_threads=1):
         if not os.path.isfile(path):
             raise ValueError(f"TFLite file not found: {path!r}")
         source = {"model_path": path}
-    interp = Interpreter(**source, num_threads=num_threads)
     try:
-        interp.allocate_tensors()
+        with native_log_filter():  # LiteRT's "INFO: Created ... XNNPACK delegate" line
+            interp = Interpreter(**source, num_threads=num_threads)
+            interp.allocate_tensors()
     except RuntimeError as e:
         if "XNNPACK" not in str(e):
             raise

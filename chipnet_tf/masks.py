@@ -3,6 +3,8 @@
 import json
 import os
 import warnings
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -153,8 +155,9 @@ def check_masks(masks, names, sizes, where="model", allow_empty=False):
     missing = [n for n in names if n not in masks]
     extra = [n for n in masks if n not in names]
     if missing or extra:
+        hint = " (masks of another model?)" if extra and len(missing) == len(names) else ""
         raise ValueError(
-            f"masks do not match the groups of the {where}: missing {missing}, unknown {extra}. "
+            f"masks do not match the groups of the {where}{hint}: missing {missing}, unknown {extra}. "
             f"Expected groups: {list(names)}"
         )
     out = []
@@ -231,10 +234,17 @@ def save_masks(path, masks):
 
 
 def load_masks(path):
-    """Loads masks written by :func:`save_masks` (``.npz`` or ``.json``)."""
+    """Loads masks written by :func:`save_masks` (``.npz`` or ``.json``).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: an empty, truncated or foreign file (one line, naming the file).
+    """
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"No masks file at {path!r}")
+    if os.path.getsize(path) == 0:
+        raise ValueError(f"{path!r} is empty (0 bytes), not a chipnet_tf masks file (.npz or .json)")
     try:
         if path.endswith(".json"):
             with open(path) as f:
@@ -245,5 +255,6 @@ def load_masks(path):
         with np.load(path, allow_pickle=False) as data:
             names = [str(n) for n in data["names"]]
             return {n: data[f"mask_{i}"].astype(bool) for i, n in enumerate(names)}
-    except (ValueError, KeyError, OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{path!r} is not a readable chipnet_tf masks file (.npz or .json): {e}") from None
+    except (ValueError, KeyError, OSError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as e:
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"{path!r} is not a readable chipnet_tf masks file (.npz or .json): {reason}") from None

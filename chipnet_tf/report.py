@@ -118,13 +118,15 @@ def budget_report(model, masks=None, exclude=None):
             removed = removed_layers(model, masks)
         writers = {g.name: g.writers for g in analysis.groups}
         return _report([(spec, kept, None, writers, removed)])
-    given = masks
+    given = None
+    if masks is not None:  # validated against every group of the model, as apply_masks/strip_pruning do
+        names = [n for ctl in ctls for n in ctl.group_names]
+        checked = check_masks(masks, names, [s for ctl in ctls for s in ctl.sizes], allow_empty=True)
+        given = dict(zip(names, checked))
     rows = []
     for ctl in ctls:
         if given is not None:
-            hard = check_masks(
-                {n: given[n] for n in ctl.group_names if n in given}, ctl.group_names, ctl.sizes, allow_empty=True
-            )
+            hard = [given[n] for n in ctl.group_names]
         elif float(ctl.use_hard.numpy()) == 1.0:
             hard = np.split(ctl.hard_mask.numpy() > 0.5, np.cumsum(ctl.sizes)[:-1])
         else:

@@ -11,16 +11,19 @@ Examples::
         --model=wrn26_12 --budget=0.1 --budget_type=params --model_dir=saved_models/runs/wrn
 """
 
+import dataclasses
 import json
 import sys
 
 from absl import app, flags
 
+from chipnet_tf import console
 from chipnet_tf.budgets import BUDGET_TYPES
 from recipes import RecipeError, data, pipeline
 
 FLAGS = flags.FLAGS
 _DEFAULTS = pipeline.Config()
+_FLAGS_BEFORE = set(FLAGS)
 
 flags.DEFINE_enum("stage", "all", list(pipeline.STAGES), "Which stage to run.")
 flags.DEFINE_enum("dataset", _DEFAULTS.dataset, list(data.DATASETS), "tfds dataset (digits is offline).")
@@ -85,44 +88,31 @@ flags.DEFINE_integer("crop_padding", 4, "Pad-and-crop augmentation (0 = off).", 
 flags.DEFINE_bool("randaugment", False, "keras-cv RandAugment.")
 
 
+_OWN_FLAGS = [name for name in FLAGS if name not in _FLAGS_BEFORE]
+# Config fields that are not flags of the same name: augment comes from --flip,
+# --crop_padding and --randaugment; verbose and callbacks are for library callers.
+_NOT_FLAGS = {"augment", "verbose", "callbacks"}
+
+
 def config_from_flags():
+    """The :class:`pipeline.Config` of the command line: one flag per field of the same name."""
     try:
         kwargs = json.loads(FLAGS.model_kwargs)
     except json.JSONDecodeError as e:
         raise app.UsageError(f"--model_kwargs is not valid JSON: {e}") from e
-    return pipeline.Config(
-        stage=FLAGS.stage,
-        dataset=FLAGS.dataset,
-        data_dir=FLAGS.data_dir,
-        model=FLAGS.model,
-        model_kwargs=kwargs,
-        model_dir=FLAGS.model_dir,
-        budget=FLAGS.budget,
-        budget_type=FLAGS.budget_type,
-        batch_size=FLAGS.batch_size,
-        seed=FLAGS.seed,
-        pretrain_epochs=FLAGS.pretrain_epochs,
-        pretrain_lr=FLAGS.pretrain_lr,
-        prune_epochs=FLAGS.prune_epochs,
-        prune_lr=FLAGS.prune_lr,
-        prune_weight_decay=FLAGS.prune_weight_decay,
-        budget_weight=FLAGS.budget_weight,
-        crispness_weight=FLAGS.crispness_weight,
-        finetune_epochs=FLAGS.finetune_epochs,
-        finetune_lr=FLAGS.finetune_lr,
-        finetune_weight_decay=FLAGS.finetune_weight_decay,
-        round_to=FLAGS.round_to,
-        strategy=FLAGS.strategy,
-        masks_from=FLAGS.masks_from,
-        prune_steps_per_epoch=FLAGS.prune_steps_per_epoch,
-        validation_fraction=FLAGS.validation_fraction,
-        steps_per_epoch=FLAGS.steps_per_epoch,
-        augment=data.Augment(
-            flip=FLAGS.flip,
-            crop_padding=FLAGS.crop_padding if FLAGS.dataset != "digits" else 0,
-            randaugment=FLAGS.randaugment,
-        ),
+    values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(pipeline.Config) if f.name not in _NOT_FLAGS}
+    values["model_kwargs"] = kwargs
+    values["augment"] = data.Augment(
+        flip=FLAGS.flip,
+        crop_padding=FLAGS.crop_padding if FLAGS.dataset != "digits" else 0,
+        randaugment=FLAGS.randaugment,
     )
+    return pipeline.Config(**values)
+
+
+def help_text(argv):
+    lines = [__doc__.strip(), "", "flags:", *console.flag_lines(_OWN_FLAGS), *console.verbosity_lines()]
+    return "\n".join(lines)
 
 
 def main(argv):
@@ -134,11 +124,10 @@ def main(argv):
     except ValueError as e:
         raise app.UsageError(str(e)) from e
     try:
-        report = pipeline.run(config)
+        pipeline.run(config)  # prints stage headers, the budget table, the files written, a summary
     except RecipeError as e:  # missing data or inputs, unwritable model_dir: one line, no traceback
         sys.exit(f"chipnet: error: {e}")
-    print(json.dumps({k: v for k, v in report.items() if not k.endswith("_history")}, indent=2))
 
 
 if __name__ == "__main__":
-    app.run(main)
+    console.run(main, "python -m recipes.chipnet", help_text)

@@ -145,24 +145,14 @@ def is_chief(config):
 
 
 def build_model(config):
-    """The dense model: a chipnet_tf.architectures name or a keras.applications name."""
+    """The dense model of ``config``: :func:`chipnet_tf.architectures.build` for its dataset."""
     shape, classes = data.info(config.dataset)
-    kwargs = dict(config.model_kwargs)
-    if config.model in architectures.NAMES:
-        kwargs.setdefault("num_classes", classes)
-        kwargs.setdefault("input_shape", shape)
-        return architectures.get(config.model, **kwargs)
-    factory = getattr(keras.applications, config.model, None)
-    if not callable(factory):
-        raise RecipeError(
-            f"Unknown model {config.model!r}. Accepted: {', '.join(architectures.NAMES)} or a keras.applications "
-            "name such as MobileNetV2."
+    try:
+        return architectures.build(
+            config.model, **{"num_classes": classes, "input_shape": shape, **config.model_kwargs}
         )
-    kwargs.setdefault("weights", None)
-    kwargs.setdefault("classes", classes)
-    kwargs.setdefault("input_shape", shape)
-    kwargs.setdefault("classifier_activation", None)
-    return factory(**kwargs)
+    except (ValueError, TypeError) as e:
+        raise RecipeError(f"--model={config.model}: {e}") from e
 
 
 def _loss():
@@ -241,10 +231,7 @@ def _fit(model, config, stage, epochs, callbacks=(), steps_per_epoch=None):
     barrier(config)  # every worker sees the same backup
     start = _backed_up_epochs(backup_dir)
     if start:
-        logging.info("Resuming %s at epoch %d from %s", stage, start + 1, backup_dir)
-    if chief:
-        os.makedirs(backup_dir, exist_ok=True)
-        write_json(signature_file, _run_signature(config))
+        _say(config, f"resuming {stage} at epoch {start + 1} from {backup_dir}")
     log = _EpochLog(path(config, os.path.join("logs", f"{stage}_history.json")), start, chief)
     if start >= epochs:
         return _finish_from_backup(model, config, stage, backup_dir, callbacks, log)
@@ -260,6 +247,9 @@ def _fit(model, config, stage, epochs, callbacks=(), steps_per_epoch=None):
         drop_remainder=config.strategy in ("multi_worker", "tpu"),  # same static batch on every worker
         split=data.split_names(config.validation_fraction)[0],
     )
+    if chief:  # after the data loaded: a run that fails on missing data leaves no files
+        os.makedirs(backup_dir, exist_ok=True)
+        write_json(signature_file, _run_signature(config))
     log_dir = path(config, os.path.join("logs", stage)) if chief else tempfile.mkdtemp()
     callbacks = [
         *callbacks,
@@ -282,7 +272,7 @@ def _fit(model, config, stage, epochs, callbacks=(), steps_per_epoch=None):
 def _finish_from_backup(model, config, stage, backup_dir, callbacks, log):
     """The run was killed after its last epoch's backup but before fit ended: restore that
     state (and the best hard-masked epoch) instead of training again."""
-    logging.info("Stage %s had finished its epochs before it was interrupted; restoring them.", stage)
+    _say(config, f"{stage} had finished its epochs before it was interrupted; restoring them")
     latest = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
     tf.train.Checkpoint(model=model).restore(latest).expect_partial()
     for callback in callbacks:
@@ -365,9 +355,11 @@ def prune(config):
             chipnet_tf.strip_pruning(dense, masks=masks)  # validates them against this architecture
         except (OSError, ValueError) as e:
             raise RecipeError(f"--masks_from={config.masks_from}: {e}") from e
+        report = chipnet_tf.budget_report(dense, masks=masks)
         if is_chief(config):
             chipnet_tf.save_masks(path(config, "masks.npz"), masks)
-            plots.write_report_png(path(config, "report.png"), chipnet_tf.budget_report(dense, masks=masks))
+            plots.write_report_png(path(config, "report.png"), report)
+        _say(config, report)
         return {"masks_from": config.masks_from}
     with config.distribution().scope():
         pruned = chipnet_tf.prune_low_budget(
@@ -417,6 +409,7 @@ def prune(config):
         chipnet_tf.save_masks(path(config, "masks.npz"), masks)
         report = chipnet_tf.budget_report(dense, masks=masks)
         plots.write_report_png(path(config, "report.png"), report, history, config.budget, config.budget_type)
+        _say(config, chipnet_tf.budget_report(pruned, masks=masks))  # with the soft counts
     out = {"prune_history": history}
     if validation_split and config.prune_epochs:
         out["best_prune_epoch"] = int(callbacks[-1].best_epoch) + 1
@@ -488,6 +481,68 @@ _STAGE_OF_KEY = {
 }
 
 
+_STAGE_TITLES = {
+    "pretrain": lambda c: f"dense {c.model} on {c.dataset}, {c.pretrain_epochs} epochs",
+    "prune": lambda c: (
+        f"masks from {c.masks_from}"
+        if c.masks_from
+        else f"ChipNet to {c.budget:g} of {c.budget_type}, {c.prune_epochs} epochs"
+    ),
+    "finetune": lambda c: f"strip with the masks, fine-tune {c.finetune_epochs} epochs",
+    "export": lambda c: "TFLite float32 (verified in LiteRT) and int8",
+}
+
+
+def _say(config, text):
+    """What a run tells its user on stdout (stage headers, tables, files, summary); verbose=0 is silent."""
+    if config.verbose:
+        print(text, flush=True)
+
+
+def _snapshot(model_dir):
+    """``{name: mtime}`` of the run's top-level files, and of ``logs/`` as a whole."""
+    out = {}
+    for entry in os.scandir(model_dir):
+        if entry.is_file() and not entry.name.startswith("."):
+            out[entry.name] = entry.stat().st_mtime_ns
+        elif entry.name == "logs":
+            out["logs/"] = max(
+                (os.stat(os.path.join(d, f)).st_mtime_ns for d, _, files in os.walk(entry.path) for f in files),
+                default=0,
+            )
+    return out
+
+
+def summary(report):
+    """The end of a run in a few lines: accuracies, params, FLOPs and TFLite sizes where known."""
+    lines = []
+    dense, small = report.get("dense", {}), report.get("stripped", {})
+
+    def row(name, accuracy, sizes, reference=None):
+        parts = [f"{name:<9}"]
+        if accuracy is not None:
+            parts.append(f"test accuracy {accuracy:.4f}")
+        for key in ("params", "flops"):
+            if key in sizes:
+                share = f" ({sizes[key] / reference[key]:.1%})" if reference and key in reference else ""
+                parts.append(f"{sizes[key]:,} {'FLOPs' if key == 'flops' else key}{share}")
+        return "  ".join(parts)
+
+    if "dense_accuracy" in report or dense:
+        lines.append(row("dense", report.get("dense_accuracy"), dense))
+    if "best_prune_epoch" in report:
+        lines.append(f"{'pruned':<9}  kept pruning epoch {report['best_prune_epoch']} (best hard-masked validation)")
+    if "stripped_accuracy" in report or small:
+        lines.append(row("stripped", report.get("stripped_accuracy"), small, dense))
+    if "tflite_bytes" in report:
+        sizes = report["tflite_bytes"]
+        lines.append(
+            f"{'TFLite':<9}  float32 {sizes['float32']:,} bytes, int8 {sizes['int8']:,} bytes "
+            f"(int8 top-1 agreement with Keras {report['int8_top1_agreement']:.2%})"
+        )
+    return lines
+
+
 def _check_writable(model_dir):
     try:
         os.makedirs(model_dir, exist_ok=True)
@@ -512,12 +567,25 @@ def run(config):
     """Runs ``config.stage`` (or all of them); writes and returns ``report.json``'s content.
 
     ``stage="all"`` resumes: a stage that finished under the same configuration is not run
-    again, and a stage that was interrupted continues from its last epoch backup.
+    again, and a stage that was interrupted continues from its last epoch backup. Unless
+    ``config.verbose`` is 0 it prints a header per stage, the budget table, the files each
+    stage wrote and a final summary. A run that fails before writing any file removes the
+    ``model_dir`` it created.
     """
     config.validate()
     if config.model_dir is None:
         config.model_dir = default_model_dir(config)
     config.distribution()  # multi-worker strategies must exist before any other TF op
+    created = not os.path.exists(config.model_dir)
+    try:
+        return _run(config)
+    except BaseException:
+        if created and is_chief(config) and not any(files for _, _, files in os.walk(config.model_dir)):
+            shutil.rmtree(config.model_dir, ignore_errors=True)
+        raise
+
+
+def _run(config):
     _check_writable(config.model_dir)
     if is_chief(config):
         _remove_stale_temporaries(config.model_dir)
@@ -532,10 +600,13 @@ def run(config):
         report = {}  # another configuration: nothing it wrote or finished counts
     order = list(_STAGE_FUNCTIONS)
     stages = order if config.stage == "all" else [config.stage]
-    for stage in stages:
+    for number, stage in enumerate(stages, 1):
+        header = f"== {number}/{len(stages)} {stage}"
         if config.stage == "all" and stage in report.get("completed", []):
-            logging.info("Stage %s already finished in %s; skipping it.", stage, config.model_dir)
+            _say(config, f"{header}: already finished in {config.model_dir} with these flags; skipping")
             continue
+        _say(config, f"{header}: {_STAGE_TITLES[stage](config)}")
+        before = _snapshot(config.model_dir)
         later = order[order.index(stage) + 1 :]
         if is_chief(config):  # running a stage makes what the later ones wrote or backed up stale
             for name in later:
@@ -548,7 +619,13 @@ def run(config):
         report["completed"].append(stage)
         if is_chief(config):
             write_json(report_path, report)
+            after = _snapshot(config.model_dir)
+            written = sorted(name for name, mtime in after.items() if before.get(name) != mtime)
+            _say(config, f"wrote {len(written)} files to {config.model_dir}: {', '.join(written)}")
         barrier(config)  # the next stage reads what the chief just wrote
+    lines = summary(report)
+    if lines:
+        _say(config, "\n".join([f"== summary (all numbers in {report_path})", *lines]))
     return report
 
 

@@ -22,6 +22,7 @@ def write_report_png(filename, report, history=None, budget=None, budget_type=No
 
     matplotlib.use("Agg")
     from matplotlib import pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     curves = [k for k in ("budget", "crispness", "accuracy") if history and history.get(k)]
     groups = report.groups
@@ -51,6 +52,7 @@ def write_report_png(filename, report, history=None, budget=None, budget_type=No
         cax.set_ylabel({"budget": "soft budget V"}.get(key, key))
         cax.legend(fontsize=8)
         cax.grid(alpha=0.3)
+        cax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if row == len(curves) - 1:
             cax.set_xlabel("pruning epoch")
     buf = io.BytesIO()

@@ -184,3 +184,13 @@ def test_get_unknown_name_raises_listing_names():
         "mobilenet_v2_cifar",
         "small_cnn",
     )
+
+
+def test_build_makes_architectures_and_keras_applications_with_logits():
+    """One builder for the recipes' and chipnet-tf's --model (issue 17)."""
+    assert architectures.build("small_cnn", num_classes=3).output_shape == (None, 3)
+    app = architectures.build("MobileNetV2", input_shape=(32, 32, 3), num_classes=7, alpha=0.35)
+    assert app.output_shape == (None, 7)
+    assert app.layers[-1].get_config()["activation"] == "linear"  # logits, like this module's models
+    with pytest.raises(ValueError, match="Unknown model 'nope'. Accepted: wrn, wrn26_12, "):
+        architectures.build("nope")

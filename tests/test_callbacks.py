@@ -15,7 +15,7 @@ def _pruned():
     return pruned
 
 
-def test_best_hard_masks_restores_the_best_epoch_and_persists_it(digits, tmp_path):
+def test_best_hard_masks_restores_the_best_epoch_and_persists_it(digits, tmp_path, capsys):
     x, y, xt, yt = digits
     pruned = _pruned()
     filepath = tmp_path / "best.npz"
@@ -31,6 +31,7 @@ def test_best_hard_masks_restores_the_best_epoch_and_persists_it(digits, tmp_pat
         x[:512], y[:512], batch_size=64, epochs=4, verbose=0,
         callbacks=[chipnet_tf.UpdatePruningStep(), best, Snapshot()],
     )  # fmt: skip
+    assert "BestHardMasks" not in capsys.readouterr().out  # fit(verbose=0): silent
     hard = history.history["hard_accuracy"]
     assert len(hard) == 4 and all(0.0 <= h <= 1.0 for h in hard)
     assert best.best_epoch == int(np.argmax(hard)) and best.best_value == max(hard)
@@ -52,10 +53,24 @@ def test_best_hard_masks_restores_the_best_epoch_and_persists_it(digits, tmp_pat
     assert all((again.best_masks[k] == best.best_masks[k]).all() for k in masks)
 
 
+def test_best_hard_masks_says_which_epoch_it_restored(digits, capsys):
+    x, y, xt, yt = digits
+    best = chipnet_tf.BestHardMasks((xt[:64], yt[:64]))
+    _pruned().fit(x[:64], y[:64], batch_size=32, epochs=1, verbose=2, callbacks=[chipnet_tf.UpdatePruningStep(), best])
+    lines = [line for line in capsys.readouterr().out.splitlines() if "BestHardMasks" in line]
+    assert lines == [
+        f"BestHardMasks: restored the weights of epoch 1, whose hard-masked network validated best "
+        f"(accuracy {best.best_value:.4f})."
+    ]
+
+
 def test_best_hard_masks_bad_arguments_are_clear(digits):
     x, y, xt, yt = digits
     with pytest.raises(ValueError, match="mode must be 'max', 'min' or None"):
         chipnet_tf.BestHardMasks((xt, yt), mode="up")
+    for bad in (0, 2.5, "8", True):
+        with pytest.raises(ValueError, match=f"round_to must be a positive integer. Received: round_to={bad!r}"):
+            chipnet_tf.BestHardMasks((xt, yt), round_to=bad)
     pruned = _pruned()
     with pytest.raises(
         ValueError,

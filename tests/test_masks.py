@@ -1,5 +1,6 @@
 import itertools
 import json
+import re
 
 import numpy as np
 import pytest
@@ -106,6 +107,42 @@ def test_load_masks_rejects_pickles_and_garbage(tmp_path):
         chipnet_tf.load_masks(tmp_path / "missing.npz")
     with pytest.raises(ValueError, match="save_masks writes .npz or .json files. Received: path="):
         chipnet_tf.save_masks(tmp_path / "m.pkl", {"a": np.ones(2, bool)})
+
+
+def test_load_masks_empty_truncated_or_foreign_files_are_one_line_errors(tmp_path):
+    good = tmp_path / "good.npz"
+    chipnet_tf.save_masks(good, {"a": np.ones(4, bool), "e": np.ones(2, bool)})
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "truncated.npz").write_bytes(good.read_bytes()[:100])
+    (tmp_path / "empty.json").write_text("")
+    np.savez(tmp_path / "foreign.npz", weights=np.ones(3))
+    cases = {
+        "empty.npz": "is empty (0 bytes)",
+        "empty.json": "is empty (0 bytes)",
+        "truncated.npz": "is not a readable chipnet_tf masks file",
+        "foreign.npz": "is not a readable chipnet_tf masks file",
+    }
+    for name, text in cases.items():
+        with pytest.raises(ValueError, match=re.escape(text)) as info:
+            chipnet_tf.load_masks(tmp_path / name)
+        assert "\n" not in str(info.value) and name in str(info.value)
+
+
+def test_budget_report_validates_masks_like_apply_masks_and_strip_pruning():
+    """One validation path: an unknown group is an error for a wrapped model too."""
+    pruned = chipnet_tf.prune_low_budget(toy_model(), budget=0.5, budget_type="flops")
+    masks = {"a": np.ones(4, bool), "e": np.ones(2, bool), "no_such_group": np.ones(2, bool)}
+    for call in (
+        chipnet_tf.apply_masks,
+        lambda model, m: chipnet_tf.strip_pruning(model, masks=m),
+        lambda model, m: chipnet_tf.budget_report(model, masks=m),
+    ):
+        with pytest.raises(ValueError, match="no_such_group"):  # strip.py words it its own way
+            call(pruned, masks)
+    with pytest.raises(ValueError, match=r"\(masks of another model\?\): missing \['a', 'e'\], unknown \['x'\]"):
+        chipnet_tf.budget_report(pruned, masks={"x": np.ones(3, bool)})
+    del masks["no_such_group"]
+    assert chipnet_tf.budget_report(pruned, masks=masks).totals["channels"]["fraction"] == 1.0
 
 
 def test_apply_masks_validates_groups_and_shapes():

@@ -181,17 +181,21 @@ def test_entry_point_usage_errors_list_accepted_values(tmp_path):
             [sys.executable, "-m", "recipes.chipnet", *args], capture_output=True, text=True, timeout=300
         )
 
+    # Usage errors: exit status 2, one line and a pointer to --help.
     proc = run("--dataset=imagenet")
     assert (
-        proc.returncode != 0
+        proc.returncode == 2
         and "value should be one of <digits|fashion_mnist|cifar10|cifar100|svhn_cropped>" in proc.stderr
     )
+    assert "Try 'python -m recipes.chipnet --help'." in proc.stderr and "Traceback" not in proc.stderr
     proc = run("--budget=1.5", f"--model_dir={tmp_path}", "--stage=pretrain")
-    assert proc.returncode != 0 and "flag --budget=1.5: --budget must be in (0, 1]" in proc.stderr
+    assert proc.returncode == 2 and "flag --budget=1.5: --budget must be in (0, 1]" in proc.stderr
     proc = run("--model_kwargs=[8]")
-    assert proc.returncode != 0 and "--model_kwargs must be a JSON object" in proc.stderr
+    assert proc.returncode == 2 and "--model_kwargs must be a JSON object" in proc.stderr
     proc = run("--strategy=horovod")
-    assert proc.returncode != 0 and "value should be one of <default|mirrored|multi_worker|tpu>" in proc.stderr
+    assert proc.returncode == 2 and "value should be one of <default|mirrored|multi_worker|tpu>" in proc.stderr
+    proc = run("extra_argument")
+    assert proc.returncode == 2 and "Unexpected arguments: ['extra_argument']" in proc.stderr
     # Runtime input errors: one line on stderr, exit status 1, no traceback, no usage dump.
     blocker = tmp_path / "a_file"
     blocker.write_text("")
@@ -213,6 +217,69 @@ def test_entry_point_usage_errors_list_accepted_values(tmp_path):
         proc = run(*args)
         assert proc.returncode == 1 and message in proc.stderr, (args, proc.stderr[-2000:])
         assert "Traceback" not in proc.stderr and "--helpfull" not in proc.stderr
+    # A failed run removes the model_dir it created when it wrote nothing there.
+    assert not os.path.exists(tmp_path / "empty") and not os.path.exists(tmp_path / "c10")
+
+
+def test_entry_point_help_lists_the_recipe_flags_and_exits_0():
+    import subprocess
+    import sys
+
+    for arg in ("--help", "-h"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "recipes.chipnet", arg], capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert proc.stdout.startswith("ChipNet recipe: ``python -m recipes.chipnet")
+        assert "--budget_type=channels|volume|params|flops" in proc.stdout and "--[no]flip" in proc.stdout
+        assert "tensor_tracer" not in proc.stdout and "-v, --verbosity" in proc.stdout
+
+
+@pytest.mark.slow
+def test_entry_point_run_is_quiet_and_says_what_it_did(tmp_path):
+    """A default-verbosity run: stage headers, the budget table, the files, a summary; no INFO lines."""
+    import subprocess
+    import sys
+
+    from tests.output import assert_no_info_lines
+
+    model_dir = tmp_path / "run"
+    args = [
+        f"--model_dir={model_dir}",
+        f"--data_dir={tmp_path / 'tfds'}",
+        '--model_kwargs={"width": 8}',
+        "--pretrain_epochs=1",
+        "--prune_epochs=2",
+        "--finetune_epochs=1",
+        "--steps_per_epoch=2",
+    ]
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+
+    def run():
+        proc = subprocess.run(
+            [sys.executable, "-m", "recipes.chipnet", *args], capture_output=True, text=True, timeout=900, env=env
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert_no_info_lines(proc.stdout, proc.stderr)
+        return proc.stdout
+
+    out = run()
+    headers = [line for line in out.splitlines() if line.startswith("== ")]
+    assert [h.split(":")[0] for h in headers] == [
+        "== 1/4 pretrain",
+        "== 2/4 prune",
+        "== 3/4 finetune",
+        "== 4/4 export",
+        f"== summary (all numbers in {model_dir}/report.json)",
+    ]
+    assert "ChipNet budget: 0.25 of flops" in out and "BestHardMasks: restored the weights of epoch" in out
+    assert f"wrote 5 files to {model_dir}: logs/, masks.npz, pruned.keras, report.json, report.png" in out
+    assert f"wrote 3 files to {model_dir}: model.tflite, model_int8.tflite, report.json" in out
+    summary = out[out.index("== summary") :]
+    assert "dense      test accuracy" in summary and "FLOPs (" in summary and "int8 top-1 agreement" in summary
+    assert '"dense_accuracy"' not in out  # no raw report.json dump
+    again = run()  # everything finished: say so, and summarise again
+    assert again.count("already finished in") == 4 and again[again.index("== summary") :] == summary
 
 
 def test_prune_stage_under_mirrored_strategy_matches_one_replica(tmp_path):
@@ -232,3 +299,20 @@ def test_prune_stage_under_mirrored_strategy_matches_one_replica(tmp_path):
     assert pipeline.make_strategy("mirrored").num_replicas_in_sync == 2
     for key, rtol in (("loss", 5e-3), ("budget", 2e-3), ("crispness", 2e-3)):
         np.testing.assert_allclose(histories["mirrored"][key], histories["default"][key], rtol=rtol, atol=1e-4)
+
+
+def test_report_png_has_whole_epoch_ticks(tmp_path, monkeypatch):
+    from matplotlib import pyplot as plt
+
+    from recipes import plots
+    from tests.models import toy_model
+
+    figures = []
+    monkeypatch.setattr(plt, "close", figures.append)  # keep the figure to look at its axes
+    history = {"budget": [0.9, 0.8, 0.7], "crispness": [0.1, 0.05, 0.02], "accuracy": [0.5, 0.6, 0.7]}
+    plots.write_report_png(tmp_path / "report.png", chipnet_tf.budget_report(toy_model()), history, 0.5, "flops")
+    curves = [ax for ax in figures[0].axes if ax.get_xlabel() != "channels"]
+    assert len(curves) == 3
+    for ax in curves:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks

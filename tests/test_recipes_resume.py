@@ -136,9 +136,9 @@ def test_killed_prune_run_resumes_to_the_uninterrupted_result(dense_dir):
         assert [row["epoch"] for row in json.load(f)] == [0, 1]
     keras.models.load_model(os.path.join(killed, "dense.keras"))
 
-    rc, _, err = _finish(_recipe(killed, data_dir))  # the same flags, through the entry point
+    rc, out, err = _finish(_recipe(killed, data_dir))  # the same flags, through the entry point
     assert rc == 0, err[-3000:]
-    assert "Resuming prune at epoch 3" in err
+    assert "resuming prune at epoch 3" in out
     rc, _, err = _finish(reference)
     assert rc == 0, err[-3000:]
 
@@ -146,8 +146,8 @@ def test_killed_prune_run_resumes_to_the_uninterrupted_result(dense_dir):
     rc, _, err = _finish(_recipe(late, data_dir, code=KILLER, env=_env(KILL_EPOCH="3", KILL_AT_END="1")))
     assert rc == -signal.SIGKILL, err[-2000:]
     assert pipeline._backed_up_epochs(os.path.join(late, "backup", "prune")) == 4
-    rc, _, err = _finish(_recipe(late, data_dir))
-    assert rc == 0 and "had finished its epochs before it was interrupted" in err, err[-3000:]
+    rc, out, err = _finish(_recipe(late, data_dir))
+    assert rc == 0 and "prune had finished its epochs before it was interrupted" in out, err[-3000:]
 
     a = _weights(straight)
     masks_a = chipnet_tf.load_masks(os.path.join(straight, "masks.npz"))
