@@ -11,9 +11,10 @@ from chipnet_tf.layers import (
     PruneLowBudget,
     gated_layer_norm,
 )
-from chipnet_tf.layers.controller import check_budget, check_weight
+from chipnet_tf.layers.controller import controllers  # also public as chipnet_tf.prune.controllers
 from chipnet_tf.layers.gated_batch_norm import can_fold
 from chipnet_tf.schedules import HeavisideSchedule
+from chipnet_tf.validators import check_budget, check_weight
 
 
 def prune_scope():
@@ -36,18 +37,6 @@ def prune_scope():
             "HeavisideSchedule": HeavisideSchedule,
         }
     )
-
-
-def controllers(model):
-    """All :class:`ChipNetController` layers in ``model`` (including inside wrappers)."""
-    if isinstance(model, ChipNetController):
-        return [model]
-    found = []
-    layers = getattr(model, "submodules", ())
-    for layer in layers:
-        if isinstance(layer, ChipNetController) and layer not in found:
-            found.append(layer)
-    return found
 
 
 def is_pruned(model):
