@@ -7,18 +7,12 @@ import os
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.layers.controller import require_controllers
+from chipnet_tf.masks import get_masks
 
 
 def _controllers_or_raise(model):
-    from chipnet_tf.prune import controllers
-
-    found = controllers(model)
-    if not found:
-        raise ValueError(
-            f"The model {model.name!r} has no chipnet_tf gates: wrap it with chipnet_tf.prune_low_budget "
-            "before using chipnet_tf callbacks."
-        )
-    return found
+    return require_controllers(model, "using chipnet_tf callbacks")
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
@@ -104,8 +98,6 @@ class PruningSummaries(keras.callbacks.Callback):
         self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
-        from chipnet_tf.masks import get_masks
-
         masks = get_masks(self.model)
         with self._writer.as_default():
             for ctl in self._ctls:

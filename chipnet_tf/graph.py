@@ -26,7 +26,7 @@ import numpy as np
 
 from chipnet_tf import registry
 from chipnet_tf.budgets import CostSpecBuilder
-from chipnet_tf.compat import keras, tf
+from chipnet_tf.compat import is_keras3_object, keras, tf
 
 
 class UnsupportedModelError(ValueError):
@@ -80,8 +80,6 @@ def _is_functional(layer):
 
 def check_model(model):
     """Raises a clear error unless ``model`` is a built tf_keras functional/Sequential model."""
-    from chipnet_tf.compat import is_keras3_object
-
     if is_keras3_object(model):
         raise TypeError(
             f"chipnet_tf needs a tf_keras (Keras 2) model, but received a Keras 3 object of type "

@@ -25,7 +25,8 @@ from chipnet_tf.layers import (
     GatedLayerNormalization,
     PruneLowBudget,
 )
-from chipnet_tf.masks import check_masks
+from chipnet_tf.layers.controller import controllers
+from chipnet_tf.masks import check_masks, get_masks
 
 L = keras.layers
 _GATED = (GatedBatchNormalization, GatedLayerNormalization)
@@ -309,9 +310,6 @@ def strip_pruning(model, masks=None, round_to=1):
         >>> small = chipnet_tf.strip_pruning(pruned)  # doctest: +SKIP
         >>> small = chipnet_tf.strip_pruning(dense_model, masks=chipnet_tf.load_masks("masks.npz"))  # doctest: +SKIP
     """
-    from chipnet_tf.masks import get_masks
-    from chipnet_tf.prune import controllers
-
     graph_lib.check_model(model)
     graph = graph_lib.flatten(model)
     wrapped = bool(controllers(model))
@@ -461,8 +459,6 @@ def removed_layers(model, masks):
     ``masks`` keeps no channel (an empty set when every group keeps one)."""
     if not any(not np.asarray(m).any() for m in masks.values()):
         return set()
-    from chipnet_tf.prune import controllers
-
     graph = graph_lib.flatten(model)
     view = _dense_view(graph)[0] if controllers(model) else graph
     analysis = graph_lib.analyze(view, warn=False)
