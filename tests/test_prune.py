@@ -24,8 +24,8 @@ def zeroed_reference(dense, analysis, masks):
     """
     ref = keras.models.clone_model(dense)
     ref.set_weights(dense.get_weights())
-    for fnode in analysis.graph.nodes:
-        if fnode.kind != "producer":
+    for fnode, kind in zip(analysis.graph.nodes, analysis.kinds):
+        if kind != "producer":
             continue
         keep = _input_channel_mask(analysis, fnode.in_keys[0], masks)
         layer = ref.get_layer(fnode.name)
