@@ -217,3 +217,31 @@ def test_sequential_model_is_supported():
     pruned = chipnet_tf.prune_low_budget(model, budget=0.5, budget_type="params")
     assert chipnet_tf.prune.controllers(pruned)[0].groups == [["conv2d", 4]] or len(chipnet_tf.get_masks(pruned)) == 1
     assert tf.reduce_all(tf.math.is_finite(pruned(np.zeros((1, 8, 8, 1), "float32"))))
+
+
+class _NoConfig(L.Layer):
+    """A custom layer whose constructor needs an argument its get_config() leaves out."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {"name": self.name}  # forgets factor: from_config raises TypeError
+
+
+def test_layer_whose_config_does_not_round_trip_raises_naming_it():
+    # Reusing the dense layer instead (the old fallback) would silently share its weights.
+    x = keras.Input((4, 4, 2))
+    h = L.Conv2D(4, 3, name="conv")(x)
+    h = L.Conv2D(4, 1, name="conv1")(_NoConfig(2.0, name="no_config")(h))
+    h = L.Conv2D(4, 1, name="conv2")(h)
+    dense = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    with (
+        pytest.warns(UserWarning, match="no_config"),  # opaque: it stops groups, conv1's group remains
+        pytest.raises(ValueError, match=r"(?s)cannot copy layer 'no_config' \(_NoConfig\).*TypeError.*get_config"),
+    ):
+        chipnet_tf.prune_low_budget(dense, 0.5)
