@@ -163,30 +163,17 @@ def test_user_registered_surgery_for_a_custom_layer():
     assert chipnet_tf.registry.lookup(Scale()).kind(None, 4) == "opaque"
 
 
-class Gain(L.Layer):
-    """Another custom per-channel layer (y = x * g), registered in one call below."""
-
-    def build(self, input_shape):
-        self.g = self.add_weight(name="g", shape=(input_shape[-1],), initializer="random_normal")
-
-    def call(self, x):
-        return x * self.g
-
-
 def test_register_layer_in_one_call_prunes_and_strips_exactly():
     x = keras.Input((6, 6, 3))
     h = L.Conv2D(8, 3, padding="same", name="conv")(x)
     h = L.BatchNormalization(name="bn")(h)
-    h = Gain(name="gain")(L.ReLU()(h))
+    h = Scale(name="scale")(L.ReLU()(h))
     h = L.Conv2D(4, 3, name="conv2")(h)
     dense = keras.Model(x, L.Dense(3, name="head")(L.GlobalAveragePooling2D()(h)))
-    rule = chipnet_tf.registry.LayerRule(
-        "passthrough",
-        surgery=lambda ctx: (ctx.config, [chipnet_tf.registry.take(ctx.weights[0], ctx.out_keep, 0)]),
-    )
-    chipnet_tf.register_layer(Gain, rule)  # the one call: kind and surgery together
+    rule = chipnet_tf.registry.LayerRule("passthrough", surgery=_scale_surgery)
+    chipnet_tf.register_layer(Scale, rule)  # the one call: kind and surgery together
     try:
-        with keras.utils.custom_object_scope({"Gain": Gain}):
+        with keras.utils.custom_object_scope({"Scale": Scale}):
             pruned = chipnet_tf.prune_low_budget(dense, 0.5, "flops")
             assert chipnet_tf.get_masks(pruned).keys() == {"conv", "conv2"}
             masks = {"conv": np.array([1, 0, 1, 1, 0, 0, 1, 0], bool), "conv2": np.array([0, 1, 1, 0], bool)}
@@ -194,11 +181,11 @@ def test_register_layer_in_one_call_prunes_and_strips_exactly():
             small = chipnet_tf.strip_pruning(pruned, masks=masks)
         data = np.random.default_rng(1).normal(size=(3, 6, 6, 3)).astype("float32")
         np.testing.assert_allclose(small(data).numpy(), pruned(data).numpy(), atol=1e-5)
-        assert small.get_layer("gain").g.shape == (4,)
+        assert small.get_layer("scale").w.shape == (4,)
         assert small.get_layer("conv2").kernel.shape == (3, 3, 4, 2)
     finally:
-        assert chipnet_tf.registry.unregister_layer(Gain) is rule
-    assert chipnet_tf.registry.unregister_layer(Gain) is None
+        assert chipnet_tf.registry.unregister_layer(Scale) is rule
+    assert chipnet_tf.registry.unregister_layer(Scale) is None
 
 
 # -- the paper's architectures ---------------------------------------------------------
