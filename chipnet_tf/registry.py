@@ -333,7 +333,7 @@ def layer_flops(layer, in_shape, out_shape):
         first_call=False,
     )
     rule.costs(builder, ctx)
-    return int(round(builder.build().dense("flops")))
+    return int(round(builder.constant_value("flops")))
 
 
 # Per layer object: {input shape: FLOPs} of a traced custom layer. Weak keys, so the
