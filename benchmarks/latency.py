@@ -1,71 +1,7 @@
 """LiteRT latency of ChipNet-stripped models vs. the dense model vs. tfmot magnitude pruning.
 
-For each of two CIFAR-shape models (32x32x3 input, 10 classes, random weights with
-randomised BatchNormalization statistics; latency does not depend on training):
-
-  * ``resnet50``:     ``chipnet_tf.architectures.resnet50_cifar(width=--resnet_width)``,
-  * ``mobilenet_v2``: ``chipnet_tf.architectures.mobilenet_v2_cifar(alpha=--mobilenet_alpha)``,
-
-the benchmark builds, in one process,
-
-  (a) ``dense``:            the model itself,
-  (b) ``chipnet b=B``:      ``chipnet_tf.strip_pruning(dense, masks=select_masks(spec, scores, B,
-                            "flops"))`` at each FLOPs budget B (0.5, 0.25, 0.1); the scores are the
-                            L1 norms of the channel's kernels in every layer writing the group
-                            (each layer's norms divided by their mean, then averaged over the
-                            writers, so all groups share one scale like ChipNet's gate logits),
-                            so with random weights the kept channels are an essentially random
-                            choice,
-  (c) ``chipnet b=B r8``:   the same with ``round_to=8`` (every group keeps a multiple of 8
-                            channels, or all of them), and ``r16`` with ``round_to=16`` (XNNPACK's
-                            float32 channel tile on this AVX-512 x86 CPU appears to be 16: widths
-                            off a multiple of 16 cost like the next multiple),
-  (d) ``tfmot b=B``:        ``tfmot.sparsity.keras.prune_low_magnitude(dense copy,
-                            ConstantSparsity(s, 0))``, masks applied once (the wrappers' own
-                            mask update at step 0, no training), then
-                            ``tfmot.sparsity.keras.strip_pruning``; ``s`` is chosen so that the
-                            model's fraction of non-zero parameters equals the parameter fraction
-                            of (b) at the same budget (tfmot prunes Conv2D/Dense kernels only),
-  (e) ``tfmot+sparse b=B``: (d) converted with ``optimizations=[tf.lite.Optimize.EXPERIMENTAL_SPARSITY]``
-                            (sparse weight encoding); skipped with ``--no_tfmot_sparse``,
-
-  (f) ``chipnet b=B padT``:  a control, not a candidate: (b)'s masks with every group widened to
-                            the next multiple of the measured channel tile T (below), adding the
-                            group's next-best channels: the same output tiles as (b), more FLOPs,
-
-and first a channel-tile probe: one-op LiteRT models (a 1x1 Conv2D on 16x16x64 with 1..48 output
-channels, a 3x3 DepthwiseConv2D with 1..48 channels) timed interleaved. XNNPACK's float32
-kernels work on tiles of ``nr`` output channels (ARM NEON configurations use nr = 8; this
-x86 CPU's measure 16), so a layer costs like its width rounded up to the tile; the probe's
-staircase gives the tile (``tile_probe`` in the JSON; ``--no_tile_probe`` skips it and (f);
-``--probe_only`` runs just the probe, e.g. on the device you deploy to). (f)'s FLOPs are an
-upper bound on the work XNNPACK does for (b): padding a group also widens the reductions of
-the layers that read it, which the runtime does not pad. If (f) runs barely slower than (b)
-with many more FLOPs, (b) already pays for whole tiles.
-
-The benchmark then converts every variant to a float32 TFLite flatbuffer (``chipnet_tf.export.to_tflite``, i.e.
-``TFLiteConverter.from_keras_model``; ``--converter concrete`` converts a batch-1 concrete
-function instead, ~15x faster to convert, used by ``--quick``) and runs it in the LiteRT
-interpreter (``ai_edge_litert.interpreter.Interpreter(num_threads=1)``, default op resolver
-``AUTO``, which applies LiteRT's default XNNPACK delegate to float models; that a ``DELEGATE``
-node is present is checked and recorded per variant) with a batch of one.
-
-Timing: every interpreter is invoked ``--warmup`` times untimed; then ``--rounds`` rounds,
-each of which invokes every variant of the model ``--invocations`` times in a row, the order
-of the variants rotating from round to round, each ``interp.invoke()`` timed alone with
-``time.perf_counter`` (Python's garbage collector off while timing). Reported per variant:
-the median over all its invocations and, as the headline, the paired ratio to ``dense``:
-the median over rounds of (round median of the variant / round median of dense), each pair
-measured within one round so that drift of the machine's load cancels. A short extra
-measurement of the dense model without the default delegates
-(``OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES``) shows what XNNPACK contributes.
-
-Target (the project's): ChipNet's latency ratio <= 1.25 x the FLOPs fraction at every budget,
-checked against the stripped model's actual FLOPs fraction (``count_flops(small) /
-count_flops(dense)``, the stricter number) and against the nominal budget; tfmot's ratios are
-reported as measured. Results go to ``benchmarks/results/latency.json`` (written
-atomically). The 1-minute load average is recorded: other processes on the machine inflate
-and scatter the timings, which the interleaving only partly cancels.
+The method (what is built, how it is timed, what is reported) is described in
+benchmarks/README.md, section "LiteRT latency".
 
 Usage (from the repository root)::
 
@@ -433,114 +369,101 @@ def pad_to_tile(masks, scores, tile):
 
 
 # -- one model ------------------------------------------------------------------------
-def run_model(name, args, tile=None):
-    t_model = time.perf_counter()
-    dense = build_dense(name, args)
-    dense_flops = chipnet_tf.count_flops(dense)
-    dense_params = int(dense.count_params())
-    analysis = chipnet_tf.analyze(dense, warn=False)
-    scores, fallback = channel_scores(dense, analysis, args.seed)
-    x = np.random.default_rng(args.seed + 1).standard_normal((1, *INPUT_SHAPE)).astype("float32")
+def build_variant(model, kind, args, ref, budget=None, round_to=None, sparse=False, extra=None):
+    """Converts one variant and checks it against Keras: ``{"interp", "data", "record"}``.
+
+    ``ref``: ``{"x": the input, "flops": dense FLOPs, "params": dense params}``.
+    """
+    t0 = time.perf_counter()
+    data = convert(model, args.converter, sparse=sparse)
+    conv_s = time.perf_counter() - t0
+    flops = chipnet_tf.count_flops(model)
+    params = int(model.count_params())
+    nnz = nonzero_params(model)
+    interp = make_interpreter(data, ref["x"])
+    lite = tflite_output(interp)
+    want = np.asarray(model(ref["x"], training=False))
+    diff = float(np.abs(lite.reshape(want.shape) - want).max())
+    record = {
+        "kind": kind,
+        "budget": budget,
+        "round_to": round_to,
+        "flops": flops,
+        "flops_fraction": flops / ref["flops"],
+        "params": params,
+        "params_fraction": params / ref["params"],
+        "nonzero_params": nnz,
+        "nonzero_params_fraction": nnz / ref["params"],
+        "tflite_bytes": len(data),
+        "convert_s": conv_s,
+        "max_abs_diff_tflite_vs_keras": diff,
+        "max_rel_diff_tflite_vs_keras": diff / max(float(np.abs(want).max()), 1e-30),
+        **interpreter_info(interp),
+        **(extra or {}),
+    }
+    return {"interp": interp, "data": data, "record": record}
+
+
+def _print_built(vname, variant):
+    r = variant["record"]
     print(
-        f"\n{name}: {model_description(name, args)}; {dense_params:,} params, {dense_flops / 1e6:.1f} MFLOPs, "
-        f"{len(analysis.groups)} channel groups",
+        f"  built {vname:<22} FLOPs {r['flops_fraction']:.3f}, params {r['params_fraction']:.3f}, non-zero "
+        f"{r['nonzero_params_fraction']:.3f}, {r['tflite_bytes'] / 1e6:.1f} MB tflite, converted in "
+        f"{r['convert_s']:.1f} s, delegate nodes {r['delegate_nodes']}, max |TFLite - Keras| / max |Keras| "
+        f"{r['max_rel_diff_tflite_vs_keras']:.1e}",
         flush=True,
     )
 
-    variants = {}  # name -> dict(keras model, info)
 
-    def add(vname, model, kind, budget=None, round_to=None, sparse=False, extra=None):
-        t0 = time.perf_counter()
-        data = convert(model, args.converter, sparse=sparse)
-        conv_s = time.perf_counter() - t0
-        flops = chipnet_tf.count_flops(model)
-        params = int(model.count_params())
-        nnz = nonzero_params(model)
-        interp = make_interpreter(data, x)
-        lite = tflite_output(interp)
-        ref = np.asarray(model(x, training=False))
-        diff = float(np.abs(lite.reshape(ref.shape) - ref).max())
-        variants[vname] = {
-            "interp": interp,
-            "data": data,
-            "record": {
-                "kind": kind,
-                "budget": budget,
-                "round_to": round_to,
-                "flops": flops,
-                "flops_fraction": flops / dense_flops,
-                "params": params,
-                "params_fraction": params / dense_params,
-                "nonzero_params": nnz,
-                "nonzero_params_fraction": nnz / dense_params,
-                "tflite_bytes": len(data),
-                "convert_s": conv_s,
-                "max_abs_diff_tflite_vs_keras": diff,
-                "max_rel_diff_tflite_vs_keras": diff / max(float(np.abs(ref).max()), 1e-30),
-                **interpreter_info(interp),
-                **(extra or {}),
-            },
-        }
-        r = variants[vname]["record"]
-        print(
-            f"  built {vname:<22} FLOPs {r['flops_fraction']:.3f}, params {r['params_fraction']:.3f}, non-zero "
-            f"{r['nonzero_params_fraction']:.3f}, {len(data) / 1e6:.1f} MB tflite, converted in {conv_s:.1f} s, "
-            f"delegate nodes {r['delegate_nodes']}, max |TFLite - Keras| / max |Keras| "
-            f"{r['max_rel_diff_tflite_vs_keras']:.1e}",
-            flush=True,
+def build_budget_variants(dense, analysis, scores, budget, args, ref, tile):
+    """The chipnet (round_to 1/8/16), padded-control and tfmot variants at one budget."""
+    out = {}
+
+    def add(vname, model, kind, **kwargs):
+        out[vname] = build_variant(model, kind, args, ref, budget=budget, **kwargs)
+        _print_built(vname, out[vname])
+
+    masks_by_round = {}
+    for round_to in (1, 8, 16):
+        masks = masks_by_round[round_to] = chipnet_tf.select_masks(
+            analysis.spec, scores, budget, "flops", round_to=round_to
         )
-
-    add("dense", dense, "dense")
+        small = chipnet_tf.strip_pruning(dense, masks=masks)
+        kept = {g: int(np.sum(m)) for g, m in masks.items()}
+        vname = f"chipnet b={budget:g}" + (f" r{round_to}" if round_to > 1 else "")
+        add(vname, small, "chipnet", round_to=round_to, extra={"channels_kept": kept})
+        if round_to == 1:
+            target_fraction = small.count_params() / ref["params"]
+        del small
+    if tile and tile > 1:
+        # Control: the round_to=1 masks widened to the measured tile (the same output
+        # tiles, more FLOPs): if it runs barely slower than round_to=1, the unrounded
+        # model already pays for whole tiles.
+        padded = pad_to_tile(masks_by_round[1], scores, tile)
+        small = chipnet_tf.strip_pruning(dense, masks=padded)
+        extra = {
+            "channels_kept": {g: int(np.sum(m)) for g, m in padded.items()},
+            "group_sizes": {g.name: int(g.size) for g in analysis.groups},
+            "padded_from": f"chipnet b={budget:g}",
+            "tile": tile,
+        }
+        add(f"chipnet b={budget:g} pad{tile}", small, "control", extra=extra)
+        del small
+    # tfmot: non-zero parameter fraction = ours (round_to=1) at this budget.
     prunable = prunable_kernel_params(dense)
-    group_sizes = {g.name: int(g.size) for g in analysis.groups}
-    for b in args.budgets:
-        masks_by_round = {}
-        for round_to in (1, 8, 16):
-            masks = masks_by_round[round_to] = chipnet_tf.select_masks(
-                analysis.spec, scores, b, "flops", round_to=round_to
-            )
-            small = chipnet_tf.strip_pruning(dense, masks=masks)
-            vname = f"chipnet b={b:g}" + (f" r{round_to}" if round_to > 1 else "")
-            kept = {g: int(np.sum(m)) for g, m in masks.items()}
-            add(vname, small, "chipnet", b, round_to, extra={"channels_kept": kept})
-            if round_to == 1:
-                target_fraction = small.count_params() / dense_params
-            del small
-        if tile and tile > 1:
-            # Control: the round_to=1 masks widened to the measured tile (the same output
-            # tiles, more FLOPs): if it runs barely slower than round_to=1, the unrounded
-            # model already pays for whole tiles.
-            padded = pad_to_tile(masks_by_round[1], scores, tile)
-            small = chipnet_tf.strip_pruning(dense, masks=padded)
-            kept = {g: int(np.sum(m)) for g, m in padded.items()}
-            extra = {
-                "channels_kept": kept,
-                "group_sizes": group_sizes,
-                "padded_from": f"chipnet b={b:g}",
-                "tile": tile,
-            }
-            add(f"chipnet b={b:g} pad{tile}", small, "control", b, extra=extra)
-            del small
-        # tfmot: non-zero parameter fraction = ours (round_to=1) at this budget.
-        keep_prunable = (target_fraction * dense_params - (dense_params - prunable)) / prunable
-        sparsity = float(np.clip(1.0 - keep_prunable, 0.0, 0.999))
-        tmodel = tfmot_stripped(dense, sparsity)
-        extra = {"tfmot_sparsity": sparsity, "matched_params_fraction": target_fraction}
-        add(f"tfmot b={b:g}", tmodel, "tfmot", b, extra=extra)
-        if args.tfmot_sparse:
-            add(f"tfmot+sparse b={b:g}", tmodel, "tfmot_sparse", b, sparse=True, extra=extra)
-        del tmodel
-    build_s = time.perf_counter() - t_model
+    keep_prunable = (target_fraction * ref["params"] - (ref["params"] - prunable)) / prunable
+    sparsity = float(np.clip(1.0 - keep_prunable, 0.0, 0.999))
+    tmodel = tfmot_stripped(dense, sparsity)
+    extra = {"tfmot_sparsity": sparsity, "matched_params_fraction": target_fraction}
+    add(f"tfmot b={budget:g}", tmodel, "tfmot", extra=extra)
+    if args.tfmot_sparse:
+        add(f"tfmot+sparse b={budget:g}", tmodel, "tfmot_sparse", sparse=True, extra=extra)
+    return out
 
-    interps = {v: d["interp"] for v, d in variants.items()}
-    per_round, orders, load = interleaved_timing(interps, args, name)
-    summary = summarize(per_round)
-    xnn = xnnpack_reference(variants["dense"]["data"], x, args)
-    records = {v: d["record"] for v, d in variants.items()}
-    for v in records:
-        records[v]["median_ms"] = summary["median_s"][v] * 1e3
-        records[v]["ratio_vs_dense"] = summary["ratio_vs_dense"][v]
-        records[v]["ratio_over_flops_fraction"] = summary["ratio_vs_dense"][v] / records[v]["flops_fraction"]
+
+def check_targets(records):
+    """Per chipnet variant: its latency ratio against TARGET_FACTOR x its FLOPs fraction
+    (actual) and x its budget (nominal)."""
     targets = {}
     for v, rec in records.items():
         if rec["kind"] != "chipnet":
@@ -553,12 +476,45 @@ def run_model(name, args, tile=None):
             "limit_nominal": TARGET_FACTOR * rec["budget"],
             "met_nominal": ratio <= TARGET_FACTOR * rec["budget"],
         }
+    return targets
+
+
+def run_model(name, args, tile=None):
+    """Builds, converts and times every variant of model ``name``; returns its results."""
+    t_model = time.perf_counter()
+    dense = build_dense(name, args)
+    ref = {
+        "x": np.random.default_rng(args.seed + 1).standard_normal((1, *INPUT_SHAPE)).astype("float32"),
+        "flops": chipnet_tf.count_flops(dense),
+        "params": int(dense.count_params()),
+    }
+    analysis = chipnet_tf.analyze(dense, warn=False)
+    scores, fallback = channel_scores(dense, analysis, args.seed)
+    print(
+        f"\n{name}: {model_description(name, args)}; {ref['params']:,} params, {ref['flops'] / 1e6:.1f} MFLOPs, "
+        f"{len(analysis.groups)} channel groups",
+        flush=True,
+    )
+    variants = {"dense": build_variant(dense, "dense", args, ref)}
+    _print_built("dense", variants["dense"])
+    for b in args.budgets:
+        variants.update(build_budget_variants(dense, analysis, scores, b, args, ref, tile))
+    build_s = time.perf_counter() - t_model
+
+    per_round, orders, load = interleaved_timing({v: d["interp"] for v, d in variants.items()}, args, name)
+    summary = summarize(per_round)
+    xnn = xnnpack_reference(variants["dense"]["data"], ref["x"], args)
+    records = {v: d["record"] for v, d in variants.items()}
+    for v, rec in records.items():
+        rec["median_ms"] = summary["median_s"][v] * 1e3
+        rec["ratio_vs_dense"] = summary["ratio_vs_dense"][v]
+        rec["ratio_over_flops_fraction"] = summary["ratio_vs_dense"][v] / rec["flops_fraction"]
+    targets = check_targets(records)
     variants.clear()
-    del interps
     gc.collect()
     return {
         "description": model_description(name, args),
-        "dense": {"params": dense_params, "flops": dense_flops, "groups": len(analysis.groups)},
+        "dense": {"params": ref["params"], "flops": ref["flops"], "groups": len(analysis.groups)},
         "score_fallback_groups": fallback,
         "variants": records,
         "timing": {"raw_invocation_s": per_round, "round_orders": orders, **summary},

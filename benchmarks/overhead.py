@@ -1,39 +1,7 @@
 """Training-step overhead of ChipNet gates vs. a plain model vs. tfmot magnitude pruning.
 
-Measures, side by side in one process, the ``model.fit`` step time of
-
-  (a) ``plain``:   a ResNet-20-size CIFAR-shape tf_keras model,
-  (b) ``chipnet``: the same model wrapped by
-      ``chipnet_tf.prune_low_budget(model, budget=0.5, budget_type="flops")`` and trained
-      with ``chipnet_tf.UpdatePruningStep()``,
-  (c) ``tfmot``:   the same model wrapped by
-      ``tfmot.sparsity.keras.prune_low_magnitude`` (``ConstantSparsity(0.5, 0)``) and
-      trained with ``tfmot.sparsity.keras.UpdatePruningStep()``,
-
-on CPU, on an in-memory synthetic dataset (fixed seed). Every variant is compiled and
-traced (warm-up) before timing. Against drift, the timing is interleaved: ``--rounds``
-rounds, each of which runs ``fit(steps_per_epoch=--steps, epochs=1)`` once per variant (the
-order rotates from round to round). A callback placed after the pruning callbacks records
-the end of every batch; a step's time is the interval between two consecutive batch ends,
-so it contains the train step *and* every callback's per-batch work. The first batch of
-each ``fit`` and the per-``fit`` setup/``on_epoch_end``/teardown work (which a real epoch
-amortises over hundreds of steps) are left out of the step times; the whole ``fit`` wall
-time per step is recorded as well.
-
-Reported: each variant's median step time over all rounds and, as the headline, its
-paired ratio to ``plain``: the median over rounds of (round median of the variant / round
-median of plain), each pair measured seconds apart so that drift of the machine's load
-cancels (the ratio of the pooled medians is reported too); then whether the project's
-target (chipnet <= 1.10x plain and below tfmot's ratio) is met. Step times are taken on the
-wall clock (primary) and as process CPU time. Results go to
-``benchmarks/results/overhead.json`` (written atomically). The 1-minute load average is
-recorded: other processes on the machine inflate and scatter the timings, which the
-interleaving only partly cancels.
-
-``--breakdown`` adds ablations of the ChipNet model (built in-process by replacing the
-``call`` of single layer *instances*; no library file is changed) that attribute the
-overhead to the per-batch callback, the ChannelGate multiplies, the gradients into the
-masks and the rest (controller math, its losses and metrics).
+The method (what is built, how it is timed, what is reported) is described in
+benchmarks/README.md, section "Training-step overhead".
 
 Usage (from the repository root)::
 
@@ -320,19 +288,9 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    t_start = time.perf_counter()
-    variants = list(MAIN_VARIANTS) + (list(BREAKDOWN_VARIANTS) if args.breakdown else [])
-    dataset = synthetic_dataset(args.batch_size, args.seed)
-    env = environment()
-    print(
-        f"chipnet_tf overhead benchmark: ResNet-20 32x32x3, batch {args.batch_size}, {args.rounds} rounds x "
-        f"{args.steps} steps, CPU x{env['os_cpu_count']}, tf {env['tensorflow']}, tf_keras {env['tf_keras']}, "
-        f"tfmot {env['tensorflow_model_optimization']}",
-        flush=True,
-    )
-
+def build_variants(variants, args, dataset):
+    """Builds and warms up every variant: ``({variant: (model, callbacks factory)}, warm-up
+    seconds, train_function tracing counts)``."""
     models, warmup, traces = {}, {}, {}
     for v in variants:
         t0 = time.perf_counter()
@@ -342,47 +300,44 @@ def main(argv=None):
         traces[v] = {"after_warmup": _tracing_count(model)}
         models[v] = (model, cbs)
         print(f"  built + warmed up {v:<20} in {warmup[v]:6.1f} s ({model.count_params():,} params)", flush=True)
+    return models, warmup, traces
 
-    # Per variant, per round: the (steps - 1) batch-end to batch-end intervals.
-    wall_steps = {v: [] for v in variants}
-    cpu_steps = {v: [] for v in variants}
-    fit_wall = {v: [] for v in variants}
-    load = [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
-    orders = []
+
+def time_rounds(models, variants, args, dataset):
+    """The interleaved timing: per variant, per round, the (steps - 1) batch-end to
+    batch-end intervals (wall and CPU), the fit wall time per step, the load averages and
+    the variant order of every round."""
+    timing = {
+        "wall": {v: [] for v in variants},
+        "cpu": {v: [] for v in variants},
+        "fit_wall": {v: [] for v in variants},
+        "load": [os.getloadavg()[0]] if hasattr(os, "getloadavg") else [],
+        "orders": [],
+    }
     for r in range(args.rounds):
         order = variants[r % len(variants) :] + variants[: r % len(variants)]
-        orders.append(order)
+        timing["orders"].append(order)
         for v in order:
             model, cbs = models[v]
             w, c, f = timed_fit(model, cbs, dataset, args.steps)
-            wall_steps[v].append(w)
-            cpu_steps[v].append(c)
-            fit_wall[v].append(f)
+            timing["wall"][v].append(w)
+            timing["cpu"][v].append(c)
+            timing["fit_wall"][v].append(f)
+        load = timing["load"]
         if load:
             load.append(os.getloadavg()[0])
         print(
             f"  round {r + 1}/{args.rounds}: "
-            + ", ".join(f"{v} {statistics.median(wall_steps[v][-1]) * 1e3:.1f}" for v in variants)
+            + ", ".join(f"{v} {statistics.median(timing['wall'][v][-1]) * 1e3:.1f}" for v in variants)
             + " ms/step (round medians)"
             + (f", 1-min load average {load[-1]:.1f}" if load else ""),
             flush=True,
         )
-    for v in variants:
-        traces[v]["after_timing"] = _tracing_count(models[v][0])
-    retraced = [v for v in variants if traces[v]["after_warmup"] != traces[v]["after_timing"]]
+    return timing
 
-    wall = summarize(wall_steps, variants)
-    cpu = summarize(cpu_steps, variants)
-    fit_wall_medians = {v: statistics.median(fit_wall[v]) for v in variants}
+
+def print_verdict(wall, cpu, load, target_met, vs_tfmot):
     ratios = wall["ratio_vs_plain"]
-
-    print()
-    print_table(variants, wall, cpu, fit_wall_medians)
-    print()
-    if retraced:
-        print(f"WARNING: train_function retraced during timing for {retraced}")
-    target_met = ratios["chipnet"] <= TARGET_RATIO and ratios["chipnet"] < ratios["tfmot"]
-    vs_tfmot = paired_comparison(wall, "chipnet", "tfmot")
     for label, v in (("(b)/(a) chipnet", "chipnet"), ("(c)/(a) tfmot  ", "tfmot")):
         print(
             f"{label} / plain = {ratios[v]:.3f}x   (ratio of pooled medians "
@@ -403,29 +358,35 @@ def main(argv=None):
         f"{'yes' if target_met else 'no'}"
     )
 
-    breakdown = None
-    if args.breakdown:
-        hooks = time_callback_hooks(models["chipnet"][0])
-        breakdown = {"callback_hooks_called_directly_s": hooks}
-        print(
-            "\nChipNet overhead breakdown (paired per-round differences of medians, ms/step; UpdatePruningStep's batch hooks"
-        )
-        print(f"called directly in a loop cost {hooks * 1e3:.3f} ms/step):")
-        print(f"  {'component':<34} {'wall':>8} {'CPU':>8}")
-        for key, hi, lo in (
-            ("callback (in fit)", "chipnet", "chipnet_no_callback"),
-            ("gradients into the gate masks", "chipnet_no_callback", "chipnet_no_mask_grad"),
-            ("gate multiplies (fwd + d/dx)", "chipnet_no_mask_grad", "chipnet_no_gates"),
-            ("controller math, losses, metrics", "chipnet_no_gates", "plain"),
-            ("total", "chipnet", "plain"),
-        ):
-            dw = paired_difference(wall, hi, lo)
-            dc = paired_difference(cpu, hi, lo)
-            breakdown[key] = {"wall_s": dw, "cpu_s": dc, "minuend": hi, "subtrahend": lo}
-            print(f"  {key:<34} {dw * 1e3:>8.2f} {dc * 1e3:>8.2f}")
 
-    elapsed = time.perf_counter() - t_start
-    payload = {
+def breakdown_of(model, wall, cpu):
+    """Attributes the ChipNet overhead from the ablation variants; prints and returns it."""
+    hooks = time_callback_hooks(model)
+    breakdown = {"callback_hooks_called_directly_s": hooks}
+    print(
+        "\nChipNet overhead breakdown (paired per-round differences of medians, ms/step; UpdatePruningStep's batch hooks"
+    )
+    print(f"called directly in a loop cost {hooks * 1e3:.3f} ms/step):")
+    print(f"  {'component':<34} {'wall':>8} {'CPU':>8}")
+    for key, hi, lo in (
+        ("callback (in fit)", "chipnet", "chipnet_no_callback"),
+        ("gradients into the gate masks", "chipnet_no_callback", "chipnet_no_mask_grad"),
+        ("gate multiplies (fwd + d/dx)", "chipnet_no_mask_grad", "chipnet_no_gates"),
+        ("controller math, losses, metrics", "chipnet_no_gates", "plain"),
+        ("total", "chipnet", "plain"),
+    ):
+        dw = paired_difference(wall, hi, lo)
+        dc = paired_difference(cpu, hi, lo)
+        breakdown[key] = {"wall_s": dw, "cpu_s": dc, "minuend": hi, "subtrahend": lo}
+        print(f"  {key:<34} {dw * 1e3:>8.2f} {dc * 1e3:>8.2f}")
+    return breakdown
+
+
+def payload_of(args, variants, models, timing, results):
+    """The JSON document of one run (``results``: the computed summaries and verdicts)."""
+    wall, cpu, fit_wall_medians = results["wall"], results["cpu"], results["fit_wall_medians"]
+    ratios = wall["ratio_vs_plain"]
+    return {
         "benchmark": "chipnet_tf training-step overhead",
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "config": {
@@ -447,11 +408,11 @@ def main(argv=None):
         },
         "variants": {v: DESCRIPTIONS[v] for v in variants},
         "params": {v: int(models[v][0].count_params()) for v in variants},
-        "round_orders": orders,
-        "wall": {"raw_step_intervals_s": wall_steps, **wall},
-        "cpu": {"raw_step_intervals_s": cpu_steps, **cpu},
+        "round_orders": timing["orders"],
+        "wall": {"raw_step_intervals_s": timing["wall"], **wall},
+        "cpu": {"raw_step_intervals_s": timing["cpu"], **cpu},
         "fit_wall": {
-            "raw_per_step_s": fit_wall,
+            "raw_per_step_s": timing["fit_wall"],
             "median_per_step_s": fit_wall_medians,
             "ratio_vs_plain": {v: fit_wall_medians[v] / fit_wall_medians["plain"] for v in variants},
         },
@@ -461,16 +422,64 @@ def main(argv=None):
             "rule": f"paired wall step-time ratios: chipnet/plain <= {TARGET_RATIO} and chipnet/plain < tfmot/plain",
             "chipnet_ratio": ratios["chipnet"],
             "tfmot_ratio": ratios["tfmot"],
-            "met": bool(target_met),
-            "chipnet_vs_tfmot": vs_tfmot,
+            "met": bool(results["target_met"]),
+            "chipnet_vs_tfmot": results["vs_tfmot"],
         },
-        "breakdown": breakdown,
-        "warmup_s": warmup,
-        "train_function_tracing_counts": traces,
-        "environment": env,
-        "load_average_1min_at_start_and_after_each_round": load,
-        "total_runtime_s": elapsed,
+        "breakdown": results["breakdown"],
+        "warmup_s": results["warmup"],
+        "train_function_tracing_counts": results["traces"],
+        "environment": results["environment"],
+        "load_average_1min_at_start_and_after_each_round": timing["load"],
+        "total_runtime_s": results["elapsed"],
     }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_start = time.perf_counter()
+    variants = list(MAIN_VARIANTS) + (list(BREAKDOWN_VARIANTS) if args.breakdown else [])
+    dataset = synthetic_dataset(args.batch_size, args.seed)
+    env = environment()
+    print(
+        f"chipnet_tf overhead benchmark: ResNet-20 32x32x3, batch {args.batch_size}, {args.rounds} rounds x "
+        f"{args.steps} steps, CPU x{env['os_cpu_count']}, tf {env['tensorflow']}, tf_keras {env['tf_keras']}, "
+        f"tfmot {env['tensorflow_model_optimization']}",
+        flush=True,
+    )
+    models, warmup, traces = build_variants(variants, args, dataset)
+    timing = time_rounds(models, variants, args, dataset)
+    for v in variants:
+        traces[v]["after_timing"] = _tracing_count(models[v][0])
+    retraced = [v for v in variants if traces[v]["after_warmup"] != traces[v]["after_timing"]]
+
+    wall = summarize(timing["wall"], variants)
+    cpu = summarize(timing["cpu"], variants)
+    fit_wall_medians = {v: statistics.median(timing["fit_wall"][v]) for v in variants}
+    print()
+    print_table(variants, wall, cpu, fit_wall_medians)
+    print()
+    if retraced:
+        print(f"WARNING: train_function retraced during timing for {retraced}")
+    ratios = wall["ratio_vs_plain"]
+    target_met = ratios["chipnet"] <= TARGET_RATIO and ratios["chipnet"] < ratios["tfmot"]
+    vs_tfmot = paired_comparison(wall, "chipnet", "tfmot")
+    print_verdict(wall, cpu, timing["load"], target_met, vs_tfmot)
+    breakdown = breakdown_of(models["chipnet"][0], wall, cpu) if args.breakdown else None
+
+    elapsed = time.perf_counter() - t_start
+    results = {
+        "wall": wall,
+        "cpu": cpu,
+        "fit_wall_medians": fit_wall_medians,
+        "target_met": target_met,
+        "vs_tfmot": vs_tfmot,
+        "breakdown": breakdown,
+        "warmup": warmup,
+        "traces": traces,
+        "environment": env,
+        "elapsed": elapsed,
+    }
+    payload = payload_of(args, variants, models, timing, results)
     write_json_atomic(args.output, payload)
     print(f"\nwrote {args.output}  (total run time {elapsed:.0f} s)")
     return payload

@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 
 import matplotlib
@@ -22,8 +21,11 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from chipnet_tf.io import atomic_write  # noqa: E402
+
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
+BENCHMARKS_README = Path(__file__).resolve().parent / "README.md"
 BASELINES = ("l1", "slimming", "random", "tfmot")
 LABELS = {
     "chipnet": "ChipNet",
@@ -57,19 +59,6 @@ def _load(results_dir, name):
         return None
     with open(path) as f:
         return json.load(f)
-
-
-def _atomic_write(path, write):
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem, suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 # -- accuracy ---------------------------------------------------------------------------
@@ -136,7 +125,7 @@ def plot_accuracy(accuracy, path):
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, fontsize=8, loc="lower center", ncol=4, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -440,7 +429,7 @@ def plot_latency(latency, path):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=6)
     fig.tight_layout()
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
     plt.close(fig)
 
 
@@ -580,11 +569,13 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
     overhead = _load(results_dir, "overhead")
     strip = _load(results_dir, "strip_speed")
     rel = os.path.relpath(results_dir, output.parent)
+    readme = os.path.relpath(BENCHMARKS_README, output.parent)
     lines = [
         "# chipnet_tf benchmark results",
         "",
         f"Written by `{command}` (`python -m benchmarks.suite`) from `{rel}/*.json`; every number and verdict on "
-        "this page is computed from those files by `benchmarks/report.py`.",
+        "this page is computed from those files by `benchmarks/report.py`. How each benchmark builds, times "
+        f"and reports what it measures: [benchmarks/README.md]({readme}).",
         "",
     ]
     env = (accuracy or latency or overhead or strip or {}).get("environment", {})
@@ -616,7 +607,8 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
     if strip:
         lines += strip_section(strip)
     text = "\n".join(lines)
-    _atomic_write(output, lambda tmp: Path(tmp).write_text(text))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write(output, lambda f: f.write(text), mode="w")
     return text
 
 

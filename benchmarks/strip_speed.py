@@ -1,50 +1,7 @@
 """Time and peak memory of wrapping and stripping ResNet-50 at 50 % channels.
 
-Four steps are measured on a ``keras.applications`` model built with ``weights=None``
-(224x224x3, 1000 classes; ``--model resnet50`` (default) or ``mobilenetv2``):
-
-  (a) ``wrap``:        ``chipnet_tf.prune_low_budget(dense, budget=0.5, budget_type="channels")``,
-  (b) ``masks``:       random budget-aware hard masks at 50 % channels:
-                       ``an = chipnet_tf.analyze(dense)``,
-                       ``masks = chipnet_tf.select_masks(an.spec, {group: N(0, 1) scores}, 0.5, "channels")``,
-                       ``chipnet_tf.apply_masks(pruned, masks)``,
-  (c) ``strip``:       ``chipnet_tf.strip_pruning(pruned, masks=masks)`` (the wrapped model),
-  (d) ``strip_dense``: ``chipnet_tf.strip_pruning(dense, masks=masks)`` (the mask-transfer path).
-
-Time: wall clock (``perf_counter``, primary) and process CPU time (``process_time``, less
-sensitive to other load on the machine) in this process. Every step runs ``1 + --repeats``
-times, in rounds (a), (b), (c), (d); each run gets fresh objects (a newly built dense model, a new
-wrapped model, new masks), built outside the timed region, and every round ends with
-``keras.backend.clear_session()``. The first run of a step is reported on its own as
-``cold`` (it includes first-call effects: lazy imports, tracing, caches); the median and
-minimum of the others as ``median``/``min``.
-
-Peak memory: Python's ``tracemalloc`` does not see TensorFlow's C++ allocations, so the
-headline is the process's resident set size (RSS). Each step is measured in a fresh
-subprocess (this script with ``--child STEP``) that imports chipnet_tf, builds what the
-step needs (the dense model, and the wrapped model and masks where used), collects
-garbage, reads its RSS, and then runs the step while a background thread samples
-``/proc/self/statm`` every 5 ms; the kernel's high-water mark ``VmHWM`` is reset before the
-step (``echo 5 > /proc/self/clear_refs``) and read after it, catching peaks between two
-samples. ``peak extra`` = max(sampled peak, VmHWM, RSS after) - RSS before: the memory the
-step needs on top of what already exists, including the result it returns (which stays
-alive until the measurement ends). It is reported as a ratio to the dense model's weight
-bytes (sum over ``model.weights`` of elements x dtype size: 102.5 MB for ResNet-50, with
-MB = 10^6 bytes throughout). The child measures three times, on fresh objects each: ``cold`` (first run in the process: the
-headline, what a script that strips once sees), ``warm`` (second run; caveat: memory the
-allocator kept from the first run can be reused, so this may understate) and
-``tracemalloc`` (a third run under ``tracemalloc``: its peak of traced Python/numpy
-allocations is the secondary number; its RSS is inflated by tracemalloc itself). The
-child's wall time of the cold run (with the sampler thread running) is reported as
-``fresh s``.
-
-Targets (from the issue): strip <= 5 s and peak extra memory <= 2x the dense weights on this
-machine, checked for both strip paths (c) and (d); the time checked is the worse of cold
-and median. Sanity checks (printed): ``small.count_params()`` equals
-``chipnet_tf.budget_report(dense, masks=masks).totals["params"]["kept"]`` for (c) and (d),
-and the stripped model predicts what the wrapped model predicts under the hard masks.
-``--profile`` adds a cProfile of one warm (c) run (top 15 functions by cumulative time).
-Results go to ``benchmarks/results/strip_speed.json`` (written atomically).
+The method (what is built, how it is timed, what is reported) is described in
+benchmarks/README.md, section "Strip time and memory".
 
 Usage (from the repository root)::
 
@@ -380,28 +337,14 @@ def parse_args(argv=None):
     return args
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.child:
-        return child_main(args)
-    t_start = time.perf_counter()
-    env = environment()
-    load = [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
+def describe_dense(args):
+    """``(weight bytes, params, input shape)`` of the dense model (built, then dropped)."""
     dense = build_dense(args.model, args.seed)
-    dense_bytes = weight_bytes(dense)
-    dense_params = int(dense.count_params())
-    input_shape = tuple(dense.input_shape[1:])
-    del dense
-    print(
-        f"chipnet_tf strip benchmark: {MODELS[args.model][0]} {input_shape}, {dense_params:,} params, weights "
-        f"{dense_bytes / MB:.1f} MB; budget {args.budget:g} channels; 1 cold + {args.repeats} timed runs per step; "
-        f"CPU x{env['os_cpu_count']}, tf {env['tensorflow']}, tf_keras {env['tf_keras']}",
-        flush=True,
-    )
+    return weight_bytes(dense), int(dense.count_params()), tuple(dense.input_shape[1:])
 
-    times, cpu_times, sanity = time_steps(args)
-    timing = summarize_times(times, cpu_times)
 
+def measure_memory_all(args):
+    """Per step, the fresh-subprocess memory measurement (see :func:`measure_in_subprocess`)."""
     memory = {}
     for step in STEPS:
         memory[step] = measure_in_subprocess(step, args)
@@ -412,10 +355,10 @@ def main(argv=None):
             f"{'reset' if c['peak_rss_vmhwm_bytes'] is not None else 'unavailable'})",
             flush=True,
         )
+    return memory
 
-    print()
-    print_table(timing, memory, dense_bytes)
-    print()
+
+def print_sanity(sanity):
     for step in STRIP_STEPS:
         s = sanity[step]
         line = (
@@ -427,17 +370,19 @@ def main(argv=None):
             line += f", max |wrapped(hard) - stripped| = {s['max_abs_prediction_diff_vs_wrapped_hard']:.2e}"
         print(line)
 
+
+def check_targets(timing, memory, dense_bytes):
+    """Per strip path: the time and memory targets, printed and returned."""
     targets = {}
     for step in STRIP_STEPS:
         worst_s = max(timing[step]["cold_s"], timing[step]["median_s"])
         ratio = memory[step]["cold"]["peak_extra_bytes"] / dense_bytes
-        targets[step] = {
+        targets[step] = tt = {
             "time_s_checked": worst_s,
             "time_met": worst_s <= TARGET_STRIP_S,
             "memory_ratio_checked": ratio,
             "memory_met": ratio <= TARGET_MEMORY_RATIO,
         }
-        tt = targets[step]
         print(
             f"target {step:<11} strip <= {TARGET_STRIP_S:g} s: {'met' if tt['time_met'] else 'NOT met'} "
             f"(measured {worst_s:.2f} s = worse of cold {timing[step]['cold_s']:.2f} s and median "
@@ -448,19 +393,15 @@ def main(argv=None):
             f"{'met' if tt['memory_met'] else 'NOT met'} (measured {ratio:.2f}x = "
             f"{memory[step]['cold']['peak_extra_bytes'] / MB:.1f} MB)"
         )
+    return targets
 
-    if load:
-        load.append(os.getloadavg()[0])
-        print(f"1-min load average at start / end: {load[0]:.1f} / {load[1]:.1f} (machine has {os.cpu_count()} CPUs)")
 
-    profile = None
-    if args.profile:
-        profile = profile_strip(args)
-        print("\ncProfile of one warm strip_pruning(pruned, masks=masks) run, top 15 by cumulative time:")
-        print(profile)
-
-    elapsed = time.perf_counter() - t_start
-    payload = {
+def payload_of(args, dense, measured):
+    """The JSON document of one run. ``dense``: ``(weight bytes, params, input shape)``;
+    ``measured``: timing, memory, sanity, targets, profile, environment, load, elapsed."""
+    dense_bytes, dense_params, input_shape = dense
+    memory, targets = measured["memory"], measured["targets"]
+    return {
         "benchmark": "chipnet_tf strip_pruning / prune_low_budget time and peak memory",
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "config": {
@@ -479,23 +420,68 @@ def main(argv=None):
         },
         "steps": DESCRIPTIONS,
         "dense": {"params": dense_params, "weight_bytes": dense_bytes},
-        "timing": timing,
+        "timing": measured["timing"],
         "memory": memory,
         "memory_ratio_to_dense_weights": {
             s: {ph: memory[s][ph]["peak_extra_bytes"] / dense_bytes for ph in ("cold", "warm")} for s in STEPS
         },
-        "sanity": sanity,
+        "sanity": measured["sanity"],
         "target": {
             "rule": f"strip (both paths) <= {TARGET_STRIP_S} s (worse of cold and median) and peak extra RSS "
             f"(cold, fresh process) <= {TARGET_MEMORY_RATIO}x dense weight bytes",
             "per_step": targets,
             "met": all(t["time_met"] and t["memory_met"] for t in targets.values()),
         },
-        "profile_strip_top15_cumulative": profile,
-        "environment": env,
-        "load_average_1min_start_end": load,
-        "total_runtime_s": elapsed,
+        "profile_strip_top15_cumulative": measured["profile"],
+        "environment": measured["environment"],
+        "load_average_1min_start_end": measured["load"],
+        "total_runtime_s": measured["elapsed"],
     }
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args)
+    t_start = time.perf_counter()
+    env = environment()
+    load = [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
+    dense = describe_dense(args)
+    dense_bytes, dense_params, input_shape = dense
+    print(
+        f"chipnet_tf strip benchmark: {MODELS[args.model][0]} {input_shape}, {dense_params:,} params, weights "
+        f"{dense_bytes / MB:.1f} MB; budget {args.budget:g} channels; 1 cold + {args.repeats} timed runs per step; "
+        f"CPU x{env['os_cpu_count']}, tf {env['tensorflow']}, tf_keras {env['tf_keras']}",
+        flush=True,
+    )
+    times, cpu_times, sanity = time_steps(args)
+    timing = summarize_times(times, cpu_times)
+    memory = measure_memory_all(args)
+    print()
+    print_table(timing, memory, dense_bytes)
+    print()
+    print_sanity(sanity)
+    targets = check_targets(timing, memory, dense_bytes)
+    if load:
+        load.append(os.getloadavg()[0])
+        print(f"1-min load average at start / end: {load[0]:.1f} / {load[1]:.1f} (machine has {os.cpu_count()} CPUs)")
+    profile = None
+    if args.profile:
+        profile = profile_strip(args)
+        print("\ncProfile of one warm strip_pruning(pruned, masks=masks) run, top 15 by cumulative time:")
+        print(profile)
+    elapsed = time.perf_counter() - t_start
+    measured = {
+        "timing": timing,
+        "memory": memory,
+        "sanity": sanity,
+        "targets": targets,
+        "profile": profile,
+        "environment": env,
+        "load": load,
+        "elapsed": elapsed,
+    }
+    payload = payload_of(args, dense, measured)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     chipnet_io.write_json(args.output, payload)
     print(f"\nwrote {args.output}  (total run time {elapsed:.0f} s)")

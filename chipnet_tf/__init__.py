@@ -22,9 +22,10 @@ from chipnet_tf.layers import (
 )
 from chipnet_tf.masks import apply_masks, get_masks, load_masks, save_masks, select_masks
 from chipnet_tf.prune import prune_low_budget, prune_scope
+from chipnet_tf.registry import register_layer, register_surgery
 from chipnet_tf.report import BudgetReport, budget_report, count_flops
 from chipnet_tf.schedules import HeavisideSchedule
-from chipnet_tf.strip import register_surgery, strip_pruning
+from chipnet_tf.strip import strip_pruning
 
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "load_masks",
     "prune_low_budget",
     "prune_scope",
+    "register_layer",
     "register_surgery",
     "registry",
     "save_masks",

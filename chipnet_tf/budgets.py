@@ -59,6 +59,12 @@ class CostSpecBuilder:
         f2 = self.one if f2 is None else f2
         self._terms[budget_type].append((float(coef), f1, f2, self._layer_index[layer_name]))
 
+    def constant_value(self, budget_type):
+        """The ``budget_type`` total when no form depends on a group (e.g. a builder with
+        no groups): the terms evaluated without building a :class:`CostSpec`."""
+        const = [c for c, _ in self._form_list]
+        return sum(coef * const[f1] * const[f2] for coef, f1, f2, _ in self._terms[budget_type])
+
     def build(self):
         entries = [(f, g, m) for f, (_, coeffs) in enumerate(self._form_list) for g, m in coeffs]
         terms = {t: [list(x) for x in zip(*rows)] if rows else [[], [], [], []] for t, rows in self._terms.items()}

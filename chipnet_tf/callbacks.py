@@ -8,22 +8,13 @@ import warnings
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.layers.controller import require_controllers
+from chipnet_tf.masks import get_masks
+from chipnet_tf.validators import check_round_to
 
 
 def _controllers_or_raise(model):
-    return require_controllers(model, "chipnet_tf callbacks")
-
-
-def require_controllers(model, purpose):
-    from chipnet_tf.prune import controllers
-
-    found = controllers(model)
-    if not found:
-        raise ValueError(
-            f"The model {model.name!r} has no chipnet_tf gates: wrap it with chipnet_tf.prune_low_budget "
-            f"before using {purpose}."
-        )
-    return found
+    return require_controllers(model, "using chipnet_tf callbacks")
 
 
 class UpdatePruningStep(keras.callbacks.Callback):
@@ -82,7 +73,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         )
 
     def on_train_begin(self, logs=None):
-        self._ctls = require_controllers(self.model, "chipnet_tf callbacks")
+        self._ctls = require_controllers(self.model, "using chipnet_tf callbacks")
         self._steps = (getattr(self, "params", None) or {}).get("steps")
         # Epochs and steps are cached in Python so the per-batch hook reads no variable.
         self._epochs = []
@@ -166,8 +157,6 @@ class PruningSummaries(keras.callbacks.Callback):
         self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
-        from chipnet_tf.masks import get_masks
-
         masks = get_masks(self.model)
         with self._writer.as_default():
             for ctl in self._ctls:
@@ -303,9 +292,7 @@ class BestHardMasks(keras.callbacks.Callback):
         self.validation_data = validation_data
         self.monitor = monitor
         self.mode = mode or ("min" if "loss" in monitor else "max")
-        if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
-            raise ValueError(f"round_to must be a positive integer. Received: round_to={round_to!r}")
-        self.round_to = int(round_to)
+        self.round_to = check_round_to(round_to)
         self.filepath = None if filepath is None else str(filepath)
         self.restore = restore
         self.write = bool(write)

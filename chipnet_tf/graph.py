@@ -15,8 +15,9 @@ BNs, and input channel 3 of the last conv. A tensor's channel axis is described 
 **layout**: a list of segments, one per channel space, tiled ``repeat`` times (a
 concatenation lists its inputs' segments; a Flatten tiles the layout over positions).
 
-The analysis works on a *flat* view of the model (nested functional models are walked
-into), so the same code serves wrapping, stripping and budget reports.
+The analysis works on a *flat* view of the model (:mod:`chipnet_tf.flat_graph`: nested
+functional models are walked into), so the same code serves wrapping, stripping and
+budget reports.
 """
 
 import dataclasses
@@ -26,158 +27,15 @@ import numpy as np
 
 from chipnet_tf import registry
 from chipnet_tf.budgets import CostSpecBuilder
-from chipnet_tf.compat import keras, tf
-
-
-class UnsupportedModelError(ValueError):
-    """The model cannot be analysed (subclassed, unbuilt, Keras 3, ...)."""
-
-
-# -- flat view -------------------------------------------------------------------------
-@dataclasses.dataclass
-class FlatNode:
-    layer: object
-    name: str
-    node: object  # the tf_keras Node
-    scope: int
-    in_keys: list
-    out_keys: list
-    out_shapes: list
-    in_shapes: list
-    first_call: bool
-
-
-@dataclasses.dataclass
-class FlatGraph:
-    nodes: list
-    input_keys: list
-    input_tensors: list
-    output_keys: list
-    layer_names: dict  # id(layer) -> flat name
-
-    def resolve_args(self, fnode, tensors):
-        """``(args, kwargs)`` of ``fnode``'s call with its input tensors from ``tensors``."""
-
-        def sub(x):
-            if hasattr(x, "_keras_history"):
-                return tensors[self._key(fnode.scope, x)]
-            return x
-
-        args = tf.nest.map_structure(sub, fnode.node.call_args)
-        kwargs = tf.nest.map_structure(sub, fnode.node.call_kwargs)
-        return args, kwargs
-
-    def _key(self, scope, kt):
-        key = (scope, id(kt))
-        while key in self._alias:
-            key = self._alias[key]
-        return key
-
-
-def _is_functional(layer):
-    return isinstance(layer, keras.Model) and getattr(layer, "_is_graph_network", False)
-
-
-def check_model(model):
-    """Raises a clear error unless ``model`` is a built tf_keras functional/Sequential model."""
-    from chipnet_tf.compat import is_keras3_object
-
-    if is_keras3_object(model):
-        raise TypeError(
-            f"chipnet_tf needs a tf_keras (Keras 2) model, but received a Keras 3 object of type "
-            f"{type(model).__module__}.{type(model).__name__}. Build the model with "
-            "`import tf_keras as keras` (pip install tf-keras), or import chipnet_tf before "
-            "TensorFlow so that TF_USE_LEGACY_KERAS=1 makes tf.keras the tf_keras Keras 2."
-        )
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"Expected a tf_keras Model. Received: {type(model).__name__} {model!r}")
-    if isinstance(model, keras.Sequential) and not model.built:
-        raise UnsupportedModelError(
-            f"Sequential model {model.name!r} is not built: give it an input shape "
-            "(keras.Input or input_shape=...) or call it on data before pruning."
-        )
-    if not _is_functional(model):
-        raise UnsupportedModelError(
-            f"Model {model.name!r} of class {type(model).__name__} is a subclassed model: its graph "
-            "cannot be analysed. Wrap its layers instead, e.g. `self.conv = "
-            "chipnet_tf.prune_low_budget(keras.layers.Conv2D(64, 3), budget=0.5, "
-            'budget_type="channels")`; channels and volume budgets work per layer, params and flops '
-            "budgets need a functional or Sequential model."
-        )
-
-
-def flatten(model):
-    """Walks a functional model (recursing into nested functional models) in call order."""
-    check_model(model)
-    alias = {}
-    nodes = []
-    layer_names = {}
-    used_names = set()
-    called = set()
-    counter = [0]
-
-    def key(scope, kt):
-        k = (scope, id(kt))
-        while k in alias:
-            k = alias[k]
-        return k
-
-    def name_of(layer, prefix):
-        if id(layer) not in layer_names:
-            name = layer.name
-            if name in used_names and prefix:
-                name = f"{prefix}_{layer.name}"
-            i = 1
-            base = name
-            while name in used_names:
-                name = f"{base}_{i}"
-                i += 1
-            used_names.add(name)
-            layer_names[id(layer)] = name
-        return layer_names[id(layer)]
-
-    def walk(m, scope, prefix):
-        for depth in sorted(m._nodes_by_depth, reverse=True):
-            for node in m._nodes_by_depth[depth]:
-                if node.is_input:
-                    continue
-                layer = node.layer
-                in_kts = tf.nest.flatten(node.keras_inputs)
-                out_kts = tf.nest.flatten(node.outputs)
-                if _is_functional(layer):
-                    counter[0] += 1
-                    inner = counter[0]
-                    for inner_in, outer_in in zip(tf.nest.flatten(layer.inputs), in_kts):
-                        alias[(inner, id(inner_in))] = key(scope, outer_in)
-                    walk(layer, inner, layer.name)
-                    for inner_out, outer_out in zip(tf.nest.flatten(layer.outputs), out_kts):
-                        alias[(scope, id(outer_out))] = key(inner, inner_out)
-                    continue
-                nodes.append(
-                    FlatNode(
-                        layer=layer,
-                        name=name_of(layer, prefix),
-                        node=node,
-                        scope=scope,
-                        in_keys=[key(scope, t) for t in in_kts],
-                        out_keys=[(scope, id(t)) for t in out_kts],
-                        out_shapes=[tuple(t.shape) for t in out_kts],
-                        in_shapes=[tuple(t.shape) for t in in_kts],
-                        first_call=id(layer) not in called,
-                    )
-                )
-                called.add(id(layer))
-
-    walk(model, 0, "")
-    graph = FlatGraph(
-        nodes=nodes,
-        input_keys=[(0, id(t)) for t in model.inputs],
-        input_tensors=list(model.inputs),
-        output_keys=[key(0, t) for t in tf.nest.flatten(model.outputs)],
-        layer_names=layer_names,
-    )
-    graph._alias = alias
-    return graph
+from chipnet_tf.compat import keras
+from chipnet_tf.flat_graph import (  # re-exported: graph.flatten etc. are used across the package
+    FlatGraph,
+    FlatNode,
+    UnsupportedModelError,
+    check_model,
+    flatten,
+)
+from chipnet_tf.registry import Kind
 
 
 # -- union-find over channel spaces ----------------------------------------------------
@@ -216,6 +74,30 @@ class _Spaces:
     def is_fixed(self, s):
         return self.fixed[self.find(s)]
 
+    # -- on layouts --
+    def fixed_layout(self, shape, origin=None):
+        n = _shape_last(shape)
+        return Layout(((self.new(n, origin=origin, fixed=True), n),))
+
+    def fix_all(self, lay):
+        for s, _ in lay.segments:
+            self.fix(s)
+
+    def unify(self, layouts):
+        """Couples inputs of an element-wise op; returns False when they cannot be matched."""
+        ref = layouts[0]
+        for other in layouts[1:]:
+            a, b = ref.expanded(), other.expanded()
+            if len(a) != len(b) or any(la != lb for (_, la), (_, lb) in zip(a, b)):
+                return False
+        for other in layouts[1:]:
+            for (sa, _), (sb, _) in zip(ref.expanded(), other.expanded()):
+                self.union(sa, sb)
+        return True
+
+    def prunable(self, lay):
+        return any(not self.is_fixed(s) for s, _ in lay.segments)
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
@@ -249,7 +131,7 @@ class Analysis:
     gates: dict  # tensor key -> layout, in call order
     gate_origin: dict  # tensor key -> name of the layer whose output is gated
     spec: object
-    kinds: dict  # flat layer name -> kind
+    kinds: list  # the registry.Kind of each call in graph.nodes (opaque when it stopped groups)
     stopped: list  # names of opaque layers that stopped groups
 
     @property
@@ -283,32 +165,44 @@ def analyze(model_or_graph, exclude=None, warn=True):
         raise ValueError(f"exclude names layers that are not in the model: {unknown}. Layers: {sorted(names)}")
 
     spaces = _Spaces()
-    layout = {}
-    kinds = {}
-    stopped = []
-    for key, kt in zip(graph.input_keys, graph.input_tensors):
-        layout[key] = Layout(((spaces.new(_shape_last(tuple(kt.shape)), fixed=True), _shape_last(tuple(kt.shape))),))
+    layout, kinds, stopped = _propagate(graph, spaces, exclude)
+    for k in graph.output_keys:
+        spaces.fix_all(layout[k])
+    groups, group_of_root = _groups(graph, spaces, layout, kinds)
 
-    def fixed_layout(shape, origin=None):
-        n = _shape_last(shape)
-        return Layout(((spaces.new(n, origin=origin, fixed=True), n),))
+    def glayout(lay):
+        segs = [(group_of_root.get(spaces.find(s)), n) for s, n in lay.segments]
+        return segs, lay.repeat
 
-    def fix_all(lay):
-        for s, _ in lay.segments:
-            spaces.fix(s)
+    gate_origin = _gate_points(graph, spaces, layout, kinds)
+    spec = _cost_spec(graph, spaces, layout, kinds, groups, group_of_root)
+    if stopped and warn:
+        warnings.warn(
+            "chipnet_tf: these layers cannot be seen through, so the channels feeding them and "
+            f"coming out of them are not pruned: {stopped}. Register a rule with "
+            "chipnet_tf.register_layer to prune through them.",
+            stacklevel=3,
+        )
+    return Analysis(
+        graph=graph,
+        groups=groups,
+        layouts={k: glayout(v) for k, v in layout.items()},
+        gates={k: glayout(layout[k]) for k in gate_origin},
+        gate_origin=gate_origin,
+        spec=spec,
+        kinds=kinds,
+        stopped=stopped,
+    )
 
-    def unify(layouts):
-        """Couples inputs of an element-wise op; returns False when they cannot be matched."""
-        ref = layouts[0]
-        for other in layouts[1:]:
-            a, b = ref.expanded(), other.expanded()
-            if len(a) != len(b) or any(la != lb for (_, la), (_, lb) in zip(a, b)):
-                return False
-        for other in layouts[1:]:
-            for (sa, _), (sb, _) in zip(ref.expanded(), other.expanded()):
-                spaces.union(sa, sb)
-        return True
 
+def _propagate(graph, spaces, exclude):
+    """Layouts of every tensor and the kind of every call, coupling channel spaces.
+
+    Returns ``(layout, kinds, stopped)``: ``{tensor key: Layout}``, one Kind per node, and
+    the names of the opaque layers that stopped groups.
+    """
+    layout = {key: spaces.fixed_layout(tuple(kt.shape)) for key, kt in zip(graph.input_keys, graph.input_tensors)}
+    kinds, stopped = [], []
     # A layer called more than once has one set of weights: the channels it reads (and,
     # for a producer, writes) must be the same groups at every call.
     first_call = {}
@@ -316,167 +210,161 @@ def analyze(model_or_graph, exclude=None, warn=True):
         layer = fnode.layer
         in_lays = [layout[k] for k in fnode.in_keys]
         rank = len(fnode.in_shapes[0]) if fnode.in_shapes else 0
-        kind = registry.lookup(layer).kind(layer, rank) if in_lays else "opaque"
-        out_shape = fnode.out_shapes[0] if fnode.out_shapes else ()
-        if kind in ("producer",) and len(in_lays) != 1:
-            kind = "opaque"
+        kind = registry.lookup(layer).kind(layer, rank) if in_lays else Kind.OPAQUE
+        if kind == Kind.PRODUCER and len(in_lays) != 1:
+            kind = Kind.OPAQUE
         shared = first_call.get(id(layer))
         if shared is None:
             first_call[id(layer)] = (in_lays, kind, None)
-        elif kind != "opaque" and (layer.weights or kind == "reshape"):
+        elif kind != Kind.OPAQUE and (layer.weights or kind == Kind.RESHAPE):
             first_in, first_kind, _ = shared
             if (
                 first_kind != kind
                 or len(first_in) != len(in_lays)
-                or not all(unify([a, b]) for a, b in zip(first_in, in_lays))
+                or not all(spaces.unify([a, b]) for a, b in zip(first_in, in_lays))
             ):
                 for lay in list(first_in) + in_lays:
-                    fix_all(lay)
-        if kind == "producer" and shared is not None and shared[2] is not None:
+                    spaces.fix_all(lay)
+        if kind == Kind.PRODUCER and shared is not None and shared[2] is not None:
             out = shared[2]
-        elif kind == "producer":
-            n = _shape_last(out_shape)
+        elif kind == Kind.PRODUCER:
+            n = _shape_last(fnode.out_shapes[0] if fnode.out_shapes else ())
             fixed = not registry.output_prunable(layer)  # e.g. Dense(..., activation="softmax")
             out = Layout(((spaces.new(n, origin=fnode.name, fixed=fixed), n),))
             first_call[id(layer)] = (first_call[id(layer)][0], kind, out)
-        elif kind == "depthwise":
-            out = in_lays[0]
-        elif kind in ("channelwise", "passthrough"):
-            out = in_lays[0] if in_lays[0].length == _shape_last(out_shape) else None
-        elif kind == "merge":
-            full = [lay for lay in in_lays if lay.length == _shape_last(out_shape)]
-            out = full[0] if full and unify(full) else None
-            for lay in in_lays:
-                if lay not in full:
-                    fix_all(lay)
-        elif kind == "concat":
-            axis = layer.axis % len(out_shape)
-            if axis == len(out_shape) - 1:
-                segs = tuple(seg for lay in in_lays for seg in lay.expanded())
-                out = Layout(segs)
-            else:
-                out = in_lays[0] if unify(in_lays) else None
-        elif kind == "reshape":
-            in_shape = fnode.in_shapes[0]
-            if _shape_last(out_shape) == _shape_last(in_shape) and len(out_shape) > 1:
-                out = in_lays[0]
-            elif len(out_shape) == 2 and None not in in_shape[1:]:
-                positions = int(np.prod(in_shape[1:-1])) if len(in_shape) > 2 else 1
-                out = Layout(in_lays[0].segments, in_lays[0].repeat * positions)
-            else:
-                out = None
         else:
-            out = None
+            out = _out_layout(spaces, kind, fnode, in_lays)
         if out is None:
             if any(
                 spaces.origin[sp] is not None or not spaces.is_fixed(sp) for lay in in_lays for sp, _ in lay.segments
             ):
                 stopped.append(fnode.name)
-            kind = "opaque"
+            kind = Kind.OPAQUE
             for lay in in_lays:
-                fix_all(lay)
-            outs = [fixed_layout(shape) for shape in fnode.out_shapes]
+                spaces.fix_all(lay)
+            outs = [spaces.fixed_layout(shape) for shape in fnode.out_shapes]
         else:
             outs = [out]
         if fnode.name in exclude:
             for lay in outs:
-                fix_all(lay)
-        kinds[fnode.name] = kind
-        fnode.kind = kind
+                spaces.fix_all(lay)
+        kinds.append(kind)
         for k, lay in zip(fnode.out_keys, outs):
             layout[k] = lay
+    return layout, kinds, stopped
 
-    for k in graph.output_keys:
-        fix_all(layout[k])
 
-    # Groups: roots of spaces that are not fixed, named after their first writer.
+def _out_layout(spaces, kind, fnode, in_lays):
+    """The output layout of a non-producer call, or None when it cannot be seen through."""
+    out_shape = fnode.out_shapes[0] if fnode.out_shapes else ()
+    if kind == Kind.DEPTHWISE:
+        return in_lays[0]
+    if kind in (Kind.CHANNELWISE, Kind.PASSTHROUGH):
+        return in_lays[0] if in_lays[0].length == _shape_last(out_shape) else None
+    if kind == Kind.MERGE:
+        full = [lay for lay in in_lays if lay.length == _shape_last(out_shape)]
+        out = full[0] if full and spaces.unify(full) else None
+        for lay in in_lays:
+            if lay not in full:
+                spaces.fix_all(lay)
+        return out
+    if kind == Kind.CONCAT:
+        if fnode.layer.axis % len(out_shape) == len(out_shape) - 1:
+            return Layout(tuple(seg for lay in in_lays for seg in lay.expanded()))
+        return in_lays[0] if spaces.unify(in_lays) else None
+    if kind == Kind.RESHAPE:
+        in_shape = fnode.in_shapes[0]
+        if _shape_last(out_shape) == _shape_last(in_shape) and len(out_shape) > 1:
+            return in_lays[0]
+        if len(out_shape) == 2 and None not in in_shape[1:]:
+            positions = int(np.prod(in_shape[1:-1])) if len(in_shape) > 2 else 1
+            return Layout(in_lays[0].segments, in_lays[0].repeat * positions)
+    return None
+
+
+def _groups(graph, spaces, layout, kinds):
+    """Groups: roots of spaces that are not fixed, named after their first writer.
+
+    Returns ``(groups, {root space: group index})``.
+    """
     roots = []
     for s in range(len(spaces.parent)):
         r = spaces.find(s)
         if not spaces.is_fixed(r) and r not in roots:
             roots.append(r)
-    group_of_root = {r: i for i, r in enumerate(roots)}
     writers = {r: [] for r in roots}
     for s in range(len(spaces.parent)):
         r = spaces.find(s)
         if r in writers and spaces.origin[s]:
             writers[r].append(spaces.origin[s])
-    for fnode in graph.nodes:
-        if fnode.kind == "depthwise":
+    for fnode, kind in zip(graph.nodes, kinds):
+        if kind == Kind.DEPTHWISE:
             for s, _ in layout[fnode.out_keys[0]].segments:
                 r = spaces.find(s)
                 if r in writers and fnode.name not in writers[r]:
                     writers[r].append(fnode.name)
     groups = [Group(name=writers[r][0], size=spaces.length[r], writers=writers[r]) for r in roots]
+    return groups, {r: i for i, r in enumerate(roots)}
 
-    def glayout(lay):
-        segs = [(group_of_root.get(spaces.find(s)), n) for s, n in lay.segments]
-        return segs, lay.repeat
 
-    def prunable(lay):
-        return any(not spaces.is_fixed(s) for s, _ in lay.segments)
+def _gate_points(graph, spaces, layout, kinds):
+    """``{gated tensor key: name of the layer whose output it is}``, in call order.
 
-    # Gate points: after every writer, following a single-consumer chain of channelwise
-    # affine layers (the paper's "after BatchNormalization"), then wherever a channel-mixing
-    # layer would otherwise read a pruned channel that is not exactly zero.
+    Gates go after every writer, following a single-consumer chain of channelwise affine
+    layers (the paper's "after BatchNormalization"), then wherever a channel-mixing layer
+    would otherwise read a pruned channel that is not exactly zero.
+    """
     consumers = {}
-    producer_of = {}
     for i, fnode in enumerate(graph.nodes):
         for k in fnode.in_keys:
             consumers.setdefault(k, []).append(i)
-        for k in fnode.out_keys:
-            producer_of[k] = i
     outputs = set(graph.output_keys)
     gates = set()
-    for fnode in graph.nodes:
-        if fnode.kind not in ("producer", "depthwise"):
+    for fnode, kind in zip(graph.nodes, kinds):
+        if kind not in (Kind.PRODUCER, Kind.DEPTHWISE):
             continue
         k = fnode.out_keys[0]
-        if not prunable(layout[k]):
+        if not spaces.prunable(layout[k]):
             continue
         while k not in outputs and len(consumers.get(k, [])) == 1:
-            nxt = graph.nodes[consumers[k][0]]
-            if not isinstance(nxt.layer, keras.layers.BatchNormalization) or nxt.kind != "channelwise":
+            i = consumers[k][0]
+            if not isinstance(graph.nodes[i].layer, keras.layers.BatchNormalization) or kinds[i] != Kind.CHANNELWISE:
                 break
-            k = nxt.out_keys[0]
+            k = graph.nodes[i].out_keys[0]
         gates.add(k)
 
     while True:
         clean = {k: True for k in graph.input_keys}
         added = False
-        for fnode in graph.nodes:
-            ins = [clean[k] or not prunable(layout[k]) for k in fnode.in_keys]
-            if fnode.kind in ("producer",) and not ins[0]:
+        for fnode, kind in zip(graph.nodes, kinds):
+            ins = [clean[k] or not spaces.prunable(layout[k]) for k in fnode.in_keys]
+            if kind == Kind.PRODUCER and not ins[0]:
                 gates.add(fnode.in_keys[0])
                 added = True
                 ins[0] = True
             out_len = _shape_last(fnode.out_shapes[0]) if fnode.out_shapes else 0
-            if fnode.kind in ("passthrough", "reshape"):
+            if kind in (Kind.PASSTHROUGH, Kind.RESHAPE):
                 c = ins[0]
-            elif fnode.kind == "merge":
-                full = [ok for ok, k in zip(ins, fnode.in_keys) if layout[k].length == out_len and prunable(layout[k])]
-                if isinstance(fnode.layer, keras.layers.Multiply):
-                    c = any(full)
-                else:
-                    c = all(full)
-            elif fnode.kind == "concat":
+            elif kind == Kind.MERGE:
+                full = [
+                    ok
+                    for ok, k in zip(ins, fnode.in_keys)
+                    if layout[k].length == out_len and spaces.prunable(layout[k])
+                ]
+                c = any(full) if isinstance(fnode.layer, keras.layers.Multiply) else all(full)
+            elif kind == Kind.CONCAT:
                 c = all(ins)
             else:  # producer/depthwise/channelwise write non-zeros; opaque outputs are fixed
                 c = False
             for k in fnode.out_keys:
-                clean[k] = c or k in gates or not prunable(layout[k])
+                clean[k] = c or k in gates or not spaces.prunable(layout[k])
         if not added:
             break
+    return {k: fnode.name for fnode in graph.nodes for k in fnode.out_keys if k in gates}
 
-    ordered_gates = {}
-    gate_origin = {}
-    for fnode in graph.nodes:
-        for k in fnode.out_keys:
-            if k in gates:
-                ordered_gates[k] = glayout(layout[k])
-                gate_origin[k] = fnode.name
 
-    # Exact cost model.
+def _cost_spec(graph, spaces, layout, kinds, groups, group_of_root):
+    """The exact :class:`chipnet_tf.budgets.CostSpec`: every rule's cost terms."""
     builder = CostSpecBuilder([g.name for g in groups], [g.size for g in groups])
 
     def form(lay):
@@ -490,11 +378,11 @@ def analyze(model_or_graph, exclude=None, warn=True):
                 coeffs[g] = coeffs.get(g, 0) + lay.repeat
         return builder.form(const, coeffs)
 
-    for fnode in graph.nodes:
-        ctx = _CostContext(
+    for fnode, kind in zip(graph.nodes, kinds):
+        ctx = registry.CostContext(
             layer=fnode.layer,
             name=fnode.name,
-            kind=fnode.kind,
+            kind=kind,
             in_forms=[form(layout[k]) for k in fnode.in_keys],
             out_form=form(layout[fnode.out_keys[0]]) if fnode.out_keys else builder.one,
             out_shape=fnode.out_shapes[0] if fnode.out_shapes else (),
@@ -502,33 +390,17 @@ def analyze(model_or_graph, exclude=None, warn=True):
             first_call=fnode.first_call,
         )
         registry.lookup(fnode.layer).add_costs(builder, ctx)
-
-    if stopped and warn:
-        warnings.warn(
-            "chipnet_tf: these layers cannot be seen through, so the channels feeding them and "
-            f"coming out of them are not pruned: {stopped}. Register a rule with "
-            "chipnet_tf.registry.register_layer to prune through them.",
-            stacklevel=3,
-        )
-    return Analysis(
-        graph=graph,
-        groups=groups,
-        layouts={k: glayout(v) for k, v in layout.items()},
-        gates=ordered_gates,
-        gate_origin=gate_origin,
-        spec=builder.build(),
-        kinds=kinds,
-        stopped=stopped,
-    )
+    return builder.build()
 
 
-@dataclasses.dataclass
-class _CostContext:
-    layer: object
-    name: str
-    kind: str
-    in_forms: list
-    out_form: int
-    out_shape: tuple
-    in_shape: tuple
-    first_call: bool
+__all__ = [
+    "Analysis",
+    "FlatGraph",
+    "FlatNode",
+    "Group",
+    "Layout",
+    "UnsupportedModelError",
+    "analyze",
+    "check_model",
+    "flatten",
+]

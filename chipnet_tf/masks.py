@@ -10,19 +10,8 @@ import numpy as np
 
 from chipnet_tf.budgets import check_budget_type
 from chipnet_tf.io import atomic_write
-from chipnet_tf.layers.controller import check_budget
-
-
-def _controllers(model):
-    from chipnet_tf.prune import controllers
-
-    found = controllers(model)
-    if not found:
-        raise ValueError(
-            f"{getattr(model, 'name', model)!r} is not pruned by chipnet_tf: wrap it with "
-            "chipnet_tf.prune_low_budget first."
-        )
-    return found
+from chipnet_tf.layers.controller import require_controllers
+from chipnet_tf.validators import check_budget, check_round_to
 
 
 def select_masks(spec, scores, budget, budget_type, round_to=1):
@@ -54,9 +43,7 @@ def select_masks(spec, scores, budget, budget_type, round_to=1):
     """
     budget = check_budget(budget)
     check_budget_type(budget_type)
-    if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
-        raise ValueError(f"round_to must be a positive integer. Received: {round_to!r}")
-    round_to = int(round_to)
+    round_to = check_round_to(round_to)
     sizes = spec.group_sizes
     # Units: runs of channels of one group, best first (blocks of round_to, or single channels).
     unit_channels, unit_group, unit_score, unit_first = [], [], [], []
@@ -129,7 +116,7 @@ def get_masks(model, budget=None, budget_type=None, round_to=1):
         >>> {name: int(m.sum()) for name, m in masks.items()}  # doctest: +SKIP
     """
     masks = {}
-    for ctl in _controllers(model):
+    for ctl in require_controllers(model, "reading its masks"):
         zeta = ctl.zeta.numpy()
         scores = dict(zip(ctl.group_names, np.split(zeta, np.cumsum(ctl.sizes)[:-1])))
         masks.update(
@@ -188,7 +175,7 @@ def apply_masks(model, masks):
     Raises:
         ValueError: masks for unknown/missing groups, wrong lengths, or an empty group.
     """
-    ctls = _controllers(model)
+    ctls = require_controllers(model, "applying masks to it")
     for ctl in ctls:
         if masks is None:
             ctl.use_hard.assign(0.0)

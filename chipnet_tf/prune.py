@@ -11,9 +11,13 @@ from chipnet_tf.layers import (
     PruneLowBudget,
     gated_layer_norm,
 )
-from chipnet_tf.layers.controller import GATE_FORWARDS, check_budget, check_weight
+from chipnet_tf.layers.controller import (
+    GATE_FORWARDS,
+    controllers,  # also public as chipnet_tf.prune.controllers
+)
 from chipnet_tf.layers.gated_batch_norm import can_fold
 from chipnet_tf.schedules import HeavisideSchedule
+from chipnet_tf.validators import check_budget, check_weight
 
 
 def prune_scope():
@@ -38,29 +42,26 @@ def prune_scope():
     )
 
 
-def controllers(model):
-    """All :class:`ChipNetController` layers in ``model`` (including inside wrappers)."""
-    if isinstance(model, ChipNetController):
-        return [model]
-    found = []
-    layers = getattr(model, "submodules", ())
-    for layer in layers:
-        if isinstance(layer, ChipNetController) and layer not in found:
-            found.append(layer)
-    return found
-
-
 def is_pruned(model):
     return bool(controllers(model))
 
 
 def _clone_layer(layer, name):
-    config = layer.get_config()
-    config["name"] = name
+    """A copy of ``layer`` (own weights, named ``name``) made from its config.
+
+    Raises:
+        ValueError: the config does not round-trip. Reusing the dense model's layer
+            instead would make the pruned model silently share (and train) its weights.
+    """
     try:
-        return layer.__class__.from_config(config)
-    except Exception:  # noqa: BLE001 - layers whose config does not round-trip are reused
-        return layer
+        return layer.__class__.from_config({**layer.get_config(), "name": name})
+    except Exception as e:  # noqa: BLE001 - re-raised with the layer's name and the fix
+        raise ValueError(
+            f"prune_low_budget cannot copy layer {name!r} ({type(layer).__name__}): "
+            f"{type(layer).__name__}.from_config(layer.get_config()) failed with {type(e).__name__}: {e}. "
+            "Give the layer a get_config() that returns its constructor arguments (see Keras' "
+            '"Making new layers and models via subclassing" guide).'
+        ) from e
 
 
 def prune_low_budget(
@@ -170,82 +171,86 @@ def build_pruned_model(
     new_inputs = []
     for key, kt in zip(graph.input_keys, graph.input_tensors):
         layer = kt._keras_history.layer
-        new = keras.Input(
-            batch_shape=tuple(kt.shape),
-            dtype=kt.dtype,
-            name=layer.name,
-            sparse=kt.sparse if hasattr(kt, "sparse") else False,
-        )
+        sparse = kt.sparse if hasattr(kt, "sparse") else False
+        new = keras.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype, name=layer.name, sparse=sparse)
         tensors[key] = new
         new_inputs.append(new)
     masks = controller(new_inputs[0])
     if not isinstance(masks, (list, tuple)):
         masks = [masks]
-    # A gate right after a BatchNormalization (the usual case) is folded into it: the
-    # GatedBatchNormalization multiplies BN's per-channel scale and offset by the mask,
-    # which is exact and avoids a multiply over the whole activation (see its docstring).
-    calls = {}
-    for fnode in graph.nodes:
-        calls[id(fnode.layer)] = calls.get(id(fnode.layer), 0) + 1
-    folded = set()
-    for i, fnode in enumerate(graph.nodes):
-        if (
-            len(fnode.out_keys) == 1
-            and fnode.out_keys[0] in analysis.gates
-            and calls[id(fnode.layer)] == 1
-            and can_fold(fnode.layer, len(fnode.out_shapes[0]) if fnode.out_shapes else None)
-        ):
-            folded.add(i)
-    layer_norms = set()
-    for i, fnode in enumerate(graph.nodes):
-        if (
-            calls[id(fnode.layer)] == 1
-            and fnode.in_shapes
-            and gated_layer_norm.can_gate(fnode.layer, len(fnode.in_shapes[0]))
-            and any(g is not None for g, _ in analysis.layouts[fnode.in_keys[0]][0])
-        ):
-            layer_norms.add(i)
+
+    def gated(layout):
+        """``(segments named by group, repeat, the masks of its pruned segments)``."""
+        segments, repeat = layout
+        named = [[None if g is None else analysis.groups[g].name, n] for g, n in segments]
+        return named, repeat, [masks[g] for g, _ in segments if g is not None]
+
+    folded, layer_norms = _gated_layer_calls(analysis)
     clones = {}
     gate_names = set()
     for i, fnode in enumerate(graph.nodes):
         layer = fnode.layer
         args, kwargs = graph.resolve_args(fnode, tensors)
-        if i in folded:
-            key = fnode.out_keys[0]
-            segments, repeat = analysis.gates[key]
-            named = [[None if g is None else analysis.groups[g].name, n] for g, n in segments]
-            config = {**layer.get_config(), "name": fnode.name}
-            new_layer = GatedBatchNormalization(named, repeat, **config)
-            kwargs = {k: v for k, v in kwargs.items() if k == "training"}
-            out = new_layer([args[0]] + [masks[g] for g, _ in segments if g is not None], **kwargs)
+        if i in folded or i in layer_norms:
+            # A gate right after a BatchNormalization (the usual case) is folded into it
+            # (GatedBatchNormalization multiplies BN's per-channel scale and offset by the
+            # mask: exact, and no multiply over the whole activation); a LayerNormalization
+            # over channels takes its statistics over the kept channels only.
+            cls = GatedBatchNormalization if i in folded else GatedLayerNormalization
+            layout = analysis.gates[fnode.out_keys[0]] if i in folded else analysis.layouts[fnode.in_keys[0]]
+            named, repeat, layout_masks = gated(layout)
+            new_layer = cls(named, repeat, **{**layer.get_config(), "name": fnode.name})
+            kwargs = {k: v for k, v in kwargs.items() if k == "training"} if i in folded else {}
+            outputs = new_layer([args[0]] + layout_masks, **kwargs)
             new_layer.set_weights(layer.get_weights())
-            tensors[key] = out
-            continue
-        if i in layer_norms:
-            # Statistics over the kept channels only (see GatedLayerNormalization).
-            segments, repeat = analysis.layouts[fnode.in_keys[0]]
-            named = [[None if g is None else analysis.groups[g].name, n] for g, n in segments]
-            config = {**layer.get_config(), "name": fnode.name}
-            new_layer = GatedLayerNormalization(named, repeat, **config)
-            outputs = new_layer([args[0]] + [masks[g] for g, _ in segments if g is not None])
-            new_layer.set_weights(layer.get_weights())
+            if i in folded:  # the gate is inside: the output needs no other
+                tensors[fnode.out_keys[0]] = outputs
+                continue
         else:
             if id(layer) not in clones:
                 clones[id(layer)] = _clone_layer(layer, fnode.name)
             new_layer = clones[id(layer)]
             outputs = new_layer(*args, **kwargs)
-            if fnode.first_call and new_layer is not layer and layer.weights:
+            if fnode.first_call and layer.weights:
                 new_layer.set_weights(layer.get_weights())
         for key, out in zip(fnode.out_keys, tf.nest.flatten(outputs)):
             if key in analysis.gates:
-                segments, repeat = analysis.gates[key]
-                named = [[None if g is None else analysis.groups[g].name, n] for g, n in segments]
-                gate_inputs = [out] + [masks[g] for g, _ in segments if g is not None]
+                named, repeat, layout_masks = gated(analysis.gates[key])
                 name = f"{analysis.gate_origin[key]}_gate"
                 while name in gate_names:
                     name += "_"
                 gate_names.add(name)
-                out = ChannelGate(named, repeat, name=name)(gate_inputs)
+                out = ChannelGate(named, repeat, name=name)([out] + layout_masks)
             tensors[key] = out
     outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[k] for k in graph.output_keys])
     return keras.Model(new_inputs, outputs, name=model.name)
+
+
+def _gated_layer_calls(analysis):
+    """Node indices of the calls replaced by gated layers: ``(folded, layer_norms)``.
+
+    ``folded``: BatchNormalizations whose output is a gate point (the gate is folded in);
+    ``layer_norms``: LayerNormalizations over channels of a pruned layout. Only layers
+    called once (a shared layer keeps one set of weights).
+    """
+    graph = analysis.graph
+    calls = {}
+    for fnode in graph.nodes:
+        calls[id(fnode.layer)] = calls.get(id(fnode.layer), 0) + 1
+    folded, layer_norms = set(), set()
+    for i, fnode in enumerate(graph.nodes):
+        if calls[id(fnode.layer)] != 1:
+            continue
+        if (
+            len(fnode.out_keys) == 1
+            and fnode.out_keys[0] in analysis.gates
+            and can_fold(fnode.layer, len(fnode.out_shapes[0]) if fnode.out_shapes else None)
+        ):
+            folded.add(i)
+        elif (
+            fnode.in_shapes
+            and gated_layer_norm.can_gate(fnode.layer, len(fnode.in_shapes[0]))
+            and any(g is not None for g, _ in analysis.layouts[fnode.in_keys[0]][0])
+        ):
+            layer_norms.add(i)
+    return folded, layer_norms

@@ -4,7 +4,12 @@ import dataclasses
 
 import numpy as np
 
+from chipnet_tf import graph as graph_lib
 from chipnet_tf.budgets import BUDGET_TYPES
+from chipnet_tf.layers.controller import controllers
+from chipnet_tf.masks import check_masks, get_masks
+from chipnet_tf.registry import layer_flops
+from chipnet_tf.strip import removed_layers
 
 
 @dataclasses.dataclass
@@ -100,11 +105,6 @@ def budget_report(model, masks=None, exclude=None):
     Returns:
         A :class:`BudgetReport`.
     """
-    from chipnet_tf import graph as graph_lib
-    from chipnet_tf.masks import check_masks, get_masks
-    from chipnet_tf.prune import controllers
-    from chipnet_tf.strip import removed_layers
-
     ctls = controllers(model)
     if not ctls:
         analysis = graph_lib.analyze(model, exclude=exclude, warn=False)
@@ -151,9 +151,6 @@ def count_flops(model):
     Example:
         >>> chipnet_tf.count_flops(chipnet_tf.strip_pruning(pruned))  # doctest: +SKIP
     """
-    from chipnet_tf import graph as graph_lib
-    from chipnet_tf.registry import layer_flops
-
     total = 0
     for fnode in graph_lib.flatten(model).nodes:
         if fnode.in_shapes and fnode.out_shapes:

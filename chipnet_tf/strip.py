@@ -6,9 +6,10 @@ channels by the layout of the tensor it reads (see :mod:`chipnet_tf.graph`). Gat
 under hard masks a kept channel is multiplied by 1 and a removed one is gone, so the
 stripped model computes exactly what the wrapped model computes under its hard masks.
 
-Layer surgery is looked up by class (nearest registered base class). Users register it
-for their own layers with :func:`register_surgery` (together with a
-:class:`chipnet_tf.registry.LayerRule` that tells the analysis how channels flow).
+Layer surgery is part of the layer's :class:`chipnet_tf.registry.LayerRule`, looked up by
+class (nearest registered base class): ``chipnet_tf.register_layer(cls, LayerRule(kind,
+surgery=...))`` describes a user's layer in one call (:func:`register_surgery` adds surgery
+to an existing rule).
 """
 
 import dataclasses
@@ -25,178 +26,29 @@ from chipnet_tf.layers import (
     GatedLayerNormalization,
     PruneLowBudget,
 )
-from chipnet_tf.masks import check_masks
+from chipnet_tf.layers.controller import controllers
+from chipnet_tf.masks import check_masks, get_masks
+from chipnet_tf.registry import SurgeryContext, register_surgery, take  # public here too
 
 L = keras.layers
 _GATED = (GatedBatchNormalization, GatedLayerNormalization)
-
-
-@dataclasses.dataclass
-class SurgeryContext:
-    """What a surgery function gets for one layer.
-
-    Attributes:
-        layer: the original layer (read its config and weights; do not modify it).
-        config: a copy of ``layer.get_config()`` to modify and return.
-        weights: ``layer.get_weights()`` (numpy arrays) to slice and return.
-        in_keeps: per input tensor, the kept channel indices of its last axis (an int
-            array), or None when all are kept.
-        out_keep: kept channel indices of the (first) output's last axis, or None.
-    """
-
-    layer: object
-    config: dict
-    weights: list
-    in_keeps: list
-    out_keep: object
-
-    @property
-    def in_keep(self):
-        return self.in_keeps[0] if self.in_keeps else None
-
-
-_SURGERY = {}
-
-
-def register_surgery(layer_class, surgery):
-    """Registers how to slice channels out of ``layer_class`` (and its subclasses).
-
-    ``surgery(ctx)`` receives a :class:`SurgeryContext` and returns ``(config, weights)`` for
-    the smaller layer of the same class. Pair it with
-    ``chipnet_tf.registry.register_layer(layer_class, LayerRule(kind, costs))``: the rule
-    tells the analysis how channels flow through the layer, the surgery rebuilds it.
-
-    Example::
-
-        class Scale(keras.layers.Layer):          # y = x * w, one weight per channel
-            def build(self, shape):
-                self.w = self.add_weight(name="w", shape=(shape[-1],), initializer="ones")
-            def call(self, x):
-                return x * self.w
-
-        chipnet_tf.registry.register_layer(Scale, chipnet_tf.registry.LayerRule("passthrough"))
-
-        def scale_surgery(ctx):
-            return ctx.config, [take(ctx.weights[0], ctx.out_keep, 0)]
-
-        chipnet_tf.register_surgery(Scale, scale_surgery)
-    """
-    if not isinstance(layer_class, type):
-        raise TypeError(f"register_surgery expects a layer class. Received: {layer_class!r}")
-    if not callable(surgery):
-        raise TypeError(f"register_surgery expects a callable surgery(ctx). Received: {surgery!r}")
-    _SURGERY[layer_class] = surgery
-
-
-def _lookup(layer):
-    return registry.lookup_class(_SURGERY, layer)
-
-
-def take(array, keep, axis):
-    """``array`` with only the ``keep`` indices along ``axis`` (None keeps everything)."""
-    if keep is None:
-        return array
-    return np.take(array, keep, axis=axis)
-
-
-def _count(keep, full):
-    return full if keep is None else len(keep)
-
-
-# -- surgery for built-in layers ------------------------------------------------------
-def _conv_surgery(ctx):
-    layer, w = ctx.layer, ctx.weights
-    transpose = isinstance(layer, (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose))
-    out_axis, in_axis = (-2, -1) if transpose else (-1, -2)
-    if getattr(layer, "groups", 1) != 1 and (ctx.in_keep is not None or ctx.out_keep is not None):
-        raise ValueError(f"Cannot strip channels of grouped convolution {layer.name!r} (groups={layer.groups}).")
-    kernel = take(take(w[0], ctx.out_keep, out_axis), ctx.in_keep, in_axis)
-    ctx.config["filters"] = int(kernel.shape[out_axis])
-    return ctx.config, [kernel] + [take(b, ctx.out_keep, 0) for b in w[1:]]
-
-
-def _dense_surgery(ctx):
-    w = ctx.weights
-    kernel = take(take(w[0], ctx.out_keep, 1), ctx.in_keep, 0)
-    ctx.config["units"] = int(kernel.shape[1])
-    return ctx.config, [kernel] + [take(b, ctx.out_keep, 0) for b in w[1:]]
-
-
-def _depthwise_surgery(ctx):
-    layer, w = ctx.layer, ctx.weights
-    m = int(layer.depth_multiplier)
-    if m != 1 and ctx.in_keep is not None:
-        raise ValueError(f"Cannot strip channels of depthwise conv {layer.name!r} with depth_multiplier={m}.")
-    kernel = take(w[0], ctx.in_keep, -2)
-    return ctx.config, [kernel] + [take(b, ctx.out_keep, 0) for b in w[1:]]
-
-
-def _separable_surgery(ctx):
-    layer, w = ctx.layer, ctx.weights
-    m = int(layer.depth_multiplier)
-    depthwise = take(w[0], ctx.in_keep, -2)
-    rows = None
-    if ctx.in_keep is not None:
-        rows = (np.asarray(ctx.in_keep)[:, None] * m + np.arange(m)[None, :]).reshape(-1)
-    pointwise = take(take(w[1], rows, -2), ctx.out_keep, -1)
-    ctx.config["filters"] = int(pointwise.shape[-1])
-    return ctx.config, [depthwise, pointwise] + [take(b, ctx.out_keep, 0) for b in w[2:]]
-
-
-def _per_channel_surgery(ctx):
-    """Every weight is a per-channel vector on the last axis (BatchNormalization, PReLU)."""
-    out = []
-    for v in ctx.weights:
-        out.append(take(v, ctx.out_keep, v.ndim - 1) if v.ndim and v.shape[-1] != 1 else v)
-    return ctx.config, out
-
-
-def _rescaling_surgery(ctx):
-    for key in ("scale", "offset"):
-        value = np.asarray(ctx.config.get(key, 0.0))
-        if value.ndim and value.shape[-1] != 1 and ctx.out_keep is not None:
-            ctx.config[key] = take(value, ctx.out_keep, value.ndim - 1).tolist()
-    return ctx.config, ctx.weights
-
-
-def _reshape_surgery(ctx):
-    if isinstance(ctx.layer, L.Reshape) and ctx.out_keep is not None:
-        target = list(ctx.config["target_shape"])
-        target[-1] = len(ctx.out_keep)
-        ctx.config["target_shape"] = tuple(target)
-    return ctx.config, ctx.weights
-
-
-for _cls in (L.Conv1D, L.Conv2D, L.Conv3D, L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose):
-    register_surgery(_cls, _conv_surgery)
-register_surgery(L.Dense, _dense_surgery)
-for _cls in (L.DepthwiseConv1D, L.DepthwiseConv2D):
-    register_surgery(_cls, _depthwise_surgery)
-for _cls in (L.SeparableConv1D, L.SeparableConv2D):
-    register_surgery(_cls, _separable_surgery)
-register_surgery(L.BatchNormalization, _per_channel_surgery)
-register_surgery(L.PReLU, _per_channel_surgery)
-register_surgery(L.LayerNormalization, _per_channel_surgery)
-register_surgery(L.Rescaling, _rescaling_surgery)
-register_surgery(L.Reshape, _reshape_surgery)
-register_surgery(L.Flatten, _reshape_surgery)
 
 
 # -- the dense view of a wrapped model ---------------------------------------------------
 def _dense_view(graph):
     """The wrapped model's flat graph with gates, controllers and folded gates undone.
 
-    Returns ``(view, gate_alias)``: a FlatGraph for the analysis, and ``{gate output key:
-    gate input key}`` for the rebuild.
+    A FlatGraph for the analysis whose :attr:`~chipnet_tf.graph.FlatGraph.alias` also maps
+    every gate's output to its input (the rebuild reads it there).
     """
-    alias = {}
-
-    def remap(k):
-        while k in alias:
-            k = alias[k]
-        return k
-
-    nodes = []
+    view = graph_lib.FlatGraph(
+        nodes=[],
+        input_keys=list(graph.input_keys),
+        input_tensors=list(graph.input_tensors),
+        output_keys=[],
+        layer_names=graph.layer_names,
+        alias=dict(graph.alias),
+    )
     for fnode in graph.nodes:
         layer = fnode.layer
         if isinstance(layer, PruneLowBudget):
@@ -208,22 +60,15 @@ def _dense_view(graph):
         if isinstance(layer, ChipNetController):
             continue
         if isinstance(layer, ChannelGate):
-            alias[fnode.out_keys[0]] = remap(fnode.in_keys[0])
+            view.alias[fnode.out_keys[0]] = view.resolve(fnode.in_keys[0])
             continue
-        in_keys = [remap(k) for k in fnode.in_keys]
+        in_keys = [view.resolve(k) for k in fnode.in_keys]
         in_shapes = list(fnode.in_shapes)
         if isinstance(layer, _GATED):
             in_keys, in_shapes = in_keys[:1], in_shapes[:1]
-        nodes.append(dataclasses.replace(fnode, in_keys=in_keys, in_shapes=in_shapes))
-    view = graph_lib.FlatGraph(
-        nodes=nodes,
-        input_keys=list(graph.input_keys),
-        input_tensors=list(graph.input_tensors),
-        output_keys=[remap(k) for k in graph.output_keys],
-        layer_names=graph.layer_names,
-    )
-    view._alias = graph._alias
-    return view, alias
+        view.nodes.append(dataclasses.replace(fnode, in_keys=in_keys, in_shapes=in_shapes))
+    view.output_keys = [view.resolve(k) for k in graph.output_keys]
+    return view
 
 
 def _keep_vectors(analysis, masks_by_group):
@@ -309,14 +154,11 @@ def strip_pruning(model, masks=None, round_to=1):
         >>> small = chipnet_tf.strip_pruning(pruned)  # doctest: +SKIP
         >>> small = chipnet_tf.strip_pruning(dense_model, masks=chipnet_tf.load_masks("masks.npz"))  # doctest: +SKIP
     """
-    from chipnet_tf.masks import get_masks
-    from chipnet_tf.prune import controllers
-
     graph_lib.check_model(model)
     graph = graph_lib.flatten(model)
     wrapped = bool(controllers(model))
     if wrapped:
-        view, gate_alias = _dense_view(graph)
+        view = _dense_view(graph)
         if masks is None:
             masks = get_masks(model, round_to=round_to)
     else:
@@ -325,32 +167,15 @@ def strip_pruning(model, masks=None, round_to=1):
                 f"Model {model.name!r} is not wrapped by chipnet_tf.prune_low_budget, so it has no masks of its "
                 "own: pass them, e.g. strip_pruning(model, masks=chipnet_tf.load_masks(path))."
             )
-        view, gate_alias = graph, {}
+        view = graph
     analysis = graph_lib.analyze(view, warn=False)
     by_group = _resolve_masks(analysis, masks)
     keeps = _keep_vectors(analysis, by_group)
-    plan = plan_empty_groups(view, keeps)
-    return _rebuild(model, graph, gate_alias, keeps, plan)
+    plan = plan_empty_groups(analysis, keeps)
+    return _rebuild(model, graph, view, keeps, plan)
 
 
 # -- fully pruned groups -----------------------------------------------------------------
-# Elementwise layers that map a per-channel constant to a per-channel constant (inference).
-_CONST_SAFE = (
-    L.Activation,
-    L.ReLU,
-    L.LeakyReLU,
-    L.ELU,
-    L.ThresholdedReLU,
-    L.Dropout,
-    L.SpatialDropout1D,
-    L.SpatialDropout2D,
-    L.SpatialDropout3D,
-    L.GaussianDropout,
-    L.GaussianNoise,
-    L.AlphaDropout,
-)
-
-
 @dataclasses.dataclass
 class _DeadPlan:
     """What a group with no kept channel removes (see :func:`plan_empty_groups`)."""
@@ -367,18 +192,13 @@ class _DeadPlan:
 
 
 def _const_through(layer, value, keep):
-    """``layer`` applied (in inference) to a per-channel constant ``value``."""
-    if isinstance(layer, L.BatchNormalization):
-        weights = {w.name.split("/")[-1].split(":")[0]: take(w.numpy(), keep, 0) for w in layer.weights}
-        gamma = weights.get("gamma", 1.0)
-        beta = weights.get("beta", 0.0)
-        return gamma * (value - weights["moving_mean"]) / np.sqrt(weights["moving_variance"] + layer.epsilon) + beta
-    if isinstance(layer, _CONST_SAFE):
-        return layer(tf.constant(value[None], tf.float32), training=False).numpy()[0]
-    return None
+    """``layer`` applied (in inference) to a per-channel constant ``value``, or None when
+    its rule does not say how (see ``LayerRule(constant=...)``)."""
+    constant = registry.lookup(layer).constant
+    return None if constant is None else constant(layer, value, keep)
 
 
-def plan_empty_groups(view, keeps):
+def plan_empty_groups(analysis, keeps):
     """Plans the removal of everything a fully pruned group leaves without input.
 
     A group whose mask keeps no channel removes the layers that write it and everything
@@ -388,12 +208,17 @@ def plan_empty_groups(view, keeps):
     the branch input is dropped and the constant becomes a ``Rescaling`` offset (none when
     it is zero): a fully pruned residual branch disappears. Anything else reading a
     constant is an error.
+
+    Args:
+        analysis: the :func:`chipnet_tf.graph.analyze` result of the (dense view) graph.
+        keeps: ``{tensor key: kept channel indices or None}``.
     """
+    view = analysis.graph
     empty = {k for k, v in keeps.items() if v is not None and len(v) == 0}
     plan = _DeadPlan(set(), {}, set(), {}, {})
     if not empty:
         return plan
-    for fnode in view.nodes:
+    for fnode, kind in zip(view.nodes, analysis.kinds):
         ins, outs = fnode.in_keys, fnode.out_keys
         if not any(k in empty or k in plan.const for k in ins) and not any(k in empty for k in outs):
             continue
@@ -406,7 +231,7 @@ def plan_empty_groups(view, keeps):
         consts = [k for k in ins if k in plan.const]
         if isinstance(layer, L.Concatenate) and not consts:
             plan.concats[name] = live
-        elif not live and len(ins) == 1 and fnode.kind == "producer":  # kind set by the analysis
+        elif not live and len(ins) == 1 and kind == registry.Kind.PRODUCER:
             w = layer.get_weights()
             bias = w[-1] if getattr(layer, "use_bias", False) else np.zeros(int(fnode.out_shapes[0][-1]))
             plan.const[out] = take(bias, keeps.get(out), 0).astype(np.float64)
@@ -461,16 +286,14 @@ def removed_layers(model, masks):
     ``masks`` keeps no channel (an empty set when every group keeps one)."""
     if not any(not np.asarray(m).any() for m in masks.values()):
         return set()
-    from chipnet_tf.prune import controllers
-
     graph = graph_lib.flatten(model)
-    view = _dense_view(graph)[0] if controllers(model) else graph
+    view = _dense_view(graph) if controllers(model) else graph
     analysis = graph_lib.analyze(view, warn=False)
     keeps = _keep_vectors(analysis, _resolve_masks(analysis, masks))
-    return plan_empty_groups(view, keeps).removed
+    return plan_empty_groups(analysis, keeps).removed
 
 
-def _rebuild(model, graph, gate_alias, keeps, plan):
+def _rebuild(model, graph, view, keeps, plan):
     tensors = {}
     inputs = []
     for key, kt in zip(graph.input_keys, graph.input_tensors):
@@ -484,7 +307,7 @@ def _rebuild(model, graph, gate_alias, keeps, plan):
         if isinstance(layer, ChipNetController) or fnode.name in plan.removed:
             continue
         if isinstance(layer, ChannelGate):
-            source = gate_alias[fnode.out_keys[0]]
+            source = view.resolve(fnode.out_keys[0])
             if source in tensors:
                 tensors[fnode.out_keys[0]] = tensors[source]
             continue
@@ -499,7 +322,7 @@ def _rebuild(model, graph, gate_alias, keeps, plan):
             kwargs = {k: v for k, v in fnode.node.call_kwargs.items() if k == "training"}
         else:
             args, kwargs = graph.resolve_args(fnode, tensors)
-        in_keys = [_remap(k, gate_alias) for k in in_keys]
+        in_keys = [view.resolve(k) for k in in_keys]
         if id(layer) not in built:
             built[id(layer)] = _new_layer(layer, fnode, in_keys, keeps)
         new_layer, weights = built[id(layer)]
@@ -509,7 +332,7 @@ def _rebuild(model, graph, gate_alias, keeps, plan):
             built[id(layer)] = (new_layer, None)
         for key, out in zip(fnode.out_keys, tf.nest.flatten(outputs)):
             tensors[key] = out
-    outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[_remap(k, gate_alias)] for k in graph.output_keys])
+    outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[view.resolve(k)] for k in graph.output_keys])
     return keras.Model(inputs, outputs, name=model.name)
 
 
@@ -517,13 +340,20 @@ def _rebuild_merge(fnode, plan, tensors):
     """An Add/Concatenate whose removed inputs are dropped (plus a constant offset)."""
     live, offset = plan.adds[fnode.name] if fnode.name in plan.adds else (plan.concats[fnode.name], None)
     xs = [tensors[k] for k in live]
-    config = {**fnode.layer.get_config(), "name": fnode.name}
-    if _is_mixed(config.get("dtype")):
-        config["dtype"] = "float32"
+    config = _plain_config(fnode.layer, fnode.name)
     out = xs[0] if len(xs) == 1 else type(fnode.layer).from_config(config)(xs)
     if offset is not None:
         out = L.Rescaling(1.0, offset=[float(v) for v in offset], name=f"{fnode.name}_offset")(out)
     return out
+
+
+def _plain_config(layer, name):
+    """``layer``'s config renamed to ``name``; a mixed-precision policy becomes float32, so
+    GPU-trained mixed_float16 checkpoints strip into float32 models."""
+    config = {**layer.get_config(), "name": name}
+    if _is_mixed(config.get("dtype")):
+        config["dtype"] = "float32"
+    return config
 
 
 def _is_mixed(dtype):
@@ -534,34 +364,26 @@ def _is_mixed(dtype):
     return isinstance(dtype, str) and dtype.startswith("mixed_")
 
 
-def _remap(k, alias):
-    while k in alias:
-        k = alias[k]
-    return k
-
-
 def _new_layer(layer, fnode, in_keys, keeps):
     """``(new layer, weights to set after its first call)`` for one flat node."""
     in_keeps = [keeps.get(k) for k in in_keys]
     out_keep = keeps.get(fnode.out_keys[0]) if fnode.out_keys else None
-    config = layer.get_config()
-    config["name"] = fnode.name
-    if _is_mixed(config.get("dtype")):
-        config["dtype"] = "float32"  # GPU-trained mixed_float16 checkpoints strip to float32
+    config = _plain_config(layer, fnode.name)
     cls = type(layer)
     if isinstance(layer, _GATED):
         cls = L.BatchNormalization if isinstance(layer, GatedBatchNormalization) else L.LayerNormalization
         config.pop("segments", None)
         config.pop("repeat", None)
     weights = layer.get_weights()
-    surgery = _lookup(layer)
+    surgery = registry.lookup(layer).surgery
     sliced = out_keep is not None or any(k is not None for k in in_keeps)
     if surgery is not None:
         config, weights = surgery(SurgeryContext(layer, config, weights, in_keeps, out_keep))
     elif sliced and weights:
         raise ValueError(
             f"Layer {fnode.name!r} of type {type(layer).__name__} has weights and pruned channels, but no "
-            "surgery is registered for it. Register one with chipnet_tf.register_surgery."
+            "surgery is registered for it. Register a rule with one: chipnet_tf.register_layer(cls, "
+            "chipnet_tf.registry.LayerRule(kind, surgery=...)), or chipnet_tf.register_surgery."
         )
     try:
         new = cls.from_config(config)

@@ -24,8 +24,8 @@ def zeroed_reference(dense, analysis, masks):
     """
     ref = keras.models.clone_model(dense)
     ref.set_weights(dense.get_weights())
-    for fnode in analysis.graph.nodes:
-        if fnode.kind != "producer":
+    for fnode, kind in zip(analysis.graph.nodes, analysis.kinds):
+        if kind != "producer":
             continue
         keep = _input_channel_mask(analysis, fnode.in_keys[0], masks)
         layer = ref.get_layer(fnode.name)
@@ -249,3 +249,31 @@ def test_hard_gate_forward_is_the_rounded_network_with_straight_through_gradient
     config = ctl.get_config()
     assert config["gate_forward"] == "hard"
     assert type(ctl).from_config(config).gate_forward == "hard"
+
+
+class _NoConfig(L.Layer):
+    """A custom layer whose constructor needs an argument its get_config() leaves out."""
+
+    def __init__(self, factor, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = factor
+
+    def call(self, x):
+        return x * self.factor
+
+    def get_config(self):
+        return {"name": self.name}  # forgets factor: from_config raises TypeError
+
+
+def test_layer_whose_config_does_not_round_trip_raises_naming_it():
+    # Reusing the dense layer instead (the old fallback) would silently share its weights.
+    x = keras.Input((4, 4, 2))
+    h = L.Conv2D(4, 3, name="conv")(x)
+    h = L.Conv2D(4, 1, name="conv1")(_NoConfig(2.0, name="no_config")(h))
+    h = L.Conv2D(4, 1, name="conv2")(h)
+    dense = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    with (
+        pytest.warns(UserWarning, match="no_config"),  # opaque: it stops groups, conv1's group remains
+        pytest.raises(ValueError, match=r"(?s)cannot copy layer 'no_config' \(_NoConfig\).*TypeError.*get_config"),
+    ):
+        chipnet_tf.prune_low_budget(dense, 0.5)

@@ -131,22 +131,27 @@ class Scale(L.Layer):
         return x * self.w
 
 
-def test_user_registered_surgery_for_a_custom_layer():
+def _scale_model():
     x = keras.Input((5, 5, 2))
     h = L.Conv2D(6, 3, padding="same", name="conv")(x)
     h = Scale(name="scale")(h)
-    dense = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    return keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+
+
+def _scale_surgery(ctx):
+    return ctx.config, [chipnet_tf.registry.take(ctx.weights[0], ctx.out_keep, 0)]
+
+
+def test_user_registered_surgery_for_a_custom_layer():
+    dense = _scale_model()
     masks = {"conv": np.array([1, 0, 0, 1, 1, 0], bool)}
     # Unknown to the analysis: it stops the group (nothing to prune).
     with pytest.warns(UserWarning, match="scale"):
         assert chipnet_tf.analyze(dense).groups == []
-    chipnet_tf.registry.register_layer(Scale, chipnet_tf.registry.LayerRule("passthrough"))
-    try:
+    with chipnet_tf.registry.registered(Scale, chipnet_tf.registry.LayerRule("passthrough")):
         with pytest.raises(ValueError, match="no surgery is registered"):
             chipnet_tf.strip_pruning(dense, masks=masks)
-        chipnet_tf.register_surgery(
-            Scale, lambda ctx: (ctx.config, [chipnet_tf.strip.take(ctx.weights[0], ctx.out_keep, 0)])
-        )
+        chipnet_tf.register_surgery(Scale, _scale_surgery)  # adds surgery to the scoped rule
         with keras.utils.custom_object_scope({"Scale": Scale}):
             pruned = chipnet_tf.prune_low_budget(dense, 0.5)
             chipnet_tf.apply_masks(pruned, masks)
@@ -154,9 +159,33 @@ def test_user_registered_surgery_for_a_custom_layer():
         data = np.random.default_rng(0).normal(size=(2, 5, 5, 2)).astype("float32")
         np.testing.assert_allclose(small(data).numpy(), pruned(data).numpy(), atol=1e-5)
         assert small.get_layer("scale").w.shape == (3,)
+    # Leaving the scope restores the registry: Scale is opaque again.
+    assert chipnet_tf.registry.lookup(Scale()).kind(None, 4) == "opaque"
+
+
+def test_register_layer_in_one_call_prunes_and_strips_exactly():
+    x = keras.Input((6, 6, 3))
+    h = L.Conv2D(8, 3, padding="same", name="conv")(x)
+    h = L.BatchNormalization(name="bn")(h)
+    h = Scale(name="scale")(L.ReLU()(h))
+    h = L.Conv2D(4, 3, name="conv2")(h)
+    dense = keras.Model(x, L.Dense(3, name="head")(L.GlobalAveragePooling2D()(h)))
+    rule = chipnet_tf.registry.LayerRule("passthrough", surgery=_scale_surgery)
+    chipnet_tf.register_layer(Scale, rule)  # the one call: kind and surgery together
+    try:
+        with keras.utils.custom_object_scope({"Scale": Scale}):
+            pruned = chipnet_tf.prune_low_budget(dense, 0.5, "flops")
+            assert chipnet_tf.get_masks(pruned).keys() == {"conv", "conv2"}
+            masks = {"conv": np.array([1, 0, 1, 1, 0, 0, 1, 0], bool), "conv2": np.array([0, 1, 1, 0], bool)}
+            chipnet_tf.apply_masks(pruned, masks)
+            small = chipnet_tf.strip_pruning(pruned, masks=masks)
+        data = np.random.default_rng(1).normal(size=(3, 6, 6, 3)).astype("float32")
+        np.testing.assert_allclose(small(data).numpy(), pruned(data).numpy(), atol=1e-5)
+        assert small.get_layer("scale").w.shape == (4,)
+        assert small.get_layer("conv2").kernel.shape == (3, 3, 4, 2)
     finally:
-        chipnet_tf.registry._REGISTRY.pop(Scale, None)
-        chipnet_tf.strip._SURGERY.pop(Scale, None)
+        assert chipnet_tf.registry.unregister_layer(Scale) is rule
+    assert chipnet_tf.registry.unregister_layer(Scale) is None
 
 
 # -- the paper's architectures ---------------------------------------------------------

@@ -1,7 +1,7 @@
 """ChannelGate: multiplies a tensor's channels by their groups' masks."""
 
 from chipnet_tf.compat import keras, register, tf
-from chipnet_tf.layers.gated_batch_norm import check_segments, expand_mask
+from chipnet_tf.layers.segments import check_segments, expand_mask, segments_config
 
 
 @register
@@ -37,5 +37,4 @@ class ChannelGate(keras.layers.Layer):
         return input_shape[0]
 
     def get_config(self):
-        config = {"segments": [list(s) for s in self.segments], "repeat": self.repeat}
-        return {**super().get_config(), **config}
+        return {**super().get_config(), **segments_config(self)}

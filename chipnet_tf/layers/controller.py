@@ -1,13 +1,12 @@
 """ChipNetController: the mask logits, schedule state and penalties of a pruned model."""
 
-import math
-
 import numpy as np
 
 from chipnet_tf.budgets import CostSpec, check_budget_type
 from chipnet_tf.compat import keras, register, tf
 from chipnet_tf.ops import heaviside
 from chipnet_tf.schedules import HeavisideSchedule
+from chipnet_tf.validators import check_budget, check_weight
 
 GATE_FORWARDS = ("soft", "hard")
 
@@ -16,20 +15,6 @@ _NO_CALLBACK = (
     "advances the Heaviside schedule: model.fit(..., callbacks=[chipnet_tf.UpdatePruningStep()]). "
     "In a custom training loop call callback.on_train_begin() once before the first step."
 )
-
-
-def check_budget(budget):
-    if isinstance(budget, bool) or not isinstance(budget, (int, float, np.floating, np.integer)):
-        raise TypeError(f"budget must be a number in (0, 1]. Received: budget={budget!r}")
-    if not (math.isfinite(float(budget)) and 0.0 < float(budget) <= 1.0):
-        raise ValueError(f"budget must be a fraction in (0, 1]. Received: budget={budget!r}")
-    return float(budget)
-
-
-def check_weight(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0. Received: {name}={value!r}")
-    return float(value)
 
 
 @register
@@ -257,3 +242,32 @@ class ChipNetController(keras.layers.Layer):
         base_config = super().get_config()
         base_config.pop("dtype", None)
         return {**base_config, **config}
+
+
+def controllers(model):
+    """All :class:`ChipNetController` layers in ``model`` (including inside wrappers)."""
+    if isinstance(model, ChipNetController):
+        return [model]
+    found = []
+    for layer in getattr(model, "submodules", ()):
+        if isinstance(layer, ChipNetController) and layer not in found:
+            found.append(layer)
+    return found
+
+
+def require_controllers(model, purpose):
+    """:func:`controllers` of ``model``; a ValueError naming ``purpose`` when it has none.
+
+    Example:
+        >>> require_controllers(keras.Sequential(name="dense"), "reading its masks")
+        Traceback (most recent call last):
+        ...
+        ValueError: 'dense' is not pruned by chipnet_tf (it has no chipnet_tf gates): wrap it with chipnet_tf.prune_low_budget before reading its masks.
+    """
+    found = controllers(model)
+    if not found:
+        raise ValueError(
+            f"{getattr(model, 'name', model)!r} is not pruned by chipnet_tf (it has no chipnet_tf gates): "
+            f"wrap it with chipnet_tf.prune_low_budget before {purpose}."
+        )
+    return found

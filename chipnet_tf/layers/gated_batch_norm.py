@@ -3,26 +3,7 @@
 import threading
 
 from chipnet_tf.compat import keras, register, tf
-
-
-def expand_mask(segments, repeat, masks):
-    """The full float32 channel mask for a ``segments``/``repeat`` layout (see ChannelGate)."""
-    masks = list(masks)
-    pieces = []
-    for group, n in segments:
-        pieces.append(tf.ones((n,), tf.float32) if group is None else tf.cast(masks.pop(0), tf.float32))
-    mask = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
-    if repeat > 1:
-        mask = tf.tile(mask, [repeat])
-    return mask
-
-
-def check_segments(owner, segments, repeat):
-    """``(segments, repeat)`` normalised (``[[group name or None, length], ...]``, int)."""
-    out = [[None if g is None else str(g), int(n)] for g, n in segments]
-    if not out or int(repeat) < 1:
-        raise ValueError(f"{owner} needs segments and repeat >= 1. Received: {segments!r}, {repeat!r}")
-    return out, int(repeat)
+from chipnet_tf.layers.segments import check_segments, data_shape, expand_mask, segments_config
 
 
 def can_fold(layer, rank):
@@ -96,9 +77,7 @@ class GatedBatchNormalization(keras.layers.BatchNormalization):
         object.__setattr__(self, "_chipnet_beta", value)
 
     def build(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
-            input_shape = input_shape[0]
-        super().build(input_shape)
+        super().build(data_shape(input_shape))
         self.input_spec = None
 
     def call(self, inputs, training=None):
@@ -117,5 +96,4 @@ class GatedBatchNormalization(keras.layers.BatchNormalization):
         return input_shape[0]
 
     def get_config(self):
-        config = {"segments": [list(s) for s in self.segments], "repeat": self.repeat}
-        return {**super().get_config(), **config}
+        return {**super().get_config(), **segments_config(self)}

@@ -1,7 +1,7 @@
 """GatedLayerNormalization: LayerNormalization over channels whose statistics skip pruned channels."""
 
 from chipnet_tf.compat import keras, register, tf
-from chipnet_tf.layers.gated_batch_norm import check_segments, expand_mask
+from chipnet_tf.layers.segments import check_segments, data_shape, expand_mask, segments_config
 
 
 def can_gate(layer, rank):
@@ -41,8 +41,7 @@ class GatedLayerNormalization(keras.layers.LayerNormalization):
         self._autocast = False
 
     def build(self, input_shape):
-        if isinstance(input_shape, (list, tuple)) and input_shape and not isinstance(input_shape[0], (int, type(None))):
-            input_shape = input_shape[0]
+        input_shape = data_shape(input_shape)
         super().build(input_shape)
         rank = len(input_shape)
         if [a % rank for a in self.axis] != [rank - 1]:
@@ -66,5 +65,4 @@ class GatedLayerNormalization(keras.layers.LayerNormalization):
         return input_shape[0]
 
     def get_config(self):
-        config = {"segments": [list(s) for s in self.segments], "repeat": self.repeat}
-        return {**super().get_config(), **config}
+        return {**super().get_config(), **segments_config(self)}

@@ -1,0 +1,154 @@
+"""The flat view of a functional model: every layer call in call order, nested functional
+models walked into, each tensor named by a key ``(scope, id(tensor))``.
+"""
+
+import dataclasses
+
+from chipnet_tf.compat import is_keras3_object, keras, tf
+
+
+class UnsupportedModelError(ValueError):
+    """The model cannot be analysed (subclassed, unbuilt, Keras 3, ...)."""
+
+
+# -- flat view -------------------------------------------------------------------------
+@dataclasses.dataclass
+class FlatNode:
+    layer: object
+    name: str
+    node: object  # the tf_keras Node
+    scope: int
+    in_keys: list
+    out_keys: list
+    out_shapes: list
+    in_shapes: list
+    first_call: bool
+
+
+@dataclasses.dataclass
+class FlatGraph:
+    nodes: list
+    input_keys: list
+    input_tensors: list
+    output_keys: list
+    layer_names: dict  # id(layer) -> flat name
+    # tensor key -> the key it stands for: a nested model's inputs/outputs are its caller's
+    # tensors; in strip's dense view, a gate's output is its input.
+    alias: dict = dataclasses.field(default_factory=dict)
+
+    def resolve(self, key):
+        """The key ``key`` stands for, following :attr:`alias`."""
+        while key in self.alias:
+            key = self.alias[key]
+        return key
+
+    def resolve_args(self, fnode, tensors):
+        """``(args, kwargs)`` of ``fnode``'s call with its input tensors from ``tensors``."""
+
+        def sub(x):
+            if hasattr(x, "_keras_history"):
+                return tensors[self.resolve((fnode.scope, id(x)))]
+            return x
+
+        args = tf.nest.map_structure(sub, fnode.node.call_args)
+        kwargs = tf.nest.map_structure(sub, fnode.node.call_kwargs)
+        return args, kwargs
+
+
+def _is_functional(layer):
+    return isinstance(layer, keras.Model) and getattr(layer, "_is_graph_network", False)
+
+
+def check_model(model):
+    """Raises a clear error unless ``model`` is a built tf_keras functional/Sequential model."""
+    if is_keras3_object(model):
+        raise TypeError(
+            f"chipnet_tf needs a tf_keras (Keras 2) model, but received a Keras 3 object of type "
+            f"{type(model).__module__}.{type(model).__name__}. Build the model with "
+            "`import tf_keras as keras` (pip install tf-keras), or import chipnet_tf before "
+            "TensorFlow so that TF_USE_LEGACY_KERAS=1 makes tf.keras the tf_keras Keras 2."
+        )
+    if not isinstance(model, keras.Model):
+        raise TypeError(f"Expected a tf_keras Model. Received: {type(model).__name__} {model!r}")
+    if isinstance(model, keras.Sequential) and not model.built:
+        raise UnsupportedModelError(
+            f"Sequential model {model.name!r} is not built: give it an input shape "
+            "(keras.Input or input_shape=...) or call it on data before pruning."
+        )
+    if not _is_functional(model):
+        raise UnsupportedModelError(
+            f"Model {model.name!r} of class {type(model).__name__} is a subclassed model: its graph "
+            "cannot be analysed. Wrap its layers instead, e.g. `self.conv = "
+            "chipnet_tf.prune_low_budget(keras.layers.Conv2D(64, 3), budget=0.5, "
+            'budget_type="channels")`; channels and volume budgets work per layer, params and flops '
+            "budgets need a functional or Sequential model."
+        )
+
+
+def flatten(model):
+    """Walks a functional model (recursing into nested functional models) in call order."""
+    check_model(model)
+    graph = FlatGraph(
+        nodes=[],
+        input_keys=[(0, id(t)) for t in model.inputs],
+        input_tensors=list(model.inputs),
+        output_keys=[],
+        layer_names={},
+    )
+    alias, nodes, layer_names = graph.alias, graph.nodes, graph.layer_names
+    used_names = set()
+    called = set()
+    counter = [0]
+
+    def key(scope, kt):
+        return graph.resolve((scope, id(kt)))
+
+    def name_of(layer, prefix):
+        if id(layer) not in layer_names:
+            name = layer.name
+            if name in used_names and prefix:
+                name = f"{prefix}_{layer.name}"
+            i = 1
+            base = name
+            while name in used_names:
+                name = f"{base}_{i}"
+                i += 1
+            used_names.add(name)
+            layer_names[id(layer)] = name
+        return layer_names[id(layer)]
+
+    def walk(m, scope, prefix):
+        for depth in sorted(m._nodes_by_depth, reverse=True):
+            for node in m._nodes_by_depth[depth]:
+                if node.is_input:
+                    continue
+                layer = node.layer
+                in_kts = tf.nest.flatten(node.keras_inputs)
+                out_kts = tf.nest.flatten(node.outputs)
+                if _is_functional(layer):
+                    counter[0] += 1
+                    inner = counter[0]
+                    for inner_in, outer_in in zip(tf.nest.flatten(layer.inputs), in_kts):
+                        alias[(inner, id(inner_in))] = key(scope, outer_in)
+                    walk(layer, inner, layer.name)
+                    for inner_out, outer_out in zip(tf.nest.flatten(layer.outputs), out_kts):
+                        alias[(scope, id(outer_out))] = key(inner, inner_out)
+                    continue
+                nodes.append(
+                    FlatNode(
+                        layer=layer,
+                        name=name_of(layer, prefix),
+                        node=node,
+                        scope=scope,
+                        in_keys=[key(scope, t) for t in in_kts],
+                        out_keys=[(scope, id(t)) for t in out_kts],
+                        out_shapes=[tuple(t.shape) for t in out_kts],
+                        in_shapes=[tuple(t.shape) for t in in_kts],
+                        first_call=id(layer) not in called,
+                    )
+                )
+                called.add(id(layer))
+
+    walk(model, 0, "")
+    graph.output_keys = [key(0, t) for t in tf.nest.flatten(model.outputs)]
+    return graph
