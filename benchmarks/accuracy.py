@@ -1,67 +1,13 @@
 """Accuracy at a budget: ChipNet against L1-norm, network slimming, random and tfmot.
 
-Datasets (``--dataset``): ``digits`` (the default: scikit-learn's digits through the offline
-``digits`` tfds builder; 1,437 training images of which the last 10% are held out for
-ChipNet's model selection, 360 test images that only the final evaluation sees) and
-``fashion_mnist`` (Debian's dataset-fashion-mnist files through the offline
-``fashion_mnist`` builder; 54,000 / 6,000 / 10,000; ``make bench-fashion``). ChipNet's
-search runs in a named configuration (``--search``): ``paper`` (per-epoch schedule, soft
-gates; the committed digits results) or ``progress_hard`` (notes/session-6.md). The code is
-split by role: ``acc_data`` (datasets, models), ``acc_methods`` (training, the methods,
-measuring), ``acc_tasks`` (units of work and the worker pool), ``acc_summary``.
-
-What runs, per dataset:
-
-* **dense**: ``chipnet_tf.architectures.preresnet(depth=20)`` at the dataset's input size - the
-  paper's PreResNet family (bottleneck pre-activation blocks) at depth 20: 16 channel
-  groups, 912 channels, 221,914 parameters (2.09 MFLOPs at 8x8). Trained per seed with SGD
-  (momentum 0.9, Nesterov, lr 0.05, x0.1 at 50% and 75% of the epochs, weight decay 1e-3).
-* for every seed, budget type (FLOPs, channels) and budget (0.5 ... 0.02), one mask per method:
-
-  * ``chipnet``: ``prune_low_budget`` on the dense model, paper defaults (AdamW 1e-3, weight
-    decay 1e-3 except on the mask logits, budget weight 30, crispness weight 10, the default
-    schedules), ``--prune_epochs`` epochs with ``BestHardMasks`` (the reference code's model
-    selection: the pruning epoch whose hard network, BatchNorm re-estimated, validates best
-    on the held-out 10%). The pruned model's weights are the ones fine-tuned.
-  * ``l1`` (Li et al. 2017, "Pruning filters for efficient ConvNets"): a channel scores the
-    L1 norm of its filter, normalised by its layer's mean (averaged over a group's writers);
-    the highest-scoring channels are kept globally under the budget by the same
-    ``select_masks`` ChipNet uses. Li et al. pick per-layer rates by a sensitivity analysis;
-    a global ranking of normalised norms is the usual budget-driven variant.
-  * ``slimming`` (Liu et al. 2017, "Learning efficient convolutional networks through network
-    slimming"): the dense model is trained further for ``--prune_epochs`` epochs with an L1
-    penalty ``lambda * sum |gamma|`` on the BatchNorm scales (same SGD as pretraining);
-    channels are ranked globally by ``|gamma|`` (mean over the BN layers of a group) and
-    kept under the budget with ``select_masks``. ``lambda`` gives the same total L1 shrinkage
-    ``lambda * lr * steps`` as Liu et al.'s CIFAR schedule (1e-4 x 0.1 x 62,400 steps), i.e.
-    ``0.624 / (lr * steps)``.
-  * ``random``: N(0, 1) scores, kept under the budget with ``select_masks``.
-
-  Every mask ends as a real smaller model through ``chipnet_tf.strip_pruning(source,
-  masks=...)``. All of them get the *same* fine-tuning: ``--finetune_epochs`` epochs of SGD
-  (momentum 0.9, lr 0.05 with x0.1 steps at 50% and 75%, weight decay 1e-3), batch 64.
-  ChipNet and slimming additionally had their ``--prune_epochs`` search epochs; L1 and
-  random are one-shot (that is what the methods are).
-* ``tfmot``: ``prune_low_magnitude`` with ``ConstantSparsity(1 - budget)`` - the same
-  fraction of Conv2D/Dense weights kept as the budget - fine-tuned with the same schedule,
-  then ``strip_pruning``. Unstructured: the model keeps its dense shape and FLOPs.
-
-Recorded per run: test accuracy after fine-tuning and before it (stripped, BatchNorm
-re-estimated on 10 training batches), target vs achieved budget, the stripped model's
-``count_params()``, its FLOPs by ``chipnet_tf.count_flops`` and by the TensorFlow profiler
-(independent), kept channels per group, groups left with one channel, and whether any loss
-or weight was not finite.
-
-**Mask transfer** (digits 0-4 -> 5-9): two 5-class dense models, one per task. ChipNet
-prunes each at a FLOPs budget. On task B (5-9) we then fine-tune (identically):
-``direct`` - B's own ChipNet model; ``direct_masks`` - B's masks on B's dense weights;
-``transferred`` - A's masks on B's dense weights; ``random`` - random masks on B's dense
-weights. Masks are compared by per-group overlap.
+The method (datasets, the methods, what is recorded, mask transfer) is in
+``benchmarks/README.md``.
 
 Run::
 
-    python -m benchmarks.accuracy            # the full grid, ~30 minutes on 2 cores
-    python -m benchmarks.accuracy --quick    # one seed, one budget, few epochs (~1 min)
+    python -m benchmarks.accuracy            # the digits grid, ~30 minutes on 2 cores
+    python -m benchmarks.accuracy --quick    # one seed, one budget, few epochs (~5 min)
+    python -m benchmarks.accuracy --dataset=fashion_mnist --search=progress_hard   # make bench-fashion
 """
 
 import argparse

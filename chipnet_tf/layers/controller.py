@@ -228,16 +228,22 @@ class ChipNetController(keras.layers.Layer):
         self.total_steps.assign(total_steps)
         self.cached_total_steps = total_steps
 
-    def get_config(self):
-        config = {
-            "groups": [list(g) for g in self.groups],
-            "cost_spec": self.spec.get_config(),
+    def search_config(self):
+        """The search's settings (budget, penalties, schedule, gates), as in ``get_config``."""
+        return {
             "budget": self.budget,
             "budget_type": self.budget_type,
             "budget_weight": self.budget_weight,
             "crispness_weight": self.crispness_weight,
             "schedule": self.schedule.get_config(),
             "gate_forward": self.gate_forward,
+        }
+
+    def get_config(self):
+        config = {
+            "groups": [list(g) for g in self.groups],
+            "cost_spec": self.spec.get_config(),
+            **self.search_config(),
         }
         base_config = super().get_config()
         base_config.pop("dtype", None)

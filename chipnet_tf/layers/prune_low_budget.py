@@ -111,12 +111,4 @@ class PruneLowBudget(keras.layers.Wrapper):
         return self.layer.compute_output_shape(input_shape)
 
     def get_config(self):
-        config = {
-            "budget": self.budget,
-            "budget_type": self.budget_type,
-            "budget_weight": self.budget_weight,
-            "crispness_weight": self.crispness_weight,
-            "schedule": self.schedule.get_config(),
-            "gate_forward": self.gate_forward,
-        }
-        return {**super().get_config(), **config}
+        return {**super().get_config(), **self.controller.search_config()}
