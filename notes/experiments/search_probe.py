@@ -107,6 +107,7 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ft_steps", type=int, default=0)
     p.add_argument("--baselines", action="store_true")
+    p.add_argument("--uniform", action="store_true")
     p.add_argument("--out", default="/tmp/search_probe/results.jsonl")
     args = p.parse_args(argv)
     train, val = load(args.data, args.n_train)
@@ -181,6 +182,21 @@ def main(argv=None):
     }
     b, a = strip_acc(pruned, masks, train, val, args.ft_steps)
     rec["chipnet_strip_before"], rec["chipnet_ft"] = round(b, 4), round(a, 4)
+    if args.uniform and args.budget_type == "channels":
+        # Diagnostic: every group keeps the same fraction, chosen by the learned logits or at
+        # random - is the ranking *within* a group better than chance?
+        rng = np.random.default_rng(args.seed)
+        sizes = np.cumsum(ctl.sizes)[:-1]
+        zetas = dict(zip(ctl.group_names, np.split(ctl.zeta.numpy(), sizes)))
+        for name, score in (("uniform_zeta", lambda z: z), ("uniform_random", lambda z: rng.random(z.size))):
+            m = {}
+            for g, z in zetas.items():
+                k = max(1, int(round(args.budget * z.size)))
+                keep = np.zeros(z.size, bool)
+                keep[np.argsort(-score(z), kind="stable")[:k]] = True
+                m[g] = keep
+            b, a = strip_acc(pruned, m, train, val, args.ft_steps)
+            rec[f"{name}_before"], rec[f"{name}_ft"] = round(b, 4), round(a, 4)
     if args.baselines:
         from benchmarks.accuracy import random_scores
         from benchmarks.latency import channel_scores
