@@ -108,6 +108,7 @@ def main(argv=None):
     p.add_argument("--ft_steps", type=int, default=0)
     p.add_argument("--baselines", action="store_true")
     p.add_argument("--uniform", action="store_true")
+    p.add_argument("--offset_speed", type=float, default=3.0)
     p.add_argument("--out", default="/tmp/search_probe/results.jsonl")
     args = p.parse_args(argv)
     train, val = load(args.data, args.n_train)
@@ -148,6 +149,31 @@ def main(argv=None):
             return fraction, tf.square(fraction - target), crisp
 
         ctl._penalties = annealed
+    if "goffset" in variant:
+        # Per-group offsets: the budget loss moves a group's shared offset (Adam decides per
+        # group whether to shrink it, from the sign of budget pressure against the group's
+        # task gradient); the channels' own logits only rank within the group.
+        import tensorflow as tf
+
+        from chipnet_tf.ops import heaviside
+
+        tau = ctl.add_weight(name="tau", shape=(len(ctl.sizes),), initializer="zeros", trainable=True)
+        seg = ctl._segment_ids
+        speed = args.offset_speed
+
+        def gates(budget_path, ctl=ctl):
+            zeta = ctl.zeta * ctl.logit_scale
+            offset = tf.gather(tau, seg) * ctl.logit_scale * speed
+            logits = (tf.stop_gradient(zeta) if budget_path else zeta) + offset
+            return heaviside.continuous_heaviside(logits, ctl.beta, ctl.gamma), heaviside.logistic(logits, ctl.beta)
+
+        def penalties(z, z_i, ctl=ctl):
+            zb, _ = gates(True)
+            fraction = ctl.spec.tf_fraction(ctl.soft_counts(zb), ctl.budget_type)
+            return fraction, tf.square(fraction - ctl.budget), tf.reduce_mean(tf.square(z - z_i))
+
+        ctl.soft_gates = lambda: gates(False)
+        ctl._penalties = penalties
     opt = keras.optimizers.AdamW(args.lr, weight_decay=1e-3)
     opt.exclude_from_weight_decay(var_names=["zeta"])
     pruned.compile(opt, loss(), metrics=["accuracy"])
@@ -158,6 +184,8 @@ def main(argv=None):
         x, y, batch_size=args.batch, epochs=args.epochs, verbose=0, callbacks=[chipnet_tf.UpdatePruningStep()]
     )
     V = [round(v, 3) for v in hist.history["budget"]]
+    if "goffset" in variant:
+        ctl.zeta.assign(ctl.zeta + tf.gather(tau, seg) * speed)  # the cut ranks the full logits
     masks = chipnet_tf.get_masks(pruned)
     zeta = ctl.zeta.numpy() * (1.0 if ctl.logit_scale is None else ctl.logit_scale.numpy())
     rec = {
