@@ -13,14 +13,11 @@ from chipnet_tf.masks import get_masks
 from chipnet_tf.validators import check_round_to
 
 
-def _controllers_or_raise(model):
-    return require_controllers(model, "using chipnet_tf callbacks")
-
-
 class UpdatePruningStep(keras.callbacks.Callback):
     """Advances ChipNet's schedule (beta, gamma, steepness) every step. Required.
 
-    With the default ``"progress"`` schedule the search's length is the ``fit`` it runs in:
+    With a ``"progress"`` schedule (:meth:`~chipnet_tf.HeavisideSchedule.progress`; the default
+    is the paper's per-epoch one) the search's length is the ``fit`` it runs in:
     ``epochs * steps_per_epoch`` optimizer steps (``fit`` knows both for arrays and for
     datasets of known size; otherwise pass ``steps_per_epoch`` to ``fit`` or
     ``total_steps`` here). The schedule then depends only on the fraction of those steps
@@ -57,6 +54,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._epochs = []
         self._steps = None
         self._step = 0
+        self._totals = []  # per controller: the progress search's length (None: per-epoch)
 
     def _search_steps(self, ctl):
         if self.total_steps is not None:
@@ -76,8 +74,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._ctls = require_controllers(self.model, "using chipnet_tf callbacks")
         self._steps = (getattr(self, "params", None) or {}).get("steps")
         # Epochs and steps are cached in Python so the per-batch hook reads no variable.
-        self._epochs = []
+        self._epochs, self._totals = [], []
         for ctl in self._ctls:
+            total = None
             if ctl.schedule.unit == "progress":
                 total = self._search_steps(ctl)
                 ctl.set_total_steps(total)
@@ -88,6 +87,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
             epoch = int(ctl.pruning_epoch.numpy())
             ctl.set_schedule_state(epoch, 0.0, step)
             self._epochs.append(epoch)
+            self._totals.append(total)
         self._step = max(0, int(self._ctls[0].pruning_step.numpy())) if self._ctls else 0
 
     def _warn_if_short(self, total, schedule):
@@ -109,9 +109,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
             self._step = max(0, int(self._ctls[0].pruning_step.numpy()))
 
     def on_train_batch_begin(self, batch, logs=None):
-        for ctl, epoch in zip(self._ctls, self._epochs):
-            if ctl.schedule.unit == "progress":
-                ctl.set_schedule_values(ctl.schedule.position(self._step, ctl.cached_total_steps))
+        for ctl, epoch, total in zip(self._ctls, self._epochs, self._totals):
+            if total is not None:
+                ctl.set_schedule_values(ctl.schedule.position(self._step, total))
             elif self._steps:
                 ctl.steepness.assign(ctl.schedule.steepness(epoch + min(batch, self._steps) / self._steps))
 
@@ -153,7 +153,7 @@ class PruningSummaries(keras.callbacks.Callback):
         self._writer = None
 
     def on_train_begin(self, logs=None):
-        self._ctls = _controllers_or_raise(self.model)
+        self._ctls = require_controllers(self.model, "using chipnet_tf callbacks")
         self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -309,7 +309,7 @@ class BestHardMasks(keras.callbacks.Callback):
         return value > self.best_value if self.mode == "max" else value < self.best_value
 
     def on_train_begin(self, logs=None):
-        _controllers_or_raise(self.model)
+        require_controllers(self.model, "using chipnet_tf callbacks")
         self.best_value = self.best_epoch = self.best_masks = self._best_weights = None
         if self.filepath and os.path.exists(self.filepath):
             with np.load(self.filepath, allow_pickle=False) as f:

@@ -200,7 +200,6 @@ class ChipNetController(keras.layers.Layer):
         if step is not None:
             self.pruning_step.assign(int(step))
         total = 0 if self.total_steps is None else int(self.total_steps.numpy())
-        self.cached_total_steps = total
         if self.schedule.unit == "progress" and total <= 0:
             t = 0.0  # before the first fit: the schedule's start
         else:
@@ -226,7 +225,6 @@ class ChipNetController(keras.layers.Layer):
             self.zeta.assign(self.zeta * (old / new))
             self.logit_scale.assign(new)
         self.total_steps.assign(total_steps)
-        self.cached_total_steps = total_steps
 
     def search_config(self):
         """The search's settings (budget, penalties, schedule, gates), as in ``get_config``."""
