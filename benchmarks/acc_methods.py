@@ -91,7 +91,7 @@ def finetune(small, data, seed, epochs):
 
 
 # -- methods --------------------------------------------------------------------------
-def _select(spec, scores, budget, budget_type):
+def select_quietly(spec, scores, budget, budget_type):
     """``select_masks`` that reports (instead of printing) the minimal-network warning."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

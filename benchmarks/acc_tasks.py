@@ -12,12 +12,12 @@ import chipnet_tf
 from benchmarks import acc_data
 from benchmarks.acc_methods import (
     STRUCTURED,
-    _select,
     accuracy,
     bn_gamma_scores,
     chipnet_prune,
     pretrain,
     random_scores,
+    select_quietly,
     slimming_train,
     structured_run,
     tfmot_finetune,
@@ -95,7 +95,7 @@ def task_grid(args, work, seed, budget_type, budget):
         else:
             scores = random_scores(analysis, 1000 * seed + int(1000 * budget))
         source = slim_source if method == "slimming" else dense
-        masks, minimal = _select(spec, scores, budget, budget_type)
+        masks, minimal = select_quietly(spec, scores, budget, budget_type)
         records.append(structured_run(method, source, masks, minimal, budget, budget_type, spec, data, seed, args))
     return records
 
@@ -163,7 +163,7 @@ def task_transfer(args, work, seed, budget):
     analysis = chipnet_tf.analyze(dense_b, warn=False)
     _, masks_a, _ = chipnet_prune(dense_a, task_a, budget, "flops", seed, args.prune_epochs, args.search)
     pruned_b, masks_b, _ = chipnet_prune(dense_b, task_b, budget, "flops", seed, args.prune_epochs, args.search)
-    rand, minimal = _select(analysis.spec, random_scores(analysis, seed), budget, "flops")
+    rand, minimal = select_quietly(analysis.spec, random_scores(analysis, seed), budget, "flops")
     variants = {
         "direct": (pruned_b, masks_b, False),
         "direct_masks": (dense_b, masks_b, False),
