@@ -27,6 +27,8 @@ import tempfile
 
 from absl import app, flags
 
+from chipnet_tf.validators import first_line
+
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("masks", None, "masks file (.npz/.json) to use instead of the checkpoint's own hard masks")
@@ -117,7 +119,7 @@ def load_checkpoint(path):
             except (AssertionError, ValueError, tf.errors.OpError) as e:
                 raise CliError(
                     f"{path}: checkpoint does not match --model={FLAGS.model} (--checkpoint_of={FLAGS.checkpoint_of}): "
-                    f"{_first_line(e)}"
+                    f"{first_line(e)}"
                 ) from e
         return model
     raise CliError(f"{path}: no such file, directory or checkpoint prefix")
@@ -127,7 +129,7 @@ def _load_model(keras, path):
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - any failure to read is reported in one line
-        raise CliError(f"{path}: cannot load the model ({type(e).__name__}: {_first_line(e)})") from e
+        raise CliError(f"{path}: cannot load the model ({type(e).__name__}: {first_line(e)})") from e
 
 
 def build_model(name, kwargs_json):
@@ -143,12 +145,7 @@ def build_model(name, kwargs_json):
     try:
         return architectures.build(name, **kwargs)
     except (ValueError, TypeError) as e:
-        raise CliError(f"--model={name}: {_first_line(e)}") from e
-
-
-def _first_line(e):
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__
+        raise CliError(f"--model={name}: {first_line(e)}") from e
 
 
 def _masks(model):
@@ -158,7 +155,7 @@ def _masks(model):
         try:
             return chipnet_tf.load_masks(FLAGS.masks)
         except (OSError, ValueError) as e:
-            raise CliError(f"--masks={FLAGS.masks}: {_first_line(e)}") from e
+            raise CliError(f"--masks={FLAGS.masks}: {first_line(e)}") from e
     if chipnet_tf.prune.is_pruned(model):
         return chipnet_tf.get_masks(model, round_to=FLAGS.round_to)
     raise CliError(f"{model.name!r} is not a wrapped ChipNet model: give --masks=PATH")
@@ -170,7 +167,7 @@ def _load_array(path, flag):
     try:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError) as e:
-        raise CliError(f"--{flag}={path}: {_first_line(e)}") from e
+        raise CliError(f"--{flag}={path}: {first_line(e)}") from e
 
 
 # -- atomic outputs ----------------------------------------------------------------------
@@ -251,7 +248,7 @@ def cmd_export(checkpoint, out):
             tolerance=FLAGS.tolerance,
         )
     except ValueError as e:
-        raise CliError(_first_line(e)) from e
+        raise CliError(first_line(e)) from e
     with _atomic_output(out) as tmp, open(tmp, "wb") as f:
         f.write(data)
     print(f"wrote {out}: {len(data):,} bytes ({quantization or 'float32'})")
@@ -297,7 +294,7 @@ def main(argv):
         print(f"{PROG} {command}: error: {e}", file=sys.stderr)
         return 1
     except (ValueError, TypeError) as e:  # chipnet_tf's own input errors are already clear
-        print(f"{PROG} {command}: error: {_first_line(e)}", file=sys.stderr)
+        print(f"{PROG} {command}: error: {first_line(e)}", file=sys.stderr)
         return 1
     return 0
 

@@ -80,8 +80,8 @@ def run(main, prog, help_text, argv=None):
     def quiet_main(args):
         if not FLAGS["verbosity"].present:  # app.run turns it up to INFO otherwise
             absl_logging.set_verbosity(absl_logging.WARNING)
-        else:
-            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"  # native_log_filter holds nothing back now
+        elif FLAGS.verbosity >= 0:  # INFO or more: native_log_filter holds nothing back now
+            os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         # TensorFlow's logger has its own handler: without this its warnings print twice,
         # once more through absl's handler on the root logger.
         logging.getLogger("tensorflow").propagate = False

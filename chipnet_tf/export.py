@@ -20,6 +20,7 @@ import numpy as np
 
 from chipnet_tf.compat import keras, native_log_filter, tf
 from chipnet_tf.io import atomic_write
+from chipnet_tf.layers.controller import controllers
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 IO_TYPES = ("float32", "int8")
@@ -163,8 +164,6 @@ def to_tflite(
     if quantization == "int8" and representative_dataset is None:
         raise ValueError('quantization="int8" needs a representative_dataset (calibration samples).')
     _check_model(model)
-    from chipnet_tf.prune import controllers
-
     if controllers(model):
         from chipnet_tf.strip import strip_pruning
 
@@ -295,8 +294,6 @@ def quantize_model(model, **kwargs):
         >>> chipnet_tf.export.to_tflite(qat, "qat.tflite", quantization="dynamic")  # doctest: +SKIP
     """
     import tensorflow_model_optimization as tfmot
-
-    from chipnet_tf.prune import controllers
 
     _check_model(model)
     if controllers(model):

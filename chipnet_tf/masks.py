@@ -11,7 +11,7 @@ import numpy as np
 from chipnet_tf.budgets import check_budget_type
 from chipnet_tf.io import atomic_write
 from chipnet_tf.layers.controller import require_controllers
-from chipnet_tf.validators import check_budget, check_round_to
+from chipnet_tf.validators import check_budget, check_round_to, first_line
 
 
 def select_masks(spec, scores, budget, budget_type, round_to=1):
@@ -243,5 +243,4 @@ def load_masks(path):
             names = [str(n) for n in data["names"]]
             return {n: data[f"mask_{i}"].astype(bool) for i, n in enumerate(names)}
     except (ValueError, KeyError, OSError, EOFError, TypeError, zipfile.BadZipFile, zlib.error) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"{path!r} is not a readable chipnet_tf masks file (.npz or .json): {reason}") from None
+        raise ValueError(f"{path!r} is not a readable chipnet_tf masks file (.npz or .json): {first_line(e)}") from None

@@ -160,6 +160,8 @@ class LayerRule:
         for name, fn in (("costs", costs), ("surgery", surgery), ("constant", constant)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"LayerRule {name} must be callable or None. Received: {name}={fn!r}")
+        if flops and costs is None:
+            raise ValueError("LayerRule(flops=True) needs the costs function that counts those FLOPs.")
         self.costs = costs
         self.surgery = surgery
         self.constant = constant
@@ -207,7 +209,10 @@ def _check_class(layer_class, what):
 def register_layer(layer_class, rule):
     """Registers (or replaces) the :class:`LayerRule` for ``layer_class`` and subclasses.
 
-    The rule replaces the whole previous rule of ``layer_class`` (kind, costs, surgery).
+    The rule replaces the previous rule of ``layer_class`` (kind, costs, flops). A
+    ``surgery`` or ``constant`` the new rule leaves as None is kept from the rule the class
+    had (its own or inherited), so ``register_surgery`` before ``register_layer`` and a
+    subclass rule that only changes the kind both keep the slicing they had.
 
     Raises:
         TypeError: ``layer_class`` is not a class or ``rule`` not a LayerRule.
@@ -215,7 +220,13 @@ def register_layer(layer_class, rule):
     _check_class(layer_class, "register_layer")
     if not isinstance(rule, LayerRule):
         raise TypeError(f"register_layer expects a LayerRule. Received: {rule!r}")
-    _REGISTRY[layer_class] = rule
+    had = _lookup_type(layer_class)
+    kept = {
+        name: getattr(had, name)
+        for name in ("surgery", "constant")
+        if getattr(rule, name) is None and getattr(had, name) is not None
+    }
+    _REGISTRY[layer_class] = rule.replace(**kept) if kept else rule
 
 
 def unregister_layer(layer_class):

@@ -35,3 +35,10 @@ def check_round_to(round_to):
     if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:
         raise ValueError(f"round_to must be a positive integer. Received: round_to={round_to!r}")
     return int(round_to)
+
+
+def first_line(error):
+    """The first line of an exception's message (its class name when it has none): one-line
+    errors that quote the cause without its traceback."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

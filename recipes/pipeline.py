@@ -355,11 +355,11 @@ def prune(config):
             chipnet_tf.strip_pruning(dense, masks=masks)  # validates them against this architecture
         except (OSError, ValueError) as e:
             raise RecipeError(f"--masks_from={config.masks_from}: {e}") from e
-        report = chipnet_tf.budget_report(dense, masks=masks)
         if is_chief(config):
+            report = chipnet_tf.budget_report(dense, masks=masks)
             chipnet_tf.save_masks(path(config, "masks.npz"), masks)
             plots.write_report_png(path(config, "report.png"), report)
-        _say(config, report)
+            _say(config, report)
         return {"masks_from": config.masks_from}
     with config.distribution().scope():
         pruned = chipnet_tf.prune_low_budget(
@@ -409,7 +409,8 @@ def prune(config):
         chipnet_tf.save_masks(path(config, "masks.npz"), masks)
         report = chipnet_tf.budget_report(dense, masks=masks)
         plots.write_report_png(path(config, "report.png"), report, history, config.budget, config.budget_type)
-        _say(config, chipnet_tf.budget_report(pruned, masks=masks))  # with the soft counts
+        if config.verbose:  # the report with the soft counts, only when someone reads it
+            _say(config, chipnet_tf.budget_report(pruned, masks=masks))
     out = {"prune_history": history}
     if validation_split and config.prune_epochs:
         out["best_prune_epoch"] = int(callbacks[-1].best_epoch) + 1

@@ -87,3 +87,27 @@ def test_traced_flops_cache_lives_outside_the_users_layer():
     del block
     gc.collect()
     assert ref() is None  # the cache does not keep the layer alive
+
+
+def test_register_layer_keeps_the_surgery_it_does_not_replace():
+    """A rule without surgery keeps the class's (own or inherited) surgery; flops needs costs."""
+
+    class MyConv(L.Conv2D):
+        pass
+
+    conv_surgery = registry.lookup(L.Conv2D(1, 1)).surgery
+    assert conv_surgery is not None
+    with registry.registered(MyConv, registry.LayerRule("producer")):
+        assert registry.lookup(MyConv(1, 1)).surgery is conv_surgery
+
+    def surgery(ctx):
+        return ctx.config, ctx.weights
+
+    chipnet_tf.register_surgery(_Custom, surgery)
+    chipnet_tf.register_layer(_Custom, registry.LayerRule("passthrough"))
+    try:
+        assert registry.lookup(_Custom()).surgery is surgery
+    finally:
+        registry.unregister_layer(_Custom)
+    with pytest.raises(ValueError, match=r"LayerRule\(flops=True\) needs the costs function"):
+        registry.LayerRule("producer", flops=True)
