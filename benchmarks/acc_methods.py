@@ -18,18 +18,37 @@ BATCH = 64
 LR = 0.05
 WEIGHT_DECAY = 1e-3
 SLIMMING_TOTAL_SHRINK = 1e-4 * 0.1 * 62_400  # Liu et al. CIFAR: lambda x lr x steps
-# ChipNet's search configurations: the paper's (per-epoch schedule, soft gates) and this
-# project's (progress schedule with scaled logits, hard straight-through gates).
+
+
+# ChipNet's search configurations, each one change from the previous (the ablation,
+# benchmarks/ablation.py, runs them in this order): the paper's; the progress schedule with
+# scaled logits; hard straight-through gates; relative logits; and the library's default,
+# which adds the budget target's ramp over the first half of the search (crispness after it).
+def _progress(ramp):
+    return chipnet_tf.HeavisideSchedule.progress(budget_ramp=ramp)
+
+
 SEARCHES = {
     "paper": {
-        "schedule": None,
-        "gate_forward": "soft",
-        "text": "the paper's configuration: per-epoch schedule, soft gates",
+        "kwargs": chipnet_tf.paper_search,
+        "text": "the paper's configuration: per-epoch schedule, soft gates, absolute logits",
+    },
+    "progress": {
+        "kwargs": lambda: {"schedule": _progress(0.0), "gate_forward": "soft", "gate_logits": "absolute"},
+        "text": "progress schedule with scaled logits, soft gates, absolute logits",
     },
     "progress_hard": {
-        "schedule": "progress",
-        "gate_forward": "hard",
-        "text": "progress schedule with scaled logits, hard straight-through gates",
+        "kwargs": lambda: {"schedule": _progress(0.0), "gate_forward": "hard", "gate_logits": "absolute"},
+        "text": "progress schedule with scaled logits, hard straight-through gates, absolute logits",
+    },
+    "progress_hard_relative": {
+        "kwargs": lambda: {"schedule": _progress(0.0), "gate_forward": "hard", "gate_logits": "relative"},
+        "text": "progress schedule with scaled logits, hard straight-through gates, relative logits",
+    },
+    "default": {
+        "kwargs": dict,
+        "text": "prune_low_budget's defaults: progress schedule with scaled logits and the budget's target "
+        "ramped over the first half, hard straight-through gates, relative logits",
     },
 }
 
@@ -100,13 +119,11 @@ def select_quietly(spec, scores, budget, budget_type):
     return masks, minimal
 
 
-def chipnet_prune(dense, data, budget, budget_type, seed, epochs, search="paper"):
+def chipnet_prune(dense, data, budget, budget_type, seed, epochs, search="default"):
     """ChipNet with BestHardMasks under a named search configuration. Returns (pruned model, masks, info)."""
     keras.utils.set_random_seed(seed)
-    config = SEARCHES[search]
-    schedule = chipnet_tf.HeavisideSchedule.progress() if config["schedule"] == "progress" else None
     pruned = chipnet_tf.prune_low_budget(
-        clone(dense), budget=budget, budget_type=budget_type, schedule=schedule, gate_forward=config["gate_forward"]
+        clone(dense), budget=budget, budget_type=budget_type, **SEARCHES[search]["kwargs"]()
     )
     opt = keras.optimizers.AdamW(1e-3, weight_decay=1e-3)
     opt.exclude_from_weight_decay(var_names=["zeta"])

@@ -63,10 +63,12 @@ def task_dense(args, work, seed):
         "final_train_loss": history.get("loss", [None])[-1],
         "seconds": time.perf_counter() - t0,
     }
+    _save_weights(dense, work, f"dense_{seed}")
+    if "slimming" not in getattr(args, "methods", STRUCTURED):  # the ablation: ChipNet only
+        return {"seed": seed, "dense": record}
     t0 = time.perf_counter()
     slim, lam = slimming_train(dense, data, seed, args.prune_epochs)
     slimming = {"lambda": lam, "seconds": time.perf_counter() - t0, "accuracy": accuracy(slim, data)}
-    _save_weights(dense, work, f"dense_{seed}")
     _save_weights(slim, work, f"slimming_{seed}")
     return {"seed": seed, "dense": record, "slimming": slimming}
 
@@ -179,7 +181,20 @@ def task_transfer(args, work, seed, budget):
     return records
 
 
+def task_ablation(args, work, seed, budget_type, budget, search):
+    """ChipNet alone under one named search configuration (benchmarks/ablation.py)."""
+    data = acc_data.load(args.dataset)
+    dense = _load_weights(args, work, f"dense_{seed}")
+    spec = chipnet_tf.analyze(dense, warn=False).spec
+    t0 = time.perf_counter()
+    pruned, masks, info = chipnet_prune(dense, data, budget, budget_type, seed, args.prune_epochs, search)
+    info["prune_seconds"] = time.perf_counter() - t0
+    info["search"] = search
+    return structured_run("chipnet", pruned, masks, False, budget, budget_type, spec, data, seed, args, info)
+
+
 TASKS = {
+    "ablation": task_ablation,
     "dense": task_dense,
     "grid": task_grid,
     "tfmot": task_tfmot,
@@ -215,6 +230,8 @@ def _describe(key, result):
         accs = {k: round(v, 4) for k, v in result.items() if "accuracy" in k}
         acc = result.get("dense", {}).get("accuracy")
         return f"dense accuracy {acc:.4f}" if acc is not None else f"{accs}"
+    if key[0] == "ablation":
+        return f"V {result['soft_budget_per_epoch'][-1]:.3f}, before fine-tuning {result['accuracy_before_finetune']:.4f}, after {result['accuracy']:.4f}"
     return ", ".join(f"{r['method']} {r['accuracy']:.4f}" for r in result)
 
 

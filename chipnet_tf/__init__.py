@@ -21,7 +21,7 @@ from chipnet_tf.layers import (
     PruneLowBudget,
 )
 from chipnet_tf.masks import apply_masks, get_masks, load_masks, save_masks, select_masks
-from chipnet_tf.prune import prune_low_budget, prune_scope
+from chipnet_tf.prune import paper_search, prune_low_budget, prune_scope
 from chipnet_tf.registry import register_layer, register_surgery
 from chipnet_tf.report import BudgetReport, budget_report, count_flops
 from chipnet_tf.schedules import HeavisideSchedule
@@ -50,6 +50,7 @@ __all__ = [
     "export",
     "get_masks",
     "load_masks",
+    "paper_search",
     "prune_low_budget",
     "prune_scope",
     "register_layer",

@@ -77,7 +77,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._epochs, self._totals = [], []
         for ctl in self._ctls:
             total = None
-            if ctl.schedule.unit == "progress":
+            if ctl.schedule.unit == "progress" and float(ctl.use_hard.numpy()) == 1.0 and int(ctl.total_steps.numpy()):
+                total = int(ctl.total_steps.numpy())  # fixed masks (fine-tuning): the search state stays as it is
+            elif ctl.schedule.unit == "progress":
                 total = self._search_steps(ctl)
                 ctl.set_total_steps(total)
                 self._warn_if_short(total, ctl.schedule)

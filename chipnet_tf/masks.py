@@ -117,12 +117,10 @@ def get_masks(model, budget=None, budget_type=None, round_to=1):
     """
     masks = {}
     for ctl in require_controllers(model, "reading its masks"):
-        zeta = ctl.zeta.numpy()
-        scores = dict(zip(ctl.group_names, np.split(zeta, np.cumsum(ctl.sizes)[:-1])))
         masks.update(
             select_masks(
                 ctl.spec,
-                scores,
+                ctl.scores(),
                 ctl.budget if budget is None else budget,
                 ctl.budget_type if budget_type is None else budget_type,
                 round_to=round_to,

@@ -13,6 +13,7 @@ from chipnet_tf.layers import (
 )
 from chipnet_tf.layers.controller import (
     GATE_FORWARDS,
+    GATE_LOGITS,
     controllers,  # also public as chipnet_tf.prune.controllers
 )
 from chipnet_tf.layers.gated_batch_norm import can_fold
@@ -40,6 +41,21 @@ def prune_scope():
             "HeavisideSchedule": HeavisideSchedule,
         }
     )
+
+
+def paper_search():
+    """The paper's search settings, as keyword arguments of :func:`prune_low_budget`.
+
+    A per-epoch schedule (:meth:`HeavisideSchedule.paper`), soft gates in the forward pass
+    and absolute logits: the reference implementation, kept to reproduce and compare it
+    (on digits its soft budget never reached the target; see benchmarks/RESULTS.md).
+
+    Example:
+        >>> sorted(chipnet_tf.paper_search())
+        ['gate_forward', 'gate_logits', 'schedule']
+        >>> pruned = chipnet_tf.prune_low_budget(model, 0.25, "flops", **chipnet_tf.paper_search())  # doctest: +SKIP
+    """
+    return {"schedule": HeavisideSchedule.paper(), "gate_forward": "soft", "gate_logits": "absolute"}
 
 
 def is_pruned(model):
@@ -72,7 +88,8 @@ def prune_low_budget(
     budget_weight=30.0,
     crispness_weight=10.0,
     schedule=None,
-    gate_forward="soft",
+    gate_forward="hard",
+    gate_logits="relative",
     exclude=None,
 ):
     """Adds ChipNet channel gates and budget/crispness penalties to a Keras model.
@@ -97,12 +114,21 @@ def prune_low_budget(
         budget: fraction of the dense resource to keep, in (0, 1].
         budget_type: ``"channels"``, ``"volume"``, ``"params"`` or ``"flops"``.
         budget_weight: weight of the budget loss ``(V - budget)^2`` (paper: 30).
-        crispness_weight: weight of the crispness loss (paper: 10).
-        schedule: a :class:`chipnet_tf.HeavisideSchedule`; None for the paper's defaults
-            (:meth:`~chipnet_tf.HeavisideSchedule.paper`).
-        gate_forward: ``"soft"`` (the paper: channels are multiplied by their soft gates) or
-            ``"hard"`` (by the gate rounded to 0/1, the gradient passing straight through), so
-            the network trained is the one the soft budget counts.
+        crispness_weight: weight of the crispness loss (paper: 10). With a ramped budget
+            target it applies once the target has reached the budget.
+        schedule: a :class:`chipnet_tf.HeavisideSchedule`; None for
+            :meth:`~chipnet_tf.HeavisideSchedule.progress`: the paper's ramps over the whole
+            ``fit`` (whatever its steps per epoch), the logits scaled to the search's length
+            and the budget's target ramped down over its first half.
+        gate_forward: ``"hard"`` (default: channels are multiplied by the gate rounded to
+            0/1 and the gradient passes straight through, so the network trained is the one
+            the soft budget counts) or ``"soft"`` (the paper: by the soft gate).
+        gate_logits: ``"relative"`` (default: each group's logits are measured from its
+            largest, so a group cannot meet the budget by shrinking all its gates together,
+            which a following BatchNormalization undoes; see
+            :meth:`ChipNetController.logits`) or ``"absolute"`` (the paper).
+            :func:`paper_search` gives the paper's three settings:
+            ``prune_low_budget(model, 0.25, **chipnet_tf.paper_search())``.
         exclude: names of layers whose output channels are never pruned. The model's
             outputs (the classifier) are never pruned.
 
@@ -126,8 +152,14 @@ def prune_low_budget(
         raise TypeError(f"exclude must be a list of layer names. Received: exclude={exclude!r}")
     if gate_forward not in GATE_FORWARDS:
         raise ValueError(f"gate_forward must be one of {GATE_FORWARDS}. Received: gate_forward={gate_forward!r}")
+    if gate_logits not in GATE_LOGITS:
+        raise ValueError(f"gate_logits must be one of {GATE_LOGITS}. Received: gate_logits={gate_logits!r}")
     kwargs = dict(
-        budget_weight=budget_weight, crispness_weight=crispness_weight, schedule=schedule, gate_forward=gate_forward
+        budget_weight=budget_weight,
+        crispness_weight=crispness_weight,
+        schedule=HeavisideSchedule.progress() if schedule is None else schedule,
+        gate_forward=gate_forward,
+        gate_logits=gate_logits,
     )
     if isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model):
         if isinstance(
@@ -153,7 +185,7 @@ def prune_low_budget(
 
 
 def build_pruned_model(
-    model, analysis, budget, budget_type, budget_weight, crispness_weight, schedule, gate_forward="soft"
+    model, analysis, budget, budget_type, budget_weight, crispness_weight, schedule, gate_forward, gate_logits
 ):
     """Rebuilds ``model``'s flat graph with gates and a controller (see prune_low_budget)."""
     graph = analysis.graph
@@ -166,6 +198,7 @@ def build_pruned_model(
         crispness_weight=crispness_weight,
         schedule=schedule,
         gate_forward=gate_forward,
+        gate_logits=gate_logits,
     )
     tensors = {}
     new_inputs = []

@@ -21,6 +21,7 @@ _FIELDS = (
     "unit",
     "span",
     "reference_steps",
+    "budget_ramp",
 )
 _POSITIVE = ("beta_initial", "beta_max", "gamma_initial", "gamma_max", "steepness_initial", "steepness_max")
 
@@ -70,6 +71,13 @@ class HeavisideSchedule:
         span: paper epochs that one whole search spans (``"progress"`` only).
         reference_steps: optimizer steps whose logit travel every search gets
             (``"progress"`` only); ``logit_scale = reference_steps / total_steps``.
+        budget_ramp: fraction of the search over which the budget loss's target falls
+            from 1 to the budget (``"progress"`` only; 0, the paper: the target is the budget
+            from the first step). The target is ``budget + (1 - budget) * (1 - p)^3`` at
+            ``p = progress / budget_ramp`` (tfmot's polynomial decay): the soft budget
+            follows a target that moves slowly, so the task loss has the time to decide which
+            channels go, instead of a budget gradient that owns every logit's sign at the
+            start. :meth:`progress` uses 0.5.
 
     Raises:
         ValueError: a non-positive initial value, maximum, span or reference_steps, a
@@ -91,6 +99,7 @@ class HeavisideSchedule:
         unit="epoch",
         span=20.0,
         reference_steps=10_000,
+        budget_ramp=0.0,
     ):
         values = {key: value for key, value in locals().items() if key in _FIELDS}
         if unit not in UNITS:
@@ -102,6 +111,13 @@ class HeavisideSchedule:
         for key in _POSITIVE + ("span", "reference_steps"):
             if values[key] <= 0:
                 raise ValueError(f"HeavisideSchedule: {key} must be > 0. Received: {key}={values[key]!r}")
+        if not 0 <= values["budget_ramp"] <= 1:
+            raise ValueError(f"HeavisideSchedule: budget_ramp must be in [0, 1]. Received: budget_ramp={budget_ramp!r}")
+        if budget_ramp and unit != "progress":
+            raise ValueError(
+                "HeavisideSchedule: budget_ramp needs unit='progress' (the search's length in steps). "
+                f"Received: budget_ramp={budget_ramp!r}, unit={unit!r}"
+            )
         for key in ("beta_increment", "steepness_increment"):
             if values[key] < 0:
                 raise ValueError(f"HeavisideSchedule: {key} must be >= 0. Received: {key}={values[key]!r}")
@@ -124,7 +140,9 @@ class HeavisideSchedule:
 
     @classmethod
     def progress(cls, **kwargs):
-        """The paper's ramps over the whole search's progress, with scaled logits."""
+        """The paper's ramps over the whole search's progress, with scaled logits and the
+        budget's target ramped down over the first half (``budget_ramp=0.5``)."""
+        kwargs.setdefault("budget_ramp", 0.5)
         return cls(unit="progress", **kwargs)
 
     @staticmethod
@@ -169,6 +187,18 @@ class HeavisideSchedule:
         if not total_steps or total_steps <= 0:
             raise ValueError(f"A progress schedule needs the search's total_steps > 0. Received: {total_steps!r}")
         return self.reference_steps / float(total_steps)
+
+    def target(self, budget, progress):
+        """The budget loss's target at ``progress`` (0..1 of the search), see ``budget_ramp``.
+
+        Example:
+            >>> HeavisideSchedule.progress().target(0.1, 0.25), HeavisideSchedule.paper().target(0.1, 0.0)
+            (0.2125, 0.1)
+        """
+        if not self.budget_ramp:
+            return budget
+        p = min(max(float(progress) / self.budget_ramp, 0.0), 1.0)
+        return budget + (1.0 - budget) * (1.0 - p) ** 3
 
     def minimum_steps(self):
         """Optimizer steps below which a search with this schedule is not expected to converge.

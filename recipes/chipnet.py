@@ -80,7 +80,7 @@ flags.DEFINE_integer(
 flags.DEFINE_integer(
     "prune_steps_per_epoch",
     _DEFAULTS.prune_steps_per_epoch,
-    "Pruning steps per epoch: the gate schedules advance per epoch (default: --steps_per_epoch).",
+    "Pruning steps per epoch; the search's schedule spans all prune_epochs x these steps (default: --steps_per_epoch).",
     lower_bound=1,
 )
 flags.DEFINE_bool("flip", True, "Random horizontal flips (datasets where they keep the class).")

@@ -208,12 +208,12 @@ def test_accuracy_benchmark_defaults_follow_the_dataset():
     digits = acc_bench.parse_args([])
     assert (digits.pretrain_epochs, digits.prune_epochs, digits.finetune_epochs) == (30, 20, 20)
     assert digits.transfer_budgets == [0.25, 0.05] and digits.output == acc_bench.RESULTS
-    assert digits.search == "paper"
-    fashion = acc_bench.parse_args(["--dataset", "fashion_mnist", "--search", "progress_hard", "--quick"])
+    assert digits.search == "default"
+    fashion = acc_bench.parse_args(["--dataset", "fashion_mnist", "--search", "paper", "--quick"])
     assert (fashion.pretrain_epochs, fashion.prune_epochs, fashion.finetune_epochs) == (2, 2, 1)
     assert fashion.transfer_budgets == [] and fashion.output.name == "accuracy_fashion_mnist.json"
     full = acc_bench.parse_args(["--dataset", "fashion_mnist", "--prune_epochs", "6"])
-    assert (full.pretrain_epochs, full.prune_epochs, full.finetune_epochs) == (8, 6, 4)
+    assert (full.pretrain_epochs, full.prune_epochs, full.finetune_epochs) == (15, 6, 2)
 
 
 def test_verdict_rule():

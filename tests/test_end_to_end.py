@@ -1,4 +1,6 @@
-"""End to end on digits: ChipNet at a FLOPs budget of 0.3 with plain compile/fit."""
+"""End to end on digits: ChipNet at a channels budget of 0.3 with plain compile/fit and the
+library's defaults (progress schedule, budget target ramped over the first half, hard gates,
+relative logits), AdamW(1e-3) as documented."""
 
 import glob
 
@@ -10,20 +12,22 @@ from chipnet_tf.compat import keras, tf
 from tests.models import pruning_optimizer
 
 BUDGET = 0.3
+BUDGET_TYPE = "channels"
+EPOCHS = 20
 
 
 @pytest.fixture(scope="module")
 def pruned_run(trained_cnn, digits, tmp_path_factory):
     x, y, xt, yt = digits
     keras.utils.set_random_seed(0)
-    pruned = chipnet_tf.prune_low_budget(trained_cnn, budget=BUDGET, budget_type="flops")
-    pruned.compile(pruning_optimizer(1e-2), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    pruned = chipnet_tf.prune_low_budget(trained_cnn, budget=BUDGET, budget_type=BUDGET_TYPE)
+    pruned.compile(pruning_optimizer(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     log_dir = str(tmp_path_factory.mktemp("tb"))
     history = pruned.fit(
         x,
         y,
         batch_size=32,
-        epochs=20,
+        epochs=EPOCHS,
         verbose=0,
         callbacks=[chipnet_tf.UpdatePruningStep(), chipnet_tf.PruningSummaries(log_dir)],
     )
@@ -31,37 +35,42 @@ def pruned_run(trained_cnn, digits, tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_soft_budget_converges_near_target(pruned_run):
+def test_soft_budget_converges_to_the_target(pruned_run):
+    """880 steps (44 per epoch): the soft budget follows the ramped target down and ends
+    within 0.05 of the budget."""
     _, hist, _ = pruned_run
     budget = hist["budget"]
-    assert budget[0] > 0.5  # starts far above the target
-    assert abs(budget[-1] - BUDGET) < 0.1
+    assert budget[0] > 0.8  # starts near the dense network
+    half = EPOCHS // 2
+    assert budget[half - 1] == pytest.approx(BUDGET, abs=0.1)  # the ramp ends at half the search
+    assert abs(budget[-1] - BUDGET) <= 0.05
     assert all(np.isfinite(hist["loss"]))
+    assert hist["accuracy"][-1] > 0.9  # the hard network trained during the search
 
 
 @pytest.mark.slow
-def test_crispness_falls_from_its_peak(pruned_run):
+def test_crispness_waits_for_the_target_to_reach_the_budget(pruned_run):
     _, hist, _ = pruned_run
     crisp = hist["crispness"]
-    peak = int(np.argmax(crisp))
-    assert peak < len(crisp) - 1
-    assert crisp[-1] < 0.8 * crisp[peak]
+    half = EPOCHS // 2
+    assert crisp[: half - 1] == [0.0] * (half - 1)  # the ramp: no crispness
+    assert min(crisp[half:]) > 0.0
 
 
 @pytest.mark.slow
-def test_hard_masks_meet_flops_budget_exactly(pruned_run, digits):
+def test_hard_masks_meet_the_budget_exactly(pruned_run, digits):
     pruned, _, _ = pruned_run
     masks = chipnet_tf.get_masks(pruned)
     report = chipnet_tf.budget_report(pruned, masks=masks)
-    flops = report.totals["flops"]
-    assert flops["fraction"] <= BUDGET
+    achieved = report.totals[BUDGET_TYPE]
+    assert achieved["fraction"] <= BUDGET
     # the largest threshold network: adding the best pruned channel exceeds the budget
     ctl = chipnet_tf.prune.controllers(pruned)[0]
-    zeta = dict(zip(ctl.group_names, np.split(ctl.zeta.numpy(), np.cumsum(ctl.sizes)[:-1])))
-    best = max((zeta[n][i], n) for n, m in masks.items() for i in np.flatnonzero(~m))
+    scores = ctl.scores()  # what the cut ranks: the (relative) logits
+    best = max((scores[n][i], n) for n, m in masks.items() for i in np.flatnonzero(~m))
     counts = np.array([masks[n].sum() for n in ctl.group_names], float)
     counts[ctl.group_names.index(best[1])] += 1
-    assert ctl.spec.fraction(counts, "flops") > BUDGET
+    assert ctl.spec.fraction(counts, BUDGET_TYPE) > BUDGET
     # fine-tuning the hard network with frozen masks recovers digits accuracy
     x, y, xt, yt = digits
     chipnet_tf.apply_masks(pruned, masks)
@@ -70,7 +79,7 @@ def test_hard_masks_meet_flops_budget_exactly(pruned_run, digits):
     pruned.fit(x, y, batch_size=32, epochs=4, verbose=0, callbacks=[chipnet_tf.UpdatePruningStep()])
     result = pruned.evaluate(xt, yt, verbose=0, return_dict=True)
     assert result["accuracy"] > 0.9
-    assert result["budget"] == pytest.approx(flops["fraction"], rel=1e-5)
+    assert result["budget"] == pytest.approx(achieved["fraction"], rel=1e-5)
     assert result["crispness"] == 0.0
     np.testing.assert_array_equal(ctl.zeta.numpy(), zeta_before)  # masks frozen
     assert chipnet_tf.get_masks(pruned).keys() == masks.keys()

@@ -229,7 +229,9 @@ def test_hard_gate_forward_is_the_rounded_network_with_straight_through_gradient
     kept), and the task gradient still reaches every logit."""
     x = digits[0][:16]
     keras.utils.set_random_seed(1)
-    pruned = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels", gate_forward="hard")
+    pruned = chipnet_tf.prune_low_budget(
+        residual_cnn(8), budget=0.5, budget_type="channels", gate_forward="hard", gate_logits="absolute"
+    )
     ctl = chipnet_tf.prune.controllers(pruned)[0]
     zeta = np.random.default_rng(0).normal(0.0, 3.0, ctl.total).astype("float32")
     ctl.zeta.assign(zeta)
@@ -244,11 +246,41 @@ def test_hard_gate_forward_is_the_rounded_network_with_straight_through_gradient
         loss = tf.reduce_sum(tf.square(pruned(x, training=False)))
     grad = tape.gradient(loss, ctl.zeta).numpy()
     assert np.count_nonzero(grad) > 0.5 * ctl.total
-    soft = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels")
+    soft = chipnet_tf.prune_low_budget(residual_cnn(8), 0.5, "channels", **chipnet_tf.paper_search())
     assert chipnet_tf.prune.controllers(soft)[0].gate_forward == "soft"
     config = ctl.get_config()
     assert config["gate_forward"] == "hard"
     assert type(ctl).from_config(config).gate_forward == "hard"
+
+
+def test_relative_logits_ignore_a_shift_of_a_group_and_rank_the_cut():
+    """gate_logits="relative" (the default): a group's gates and its soft budget do not move
+    when all its logits move together (what a following BatchNormalization cannot see), each
+    group's best channel is at the midpoint, and the hard cut ranks the relative logits."""
+    keras.utils.set_random_seed(1)
+    pruned = chipnet_tf.prune_low_budget(residual_cnn(8), budget=0.5, budget_type="channels")
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    assert (ctl.gate_logits, ctl.gate_forward, ctl.schedule.unit) == ("relative", "hard", "progress")
+    sizes = np.cumsum(ctl.sizes)[:-1]
+    zeta = np.random.default_rng(0).normal(0.0, 3.0, ctl.total).astype("float32")
+    ctl.zeta.assign(zeta)
+    z, budget = ctl.soft_gates()[0].numpy(), float(ctl.penalties()[0])
+    shift = np.repeat(np.arange(len(ctl.sizes), dtype="float32") * 5.0 - 7.0, ctl.sizes)
+    ctl.zeta.assign(zeta + shift)
+    np.testing.assert_allclose(ctl.soft_gates()[0].numpy(), z, rtol=1e-5, atol=1e-6)
+    assert float(ctl.penalties()[0]) == pytest.approx(budget, rel=1e-5)
+    scores = ctl.scores()
+    for name, part in zip(ctl.group_names, np.split(zeta, sizes)):
+        np.testing.assert_allclose(scores[name], part - part.max(), rtol=1e-5, atol=1e-5)
+        assert scores[name].max() == 0.0
+    masks = chipnet_tf.get_masks(pruned)
+    expected = chipnet_tf.select_masks(ctl.spec, scores, 0.5, "channels")
+    assert all(np.array_equal(masks[k], m) for k, m in expected.items())
+    config = ctl.get_config()
+    assert config["gate_logits"] == "relative"
+    assert type(ctl).from_config(config).gate_logits == "relative"
+    with pytest.raises(ValueError, match="gate_logits must be one of .*Received: gate_logits='max'"):
+        chipnet_tf.prune_low_budget(residual_cnn(8), 0.5, gate_logits="max")
 
 
 class _NoConfig(L.Layer):

@@ -124,9 +124,26 @@ def test_progress_schedule_values_depend_on_progress_not_on_epochs():
     assert HeavisideSchedule.paper().position(210, 420, epoch=3, fraction=0.25) == 3.25
 
 
+def test_budget_target_ramps_from_one_to_the_budget_over_the_first_half():
+    s = HeavisideSchedule.progress()
+    assert s.budget_ramp == 0.5 and HeavisideSchedule.paper().budget_ramp == 0.0
+    # budget + (1 - budget) * (1 - progress / 0.5)^3
+    for progress, target in ((0.0, 1.0), (0.1, 0.1 + 0.9 * 0.8**3), (0.25, 0.2125), (0.5, 0.1), (0.9, 0.1)):
+        assert s.target(0.1, progress) == pytest.approx(target)
+    assert HeavisideSchedule.paper().target(0.1, 0.0) == 0.1
+    assert HeavisideSchedule.progress(budget_ramp=0.0).target(0.3, 0.0) == 0.3
+    # configs saved before budget_ramp existed load without a ramp
+    old = {k: v for k, v in s.get_config().items() if k != "budget_ramp"}
+    assert HeavisideSchedule.from_config(old).budget_ramp == 0.0
+    with pytest.raises(ValueError, match="budget_ramp needs unit='progress'"):
+        HeavisideSchedule(budget_ramp=0.5)
+    with pytest.raises(ValueError, match=r"budget_ramp must be in \[0, 1\]. Received: budget_ramp=1.5"):
+        HeavisideSchedule.progress(budget_ramp=1.5)
+
+
 def test_configs_saved_before_units_existed_load_as_the_paper_schedule():
     progress = HeavisideSchedule.progress().get_config()
-    old = {k: v for k, v in progress.items() if k not in ("unit", "span", "reference_steps")}
+    old = {k: v for k, v in progress.items() if k not in ("unit", "span", "reference_steps", "budget_ramp")}
     assert HeavisideSchedule.from_config(old) == HeavisideSchedule.paper()
 
 

@@ -9,6 +9,7 @@ from chipnet_tf.schedules import HeavisideSchedule
 from chipnet_tf.validators import check_budget, check_weight
 
 GATE_FORWARDS = ("soft", "hard")
+GATE_LOGITS = ("absolute", "relative")
 
 _NO_CALLBACK = (
     "chipnet_tf: training a pruned model needs the chipnet_tf.UpdatePruningStep() callback, which "
@@ -26,7 +27,8 @@ class ChipNetController(keras.layers.Layer):
     gamma, steepness, epoch, step) and, after :func:`chipnet_tf.apply_masks`, fixed hard
     masks. Called on the model input (whose values it ignores) it returns one soft mask per
     group, which :class:`ChannelGate` layers multiply into the channels. Each call adds
-    ``budget_weight * (V - budget)^2 + crispness_weight * mean((z - z_i)^2)`` to the layer's
+    ``budget_weight * (V - target)^2 + crispness_weight * mean((z - z_i)^2)`` (the target is
+    the budget, or the schedule's ramp towards it, see ``budget_ramp``) to the layer's
     losses (so to ``model.losses``) and reports ``budget`` (V, the soft fraction of the chosen
     resource) and ``crispness`` as metrics.
 
@@ -51,6 +53,12 @@ class ChipNetController(keras.layers.Layer):
         gate_forward: ``"soft"`` (the paper: channels are multiplied by the soft gate
             ``z``) or ``"hard"`` (they are multiplied by ``z > 0.5``, the channel kept or
             removed, and the gradient passes straight through to ``z``).
+        gate_logits: ``"absolute"`` (the paper: a channel's gate is its logit's) or
+            ``"relative"`` (each group's logits are measured from the group's largest, so
+            its best channel's gate sits at the logistic's midpoint; see :meth:`logits`).
+
+    The constructor's defaults are the paper's, so that models saved before the other
+    options existed load unchanged; :func:`chipnet_tf.prune_low_budget` chooses its own.
     """
 
     def __init__(
@@ -63,6 +71,7 @@ class ChipNetController(keras.layers.Layer):
         crispness_weight=10.0,
         schedule=None,
         gate_forward="soft",
+        gate_logits="absolute",
         **kwargs,
     ):
         kwargs["dtype"] = "float32"  # mask math stays float32 under mixed precision
@@ -82,6 +91,9 @@ class ChipNetController(keras.layers.Layer):
         if gate_forward not in GATE_FORWARDS:
             raise ValueError(f"gate_forward must be one of {GATE_FORWARDS}. Received: gate_forward={gate_forward!r}")
         self.gate_forward = gate_forward
+        if gate_logits not in GATE_LOGITS:
+            raise ValueError(f"gate_logits must be one of {GATE_LOGITS}. Received: gate_logits={gate_logits!r}")
+        self.gate_logits = gate_logits
         self.groups = [[str(n), int(s)] for n, s in groups]
         if not self.groups:
             raise ValueError("ChipNetController needs at least one prunable group. Received: groups=[]")
@@ -132,12 +144,40 @@ class ChipNetController(keras.layers.Layer):
                 name="total_steps", shape=(), dtype=tf.int64, initializer="zeros", trainable=False
             )
             self.logit_scale = self.add_weight(name="logit_scale", shape=(), initializer="ones", trainable=False)
+        # The budget loss's target, when the schedule ramps it (budget_ramp > 0).
+        self.target = None
+        if self.schedule.budget_ramp:
+            self.target = self.add_weight(
+                name="target", shape=(), initializer=keras.initializers.Constant(1.0), trainable=False
+            )
         super().build(input_shape)
 
     # -- math, usable outside call() -------------------------------------------------
+    def logits(self):
+        """The logits the gates see: ``zeta`` times the schedule's logit scale, and with
+        ``gate_logits="relative"`` minus the largest of the channel's group.
+
+        Relative logits make a group's gates blind to a shift of all its logits, as a
+        following BatchNormalization is blind to a common scale of its channels: the soft
+        budget can then only be met by gates that fall *behind* their group's best channel,
+        which the task loss sees, never by a group whose gates all shrink together (which
+        the task loss does not see, so nothing resisted it and groups collapsed to one
+        channel). The best channel of every group sits at the midpoint, so no group empties.
+        """
+        logits = self.zeta if self.logit_scale is None else self.zeta * self.logit_scale
+        if self.gate_logits == "relative":
+            best = tf.math.segment_max(logits, self._segment_ids)
+            logits = logits - tf.gather(best, self._segment_ids)
+        return logits
+
+    def scores(self):
+        """``{group name: np.ndarray}``: the logits by group, what the hard cut ranks."""
+        logits = np.asarray(self.logits(), dtype=np.float64)
+        return dict(zip(self.group_names, np.split(logits, np.cumsum(self.sizes)[:-1])))
+
     def soft_gates(self):
         """``(z, z_i)``: continuous Heaviside gates and their logistic, float32."""
-        logits = self.zeta if self.logit_scale is None else self.zeta * self.logit_scale
+        logits = self.logits()
         return (
             heaviside.continuous_heaviside(logits, self.beta, self.gamma),
             heaviside.logistic(logits, self.beta),
@@ -159,8 +199,20 @@ class ChipNetController(keras.layers.Layer):
 
     def _penalties(self, z, z_i):
         fraction = self.spec.tf_fraction(self.soft_counts(z), self.budget_type)
-        budget_loss = tf.square(fraction - self.budget)
-        crisp = tf.reduce_mean(tf.square(z - z_i))
+        target = self.budget if self.target is None else self.target
+        budget_loss = tf.square(fraction - target)
+        crisp = tf.square(z - z_i)
+        if self.gate_logits == "relative":
+            # Each group's best channel sits at the logistic's midpoint by construction: its
+            # term is a constant (no gradient reaches it) and is left out of the mean.
+            crisp = tf.where(z_i < 0.5, crisp, tf.zeros_like(crisp))
+        crisp = tf.reduce_mean(crisp)
+        if self.target is not None:
+            # While the target ramps, no crispness: it pushes every gate below the midpoint
+            # further down, and the gates it pushes far enough stop moving (the Heaviside's
+            # slope underflows as gamma grows) before the task loss has said which channels
+            # it needs. Crispness starts when the target reaches the budget.
+            crisp = crisp * tf.cast(target <= self.budget + 1e-6, crisp.dtype)
         return fraction, budget_loss, crisp
 
     def call(self, inputs, training=None):
@@ -211,6 +263,8 @@ class ChipNetController(keras.layers.Layer):
         self.beta.assign(self.schedule.beta(t))
         self.gamma.assign(self.schedule.gamma(t))
         self.steepness.assign(self.schedule.steepness(t))
+        if self.target is not None:
+            self.target.assign(self.schedule.target(self.budget, t / self.schedule.span))
 
     def set_total_steps(self, total_steps):
         """Sets a progress search's length; rescales the logits so that no gate changes."""
@@ -235,6 +289,7 @@ class ChipNetController(keras.layers.Layer):
             "crispness_weight": self.crispness_weight,
             "schedule": self.schedule.get_config(),
             "gate_forward": self.gate_forward,
+            "gate_logits": self.gate_logits,
         }
 
     def get_config(self):

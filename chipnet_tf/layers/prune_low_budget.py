@@ -34,8 +34,9 @@ class PruneLowBudget(keras.layers.Wrapper):
         layer: a ``Conv1D``/``Conv2D``/``Conv3D`` (or transpose) or ``Dense`` layer.
         budget: fraction of the layer's channels to keep, in (0, 1].
         budget_type: ``"channels"`` or ``"volume"`` (identical for one layer).
-        budget_weight, crispness_weight, schedule, gate_forward: as in
-            :func:`chipnet_tf.prune_low_budget`.
+        budget_weight, crispness_weight, schedule, gate_forward, gate_logits: as in
+            :func:`chipnet_tf.prune_low_budget` (the defaults here are the paper's, so that
+            configs saved before the options existed load unchanged).
 
     Raises:
         TypeError: ``layer`` is not a supported layer.
@@ -51,6 +52,7 @@ class PruneLowBudget(keras.layers.Wrapper):
         crispness_weight=10.0,
         schedule=None,
         gate_forward="soft",
+        gate_logits="absolute",
         **kwargs,
     ):
         if not isinstance(layer, WRAPPABLE):
@@ -77,6 +79,7 @@ class PruneLowBudget(keras.layers.Wrapper):
             schedule = HeavisideSchedule.from_config(schedule)
         self.schedule = schedule or HeavisideSchedule()
         self.gate_forward = gate_forward
+        self.gate_logits = gate_logits
 
         channels = int(layer.units if isinstance(layer, keras.layers.Dense) else layer.filters)
         builder = CostSpecBuilder([self.name], [channels])
@@ -92,6 +95,7 @@ class PruneLowBudget(keras.layers.Wrapper):
             crispness_weight=self.crispness_weight,
             schedule=self.schedule,
             gate_forward=self.gate_forward,
+            gate_logits=self.gate_logits,
             name="chipnet_controller",
         )
         self.controller.build(None)

@@ -109,6 +109,11 @@ def main(argv=None):
     p.add_argument("--baselines", action="store_true")
     p.add_argument("--uniform", action="store_true")
     p.add_argument("--offset_speed", type=float, default=3.0)
+    p.add_argument("--anchor", type=float, default=2.0)
+    p.add_argument("--dual_rate", type=float, default=3000.0)
+    p.add_argument("--ramp", type=float, default=0.5, help="budget_ramp of the lib/ramp variants")
+    p.add_argument("--crisp", type=float, default=10.0, help="crispness_weight")
+    p.add_argument("--gamma_factor", type=float, default=2**0.5, help="gamma's growth per paper epoch")
     p.add_argument("--out", default="/tmp/search_probe/results.jsonl")
     args = p.parse_args(argv)
     train, val = load(args.data, args.n_train)
@@ -120,14 +125,39 @@ def main(argv=None):
     if variant == "paper":
         sched = chipnet_tf.HeavisideSchedule.paper()
     else:
-        sched = chipnet_tf.HeavisideSchedule.progress(reference_steps=args.reference_steps)
+        ramp = args.ramp if ("lib" in variant or "ramp" in variant) else 0.0
+        sched = chipnet_tf.HeavisideSchedule.progress(
+            reference_steps=args.reference_steps, budget_ramp=ramp, gamma_factor=args.gamma_factor
+        )
     keras.utils.set_random_seed(args.seed)
     clone = keras.models.clone_model(dense)
     clone.set_weights(dense.get_weights())
-    pruned = chipnet_tf.prune_low_budget(clone, budget=args.budget, budget_type=args.budget_type, schedule=sched)
+    # Session 7: the library's defaults changed; every variant names its settings. "lib" is the
+    # library's own relative logits + ramp (+ "hard"); "rel"/"anneal" are the probe's patches.
+    pruned = chipnet_tf.prune_low_budget(
+        clone,
+        budget=args.budget,
+        budget_type=args.budget_type,
+        schedule=sched,
+        gate_forward="hard" if "hard" in variant else "soft",
+        gate_logits="relative" if "lib" in variant else "absolute",
+        crispness_weight=args.crisp,
+    )
     ctl = chipnet_tf.prune.controllers(pruned)[0]
     if "hard" in variant:
         ctl.gate_forward = "hard"
+    if "sur" in variant:  # session 7: the logistic's gradient for the Heaviside (code removed since)
+        from chipnet_tf.ops import heaviside as _h
+
+        def surrogate(ctl=ctl):
+            logits = ctl.logits()
+            z_i = _h.logistic(logits, ctl.beta)
+            z = _h.continuous_heaviside(logits, ctl.beta, ctl.gamma)
+            return z_i + tf.stop_gradient(z - z_i), z_i
+
+        import tensorflow as tf
+
+        ctl.soft_gates = surrogate
     if "proj" in variant:
         ctl.exp_project = True
     if "offset" in variant:
@@ -174,6 +204,46 @@ def main(argv=None):
 
         ctl.soft_gates = lambda: gates(False)
         ctl._penalties = penalties
+    if "rel" in variant:
+        # Scale-invariant gates (session 7): every group's logits are shifted so that its
+        # largest sits at the anchor; a uniform shift of a group (what a following
+        # BatchNormalization cannot see) then changes neither the gates nor the budget.
+        import tensorflow as tf
+
+        from chipnet_tf.ops import heaviside
+
+        seg = ctl._segment_ids
+        anchor = args.anchor
+
+        def rel_logits(ctl=ctl):
+            logits = ctl.zeta * ctl.logit_scale
+            return logits - tf.gather(tf.math.segment_max(logits, seg), seg) + anchor
+
+        def rel_gates(ctl=ctl):
+            logits = rel_logits()
+            return heaviside.continuous_heaviside(logits, ctl.beta, ctl.gamma), heaviside.logistic(logits, ctl.beta)
+
+        ctl.soft_gates = rel_gates
+    if "dual" in variant:
+        # Dual ascent on the budget (session 7): a multiplier that grows while V is above the
+        # target (and falls while below), so the budget's pull keeps rising until the least
+        # useful channels per unit of cost give way, instead of settling where the quadratic
+        # penalty balances the task gradient.
+        import tensorflow as tf
+
+        lam = ctl.add_weight(name="lam", shape=(), initializer="zeros", trainable=False)
+        base = ctl._penalties
+        rate = args.dual_rate
+
+        def dual(z, z_i, ctl=ctl, base=base):
+            fraction, budget_loss, crisp = base(z, z_i)
+            target = ctl.budget if ctl.target is None else ctl.target
+            gap = fraction - target
+            per_step = rate / tf.cast(tf.maximum(ctl.total_steps, 1), tf.float32)
+            lam.assign_add(per_step * tf.stop_gradient(gap))
+            return fraction, budget_loss + lam * gap / ctl.budget_weight, crisp
+
+        ctl._penalties = dual
     opt = keras.optimizers.AdamW(args.lr, weight_decay=1e-3)
     opt.exclude_from_weight_decay(var_names=["zeta"])
     pruned.compile(opt, loss(), metrics=["accuracy"])
@@ -187,6 +257,14 @@ def main(argv=None):
     if "goffset" in variant:
         ctl.zeta.assign(ctl.zeta + tf.gather(tau, seg) * speed)  # the cut ranks the full logits
     masks = chipnet_tf.get_masks(pruned)
+    if "rel" in variant and "lib" not in variant:
+        rel = rel_logits().numpy()
+        masks = chipnet_tf.select_masks(
+            ctl.spec,
+            dict(zip(ctl.group_names, np.split(rel, np.cumsum(ctl.sizes)[:-1]))),
+            args.budget,
+            args.budget_type,
+        )
     zeta = ctl.zeta.numpy() * (1.0 if ctl.logit_scale is None else ctl.logit_scale.numpy())
     rec = {
         "data": args.data,
@@ -199,10 +277,14 @@ def main(argv=None):
         "lr": args.lr,
         "seed": args.seed,
         "reference_steps": args.reference_steps,
+        "ramp": args.ramp,
+        "crisp_weight": args.crisp,
+        "gamma_factor": args.gamma_factor,
         "steps": int(ctl.pruning_step.numpy()),
         "dense_val": round(float(dense_acc), 4),
         "V": V,
         "crisp": round(hist.history["crispness"][-1], 4),
+        "lam": round(float(lam.numpy()), 3) if "dual" in variant else None,
         "zeta_q": [round(float(q), 3) for q in np.quantile(zeta, [0, 0.1, 0.5, 0.9, 1])],
         "kept": {k: int(v.sum()) for k, v in masks.items()},
         "hard_val_bn": round(hard_accuracy(pruned, masks, train, val), 4),

@@ -1,0 +1,130 @@
+"""Ablation of ChipNet's search: from the paper's configuration to the library's default,
+one change at a time (``acc_methods.SEARCHES``, in order), ChipNet alone.
+
+Every configuration prunes the same pretrained dense models (one per seed) at the same
+budgets and gets the fine-tuning of the accuracy benchmark; the table shows, per
+configuration and budget: the final soft budget V and how many runs converged (V within
+0.05 of the target), the hard-masked accuracy before fine-tuning (BatchNorm re-estimated:
+what the search itself found) and after it. Run::
+
+    python -m benchmarks.ablation                       # Fashion-MNIST, flops and channels 0.1, seeds 0 1
+    python -m benchmarks.ablation --dataset digits --seeds 0
+
+Resumable like the accuracy benchmark (finished tasks are kept in a work directory).
+"""
+
+import argparse
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from benchmarks import acc_data, common
+from benchmarks.acc_methods import SEARCHES
+from benchmarks.acc_summary import _mean_std
+from benchmarks.acc_tasks import run_tasks
+from benchmarks.accuracy import EPOCHS, RESULTS_DIR, _code_digest
+from chipnet_tf.io import write_json
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", choices=sorted(acc_data.DATASETS), default="fashion_mnist")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--budgets", nargs="+", default=["flops:0.1", "channels:0.1"], help="TYPE:BUDGET pairs")
+    p.add_argument("--searches", nargs="+", choices=list(SEARCHES), default=list(SEARCHES))
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--output", type=Path, default=None)
+    args = p.parse_args(argv)
+    cells = []
+    for item in args.budgets:
+        kind, _, value = item.partition(":")
+        try:
+            budget = float(value)
+        except ValueError:
+            p.error(f"--budgets takes TYPE:BUDGET pairs such as flops:0.1. Received: {item!r}")
+        if kind not in ("flops", "channels", "params", "volume") or not 0 < budget <= 1:
+            p.error(f"--budgets takes TYPE:BUDGET with a budget type and a budget in (0, 1]. Received: {item!r}")
+        cells.append((kind, budget))
+    args.cells = cells
+    for name, value in EPOCHS[args.dataset].items():
+        setattr(args, name, value)
+    args.methods = ("chipnet",)
+    args.search = "default"  # unused by the ablation tasks; task_dense reads only the epochs
+    if args.output is None:
+        args.output = RESULTS_DIR / f"ablation_{args.dataset}.json"
+    return args
+
+
+def summarize(runs, searches, cells):
+    table = []
+    for search in searches:
+        for kind, budget in cells:
+            rs = [r for r in runs if r["search"] == search and r["budget_type"] == kind and r["budget"] == budget]
+            finals = [r["soft_budget_per_epoch"][-1] for r in rs]
+            table.append(
+                {
+                    "search": search,
+                    "budget_type": kind,
+                    "budget": budget,
+                    "final_soft_budget": _mean_std(finals),
+                    "converged": sum(abs(v - budget) <= 0.05 for v in finals),
+                    "runs": len(rs),
+                    "accuracy_before_finetune": _mean_std([r["accuracy_before_finetune"] for r in rs]),
+                    "accuracy": _mean_std([r["accuracy"] for r in rs]),
+                    "groups_with_one_channel": _mean_std([r["groups_with_one_channel"] for r in rs]),
+                }
+            )
+    return table
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    start = time.perf_counter()
+
+    def log(message):
+        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+
+    config = {
+        "dataset": acc_data.describe_split(args.dataset),
+        "model": acc_data.describe(args.dataset),
+        "seeds": args.seeds,
+        "cells": [list(c) for c in args.cells],
+        "searches": {s: SEARCHES[s]["text"] for s in args.searches},
+        "pretrain_epochs": args.pretrain_epochs,
+        "prune_epochs": args.prune_epochs,
+        "finetune_epochs": args.finetune_epochs,
+    }
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    digest.update(_code_digest().encode())
+    work = args.output.parent / ".work" / f"{args.output.stem}-{digest.hexdigest()[:12]}"
+    work.mkdir(parents=True, exist_ok=True)
+    acc_data.load(args.dataset)
+    first = [("dense", s) for s in args.seeds]
+    second = [("ablation", s, k, b, search) for search in args.searches for s in args.seeds for k, b in args.cells]
+    log(f"ablation: {len(args.searches)} searches x {len(args.seeds)} seeds x {len(args.cells)} budgets; work {work}")
+    results = run_tasks([first, second], args, str(work), log)
+    runs = [results[key] for key in second]
+    payload = {
+        "benchmark": "ablation",
+        "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": config,
+        "dense_accuracy": _mean_std([results[("dense", s)]["dense"]["accuracy"] for s in args.seeds]),
+        "runs": runs,
+        "table": summarize(runs, args.searches, args.cells),
+        "environment": common.environment(),
+        "total_runtime_s": time.perf_counter() - start,
+    }
+    write_json(args.output, payload)
+    shutil.rmtree(work, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(work))
+    log(f"wrote {args.output}")
+    return payload
+
+
+if __name__ == "__main__":
+    main()
