@@ -296,3 +296,33 @@ def test_overhead_comparison_says_when_a_difference_is_noise():
     mixed = overhead_bench.paired_comparison(summary, "a", "b")
     assert mixed["rounds_first_faster"] == 6 and not mixed["distinguishable"]
     assert mixed["ci95"][0] < 0 < mixed["ci95"][1]
+
+
+def test_ablation_arguments_and_summary():
+    from benchmarks import ablation
+
+    args = ablation.parse_args([])
+    assert args.dataset == "fashion_mnist" and args.seeds == [0, 1]
+    assert args.cells == [("flops", 0.1), ("channels", 0.1)]
+    assert args.searches == ["paper", "progress", "progress_hard", "progress_hard_relative", "default"]
+    assert args.methods == ("chipnet",) and args.output.name == "ablation_fashion_mnist.json"
+    for bad in ("flops", "flops:2", "latency:0.1"):
+        with pytest.raises(SystemExit):
+            ablation.parse_args(["--budgets", bad])
+
+    def run(search, v, before, after):
+        return {
+            "search": search,
+            "budget_type": "flops",
+            "budget": 0.1,
+            "soft_budget_per_epoch": [1.0, v],
+            "accuracy_before_finetune": before,
+            "accuracy": after,
+            "groups_with_one_channel": 2,
+        }
+
+    runs = [run("paper", 1.0, 0.1, 0.5), run("paper", 0.98, 0.1, 0.7), run("default", 0.12, 0.6, 0.8)]
+    table = ablation.summarize(runs, ["paper", "default"], [("flops", 0.1)])
+    assert [(row["search"], row["converged"], row["runs"]) for row in table] == [("paper", 0, 2), ("default", 1, 1)]
+    assert table[0]["accuracy"]["mean"] == pytest.approx(0.6)
+    assert table[1]["final_soft_budget"]["mean"] == pytest.approx(0.12)
