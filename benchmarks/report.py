@@ -21,6 +21,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks.report_search import ablation_section  # noqa: E402
 from chipnet_tf.io import atomic_write  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -568,6 +569,7 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
     latency = _load(results_dir, "latency")
     overhead = _load(results_dir, "overhead")
     strip = _load(results_dir, "strip_speed")
+    ablation = _load(results_dir, "ablation_fashion_mnist")
     rel = os.path.relpath(results_dir, output.parent)
     readme = os.path.relpath(BENCHMARKS_README, output.parent)
     lines = [
@@ -599,6 +601,8 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
         lines += exactness_section(accuracy)
         lines += stability_section(accuracy)
         lines += transfer_section(accuracy)
+    if ablation:
+        lines += ablation_section(ablation)
     if latency:
         plot_latency(latency, results_dir / "latency_vs_flops.png")
         lines += latency_section(latency, f"{rel}/latency_vs_flops.png")

@@ -326,3 +326,25 @@ def test_ablation_arguments_and_summary():
     assert [(row["search"], row["converged"], row["runs"]) for row in table] == [("paper", 0, 2), ("default", 1, 1)]
     assert table[0]["accuracy"]["mean"] == pytest.approx(0.6)
     assert table[1]["final_soft_budget"]["mean"] == pytest.approx(0.12)
+
+
+def test_ablation_section_renders_the_table():
+    from benchmarks.report_search import ablation_section
+
+    stat = {"mean": 0.5, "std": 0.1, "n": 2}
+    row = {
+        "search": "default",
+        "budget_type": "flops",
+        "budget": 0.1,
+        "final_soft_budget": {"mean": 0.123, "std": 0.0, "n": 2},
+        "converged": 1,
+        "runs": 2,
+        "accuracy_before_finetune": stat,
+        "accuracy": {"mean": 0.8, "std": 0.0, "n": 1},
+        "groups_with_one_channel": {"mean": 1.5, "std": 0.5, "n": 2},
+    }
+    cfg = {"model": "m", "dataset": "d", "seeds": [0, 1], "prune_epochs": 4, "finetune_epochs": 2}
+    cfg["searches"] = {"default": "the default"}
+    lines = ablation_section({"config": cfg, "dense_accuracy": stat, "table": [row]})
+    assert "| `default` | flops 0.1 | 0.123 | 1/2 | 50.0 ± 10.0 | 80.0 | 1.5 |" in lines
+    assert "- `default`: the default" in lines
