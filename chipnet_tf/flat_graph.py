@@ -42,17 +42,20 @@ class FlatGraph:
             key = self.alias[key]
         return key
 
-    def resolve_args(self, fnode, tensors):
-        """``(args, kwargs)`` of ``fnode``'s call with its input tensors from ``tensors``."""
+    def resolve_args(self, fnode, tensors, constants=None):
+        """``(args, kwargs)`` of ``fnode``'s call with its input tensors from ``tensors``.
 
-        def sub(x):
+        ``constants``: optional ``(args, kwargs)`` of the same structure whose non-tensor
+        values replace the call's (a surgery's sliced constants)."""
+
+        def sub(x, c):
             if hasattr(x, "_keras_history"):
                 return tensors[self.resolve((fnode.scope, id(x)))]
-            return x
+            return c
 
-        args = tf.nest.map_structure(sub, fnode.node.call_args)
-        kwargs = tf.nest.map_structure(sub, fnode.node.call_kwargs)
-        return args, kwargs
+        args, kwargs = fnode.node.call_args, fnode.node.call_kwargs
+        new_args, new_kwargs = (args, kwargs) if constants is None else constants
+        return tf.nest.map_structure(sub, args, new_args), tf.nest.map_structure(sub, kwargs, new_kwargs)
 
 
 def _is_functional(layer):
