@@ -5,9 +5,11 @@ used to stop channel groups. The analysis now probes it: it runs the layer on ra
 inputs of several scales and signs (normal, x100, x0.01, positive, negative), perturbs
 one input channel at a time and records which output channels move. It runs both the
 layer as it is and a copy from its config with random positive weights, so that a mixing
-layer whose weights happen to start at the identity is not taken for a local one. A layer
-whose output channel ``c`` moves only with input channel ``c`` on every probe input, with
-as many output as input channels, is treated as ``channelwise``: every weight whose last
+layer whose weights happen to start at the identity is not taken for a local one. Inputs are cut
+to at most 4x4 positions when the layer accepts that (what the probe costs grows with
+channels squared times positions). A layer whose output channel ``c`` moves only with
+input channel ``c`` on every probe input, with as many output as input channels, is
+treated as ``channelwise``: every weight whose last
 dimension is the channel count is sliced along it (LayerScale, a custom hard-swish, a
 per-channel bias). Anything else stays opaque. The probe runs once per layer
 configuration (class, ``get_config()``, input shape) in a process.
@@ -141,8 +143,22 @@ def infer(layer, in_shape):
     return _CACHE[key]
 
 
+def _small_shape(layer, shape):
+    """``shape`` with each spatial size cut to at most 4 when the layer accepts that (the
+    probe's cost grows with channels x positions x channels); else ``shape``."""
+    small = tuple(min(int(d), 4) for d in shape[:-1]) + (shape[-1],)
+    if small == shape:
+        return shape
+    try:
+        out = _call(layer, np.zeros((1, *small), "float32"))
+    except Exception:  # noqa: BLE001 - e.g. per-position weights: probe at the real shape
+        return shape
+    return small if out.ndim == len(shape) + 1 and out.shape[-1] == shape[-1] else shape
+
+
 def _probe(layer, shape):
     rng = np.random.default_rng(0)
+    shape = _small_shape(layer, shape)
     copies = [layer]
     clone = _random_clone(layer, shape, rng)
     if clone is not None:
@@ -183,10 +199,9 @@ def _is_channel_local(layer, shape, rng):
     per_chunk = max(1, _MAX_ELEMENTS // x.size)
     for start in range(0, channels, per_chunk):
         chans = np.arange(start, min(channels, start + per_chunk))
-        delta = rng.normal(size=(len(chans), *x.shape)).astype("float32") * (np.abs(x) + 1.0)
-        onehot = np.zeros((len(chans), channels), "float32")
-        onehot[np.arange(len(chans)), chans] = 1.0
-        xp = x[None] + delta * onehot.reshape(len(chans), 1, *[1] * (len(shape) - 1), channels)
+        xp = np.repeat(x[None], len(chans), axis=0)  # copy i perturbs channel chans[i] only
+        scale = np.abs(np.moveaxis(x[..., chans], -1, 0)) + 1.0
+        xp[np.arange(len(chans)), ..., chans] += rng.normal(size=scale.shape).astype("float32") * scale
         yp = _call(layer, xp.reshape(-1, *shape)).reshape(len(chans), *y.shape)
         if not np.all(np.isfinite(yp)):
             return False
