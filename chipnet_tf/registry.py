@@ -12,10 +12,16 @@ Every Keras layer the group analysis meets is classified by its rule's :class:`K
 ``concat``       concatenation (channel axis: layouts are concatenated; otherwise a merge)
 ``reshape``      Flatten/Reshape (a flatten tiles the channel layout over positions)
 ``opaque``       anything the analysis cannot see through: its inputs and outputs are never
-                 pruned (Lambda, TFOpLambda, custom layers, softmax, LayerNormalization over
-                 other axes, ...)
+                 pruned (Lambda, softmax, LayerNormalization over other axes, TF ops other
+                 than those of :mod:`chipnet_tf.tfop_rules`, custom layers that mix
+                 channels; a custom layer with no rule is probed, see :mod:`chipnet_tf.probe`)
 A LayerNormalization over the channel axis is ``channelwise``: prune_low_budget replaces it
 by a GatedLayerNormalization whose statistics skip pruned channels.
+
+A rule may also carry its own layout handler (``LayerRule(layout=...)``, see
+:class:`chipnet_tf.spaces.LayoutContext`) for channel flows a kind alone does not say: a
+grouped conv ties its channels per conv group, ``x[..., :k]`` cuts a channel space. Each
+kind's default handler is in :data:`chipnet_tf.spaces.DEFAULT_LAYOUT`.
 
 A rule also carries the layer's cost terms (for the budgets and :func:`layer_flops`), its
 surgery (how ``strip_pruning`` slices its weights) and, for elementwise layers, how it maps

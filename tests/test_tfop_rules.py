@@ -97,3 +97,26 @@ def test_grouped_conv_keeps_the_same_channels_in_every_conv_group():
     grouped, depthwise = small.get_layer("grouped"), small.get_layer("depthwise_like")
     assert (grouped.groups, grouped.filters, grouped.kernel.shape[-2]) == (4, 8, 1)
     assert (depthwise.groups, depthwise.filters) == (3, 3)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "h5"])
+def test_wrapped_and_stripped_models_with_tf_ops_and_grouped_convs_round_trip(tmp_path, fmt):
+    x = keras.Input((6, 6, 3))
+    h = L.Conv2D(8, 1, name="c1")(x)
+    h = h * tf.nn.relu6(h + 3.0) * (1.0 / 6.0)
+    a, b = tf.split(L.Conv2D(8, 3, padding="same", groups=2, name="grouped")(h), 2, axis=-1)
+    # x[:, :, :, 1:], not x[..., 1:]: tf_keras cannot save an Ellipsis in the .keras format.
+    h = tf.concat([a * np.linspace(0.5, 1.5, 4).astype("float32"), b], axis=-1)[:, :, :, 1:]
+    model = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    pruned = chipnet_tf.prune_low_budget(model, 0.5)
+    masks = {
+        n: np.eye(1, len(m), 0, bool)[0] | (np.arange(len(m)) % 2 == 1) for n, m in chipnet_tf.get_masks(pruned).items()
+    }
+    chipnet_tf.apply_masks(pruned, masks)
+    small = chipnet_tf.strip_pruning(pruned, masks=masks)
+    data = np.random.default_rng(2).normal(size=(2, 6, 6, 3)).astype("float32")
+    for name, m in (("pruned", pruned), ("small", small)):
+        path = str(tmp_path / f"{name}.{fmt}")
+        m.save(path)
+        loaded = keras.models.load_model(path)
+        np.testing.assert_allclose(loaded(data).numpy(), m(data).numpy(), atol=1e-6)
