@@ -156,7 +156,7 @@ def _propagate(graph, spaces, exclude, rules):
         kind = rule.kind(fnode.layer, rank) if in_lays else Kind.OPAQUE
         if kind == Kind.PRODUCER and len(in_lays) != 1:
             kind = Kind.OPAQUE
-        _couple_shared_call(spaces, first_call, fnode, in_lays, kind)
+        _couple_shared_call(spaces, first_call, fnode, in_lays, kind, rule)
         outs = _out_layouts(spaces, rule, kind, fnode, in_lays, first_call)
         if outs is None:
             if any(
@@ -176,13 +176,15 @@ def _propagate(graph, spaces, exclude, rules):
     return layout, kinds, stopped
 
 
-def _couple_shared_call(spaces, first_call, fnode, in_lays, kind):
-    """Records a layer's first call; couples a later call's inputs with the first's."""
+def _couple_shared_call(spaces, first_call, fnode, in_lays, kind, rule):
+    """Records a layer's first call; couples a later call's inputs with the first's when
+    the stripped layer is one for all calls (weights, or a surgery that renumbers its
+    constants: a tf.split's sizes)."""
     layer = fnode.layer
     shared = first_call.get(id(layer))
     if shared is None:
         first_call[id(layer)] = [in_lays, kind, None]
-    elif kind != Kind.OPAQUE and (layer.weights or kind == Kind.RESHAPE):
+    elif kind != Kind.OPAQUE and (layer.weights or kind == Kind.RESHAPE or rule.surgery is not None):
         first_in, first_kind, _ = shared
         if (
             first_kind != kind
