@@ -19,6 +19,7 @@ import numpy as np
 from chipnet_tf import graph as graph_lib
 from chipnet_tf import probe, registry
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.flat_graph import from_config
 from chipnet_tf.layers import (
     ChannelGate,
     ChipNetController,
@@ -414,7 +415,7 @@ def _new_layer(layer, fnode, in_keys, keeps, rule):
             "chipnet_tf.registry.LayerRule(kind, surgery=...)), or chipnet_tf.register_surgery."
         )
     try:
-        new = cls.from_config(config)
+        new = from_config(cls, config, layer)
     except Exception as e:  # noqa: BLE001 - re-raised with the layer's name
         raise ValueError(f"Could not rebuild layer {fnode.name!r} ({cls.__name__}) from its config: {e}") from e
     return new, (weights if weights else None), constants

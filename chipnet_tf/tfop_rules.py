@@ -29,7 +29,7 @@ from chipnet_tf.spaces import concat_layout
 
 _ZERO_PRESERVING = frozenset(
     "nn.relu nn.relu6 nn.elu nn.selu nn.gelu nn.silu nn.leaky_relu math.tanh math.abs math.negative "
-    "math.square math.sign math.sin math.erf math.softsign nn.softsign identity".split()
+    "math.square math.sign math.sin math.erf math.softsign nn.softsign identity cast convert_to_tensor".split()
 )
 _CHANNELWISE = frozenset("math.sigmoid math.exp math.softplus nn.softplus math.cos".split())
 _BINARY = {

@@ -116,3 +116,35 @@ def test_probe_runs_once_per_layer_configuration(monkeypatch):
     chipnet_tf.strip_pruning(pruned, masks=masks)
     chipnet_tf.budget_report(model, masks=masks)
     assert sorted(calls) == ["HardSwish", "LayerScale"]
+
+
+class TinySE(L.Layer):
+    """A custom squeeze-and-excite made of Keras layers (as keras-cv's SqueezeAndExcite2D)."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.pool = L.GlobalAveragePooling2D(keepdims=True)
+        self.squeeze = L.Conv2D(2, 1, activation="relu", name="squeeze")
+        self.excite = L.Conv2D(filters, 1, activation=L.Activation("sigmoid"), name="excite")  # a layer object
+
+    def call(self, x):
+        return x * self.excite(self.squeeze(self.pool(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def test_custom_layer_made_of_keras_layers_is_walked_into_and_strips_to_plain_layers():
+    model = _model([lambda n, c: TinySE(c, name=n)])
+    analysis = chipnet_tf.analyze(model)
+    assert analysis.stopped == [] and {"conv", "squeeze", "conv2"} <= {g.name for g in analysis.groups}
+    masks = {"conv": np.array([1, 0, 1, 1, 0, 0], bool), "squeeze": np.array([0, 1], bool), "conv2": np.ones(4, bool)}
+    pruned = chipnet_tf.prune_low_budget(model, 0.5)
+    chipnet_tf.apply_masks(pruned, masks)
+    small = chipnet_tf.strip_pruning(pruned, masks=masks)
+    x = np.random.default_rng(3).normal(size=(2, 5, 5, 3)).astype("float32")
+    np.testing.assert_allclose(small(x).numpy(), pruned(x).numpy(), atol=1e-5)
+    assert not [type(layer).__name__ for layer in small.layers if isinstance(layer, TinySE)]
+    assert small.get_layer("excite").kernel.shape == (1, 1, 1, 3)
+    assert small.count_params() == chipnet_tf.budget_report(model, masks=masks).totals["params"]["kept"]

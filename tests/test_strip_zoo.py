@@ -8,8 +8,9 @@ scores) are fixed on the wrapped model; the stripped model must then
 2. have exactly the params/FLOPs ``budget_report`` predicted from the masks, counted by
    ``count_params``, ``count_flops`` and (independently) the TF profiler;
 3. be a flat model of tf_keras layers (no chipnet_tf layers, no nested models; a custom layer
-   of the dense model that the analysis treats as opaque, like keras-cv's SqueezeAndExcite2D,
-   is kept as it is) that converts to TFLite and computes the same there.
+   of the dense model that the analysis treats as opaque is kept as it is, one made of Keras
+   layers, like keras-cv's SqueezeAndExcite2D, becomes those layers) that converts to TFLite
+   and computes the same there.
 
 The mask-transfer path ``strip_pruning(dense, masks=...)`` must build the same model as the
 wrapped path ``strip_pruning(pruned, masks=...)``.
@@ -217,8 +218,7 @@ def test_mask_transfer_path_equals_wrapped_path(zoo, name):
 
 
 # -- how much of each model the analysis reaches (issue 15's table, benchmarks/zoo_reach.py) --
-# keras-cv's backbone is left out: its SqueezeAndExcite2D layers stay opaque (see README).
-@pytest.mark.parametrize("name", zoo_reach.MODELS)
+@pytest.mark.parametrize("name", zoo_reach.MODELS + (zoo_reach.KERAS_CV,))
 def test_smallest_reachable_flops_fraction_is_at_most_a_tenth(name):
     keras.backend.clear_session()
     fraction, analysis = zoo_reach.smallest_flops_fraction(zoo_reach.build(name))
