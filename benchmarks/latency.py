@@ -28,7 +28,8 @@ from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
 TARGET_FACTOR = 1.25
 DEFAULT_BUDGETS = (0.5, 0.25, 0.1)
-MODEL_NAMES = ("resnet50", "mobilenet_v2")
+MODEL_NAMES = ("resnet50", "mobilenet_v2", "mobilenet_v3_small")
+DEFAULT_MODELS = ("resnet50", "mobilenet_v2")
 INPUT_SHAPE = (32, 32, 3)
 
 
@@ -40,6 +41,10 @@ def build_dense(name, args):
         model = architectures.resnet50_cifar(width=args.resnet_width)
     elif name == "mobilenet_v2":
         model = architectures.mobilenet_v2_cifar(alpha=args.mobilenet_alpha)
+    elif name == "mobilenet_v3_small":  # hard-swish/hard-sigmoid TF ops: prunable since issue 15
+        model = keras.applications.MobileNetV3Small(
+            input_shape=INPUT_SHAPE, weights=None, classes=10, classifier_activation=None
+        )
     else:
         raise ValueError(f"unknown model {name!r}")
     rng = np.random.default_rng(args.seed)
@@ -56,6 +61,8 @@ def build_dense(name, args):
 def model_description(name, args):
     if name == "resnet50":
         return f"chipnet_tf.architectures.resnet50_cifar(width={args.resnet_width:g}), input {INPUT_SHAPE}, 10 classes"
+    if name == "mobilenet_v3_small":
+        return f"keras.applications.MobileNetV3Small(weights=None), input {INPUT_SHAPE}, 10 classes"
     return (
         f"chipnet_tf.architectures.mobilenet_v2_cifar(alpha={args.mobilenet_alpha:g}), input {INPUT_SHAPE}, 10 classes"
     )
@@ -122,12 +129,18 @@ def tfmot_stripped(dense, sparsity):
     """tfmot magnitude pruning at constant ``sparsity`` on a copy of ``dense``, masks applied, stripped."""
     import tensorflow_model_optimization as tfmot
     from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
+    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+
+    schedule = tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=1)
+
+    def wrap(layer):  # layers tfmot does not know (Rescaling, TF-op layers) are kept as they are
+        if not PruneRegistry.supports(layer):
+            return layer
+        return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
 
     clone = keras.models.clone_model(dense)
     clone.set_weights(dense.get_weights())
-    pruned = tfmot.sparsity.keras.prune_low_magnitude(
-        clone, pruning_schedule=tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=1)
-    )
+    pruned = keras.models.clone_model(clone, clone_function=wrap)
     # What UpdatePruningStep + one training step do, without training: step 0, mask update
     # (ConstantSparsity prunes at begin_step), then weights *= mask.
     for layer in pruning_wrapper.collect_prunable_layers(pruned):
@@ -622,7 +635,13 @@ def print_probe(probe):
 # -- main -----------------------------------------------------------------------------
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks.latency", description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", nargs="+", choices=MODEL_NAMES, default=list(MODEL_NAMES))
+    p.add_argument(
+        "--models",
+        nargs="+",
+        choices=MODEL_NAMES,
+        default=list(DEFAULT_MODELS),
+        help="default: the two CIFAR models of the committed results; mobilenet_v3_small on request",
+    )
     p.add_argument("--budgets", nargs="+", type=float, default=list(DEFAULT_BUDGETS), help="FLOPs budgets")
     p.add_argument("--resnet_width", type=float, default=1.0, help="resnet50_cifar width (default 1.0)")
     p.add_argument("--mobilenet_alpha", type=float, default=1.0, help="mobilenet_v2_cifar alpha (default 1.0)")

@@ -25,10 +25,38 @@ _TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
 
 
 # -- kinds -----------------------------------------------------------------------------
+def _grouped_depthwise(layer):
+    """A grouped conv with one input and one output channel per conv group (ConvNeXt's
+    ``Conv2D(C, 7, groups=C)``): a depthwise conv whose pruned channels remove conv groups."""
+    groups = int(getattr(layer, "groups", 1) or 1)
+    return groups > 1 and layer.built and int(layer.filters) == groups and int(layer.kernel.shape[-2]) == 1
+
+
 def _conv_kind(layer, rank):
-    if not channels_last(layer) or getattr(layer, "groups", 1) != 1:
+    if not channels_last(layer):
         return Kind.OPAQUE
+    if _grouped_depthwise(layer):
+        return Kind.DEPTHWISE if elementwise_activation(layer) else Kind.OPAQUE
     return Kind.PRODUCER
+
+
+def _grouped_layout(ctx):
+    """A grouped conv (``groups=G > 1``) keeps the same input and output channels in every
+    conv group: its input and output spaces are tied with periods ``C_in / G`` and
+    ``C_out / G`` (see :mod:`chipnet_tf.spaces`), so the stripped layer is again a valid
+    grouped conv with G groups. Tying offsets was chosen over removing whole conv groups:
+    it keeps G, the kernel layout and every conv group's receptive field, and lets the
+    smallest network keep one channel per conv group (RegNet: C/8) rather than one conv
+    group (8 channels per layer). An input that is not one space is not pruned. A grouped
+    conv with one input and output channel per group is a depthwise conv (its kind is
+    ``depthwise``): there the pruned channels remove whole conv groups."""
+    groups = int(getattr(ctx.fnode.layer, "groups", 1) or 1)
+    if groups == 1 or ctx.kind != Kind.PRODUCER or ctx.out is None:
+        return ctx.out
+    if not ctx.spaces.tie_period(ctx.in_lays[0], ctx.in_lays[0].length // groups):
+        ctx.spaces.fix_all(ctx.in_lays[0])
+    ctx.spaces.tie_period(ctx.out, ctx.out.length // groups)
+    return ctx.out
 
 
 def _depthwise_kind(layer, rank):
@@ -68,7 +96,8 @@ def _pool_kind(layer, rank):
 # -- costs -----------------------------------------------------------------------------
 # Each conv/dense cost function is the one FLOPs formula of its layer type: the budgets
 # evaluate it on channel-count forms, registry.layer_flops on the full counts (which is
-# also how grouped convs and depth multipliers, opaque to the analysis, are counted).
+# also how depth multipliers, opaque to the analysis, are counted). A grouped conv's
+# C_in * C_out / G is exact when every conv group keeps the same channels.
 def _spatial(ctx):
     return prod(ctx.out_shape[1:-1])
 
@@ -87,6 +116,12 @@ def _conv_costs(builder, ctx):
     groups = int(getattr(layer, "groups", 1) or 1)
     bias = 1 if layer.use_bias else 0
     fin, fout = ctx.in_forms[0], ctx.out_form
+    if _grouped_depthwise(layer):  # one channel per conv group: the groups are pruned
+        if ctx.first_call:
+            builder.add("params", ctx.name, k + bias, fout)
+        builder.add("flops", ctx.name, a * (k + bias), fout)
+        _writer_terms(builder, ctx, fout)
+        return
     if ctx.first_call:
         builder.add("params", ctx.name, k / groups, fin, fout)
         builder.add("params", ctx.name, bias, fout)
@@ -162,9 +197,24 @@ def _prelu_costs(builder, ctx):
 def _conv_surgery(ctx):
     layer, w = ctx.layer, ctx.weights
     out_axis, in_axis = (-2, -1) if isinstance(layer, _TRANSPOSED) else (-1, -2)
-    if getattr(layer, "groups", 1) != 1 and (ctx.in_keep is not None or ctx.out_keep is not None):
-        raise ValueError(f"Cannot strip channels of grouped convolution {layer.name!r} (groups={layer.groups}).")
-    kernel = take(take(w[0], ctx.out_keep, out_axis), ctx.in_keep, in_axis)
+    in_keep = ctx.in_keep
+    groups = int(getattr(layer, "groups", 1) or 1)
+    if groups != 1 and in_keep is not None and not _grouped_depthwise(layer):
+        # The kernel holds C_in / G input channels per conv group: every conv group keeps
+        # the same offsets (the analysis ties them), so slice by the first group's offsets.
+        per_group = int(w[0].shape[in_axis])
+        in_keep = np.asarray(in_keep)[np.asarray(in_keep) < per_group]
+        expected = (in_keep[None, :] + per_group * np.arange(groups)[:, None]).reshape(-1)
+        if not np.array_equal(expected, ctx.in_keep):
+            raise ValueError(
+                f"Cannot strip grouped convolution {layer.name!r} (groups={groups}): its kept input channels "
+                "are not the same in every conv group."
+            )
+    if _grouped_depthwise(layer):
+        in_keep = None  # the kernel holds one input channel per conv group
+        if ctx.out_keep is not None:
+            ctx.config["groups"] = len(ctx.out_keep)
+    kernel = take(take(w[0], ctx.out_keep, out_axis), in_keep, in_axis)
     ctx.config["filters"] = int(kernel.shape[out_axis])
     return ctx.config, [kernel] + [take(b, ctx.out_keep, 0) for b in w[1:]]
 
@@ -239,7 +289,7 @@ def _rule(kind, costs=None, surgery=None, constant=None, flops=False):
     return LayerRule(kind, costs=costs, surgery=surgery, constant=constant, flops=flops)
 
 
-_CONV = _rule(_conv_kind, _conv_costs, _conv_surgery, flops=True)
+_CONV = LayerRule(_conv_kind, _conv_costs, _conv_surgery, flops=True, layout=_grouped_layout)
 _DEPTHWISE = _rule(_depthwise_kind, _depthwise_costs, _depthwise_surgery, flops=True)
 _SEPARABLE = _rule(_separable_kind, _separable_costs, _separable_surgery, flops=True)
 _POOL = _rule(_pool_kind)

@@ -1,9 +1,14 @@
 """The flat view of a functional model: every layer call in call order, nested functional
-models walked into, each tensor named by a key ``(scope, id(tensor))``.
+models (and custom layers made of Keras layers, see :func:`composite`) walked into, each
+tensor named by a key ``(scope, id(tensor))``.
 """
 
 import dataclasses
+import weakref
 
+import numpy as np
+
+from chipnet_tf import registry
 from chipnet_tf.compat import is_keras3_object, keras, tf
 
 
@@ -42,21 +47,84 @@ class FlatGraph:
             key = self.alias[key]
         return key
 
-    def resolve_args(self, fnode, tensors):
-        """``(args, kwargs)`` of ``fnode``'s call with its input tensors from ``tensors``."""
+    def resolve_args(self, fnode, tensors, constants=None):
+        """``(args, kwargs)`` of ``fnode``'s call with its input tensors from ``tensors``.
 
-        def sub(x):
+        ``constants``: optional ``(args, kwargs)`` of the same structure whose non-tensor
+        values replace the call's (a surgery's sliced constants)."""
+
+        def sub(x, c):
             if hasattr(x, "_keras_history"):
                 return tensors[self.resolve((fnode.scope, id(x)))]
-            return x
+            return c
 
-        args = tf.nest.map_structure(sub, fnode.node.call_args)
-        kwargs = tf.nest.map_structure(sub, fnode.node.call_kwargs)
-        return args, kwargs
+        args, kwargs = fnode.node.call_args, fnode.node.call_kwargs
+        new_args, new_kwargs = (args, kwargs) if constants is None else constants
+        return tf.nest.map_structure(sub, args, new_args), tf.nest.map_structure(sub, kwargs, new_kwargs)
 
 
 def _is_functional(layer):
     return isinstance(layer, keras.Model) and getattr(layer, "_is_graph_network", False)
+
+
+def from_config(cls, config, layer):
+    """``cls.from_config(config)``, where a config entry that is a weightless layer object on
+    ``layer`` (a keras-cv conv's ``activation=HardSigmoidActivation()``, whose own config
+    does not round-trip) is passed as that object."""
+    config = dict(config)
+    for key in config:
+        value = getattr(layer, key, None)
+        if isinstance(value, keras.layers.Layer) and not value.weights:
+            config[key] = value
+    return cls.from_config(config)
+
+
+# Per custom layer: the functional model of its call (or None when it is not one).
+_COMPOSITES = weakref.WeakKeyDictionary()
+_BUILTIN_MODULES = ("tf_keras.src.layers.", "tf_keras.src.engine.", "chipnet_tf.")
+
+
+def composite(layer, node):
+    """A functional model of a custom layer made of Keras layers, or None.
+
+    A layer with no registered rule that holds layers of its own (keras-cv's
+    SqueezeAndExcite2D: pooling, two convs and a multiply) is walked into like a nested
+    functional model: its ``call`` is traced on a Keras input, so its sublayers and TF ops
+    become nodes the analysis sees (prune_low_budget and strip_pruning rebuild them as
+    plain layers). The trace is kept only when it computes what the layer computes on
+    random inputs and every sublayer's config round-trips. Traced once per layer object.
+    """
+    if layer in _COMPOSITES:
+        return _COMPOSITES[layer]
+    model = None
+    inputs = tf.nest.flatten(node.keras_inputs)
+    if (
+        len(inputs) == 1
+        and not type(layer).__module__.startswith(_BUILTIN_MODULES)
+        and not isinstance(layer, keras.Model)
+        and not registry.has_rule(layer)
+        and any(True for _ in layer._flatten_layers(include_self=False, recursive=False))
+        and None not in tuple(inputs[0].shape)[1:]
+    ):
+        model = _trace(layer, tuple(inputs[0].shape))
+    _COMPOSITES[layer] = model
+    return model
+
+
+def _trace(layer, shape):
+    try:
+        x = keras.Input(batch_shape=shape, dtype=layer.dtype or "float32")
+        model = keras.Model(x, layer.call(x), name=f"{layer.name}_traced")
+        for sub in model.layers[1:]:
+            from_config(type(sub), sub.get_config(), sub)
+        data = np.random.default_rng(0).normal(size=(2, *shape[1:])).astype("float32")
+        expected = np.asarray(layer(data, training=False))
+        got = np.asarray(model(data, training=False))
+    except Exception:  # noqa: BLE001 - a layer that cannot be traced stays one (opaque) layer
+        return None
+    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-5, atol=1e-5):
+        return None
+    return model
 
 
 def check_model(model):
@@ -125,13 +193,14 @@ def flatten(model):
                 layer = node.layer
                 in_kts = tf.nest.flatten(node.keras_inputs)
                 out_kts = tf.nest.flatten(node.outputs)
-                if _is_functional(layer):
+                sub = layer if _is_functional(layer) else composite(layer, node)
+                if sub is not None:
                     counter[0] += 1
                     inner = counter[0]
-                    for inner_in, outer_in in zip(tf.nest.flatten(layer.inputs), in_kts):
+                    for inner_in, outer_in in zip(tf.nest.flatten(sub.inputs), in_kts):
                         alias[(inner, id(inner_in))] = key(scope, outer_in)
-                    walk(layer, inner, layer.name)
-                    for inner_out, outer_out in zip(tf.nest.flatten(layer.outputs), out_kts):
+                    walk(sub, inner, layer.name)
+                    for inner_out, outer_out in zip(tf.nest.flatten(sub.outputs), out_kts):
                         alias[(scope, id(outer_out))] = key(inner, inner_out)
                     continue
                 nodes.append(

@@ -23,9 +23,7 @@ budget reports.
 import dataclasses
 import warnings
 
-import numpy as np
-
-from chipnet_tf import registry
+from chipnet_tf import probe, registry
 from chipnet_tf.budgets import CostSpecBuilder
 from chipnet_tf.compat import keras
 from chipnet_tf.flat_graph import (  # re-exported: graph.flatten etc. are used across the package
@@ -36,80 +34,7 @@ from chipnet_tf.flat_graph import (  # re-exported: graph.flatten etc. are used 
     flatten,
 )
 from chipnet_tf.registry import Kind
-
-
-# -- union-find over channel spaces ----------------------------------------------------
-class _Spaces:
-    def __init__(self):
-        self.length = []
-        self.origin = []
-        self.fixed = []
-        self.parent = []
-
-    def new(self, length, origin=None, fixed=False):
-        length = int(length) if length is not None else 1
-        fixed = fixed or length <= 1
-        self.length.append(length)
-        self.origin.append(origin)
-        self.fixed.append(fixed)
-        self.parent.append(len(self.parent))
-        return len(self.parent) - 1
-
-    def find(self, s):
-        while self.parent[s] != s:
-            self.parent[s] = self.parent[self.parent[s]]
-            s = self.parent[s]
-        return s
-
-    def union(self, a, b):
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:
-            lo, hi = min(ra, rb), max(ra, rb)
-            self.parent[hi] = lo
-            self.fixed[lo] = self.fixed[lo] or self.fixed[hi]
-
-    def fix(self, s):
-        self.fixed[self.find(s)] = True
-
-    def is_fixed(self, s):
-        return self.fixed[self.find(s)]
-
-    # -- on layouts --
-    def fixed_layout(self, shape, origin=None):
-        n = _shape_last(shape)
-        return Layout(((self.new(n, origin=origin, fixed=True), n),))
-
-    def fix_all(self, lay):
-        for s, _ in lay.segments:
-            self.fix(s)
-
-    def unify(self, layouts):
-        """Couples inputs of an element-wise op; returns False when they cannot be matched."""
-        ref = layouts[0]
-        for other in layouts[1:]:
-            a, b = ref.expanded(), other.expanded()
-            if len(a) != len(b) or any(la != lb for (_, la), (_, lb) in zip(a, b)):
-                return False
-        for other in layouts[1:]:
-            for (sa, _), (sb, _) in zip(ref.expanded(), other.expanded()):
-                self.union(sa, sb)
-        return True
-
-    def prunable(self, lay):
-        return any(not self.is_fixed(s) for s, _ in lay.segments)
-
-
-@dataclasses.dataclass(frozen=True)
-class Layout:
-    segments: tuple  # ((space, length), ...)
-    repeat: int = 1
-
-    @property
-    def length(self):
-        return sum(n for _, n in self.segments) * self.repeat
-
-    def expanded(self):
-        return self.segments * self.repeat
+from chipnet_tf.spaces import DEFAULT_LAYOUT, Layout, LayoutContext, Spaces, shape_last
 
 
 @dataclasses.dataclass
@@ -133,14 +58,12 @@ class Analysis:
     spec: object
     kinds: list  # the registry.Kind of each call in graph.nodes (opaque when it stopped groups)
     stopped: list  # names of opaque layers that stopped groups
+    rules: list = dataclasses.field(default_factory=list)  # the LayerRule of each call in graph.nodes
+    inferred: dict = dataclasses.field(default_factory=dict)  # layer name -> class name, rule inferred by a probe
 
     @property
     def group_names(self):
         return [g.name for g in self.groups]
-
-
-def _shape_last(shape):
-    return shape[-1] if shape else 1
 
 
 def analyze(model_or_graph, exclude=None, warn=True):
@@ -149,7 +72,8 @@ def analyze(model_or_graph, exclude=None, warn=True):
     Args:
         model_or_graph: a tf_keras functional/Sequential model, or a :class:`FlatGraph`.
         exclude: layer names whose output channels are never pruned.
-        warn: emit a warning naming layers that stop groups.
+        warn: emit a warning naming layers that stop groups, and one naming the custom
+            layers whose rule was inferred by a numerical probe (:mod:`chipnet_tf.probe`).
 
     Returns:
         An :class:`Analysis`.
@@ -164,38 +88,58 @@ def analyze(model_or_graph, exclude=None, warn=True):
     if unknown:
         raise ValueError(f"exclude names layers that are not in the model: {unknown}. Layers: {sorted(names)}")
 
-    spaces = _Spaces()
-    layout, kinds, stopped = _propagate(graph, spaces, exclude)
+    rules, inferred = probe.rules_of(graph)
+    spaces = Spaces()
+    layout, kinds, stopped = _propagate(graph, spaces, exclude, rules)
     for k in graph.output_keys:
         spaces.fix_all(layout[k])
     groups, group_of_root = _groups(graph, spaces, layout, kinds)
-
-    def glayout(lay):
-        segs = [(group_of_root.get(spaces.find(s)), n) for s, n in lay.segments]
-        return segs, lay.repeat
-
+    glayouts = {k: _group_layout(spaces, groups, group_of_root, v) for k, v in layout.items()}
     gate_origin = _gate_points(graph, spaces, layout, kinds)
-    spec = _cost_spec(graph, spaces, layout, kinds, groups, group_of_root)
-    if stopped and warn:
-        warnings.warn(
-            "chipnet_tf: these layers cannot be seen through, so the channels feeding them and "
-            f"coming out of them are not pruned: {stopped}. Register a rule with "
-            "chipnet_tf.register_layer to prune through them.",
-            stacklevel=3,
-        )
+    spec = _cost_spec(graph, glayouts, kinds, groups, rules)
+    inferred = {name: cls for name, cls in inferred.items() if name not in stopped}
+    if warn:
+        _warn(stopped, inferred)
     return Analysis(
         graph=graph,
         groups=groups,
-        layouts={k: glayout(v) for k, v in layout.items()},
-        gates={k: glayout(layout[k]) for k in gate_origin},
+        layouts=glayouts,
+        gates={k: glayouts[k] for k in gate_origin},
         gate_origin=gate_origin,
         spec=spec,
         kinds=kinds,
         stopped=stopped,
+        rules=rules,
+        inferred=inferred,
     )
 
 
-def _propagate(graph, spaces, exclude):
+def _warn(stopped, inferred):
+    if stopped:
+        warnings.warn(
+            "chipnet_tf: these layers cannot be seen through, so the channels feeding them and "
+            f"coming out of them are not pruned: {stopped}. Register a rule with "
+            "chipnet_tf.register_layer to prune through them.",
+            stacklevel=4,
+        )
+    for name, class_name in inferred.items():
+        warnings.warn(probe.inferred_message(name, class_name), stacklevel=4)
+
+
+def _group_layout(spaces, groups, group_of_root, lay):
+    """``(segments, repeat)`` with segments ``(group index or None, length)``; a periodic
+    group's mask is listed once per period."""
+    segs = []
+    for leaf, n in spaces.expand(Layout(lay.segments)):
+        g = group_of_root.get(leaf)
+        if g is None:
+            segs.append((None, n))
+        else:
+            segs.extend([(g, groups[g].size)] * (n // groups[g].size))
+    return segs, lay.repeat
+
+
+def _propagate(graph, spaces, exclude, rules):
     """Layouts of every tensor and the kind of every call, coupling channel spaces.
 
     Returns ``(layout, kinds, stopped)``: ``{tensor key: Layout}``, one Kind per node, and
@@ -206,35 +150,15 @@ def _propagate(graph, spaces, exclude):
     # A layer called more than once has one set of weights: the channels it reads (and,
     # for a producer, writes) must be the same groups at every call.
     first_call = {}
-    for fnode in graph.nodes:
-        layer = fnode.layer
+    for fnode, rule in zip(graph.nodes, rules):
         in_lays = [layout[k] for k in fnode.in_keys]
         rank = len(fnode.in_shapes[0]) if fnode.in_shapes else 0
-        kind = registry.lookup(layer).kind(layer, rank) if in_lays else Kind.OPAQUE
+        kind = rule.kind(fnode.layer, rank) if in_lays else Kind.OPAQUE
         if kind == Kind.PRODUCER and len(in_lays) != 1:
             kind = Kind.OPAQUE
-        shared = first_call.get(id(layer))
-        if shared is None:
-            first_call[id(layer)] = (in_lays, kind, None)
-        elif kind != Kind.OPAQUE and (layer.weights or kind == Kind.RESHAPE):
-            first_in, first_kind, _ = shared
-            if (
-                first_kind != kind
-                or len(first_in) != len(in_lays)
-                or not all(spaces.unify([a, b]) for a, b in zip(first_in, in_lays))
-            ):
-                for lay in list(first_in) + in_lays:
-                    spaces.fix_all(lay)
-        if kind == Kind.PRODUCER and shared is not None and shared[2] is not None:
-            out = shared[2]
-        elif kind == Kind.PRODUCER:
-            n = _shape_last(fnode.out_shapes[0] if fnode.out_shapes else ())
-            fixed = not registry.output_prunable(layer)  # e.g. Dense(..., activation="softmax")
-            out = Layout(((spaces.new(n, origin=fnode.name, fixed=fixed), n),))
-            first_call[id(layer)] = (first_call[id(layer)][0], kind, out)
-        else:
-            out = _out_layout(spaces, kind, fnode, in_lays)
-        if out is None:
+        _couple_shared_call(spaces, first_call, fnode, in_lays, kind, rule)
+        outs = _out_layouts(spaces, rule, kind, fnode, in_lays, first_call)
+        if outs is None:
             if any(
                 spaces.origin[sp] is not None or not spaces.is_fixed(sp) for lay in in_lays for sp, _ in lay.segments
             ):
@@ -243,8 +167,6 @@ def _propagate(graph, spaces, exclude):
             for lay in in_lays:
                 spaces.fix_all(lay)
             outs = [spaces.fixed_layout(shape) for shape in fnode.out_shapes]
-        else:
-            outs = [out]
         if fnode.name in exclude:
             for lay in outs:
                 spaces.fix_all(lay)
@@ -254,43 +176,59 @@ def _propagate(graph, spaces, exclude):
     return layout, kinds, stopped
 
 
-def _out_layout(spaces, kind, fnode, in_lays):
-    """The output layout of a non-producer call, or None when it cannot be seen through."""
-    out_shape = fnode.out_shapes[0] if fnode.out_shapes else ()
-    if kind == Kind.DEPTHWISE:
-        return in_lays[0]
-    if kind in (Kind.CHANNELWISE, Kind.PASSTHROUGH):
-        return in_lays[0] if in_lays[0].length == _shape_last(out_shape) else None
-    if kind == Kind.MERGE:
-        full = [lay for lay in in_lays if lay.length == _shape_last(out_shape)]
-        out = full[0] if full and spaces.unify(full) else None
-        for lay in in_lays:
-            if lay not in full:
+def _couple_shared_call(spaces, first_call, fnode, in_lays, kind, rule):
+    """Records a layer's first call; couples a later call's inputs with the first's when
+    the stripped layer is one for all calls (weights, or a surgery that renumbers its
+    constants: a tf.split's sizes)."""
+    layer = fnode.layer
+    shared = first_call.get(id(layer))
+    if shared is None:
+        first_call[id(layer)] = [in_lays, kind, None]
+    elif kind != Kind.OPAQUE and (layer.weights or kind == Kind.RESHAPE or rule.surgery is not None):
+        first_in, first_kind, _ = shared
+        if (
+            first_kind != kind
+            or len(first_in) != len(in_lays)
+            or not all(spaces.unify([a, b]) for a, b in zip(first_in, in_lays))
+        ):
+            for lay in list(first_in) + in_lays:
                 spaces.fix_all(lay)
-        return out
-    if kind == Kind.CONCAT:
-        if fnode.layer.axis % len(out_shape) == len(out_shape) - 1:
-            return Layout(tuple(seg for lay in in_lays for seg in lay.expanded()))
-        return in_lays[0] if spaces.unify(in_lays) else None
-    if kind == Kind.RESHAPE:
-        in_shape = fnode.in_shapes[0]
-        if _shape_last(out_shape) == _shape_last(in_shape) and len(out_shape) > 1:
-            return in_lays[0]
-        if len(out_shape) == 2 and None not in in_shape[1:]:
-            positions = int(np.prod(in_shape[1:-1])) if len(in_shape) > 2 else 1
-            return Layout(in_lays[0].segments, in_lays[0].repeat * positions)
-    return None
+
+
+def _out_layouts(spaces, rule, kind, fnode, in_lays, first_call):
+    """The output layouts of one call (its kind's default, then the rule's own handler),
+    or None when it cannot be seen through."""
+    if kind == Kind.OPAQUE:
+        return None
+    if kind == Kind.PRODUCER:
+        shared = first_call[id(fnode.layer)]
+        if shared[2] is None:  # a shared producer writes the same space at every call
+            n = shape_last(fnode.out_shapes[0] if fnode.out_shapes else ())
+            fixed = not registry.output_prunable(fnode.layer)  # e.g. Dense(..., activation="softmax")
+            shared[2] = Layout(((spaces.new(n, origin=fnode.name, fixed=fixed), n),))
+        out = shared[2]
+    else:
+        out = DEFAULT_LAYOUT[kind](LayoutContext(spaces, fnode, in_lays, kind))
+    if rule.layout is not None:
+        out = rule.layout(LayoutContext(spaces, fnode, in_lays, kind, out))
+    if out is None:
+        return None
+    outs = out if isinstance(out, list) else [out]
+    return outs if len(outs) == len(fnode.out_keys) else None
 
 
 def _groups(graph, spaces, layout, kinds):
-    """Groups: roots of spaces that are not fixed, named after their first writer.
+    """Groups: uncut root spaces that are not fixed, named after their first writer. A
+    space whose period is 1 (every channel tied to every other) is fixed.
 
     Returns ``(groups, {root space: group index})``.
     """
     roots = []
     for s in range(len(spaces.parent)):
         r = spaces.find(s)
-        if not spaces.is_fixed(r) and r not in roots:
+        if spaces.children[r] is None and spaces.period[r] == 1:
+            spaces.fixed[r] = True
+        if spaces.children[r] is None and not spaces.fixed[r] and r not in roots:
             roots.append(r)
     writers = {r: [] for r in roots}
     for s in range(len(spaces.parent)):
@@ -299,11 +237,10 @@ def _groups(graph, spaces, layout, kinds):
             writers[r].append(spaces.origin[s])
     for fnode, kind in zip(graph.nodes, kinds):
         if kind == Kind.DEPTHWISE:
-            for s, _ in layout[fnode.out_keys[0]].segments:
-                r = spaces.find(s)
+            for r, _ in spaces.expand(layout[fnode.out_keys[0]]):
                 if r in writers and fnode.name not in writers[r]:
                     writers[r].append(fnode.name)
-    groups = [Group(name=writers[r][0], size=spaces.length[r], writers=writers[r]) for r in roots]
+    groups = [Group(name=writers[r][0], size=spaces.period[r], writers=writers[r]) for r in roots]
     return groups, {r: i for i, r in enumerate(roots)}
 
 
@@ -342,7 +279,7 @@ def _gate_points(graph, spaces, layout, kinds):
                 gates.add(fnode.in_keys[0])
                 added = True
                 ins[0] = True
-            out_len = _shape_last(fnode.out_shapes[0]) if fnode.out_shapes else 0
+            out_len = shape_last(fnode.out_shapes[0]) if fnode.out_shapes else 0
             if kind in (Kind.PASSTHROUGH, Kind.RESHAPE):
                 c = ins[0]
             elif kind == Kind.MERGE:
@@ -363,33 +300,33 @@ def _gate_points(graph, spaces, layout, kinds):
     return {k: fnode.name for fnode in graph.nodes for k in fnode.out_keys if k in gates}
 
 
-def _cost_spec(graph, spaces, layout, kinds, groups, group_of_root):
+def _cost_spec(graph, glayouts, kinds, groups, rules):
     """The exact :class:`chipnet_tf.budgets.CostSpec`: every rule's cost terms."""
     builder = CostSpecBuilder([g.name for g in groups], [g.size for g in groups])
 
-    def form(lay):
+    def form(glay):
+        segments, repeat = glay
         const = 0
         coeffs = {}
-        for s, n in lay.segments:
-            g = group_of_root.get(spaces.find(s))
+        for g, n in segments:
             if g is None:
-                const += n * lay.repeat
+                const += n * repeat
             else:
-                coeffs[g] = coeffs.get(g, 0) + lay.repeat
+                coeffs[g] = coeffs.get(g, 0) + repeat
         return builder.form(const, coeffs)
 
-    for fnode, kind in zip(graph.nodes, kinds):
+    for fnode, kind, rule in zip(graph.nodes, kinds, rules):
         ctx = registry.CostContext(
             layer=fnode.layer,
             name=fnode.name,
             kind=kind,
-            in_forms=[form(layout[k]) for k in fnode.in_keys],
-            out_form=form(layout[fnode.out_keys[0]]) if fnode.out_keys else builder.one,
+            in_forms=[form(glayouts[k]) for k in fnode.in_keys],
+            out_form=form(glayouts[fnode.out_keys[0]]) if fnode.out_keys else builder.one,
             out_shape=fnode.out_shapes[0] if fnode.out_shapes else (),
             in_shape=fnode.in_shapes[0] if fnode.in_shapes else (),
             first_call=fnode.first_call,
         )
-        registry.lookup(fnode.layer).add_costs(builder, ctx)
+        rule.add_costs(builder, ctx)
     return builder.build()
 
 

@@ -3,6 +3,7 @@
 from chipnet_tf import graph as graph_lib
 from chipnet_tf.budgets import check_budget_type
 from chipnet_tf.compat import is_keras3_object, keras, tf
+from chipnet_tf.flat_graph import from_config
 from chipnet_tf.layers import (
     ChannelGate,
     ChipNetController,
@@ -70,7 +71,7 @@ def _clone_layer(layer, name):
             instead would make the pruned model silently share (and train) its weights.
     """
     try:
-        return layer.__class__.from_config({**layer.get_config(), "name": name})
+        return from_config(layer.__class__, {**layer.get_config(), "name": name}, layer)
     except Exception as e:  # noqa: BLE001 - re-raised with the layer's name and the fix
         raise ValueError(
             f"prune_low_budget cannot copy layer {name!r} ({type(layer).__name__}): "

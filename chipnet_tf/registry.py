@@ -12,10 +12,16 @@ Every Keras layer the group analysis meets is classified by its rule's :class:`K
 ``concat``       concatenation (channel axis: layouts are concatenated; otherwise a merge)
 ``reshape``      Flatten/Reshape (a flatten tiles the channel layout over positions)
 ``opaque``       anything the analysis cannot see through: its inputs and outputs are never
-                 pruned (Lambda, TFOpLambda, custom layers, softmax, LayerNormalization over
-                 other axes, ...)
+                 pruned (Lambda, softmax, LayerNormalization over other axes, TF ops other
+                 than those of :mod:`chipnet_tf.tfop_rules`, custom layers that mix
+                 channels; a custom layer with no rule is probed, see :mod:`chipnet_tf.probe`)
 A LayerNormalization over the channel axis is ``channelwise``: prune_low_budget replaces it
 by a GatedLayerNormalization whose statistics skip pruned channels.
+
+A rule may also carry its own layout handler (``LayerRule(layout=...)``, see
+:class:`chipnet_tf.spaces.LayoutContext`) for channel flows a kind alone does not say: a
+grouped conv ties its channels per conv group, ``x[..., :k]`` cuts a channel space. Each
+kind's default handler is in :data:`chipnet_tf.spaces.DEFAULT_LAYOUT`.
 
 A rule also carries the layer's cost terms (for the budgets and :func:`layer_flops`), its
 surgery (how ``strip_pruning`` slices its weights) and, for elementwise layers, how it maps
@@ -116,6 +122,11 @@ class SurgeryContext:
         in_keeps: per input tensor, the kept channel indices of its last axis (an int
             array), or None when all are kept.
         out_keep: kept channel indices of the (first) output's last axis, or None.
+        call_args, call_kwargs: the call's arguments (input tensors included, as in
+            ``node.call_args``). A surgery that must change a constant argument (the sizes
+            of a ``tf.split``, a per-channel constant of ``x * c``) replaces them; the
+            stripped model's calls then take their constants from here.
+        in_channels: per input tensor, its channel count in the dense model.
     """
 
     layer: object
@@ -123,6 +134,9 @@ class SurgeryContext:
     weights: list
     in_keeps: list
     out_keep: object
+    call_args: tuple = ()
+    call_kwargs: dict = dataclasses.field(default_factory=dict)
+    in_channels: list = dataclasses.field(default_factory=list)
 
     @property
     def in_keep(self):
@@ -153,11 +167,16 @@ class LayerRule:
         flops: True when ``costs`` counts multiply-accumulates (conv/dense-like layers):
             :func:`layer_flops` then evaluates ``costs``; otherwise the layer costs no
             FLOPs unless it holds such sublayers.
+        layout: optional handler ``layout(ctx) -> Layout | [Layout, ...] | None`` given a
+            :class:`chipnet_tf.spaces.LayoutContext`: the output channel layout(s) of one
+            call, for layers whose channel flow the kind alone does not describe (a grouped
+            conv ties its channels per conv group, ``x[..., :k]`` maps channels by index).
+            ``ctx.out`` is what the kind gives by default; None makes the call opaque.
     """
 
-    def __init__(self, kind, costs=None, surgery=None, constant=None, flops=False):
+    def __init__(self, kind, costs=None, surgery=None, constant=None, flops=False, layout=None):
         self._kind = kind if callable(kind) and not isinstance(kind, str) else as_kind(kind)
-        for name, fn in (("costs", costs), ("surgery", surgery), ("constant", constant)):
+        for name, fn in (("costs", costs), ("surgery", surgery), ("constant", constant), ("layout", layout)):
             if fn is not None and not callable(fn):
                 raise TypeError(f"LayerRule {name} must be callable or None. Received: {name}={fn!r}")
         if flops and costs is None:
@@ -166,6 +185,7 @@ class LayerRule:
         self.surgery = surgery
         self.constant = constant
         self.flops = bool(flops)
+        self.layout = layout
 
     def kind(self, layer, rank):
         """The layer's :class:`Kind` given the rank of its (first) input."""
@@ -174,14 +194,15 @@ class LayerRule:
         return as_kind(self._kind(layer, rank), owner=f"layer rule of {type(layer).__name__}")
 
     def replace(self, **changes):
-        """A copy of this rule with some of ``costs``, ``surgery``, ``constant``, ``flops``
-        (or ``kind``) changed."""
+        """A copy of this rule with some of ``costs``, ``surgery``, ``constant``, ``flops``,
+        ``layout`` (or ``kind``) changed."""
         fields = {
             "kind": self._kind,
             "costs": self.costs,
             "surgery": self.surgery,
             "constant": self.constant,
             "flops": self.flops,
+            "layout": self.layout,
         }
         return LayerRule(**{**fields, **changes})
 
@@ -288,6 +309,11 @@ def lookup(layer):
     return _lookup_type(type(layer))
 
 
+def has_rule(layer):
+    """Whether ``layer``'s class or a base class has a registered rule."""
+    return _lookup_type(type(layer)) is not _OPAQUE
+
+
 # -- helpers for rules -----------------------------------------------------------------
 def prod(values):
     return int(math.prod(int(v) for v in values))
@@ -392,4 +418,4 @@ def _traced_flops(layer, in_shape):
 
 
 # The built-in rules register themselves on import; they need the names above.
-from chipnet_tf import builtin_rules  # noqa: E402, F401
+from chipnet_tf import builtin_rules, tfop_rules  # noqa: E402, F401

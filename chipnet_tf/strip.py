@@ -17,8 +17,9 @@ import dataclasses
 import numpy as np
 
 from chipnet_tf import graph as graph_lib
-from chipnet_tf import registry
+from chipnet_tf import probe, registry
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.flat_graph import from_config
 from chipnet_tf.layers import (
     ChannelGate,
     ChipNetController,
@@ -29,6 +30,7 @@ from chipnet_tf.layers import (
 from chipnet_tf.layers.controller import controllers
 from chipnet_tf.masks import check_masks, get_masks
 from chipnet_tf.registry import SurgeryContext, register_surgery, take  # public here too
+from chipnet_tf.validators import first_line
 
 L = keras.layers
 _GATED = (GatedBatchNormalization, GatedLayerNormalization)
@@ -172,7 +174,7 @@ def strip_pruning(model, masks=None, round_to=1):
     by_group = _resolve_masks(analysis, masks)
     keeps = _keep_vectors(analysis, by_group)
     plan = plan_empty_groups(analysis, keeps)
-    return _rebuild(model, graph, view, keeps, plan)
+    return _rebuild(model, graph, analysis, keeps, plan)
 
 
 # -- fully pruned groups -----------------------------------------------------------------
@@ -293,7 +295,9 @@ def removed_layers(model, masks):
     return plan_empty_groups(analysis, keeps).removed
 
 
-def _rebuild(model, graph, view, keeps, plan):
+def _rebuild(model, graph, analysis, keeps, plan):
+    view = analysis.graph
+    rules = {fnode.name: rule for fnode, rule in zip(view.nodes, analysis.rules)}
     tensors = {}
     inputs = []
     for key, kt in zip(graph.input_keys, graph.input_tensors):
@@ -315,25 +319,37 @@ def _rebuild(model, graph, view, keeps, plan):
             tensors[fnode.out_keys[0]] = _rebuild_merge(fnode, plan, tensors)
             continue
         in_keys = fnode.in_keys
+        in_keys = [view.resolve(k) for k in (in_keys[:1] if isinstance(layer, _GATED) else in_keys)]
+        if id(layer) not in built:
+            built[id(layer)] = _new_layer(layer, fnode, in_keys, keeps, rules[fnode.name])
+        new_layer, weights, constants = built[id(layer)]
         if isinstance(layer, _GATED):
             # Called as bn([x, *masks]): the masks come from the dropped controller.
-            in_keys = in_keys[:1]
             args = (tensors[in_keys[0]],)
             kwargs = {k: v for k, v in fnode.node.call_kwargs.items() if k == "training"}
         else:
-            args, kwargs = graph.resolve_args(fnode, tensors)
-        in_keys = [view.resolve(k) for k in in_keys]
-        if id(layer) not in built:
-            built[id(layer)] = _new_layer(layer, fnode, in_keys, keeps)
-        new_layer, weights = built[id(layer)]
+            args, kwargs = graph.resolve_args(fnode, tensors, constants)
         outputs = new_layer(*args, **kwargs)
         if weights is not None:
-            new_layer.set_weights(weights)
-            built[id(layer)] = (new_layer, None)
+            _set_weights(new_layer, weights, fnode, layer)
+            built[id(layer)] = (new_layer, None, constants)
+        if fnode.name in analysis.inferred and fnode.first_call:
+            out_keep = keeps.get(fnode.out_keys[0])
+            probe.check_stripped(fnode.name, layer, new_layer, fnode.in_shapes[0], keeps.get(in_keys[0]), out_keep)
         for key, out in zip(fnode.out_keys, tf.nest.flatten(outputs)):
             tensors[key] = out
     outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[view.resolve(k)] for k in graph.output_keys])
     return keras.Model(inputs, outputs, name=model.name)
+
+
+def _set_weights(new_layer, weights, fnode, layer):
+    try:
+        new_layer.set_weights(weights)
+    except ValueError as e:
+        raise ValueError(
+            f"strip_pruning: the sliced weights of layer {fnode.name!r} ({type(layer).__name__}) do not fit the "
+            f"layer rebuilt from its sliced config: {first_line(e)}. Register a rule with a surgery for it."
+        ) from e
 
 
 def _rebuild_merge(fnode, plan, tensors):
@@ -364,8 +380,9 @@ def _is_mixed(dtype):
     return isinstance(dtype, str) and dtype.startswith("mixed_")
 
 
-def _new_layer(layer, fnode, in_keys, keeps):
-    """``(new layer, weights to set after its first call)`` for one flat node."""
+def _new_layer(layer, fnode, in_keys, keeps, rule):
+    """``(new layer, weights to set after its first call, call constants or None)`` for one
+    flat node (the constants are the surgery's, see ``SurgeryContext.call_args``)."""
     in_keeps = [keeps.get(k) for k in in_keys]
     out_keep = keeps.get(fnode.out_keys[0]) if fnode.out_keys else None
     config = _plain_config(layer, fnode.name)
@@ -375,10 +392,22 @@ def _new_layer(layer, fnode, in_keys, keeps):
         config.pop("segments", None)
         config.pop("repeat", None)
     weights = layer.get_weights()
-    surgery = registry.lookup(layer).surgery
+    surgery = rule.surgery
     sliced = out_keep is not None or any(k is not None for k in in_keeps)
+    constants = None
     if surgery is not None:
-        config, weights = surgery(SurgeryContext(layer, config, weights, in_keeps, out_keep))
+        ctx = SurgeryContext(
+            layer,
+            config,
+            weights,
+            in_keeps,
+            out_keep,
+            call_args=fnode.node.call_args,
+            call_kwargs=dict(fnode.node.call_kwargs),
+            in_channels=[int(s[-1]) if s else 1 for s in fnode.in_shapes],
+        )
+        config, weights = surgery(ctx)
+        constants = (ctx.call_args, ctx.call_kwargs)
     elif sliced and weights:
         raise ValueError(
             f"Layer {fnode.name!r} of type {type(layer).__name__} has weights and pruned channels, but no "
@@ -386,10 +415,10 @@ def _new_layer(layer, fnode, in_keys, keeps):
             "chipnet_tf.registry.LayerRule(kind, surgery=...)), or chipnet_tf.register_surgery."
         )
     try:
-        new = cls.from_config(config)
+        new = from_config(cls, config, layer)
     except Exception as e:  # noqa: BLE001 - re-raised with the layer's name
         raise ValueError(f"Could not rebuild layer {fnode.name!r} ({cls.__name__}) from its config: {e}") from e
-    return new, (weights if weights else None)
+    return new, (weights if weights else None), constants
 
 
 __all__ = ["SurgeryContext", "register_surgery", "strip_pruning", "take"]

@@ -5,7 +5,9 @@ MatMul (and Conv2DBackpropInput for transposed convs) and one op per element in 
 chipnet_tf counts MACs + bias adds, so ``macs_plus_bias = conv_ops / 2 + bias_ops``.
 """
 
-from chipnet_tf.compat import tf
+import contextlib
+
+from chipnet_tf.compat import keras, tf
 
 MAC_OPS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "Conv2DBackpropInput")
 BIAS_OPS = ("BiasAdd",)
@@ -25,13 +27,28 @@ def _profile(graph, op_types):
     return int(result.total_float_ops)
 
 
+@contextlib.contextmanager
+def _grouped_convs_inline():
+    """On CPU, Keras runs a grouped Conv2D as a call of an XLA-compiled function, whose op
+    the profiler does not see (nor the shape of the bias add after it). The graph is only
+    traced here, never run, so the grouped conv is traced as the plain Conv2D op it is."""
+    conv_base = next(c for c in keras.layers.Conv2D.__mro__ if "_jit_compiled_convolution_op" in vars(c))
+    original = conv_base._jit_compiled_convolution_op
+    conv_base._jit_compiled_convolution_op = lambda self, inputs, kernel: self.convolution_op(inputs, kernel)
+    try:
+        yield
+    finally:
+        conv_base._jit_compiled_convolution_op = original
+
+
 def profiler_flops(model):
     """MACs + bias adds of ``model`` at batch 1, counted by the TF profiler."""
     from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 
     specs = [tf.TensorSpec((1,) + tuple(t.shape[1:]), t.dtype) for t in model.inputs]
     fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
-    frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*specs))
+    with _grouped_convs_inline():
+        frozen = convert_variables_to_constants_v2(fn.get_concrete_function(*specs))
     graph = frozen.graph
     macs = _profile(graph, MAC_OPS)
     bias = _profile(graph, BIAS_OPS)

@@ -8,7 +8,12 @@ Activation relu/swish/sigmoid/tanh), pooling/padding/cropping/upsampling/dropout
 merges (Add, Subtract, Maximum, Average, Multiply), channel and spatial concatenations,
 SE blocks (GAP -> Conv/Dense -> sigmoid -> Multiply, or a softmax channel attention) and
 GAP/Flatten -> Dense heads; sometimes two inputs, several outputs, a nested functional
-block or an opaque layer (Lambda, TF op, Softmax, LayerNormalization); with
+block or an opaque layer (Lambda, TF op, Softmax, LayerNormalization); grouped convs
+(tied per conv group, or depthwise-like with one channel per group), TF-op element-wise
+chains (MobileNetV3's hard-swish ``x * tf.nn.relu6(x + 3) / 6``, per-channel constants,
+clips, a reduce-mean gate), GhostNet modules (concatenate, then slice ``x[..., :k]``) and
+FasterNet partial convs (``tf.split`` along channels), and custom layers without a rule
+(a hard-swish and a LayerScale the probe infers, a channel-mixing layer it must not); with
 ``shared=True`` also layers and nested models called at two places. Every weight (including BatchNormalization's moving statistics) is
 drawn from the seed, so ``random_graph(seed)`` is the same model in any process,
 independent of Keras' global RNG and layer-name counters.
@@ -37,6 +42,40 @@ MERGES = {
 
 def _double_minus_half(t):
     return t * 2.0 - 0.5
+
+
+@keras.utils.register_keras_serializable(package="chipnet_tests")
+class HardSwish(L.Layer):
+    """A custom channel-local layer without weights (no rule: the probe infers it)."""
+
+    def call(self, x):
+        return x * tf.nn.relu6(x + 3.0) / 6.0
+
+
+@keras.utils.register_keras_serializable(package="chipnet_tests")
+class LayerScale(L.Layer):
+    """A custom per-channel scale, configured by its channel count (as in ConvNeXt)."""
+
+    def __init__(self, projection_dim, **kwargs):
+        super().__init__(**kwargs)
+        self.projection_dim = projection_dim
+
+    def build(self, input_shape):
+        self.gamma = self.add_weight(name="gamma", shape=(self.projection_dim,), initializer="ones")
+
+    def call(self, x):
+        return x * self.gamma
+
+    def get_config(self):
+        return {**super().get_config(), "projection_dim": self.projection_dim}
+
+
+@keras.utils.register_keras_serializable(package="chipnet_tests")
+class ChannelMix(L.Layer):
+    """A custom layer that mixes channels (adds their mean): it must stay opaque."""
+
+    def call(self, x):
+        return x + tf.reduce_mean(x, axis=-1, keepdims=True)
 
 
 class _Builder:
@@ -99,7 +138,7 @@ class _Builder:
         size = min(int(h.shape[1]), int(h.shape[2]))
         cin = int(h.shape[-1])
         cout = self.channels() if cout is None else cout
-        kind = self.pick(("conv", "sep", "dw", "dense", "transpose", "grouped"), p=(0.42, 0.18, 0.14, 0.18, 0.04, 0.04))
+        kind = self.pick(("conv", "sep", "dw", "dense", "transpose", "grouped"), p=(0.38, 0.16, 0.14, 0.16, 0.04, 0.12))
         bias = self.chance(0.6)
         act = self.inline_activation()
         k = 3 if (size >= 3 and self.chance(0.6)) else 1
@@ -107,8 +146,13 @@ class _Builder:
         padding = "valid" if (not keep_spatial and size > k and self.chance(0.3)) else "same"
         if kind == "dense":
             return L.Dense(cout, use_bias=bias, activation=act, name=self.name("dense"))
-        if kind == "grouped" and cin % 2 == 0 and cout % 2 == 0:  # opaque: groups > 1
-            return L.Conv2D(cout, k, padding=padding, groups=2, use_bias=bias, name=self.name("grouped"))
+        if kind == "grouped":  # groups > 1: tied per conv group, or depthwise when groups == channels
+            groups = [g for g in (2, 3, 4) if cin % g == 0 and cout % g == 0]
+            if self.chance(0.25):
+                cout, groups = cin, [cin]
+            if groups:
+                g = self.pick(groups)
+                return L.Conv2D(cout, k, padding=padding, groups=g, use_bias=bias, name=self.name("grouped"))
         if kind == "transpose" and size <= 4:
             stride = 1 if keep_spatial else self.pick((1, 2))
             padding = "same" if keep_spatial else self.pick(("same", "valid"))
@@ -348,12 +392,55 @@ class _Builder:
             return L.LayerNormalization(name=self.name("layernorm"))(h)
         return L.Activation("softmax", name=self.name("act_softmax"))(h)
 
+    def block_tfop(self, h):
+        """Functional math on tensors (TF-op layers), as keras.applications' MobileNetV3 writes it."""
+        c = int(h.shape[-1])
+        kind = self.pick(("hard_swish", "hard_sigmoid", "per_channel", "clip", "chain"))
+        if kind == "hard_swish":
+            return h * tf.nn.relu6(h + 3.0) * (1.0 / 6.0)
+        if kind == "hard_sigmoid":
+            return tf.nn.relu6(h + 3.0) / 6.0
+        if kind == "per_channel":
+            scale = self.rng.uniform(0.5, 1.5, c).astype("float32")
+            return (h - self.rng.normal(size=c).astype("float32")) * scale
+        if kind == "clip":
+            return tf.clip_by_value(h, -1.0, 1.0) if self.chance(0.5) else tf.maximum(h, 0.0)
+        s = tf.reduce_mean(h, axis=[1, 2], keepdims=True)
+        return h * tf.math.sigmoid(s * 2.0 - 0.5)
+
+    def block_ghost(self, h):
+        """GhostNet's module (conv + cheap depthwise, concatenated, sliced to the width) or
+        FasterNet's partial conv (split channels, conv on one part, concatenate)."""
+        c = int(h.shape[-1])
+        if c >= 2 and self.chance(0.4):
+            first = int(self.rng.integers(1, c))
+            a, b = tf.split(h, [first, c - first], axis=-1)
+            a = L.Conv2D(first, 3, padding="same", name=self.name("pconv"))(a)
+            return tf.concat([a, b] if self.chance(0.7) else [b, a], axis=-1)
+        width = self.channels() + 1
+        primary = self.unit(h, cout=(width + 1) // 2, keep_spatial=True)
+        cheap = L.DepthwiseConv2D(3, padding="same", name=self.name("cheap"))(primary)
+        if self.chance(0.5):
+            cheap = self.batchnorm(cheap)
+        out = L.Concatenate(name=self.name("ghost"))([primary, cheap])
+        return out[..., :width] if self.chance(0.7) else out[:, :, :, 1:]
+
+    def block_custom(self, h):
+        """Custom layers with no rule: channel-local ones are probed, a mixing one stays opaque."""
+        kind = self.pick(("hard_swish", "layer_scale", "mix"), p=(0.4, 0.4, 0.2))
+        if kind == "hard_swish":
+            return HardSwish(name=self.name("custom_hswish"))(h)
+        if kind == "layer_scale":
+            return LayerScale(int(h.shape[-1]), name=self.name("layer_scale"))(h)
+        return ChannelMix(name=self.name("channel_mix"))(h)
+
     def block(self, h, trivial=False, kind=None):
         if trivial:
             kind = self.pick(("spatial", "bn", "act"))
         elif kind is None:
             kinds = ("plain", "residual", "concat", "se", "spatial", "bn", "act", "nested", "sequence", "opaque")
-            p = (0.21, 0.21, 0.13, 0.11, 0.1, 0.05, 0.05, 0.06, 0.05, 0.03)
+            kinds += ("tfop", "ghost", "custom")
+            p = (0.17, 0.18, 0.11, 0.09, 0.08, 0.04, 0.04, 0.05, 0.04, 0.03, 0.07, 0.05, 0.05)
             kind = self.pick(kinds, p=p)
         if kind == "bn":
             return self.batchnorm(h)
@@ -495,15 +582,13 @@ def random_masks(analysis, seed):
 def profiler_comparable(model):
     """Whether tests.flops_profiler counts ``model`` by chipnet_tf's convention.
 
-    The TF profiler cannot see grouped convolutions' shapes; it counts a transposed conv as
+    The TF profiler counts a transposed conv as
     ``out_positions / stride**2`` MACs per kernel tap, which equals chipnet_tf's exact
     ``in_positions`` only when ``out = in * stride`` (padding "same"); and TF runs a dilated
     conv on a space-to-batch copy of the input padded to a multiple of the rate, so the
     profiler also counts the MACs at the padding positions (e.g. 16 instead of 9 on 3x3).
     """
     for layer in all_layers(model):
-        if getattr(layer, "groups", 1) != 1:
-            return False
         if any(int(r) != 1 for r in getattr(layer, "dilation_rate", ())):
             return False
         if isinstance(layer, L.Conv2DTranspose) and layer.padding != "same":

@@ -145,9 +145,10 @@ def _scale_surgery(ctx):
 def test_user_registered_surgery_for_a_custom_layer():
     dense = _scale_model()
     masks = {"conv": np.array([1, 0, 0, 1, 1, 0], bool)}
-    # Unknown to the analysis: it stops the group (nothing to prune).
-    with pytest.warns(UserWarning, match="scale"):
-        assert chipnet_tf.analyze(dense).groups == []
+    # Unknown to the registry: the probe finds it channel-local and says how to pin that.
+    pin = r"register_layer\(Scale, chipnet_tf.probe.channel_local_rule\(\)\)"
+    with pytest.warns(UserWarning, match=r"layer 'scale' \(Scale\).*channel-local.*" + pin):
+        assert [g.name for g in chipnet_tf.analyze(dense).groups] == ["conv"]
     with chipnet_tf.registry.registered(Scale, chipnet_tf.registry.LayerRule("passthrough")):
         with pytest.raises(ValueError, match="no surgery is registered"):
             chipnet_tf.strip_pruning(dense, masks=masks)

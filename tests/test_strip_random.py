@@ -32,7 +32,14 @@ import chipnet_tf
 from chipnet_tf import graph as graph_lib
 from chipnet_tf.compat import keras
 from tests.flops_profiler import profiler_flops
-from tests.random_graphs import all_layers, profiler_comparable, random_graph, random_inputs, random_masks
+from tests.random_graphs import (
+    ChannelMix,
+    all_layers,
+    profiler_comparable,
+    random_graph,
+    random_inputs,
+    random_masks,
+)
 
 CHUNK = 25
 NUM_GRAPHS = int(os.environ.get("CHIPNET_RANDOM_GRAPHS", "250"))
@@ -74,6 +81,12 @@ def check_seed(seed, shared=False, profile=None):
     dense = random_graph(seed, shared=shared)
     xs = random_inputs(dense, seed)
     analysis = chipnet_tf.analyze(dense, warn=False)
+    mixing = [
+        n.name
+        for n, k in zip(analysis.graph.nodes, analysis.kinds)
+        if isinstance(n.layer, ChannelMix) and k != "opaque"
+    ]
+    assert not mixing, f"channel-mixing custom layers {mixing} were not left opaque"
     rep_dense = chipnet_tf.budget_report(dense)
     assert rep_dense.totals["params"]["dense"] == dense.count_params(), "budget_report dense params != count_params"
     assert rep_dense.totals["flops"]["dense"] == chipnet_tf.count_flops(dense), (
@@ -167,7 +180,10 @@ def _run(seeds, shared):
     assert not failures, f"{len(failures)} of {len(seeds)} {family} failed:\n" + "\n".join(failures)
 
 
-_QUIET = pytest.mark.filterwarnings("ignore:chipnet_tf. these layers cannot be seen through:UserWarning")
+_QUIET = pytest.mark.filterwarnings(
+    "ignore:chipnet_tf. these layers cannot be seen through:UserWarning",
+    "ignore:chipnet_tf. layer .* has no registered rule:UserWarning",
+)
 
 
 @_QUIET

@@ -8,8 +8,9 @@ scores) are fixed on the wrapped model; the stripped model must then
 2. have exactly the params/FLOPs ``budget_report`` predicted from the masks, counted by
    ``count_params``, ``count_flops`` and (independently) the TF profiler;
 3. be a flat model of tf_keras layers (no chipnet_tf layers, no nested models; a custom layer
-   of the dense model that the analysis treats as opaque, like keras-cv's SqueezeAndExcite2D,
-   is kept as it is) that converts to TFLite and computes the same there.
+   of the dense model that the analysis treats as opaque is kept as it is, one made of Keras
+   layers, like keras-cv's SqueezeAndExcite2D, becomes those layers) that converts to TFLite
+   and computes the same there.
 
 The mask-transfer path ``strip_pruning(dense, masks=...)`` must build the same model as the
 wrapped path ``strip_pruning(pruned, masks=...)``.
@@ -21,11 +22,15 @@ import numpy as np
 import pytest
 
 import chipnet_tf
+from benchmarks import zoo_reach
 from chipnet_tf import export
 from chipnet_tf.compat import keras, tf
 from tests.flops_profiler import profiler_flops
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore:chipnet_tf. layer .* has no registered rule:UserWarning"),
+]
 
 L = keras.layers
 APPS = keras.applications
@@ -75,6 +80,11 @@ ZOO = {
     "EfficientNetB0": (_app(APPS.EfficientNetB0), (64, 64, 3)),
     "InceptionV3": (_app(APPS.InceptionV3), (75, 75, 3)),
     "keras_cv.MobileNetV3Backbone": (_keras_cv_mobilenet_v3_small, (64, 64, 3)),
+    # Issue 15: grouped convs (RegNet), SE blocks around them (RegNetY), Conv2D(groups=C)
+    # depthwise convs and a probed custom LayerScale (ConvNeXt).
+    "RegNetX002": (_app(APPS.RegNetX002), (64, 64, 3)),
+    "RegNetY002": (_app(APPS.RegNetY002), (64, 64, 3)),
+    "ConvNeXtTiny": (_app(APPS.ConvNeXtTiny), (64, 64, 3)),
 }
 CASES = [pytest.param(name, budget, id=f"{name}-{budget}") for name in ZOO for budget in BUDGETS]
 
@@ -205,3 +215,11 @@ def test_mask_transfer_path_equals_wrapped_path(zoo, name):
     out = transferred(x, training=False).numpy()
     np.testing.assert_allclose(out, case["small"](x, training=False).numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(out, case["wrapped_out"], rtol=0, atol=ATOL)
+
+
+# -- how much of each model the analysis reaches (issue 15's table, benchmarks/zoo_reach.py) --
+@pytest.mark.parametrize("name", zoo_reach.MODELS + (zoo_reach.KERAS_CV,))
+def test_smallest_reachable_flops_fraction_is_at_most_a_tenth(name):
+    keras.backend.clear_session()
+    fraction, analysis = zoo_reach.smallest_flops_fraction(zoo_reach.build(name))
+    assert fraction <= 0.10, f"{name}: {fraction:.3f}; stopped at {analysis.stopped}"

@@ -1,0 +1,150 @@
+"""chipnet_tf.probe: custom layers with no rule are probed; the probe is safe; strip checks it."""
+
+import numpy as np
+import pytest
+
+import chipnet_tf
+from chipnet_tf import probe
+from chipnet_tf.compat import keras, tf
+from tests.random_graphs import HardSwish, LayerScale
+
+L = keras.layers
+_QUIET = pytest.mark.filterwarnings("ignore:chipnet_tf. layer .* has no registered rule:UserWarning")
+
+
+class RareMix(L.Layer):
+    """Channel-local on most inputs; mixes channels where any channel is below -3 (rare for
+    unit-scale inputs, certain for the probe's x100 and all-negative inputs)."""
+
+    def call(self, x):
+        return x + tf.nn.relu(-tf.reduce_min(x, axis=-1, keepdims=True) - 3.0)
+
+
+class WidthScale(L.Layer):
+    """Channel-local for a fixed width, but scales by the channel count: stripping changes
+    what it computes, which no probe of the dense layer can see."""
+
+    def call(self, x):
+        return x * tf.cast(tf.shape(x)[-1], x.dtype) / 4.0
+
+
+class IdentityMixer(L.Layer):
+    """A 1x1 channel mixer whose kernel starts at the identity (local until trained)."""
+
+    def build(self, input_shape):
+        c = int(input_shape[-1])
+        self.kernel = self.add_weight(name="kernel", shape=(c, c), initializer="identity")
+
+    def call(self, x):
+        return tf.tensordot(x, self.kernel, axes=[[-1], [0]])
+
+
+def _model(make_layers, channels=6):
+    x = keras.Input((5, 5, 3))
+    h = L.Conv2D(channels, 3, padding="same", name="conv")(x)
+    for i, make in enumerate(make_layers):
+        h = make(f"custom{i}", channels)(h)
+    h = L.Conv2D(4, 1, name="conv2")(h)
+    return keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_cache():
+    probe._CACHE.clear()
+    yield
+    probe._CACHE.clear()
+
+
+def test_channel_local_custom_layers_are_inferred_with_a_warning_naming_the_pin_line():
+    model = _model([lambda n, c: HardSwish(name=n), lambda n, c: LayerScale(c, name=n)])
+    with pytest.warns(UserWarning) as record:
+        analysis = chipnet_tf.analyze(model)
+    messages = [str(w.message) for w in record]
+    assert any(
+        "layer 'custom1' (LayerScale)" in m and "register_layer(LayerScale, chipnet_tf.probe.channel_local_rule())" in m
+        for m in messages
+    )
+    assert analysis.inferred == {"custom0": "HardSwish", "custom1": "LayerScale"}
+    assert [g.name for g in analysis.groups] == ["conv", "conv2"]
+    # LayerScale's per-channel weight is counted per kept channel.
+    masks = {"conv": np.array([1, 0, 1, 1, 0, 0], bool), "conv2": np.ones(4, bool)}
+    pruned = chipnet_tf.prune_low_budget(model, 0.5)
+    chipnet_tf.apply_masks(pruned, masks)
+    small = chipnet_tf.strip_pruning(pruned, masks=masks)
+    x = np.random.default_rng(0).normal(size=(2, 5, 5, 3)).astype("float32")
+    np.testing.assert_allclose(small(x).numpy(), pruned(x).numpy(), atol=1e-5)
+    assert small.get_layer("custom1").gamma.shape == (3,)
+    assert small.count_params() == chipnet_tf.budget_report(model, masks=masks).totals["params"]["kept"]
+
+
+@_QUIET
+@pytest.mark.parametrize("layer_class", [RareMix, IdentityMixer])
+def test_layer_that_mixes_on_some_inputs_or_weights_stays_opaque(layer_class):
+    model = _model([lambda n, c: layer_class(name=n)])
+    with pytest.warns(UserWarning, match="not pruned: \\['custom0'\\]"):
+        analysis = chipnet_tf.analyze(model)
+    assert analysis.inferred == {}
+    assert [g.name for g in analysis.groups] == ["conv2"]
+    # The premise: on unit-scale inputs RareMix is channel-local, which a naive probe would accept.
+    if layer_class is RareMix:
+        x = np.random.default_rng(0).uniform(-1, 1, size=(8, 5, 5, 6)).astype("float32")
+        layer = RareMix()
+        bumped = x.copy()
+        bumped[..., 2] += 0.5
+        moved = np.abs(layer(bumped).numpy() - layer(x).numpy()).max(axis=(0, 1, 2))
+        assert np.flatnonzero(moved > 0).tolist() == [2]
+
+
+@_QUIET
+def test_strip_refuses_an_inferred_layer_whose_stripped_copy_differs():
+    model = _model([lambda n, c: WidthScale(name=n)])
+    assert chipnet_tf.analyze(model).inferred == {"custom0": "WidthScale"}  # the probe cannot tell
+    masks = {"conv": np.array([1, 0, 1, 1, 0, 0], bool)}
+    with pytest.raises(ValueError, match="layer 'custom0' \\(WidthScale\\) was inferred channel-local by a probe"):
+        chipnet_tf.strip_pruning(model, masks=masks)
+
+
+@_QUIET
+def test_probe_runs_once_per_layer_configuration(monkeypatch):
+    calls = []
+    real = probe._probe
+    monkeypatch.setattr(probe, "_probe", lambda layer, shape: calls.append(type(layer).__name__) or real(layer, shape))
+    # Three LayerScales of one configuration (names differ), one HardSwish.
+    model = _model([lambda n, c: LayerScale(c, name=n)] * 3 + [lambda n, c: HardSwish(name=n)])
+    pruned = chipnet_tf.prune_low_budget(model, 0.5)
+    masks = chipnet_tf.get_masks(pruned)
+    chipnet_tf.strip_pruning(pruned, masks=masks)
+    chipnet_tf.budget_report(model, masks=masks)
+    assert sorted(calls) == ["HardSwish", "LayerScale"]
+
+
+class TinySE(L.Layer):
+    """A custom squeeze-and-excite made of Keras layers (as keras-cv's SqueezeAndExcite2D)."""
+
+    def __init__(self, filters, **kwargs):
+        super().__init__(**kwargs)
+        self.filters = filters
+        self.pool = L.GlobalAveragePooling2D(keepdims=True)
+        self.squeeze = L.Conv2D(2, 1, activation="relu", name="squeeze")
+        self.excite = L.Conv2D(filters, 1, activation=L.Activation("sigmoid"), name="excite")  # a layer object
+
+    def call(self, x):
+        return x * self.excite(self.squeeze(self.pool(x)))
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters}
+
+
+def test_custom_layer_made_of_keras_layers_is_walked_into_and_strips_to_plain_layers():
+    model = _model([lambda n, c: TinySE(c, name=n)])
+    analysis = chipnet_tf.analyze(model)
+    assert analysis.stopped == [] and {"conv", "squeeze", "conv2"} <= {g.name for g in analysis.groups}
+    masks = {"conv": np.array([1, 0, 1, 1, 0, 0], bool), "squeeze": np.array([0, 1], bool), "conv2": np.ones(4, bool)}
+    pruned = chipnet_tf.prune_low_budget(model, 0.5)
+    chipnet_tf.apply_masks(pruned, masks)
+    small = chipnet_tf.strip_pruning(pruned, masks=masks)
+    x = np.random.default_rng(3).normal(size=(2, 5, 5, 3)).astype("float32")
+    np.testing.assert_allclose(small(x).numpy(), pruned(x).numpy(), atol=1e-5)
+    assert not [type(layer).__name__ for layer in small.layers if isinstance(layer, TinySE)]
+    assert small.get_layer("excite").kernel.shape == (1, 1, 1, 3)
+    assert small.count_params() == chipnet_tf.budget_report(model, masks=masks).totals["params"]["kept"]
