@@ -459,6 +459,28 @@ def latency_section(latency, png_name):
     return lines
 
 
+def zoo_latency_section(latency):
+    """keras.applications models measured on request (``latency.py --models ...``), e.g.
+    MobileNetV3Small, prunable below 0.26 of its FLOPs since issue 15."""
+    cfg = latency["config"]
+    lines = [
+        "### keras.applications models (`latency.py --models ...`, `latency_zoo.json`)",
+        "",
+        f"{cfg['runtime']}. {cfg['timing']}. Weights: {cfg['weights']}. Masks: {cfg['scores']}. "
+        f"Measured {latency.get('date_utc', '')} on a machine under load (interleaved with dense, so the ratios "
+        "hold better than the milliseconds).",
+        "",
+        "| model | variant | FLOPs fraction | latency ratio vs dense | median ms |",
+        "|---|---|---|---|---|",
+    ]
+    for model, result in latency["results"].items():
+        for name, v in result["variants"].items():
+            lines.append(
+                f"| {model} | {name} | {v['flops_fraction']:.3f} | {v['ratio_vs_dense']:.3f} | {v['median_ms']:.3f} |"
+            )
+    return lines + [""]
+
+
 def tile_lines(latency):
     """What the channel-tile probe and the tile-padded controls show (empty without a probe)."""
     probe = latency.get("tile_probe")
@@ -570,6 +592,7 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
     overhead = _load(results_dir, "overhead")
     strip = _load(results_dir, "strip_speed")
     ablation = _load(results_dir, "ablation_fashion_mnist")
+    zoo_latency = _load(results_dir, "latency_zoo")
     rel = os.path.relpath(results_dir, output.parent)
     readme = os.path.relpath(BENCHMARKS_README, output.parent)
     lines = [
@@ -606,6 +629,8 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
     if latency:
         plot_latency(latency, results_dir / "latency_vs_flops.png")
         lines += latency_section(latency, f"{rel}/latency_vs_flops.png")
+    if zoo_latency:
+        lines += zoo_latency_section(zoo_latency)
     if overhead:
         lines += overhead_section(overhead)
     if strip:

@@ -348,3 +348,14 @@ def test_ablation_section_renders_the_table():
     lines = ablation_section({"config": cfg, "dense_accuracy": stat, "table": [row]})
     assert "| `default` | flops 0.1 | 0.123 | 1/2 | 50.0 ± 10.0 | 80.0 | 1.5 |" in lines
     assert "- `default`: the default" in lines
+
+
+def test_zoo_latency_section_lists_every_variant():
+    cfg = {"runtime": "r", "timing": "t", "weights": "w", "scores": "s"}
+    variants = {
+        "dense": {"flops_fraction": 1.0, "ratio_vs_dense": 1.0, "median_ms": 0.1},
+        "chipnet b=0.25": {"flops_fraction": 0.25, "ratio_vs_dense": 0.38, "median_ms": 0.038},
+    }
+    lines = report.zoo_latency_section({"config": cfg, "results": {"mobilenet_v3_small": {"variants": variants}}})
+    assert "| mobilenet_v3_small | chipnet b=0.25 | 0.250 | 0.380 | 0.038 |" in lines
+    assert "| mobilenet_v3_small | dense | 1.000 | 1.000 | 0.100 |" in lines
