@@ -1,5 +1,7 @@
 """Small models shared by the tests (kept out of conftest so Bazel targets can import them)."""
 
+import numpy as np
+
 from chipnet_tf.compat import keras
 
 L = keras.layers
@@ -57,3 +59,16 @@ def pruning_optimizer(lr=1e-2):
     opt = keras.optimizers.AdamW(lr, weight_decay=1e-3)
     opt.exclude_from_weight_decay(var_names=["zeta"])
     return opt
+
+
+def strip_under_masks(dense, masks, input_shape, atol=1e-5):
+    """Wraps ``dense``, fixes ``masks`` and strips it; asserts the stripped model computes what
+    the hard-masked wrapped one does on random inputs of ``input_shape``. Returns (pruned, small)."""
+    import chipnet_tf
+
+    pruned = chipnet_tf.prune_low_budget(dense, 0.5)
+    chipnet_tf.apply_masks(pruned, masks)
+    small = chipnet_tf.strip_pruning(pruned, masks=masks)
+    x = np.random.default_rng(0).normal(size=input_shape).astype("float32")
+    np.testing.assert_allclose(small(x).numpy(), pruned(x).numpy(), atol=atol)
+    return pruned, small
