@@ -53,7 +53,6 @@ def parse_args(argv=None):
     for name, value in EPOCHS[args.dataset].items():
         setattr(args, name, value)
     args.methods = ("chipnet",)
-    args.search = "default"  # unused by the ablation tasks; task_dense reads only the epochs
     if args.output is None:
         args.output = RESULTS_DIR / f"ablation_{args.dataset}.json"
     return args

@@ -21,7 +21,14 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.report_search import ablation_section  # noqa: E402
+from benchmarks.report_search import _pm, ablation_section  # noqa: E402
+from benchmarks.report_speed import (  # noqa: E402
+    latency_section,
+    overhead_section,
+    plot_latency,
+    strip_section,
+    zoo_latency_section,
+)
 from chipnet_tf.io import atomic_write  # noqa: E402
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -48,10 +55,6 @@ def verdict(a, b):
     if abs(diff) <= max(spread, 0.01):
         return "tie"
     return "win" if diff > 0 else "lose"
-
-
-def _pm(stat, scale=100.0, digits=1):
-    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
 
 
 def _load(results_dir, name):
@@ -386,204 +389,6 @@ def transfer_section(accuracy):
 
 
 # -- speed ------------------------------------------------------------------------------
-def plot_latency(latency, path):
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    xs_all = []
-    for model, result in latency["results"].items():
-        by_round = {}
-        for variant in result["variants"].values():
-            if variant["kind"] != "chipnet":
-                continue
-            by_round.setdefault(variant["round_to"], []).append((variant["flops_fraction"], variant["ratio_vs_dense"]))
-        for round_to, pts in sorted(by_round.items()):
-            pts.sort()
-            xs_all += [p[0] for p in pts]
-            ax.plot(
-                [p[0] for p in pts],
-                [p[1] for p in pts],
-                marker="o",
-                label=f"{model} chipnet" + (f" round_to={round_to}" if round_to > 1 else ""),
-            )
-        tf_pts = sorted(
-            (v["nonzero_params_fraction"], v["ratio_vs_dense"])
-            for name, v in result["variants"].items()
-            if v["kind"] == "tfmot" and "sparse" not in name
-        )
-        if tf_pts:
-            ax.plot(
-                [p[0] for p in tf_pts],
-                [p[1] for p in tf_pts],
-                marker="x",
-                linestyle="--",
-                label=f"{model} tfmot (x = weights kept)",
-            )
-    grid = [0.05, 1.0]
-    ax.plot(grid, grid, color="black", linewidth=1, label="ideal (latency = FLOPs fraction)")
-    ax.plot(
-        grid, [1.25 * g for g in grid], color="grey", linewidth=1, linestyle=":", label="target 1.25 x FLOPs fraction"
-    )
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("FLOPs fraction of dense (stripped model)")
-    ax.set_ylabel("LiteRT latency / dense latency")
-    ax.set_title("LiteRT XNNPACK, 1 thread, batch 1")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    atomic_write(path, lambda f: fig.savefig(f, dpi=110, format="png"))
-    plt.close(fig)
-
-
-def latency_section(latency, png_name):
-    cfg = latency["config"]
-    lines = [
-        "## Speed: LiteRT latency of stripped models (benchmarks/latency.py)",
-        "",
-        f"{cfg['runtime']}. {cfg['timing']}. Weights: {cfg['weights']}. Masks: {cfg['scores']}.",
-        "",
-        f"![latency ratio vs FLOPs fraction]({png_name})",
-        "",
-        "| model | variant | FLOPs fraction | latency ratio vs dense | ratio / FLOPs fraction | median ms |",
-        "|---|---|---|---|---|---|",
-    ]
-    for model, result in latency["results"].items():
-        for name, v in result["variants"].items():
-            over = v.get("ratio_over_flops_fraction")
-            lines.append(
-                f"| {model} | {name} | {v['flops_fraction']:.3f} | {v['ratio_vs_dense']:.3f} | "
-                f"{'' if over is None else f'{over:.2f}'} | {v['median_ms']:.3f} |"
-            )
-    target = latency["target"]
-    lines += ["", f"Target ({target['rule']}): **{'met' if target['met'] else 'not met'}**.", ""]
-    lines += tile_lines(latency)
-    return lines
-
-
-def zoo_latency_section(latency):
-    """keras.applications models measured on request (``latency.py --models ...``), e.g.
-    MobileNetV3Small, prunable below 0.26 of its FLOPs since issue 15."""
-    cfg = latency["config"]
-    lines = [
-        "### keras.applications models (`latency.py --models ...`, `latency_zoo.json`)",
-        "",
-        f"{cfg['runtime']}. {cfg['timing']}. Weights: {cfg['weights']}. Masks: {cfg['scores']}. "
-        f"Measured {latency.get('date_utc', '')} on a machine under load (interleaved with dense, so the ratios "
-        "hold better than the milliseconds).",
-        "",
-        "| model | variant | FLOPs fraction | latency ratio vs dense | median ms |",
-        "|---|---|---|---|---|",
-    ]
-    for model, result in latency["results"].items():
-        for name, v in result["variants"].items():
-            lines.append(
-                f"| {model} | {name} | {v['flops_fraction']:.3f} | {v['ratio_vs_dense']:.3f} | {v['median_ms']:.3f} |"
-            )
-    return lines + [""]
-
-
-def tile_lines(latency):
-    """What the channel-tile probe and the tile-padded controls show (empty without a probe)."""
-    probe = latency.get("tile_probe")
-    if not probe:
-        return []
-    tile, conv = probe["tile"], probe["curves"]["conv1x1"]["median_us"]
-    if not tile or tile <= 1:
-        return [
-            f"**Channel tile.** The probe found no channel tile on this machine: a 1x1 convolution's latency "
-            f"rises smoothly from {conv[0]:.1f} us at 1 output channel to {conv[-1]:.1f} us at {len(conv)}.",
-            "",
-        ]
-    lines = [
-        f"**Channel tile.** On this machine a LiteRT/XNNPACK 1x1 convolution costs the same for 1 to {tile} "
-        f"output channels ({conv[0]:.1f} vs {conv[tile - 1]:.1f} us) and "
-        f"{conv[tile] / conv[tile - 1]:.2f}x that at {tile + 1}: output channels are computed in tiles of "
-        f"{tile} (depthwise step: {probe['curves']['depthwise3x3']['step']})."
-    ]
-    if tile > 8 and tile % 8 == 0:
-        lines[-1] += (
-            " XNNPACK's ARM NEON float32 kernels use tiles of 8, which is why round_to=8 is the usual choice for "
-            f"phones; here an 8-wide group pays for {tile}."
-        )
-    rows = []
-    for model, result in latency["results"].items():
-        recs = result["variants"]
-        for v in recs.values():
-            if v["kind"] != "control":
-                continue
-            r1 = recs[v["padded_from"]]
-            rows.append(
-                f"| {model} | {v['budget']:g} | {r1['ratio_vs_dense']:.3f} | {r1['flops_fraction']:.3f} | "
-                f"{v['flops_fraction']:.3f} | {v['ratio_vs_dense'] / r1['ratio_vs_dense']:.2f} | "
-                f"{r1['ratio_vs_dense'] / v['flops_fraction']:.2f} |"
-            )
-    if not rows:
-        return lines + [""]
-    lines[-1] += (
-        f" The `pad{tile}` rows are controls: the round_to=1 masks with every group widened to a multiple of "
-        f"{tile}. They have the same output tiles and more FLOPs; their FLOPs are an upper bound on the work the "
-        "runtime does for round_to=1 (padding a group also widens the reductions of the layers that read it)."
-    )
-    return lines + [
-        "",
-        "| model | budget | round_to=1 ratio | its FLOPs fraction | tile-padded FLOPs fraction | "
-        f"latency pad{tile} / round_to=1 | ratio / tile-padded FLOPs |",
-        "|---|---|---|---|---|---|---|",
-        *rows,
-        "",
-    ]
-
-
-def overhead_section(overhead):
-    t = overhead["target"]
-    ratios = overhead["ratio_vs_plain"]
-    return [
-        "## Speed: training-step overhead of the wrapped model (benchmarks/overhead.py)",
-        "",
-        f"Model: {overhead['config']['model']}. Step time relative to the plain model (paired, median over rounds): "
-        + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items())
-        + f". Target ({t['rule']}): **{'met' if t['met'] else 'not met'}**."
-        + _vs_tfmot_sentence(t.get("chipnet_vs_tfmot")),
-        "",
-    ]
-
-
-def _vs_tfmot_sentence(cmp):
-    if not cmp:
-        return ""
-    low, high = cmp["ci95"]
-    return (
-        f" Per round, chipnet's ratio minus tfmot's has median {cmp['median_difference']:+.3f} (95% bootstrap "
-        f"interval {low:+.3f} .. {high:+.3f}; chipnet faster in {cmp['rounds_first_faster']} of {cmp['rounds']} "
-        "rounds): "
-        + (
-            "within this run the two overheads are distinguishable."
-            if cmp["distinguishable"]
-            else "within this run the two overheads are not distinguishable, so which is below the other is noise."
-        )
-        + " The interval covers the noise between rounds, not between runs, which can be larger."
-    )
-
-
-def strip_section(strip):
-    t = strip["target"]
-    lines = [
-        "## Speed: wrap, mask and strip time and memory (benchmarks/strip_speed.py)",
-        "",
-        f"Model: {strip['config']['model']}, {strip['config']['budget_type']} budget {strip['config']['budget']}.",
-        "",
-        "| step | cold s | median s | peak extra RSS / dense weight bytes (cold) |",
-        "|---|---|---|---|",
-    ]
-    for step, timing in strip["timing"].items():
-        mem = strip["memory_ratio_to_dense_weights"].get(step, {}).get("cold")
-        lines.append(
-            f"| {strip['steps'].get(step, step)} | {timing['cold_s']:.2f} | {timing['median_s']:.2f} | "
-            f"{'' if mem is None else f'{mem:.2f}'} |"
-        )
-    lines += ["", f"Target ({t['rule']}): **{'met' if t['met'] else 'not met'}**.", ""]
-    return lines
-
-
 def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make bench"):
     """Writes the page (and its PNGs next to the JSON files); returns the page text."""
     results_dir, output = Path(results_dir), Path(output)

@@ -2,9 +2,8 @@
 
 
 def _pm(stat, scale=100.0, digits=1):
-    if stat["n"] > 1:
-        return f"{stat['mean'] * scale:.{digits}f} ± {stat['std'] * scale:.{digits}f}"
-    return f"{stat['mean'] * scale:.{digits}f}"
+    """``mean ± std`` of a ``{"mean", "std", "n"}`` summary, in percent by default."""
+    return f"{scale * stat['mean']:.{digits}f} ± {scale * stat['std']:.{digits}f}"
 
 
 def ablation_section(ablation):

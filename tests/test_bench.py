@@ -346,7 +346,7 @@ def test_ablation_section_renders_the_table():
     cfg = {"model": "m", "dataset": "d", "seeds": [0, 1], "prune_epochs": 4, "finetune_epochs": 2}
     cfg["searches"] = {"default": "the default"}
     lines = ablation_section({"config": cfg, "dense_accuracy": stat, "table": [row]})
-    assert "| `default` | flops 0.1 | 0.123 | 1/2 | 50.0 ± 10.0 | 80.0 | 1.5 |" in lines
+    assert "| `default` | flops 0.1 | 0.123 | 1/2 | 50.0 ± 10.0 | 80.0 ± 0.0 | 1.5 |" in lines
     assert "- `default`: the default" in lines
 
 
