@@ -8,9 +8,10 @@ Example:
 from chipnet_tf import (
     compat,  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
     export,
+    latency,
     registry,
 )
-from chipnet_tf.budgets import BUDGET_TYPES, CostSpec
+from chipnet_tf.budgets import ALL_BUDGET_TYPES, BUDGET_TYPES, CostSpec
 from chipnet_tf.callbacks import BestHardMasks, PruningSummaries, UpdatePruningStep
 from chipnet_tf.graph import analyze
 from chipnet_tf.layers import (
@@ -30,6 +31,7 @@ from chipnet_tf.strip import strip_pruning
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALL_BUDGET_TYPES",
     "BUDGET_TYPES",
     "BestHardMasks",
     "BudgetReport",
@@ -49,6 +51,7 @@ __all__ = [
     "count_flops",
     "export",
     "get_masks",
+    "latency",
     "load_masks",
     "paper_search",
     "prune_low_budget",

@@ -6,6 +6,7 @@ Usage::
     chipnet-tf strip  CHECKPOINT OUT(.keras|.h5|directory) [--masks=...] [--round_to=8]
     chipnet-tf export CHECKPOINT OUT.tflite [--quantization=int8 --representative_data=x.npy]
                       [--io_type=int8] [--verify_data=x.npy]
+    chipnet-tf profile MODEL --out=table.json [--threads=N] [--quantization=int8]
 
 CHECKPOINT is a ``.keras`` or ``.h5`` file, a SavedModel directory, or a
 ``tf.train.Checkpoint`` / ``save_weights`` prefix; a prefix holds only weights, so give the
@@ -30,6 +31,8 @@ from absl import app, flags
 from chipnet_tf.validators import first_line
 
 FLAGS = flags.FLAGS
+# chipnet_tf.budgets.ALL_BUDGET_TYPES, spelled out: importing it would load TensorFlow for --help.
+_BUDGET_TYPES = ["channels", "volume", "params", "flops", "latency"]
 
 flags.DEFINE_string("masks", None, "masks file (.npz/.json) to use instead of the checkpoint's own hard masks")
 flags.DEFINE_integer("round_to", 1, "keep multiples of this many channels per group (hard masks)", lower_bound=1)
@@ -39,7 +42,10 @@ flags.DEFINE_string(
 flags.DEFINE_string("model_kwargs", "{}", "recipe: JSON keyword arguments for --model")
 flags.DEFINE_enum("checkpoint_of", "wrapped", ["wrapped", "dense"], "recipe: is the checkpoint of the wrapped model?")
 flags.DEFINE_float("budget", 0.5, "recipe: the wrapped model's budget")
-flags.DEFINE_enum("budget_type", "flops", ["channels", "volume", "params", "flops"], "recipe: budget type")
+flags.DEFINE_enum("budget_type", "flops", _BUDGET_TYPES, "recipe: budget type")
+flags.DEFINE_string("latency_table", None, "recipe: latency table (.json) of a model wrapped for latency")
+flags.DEFINE_string("out", None, "profile: where to write the latency table (.json)")
+flags.DEFINE_integer("threads", 1, "profile: LiteRT interpreter threads, as deployed", lower_bound=1)
 flags.DEFINE_enum("quantization", "none", ["none", "dynamic", "float16", "int8"], "export: TFLite quantization")
 flags.DEFINE_enum("io_type", "float32", ["float32", "int8"], "export: input/output type of int8 models")
 flags.DEFINE_string("representative_data", None, "export: .npy of calibration inputs (N, ...) for int8")
@@ -53,7 +59,7 @@ flags.DEFINE_float(
 flags.DEFINE_bool("overwrite", True, "replace an existing OUT")
 
 # command -> (arguments, one-line description, its own flags)
-_RECIPE_FLAGS = ("model", "model_kwargs", "checkpoint_of", "budget", "budget_type")
+_RECIPE_FLAGS = ("model", "model_kwargs", "checkpoint_of", "budget", "budget_type", "latency_table")
 COMMANDS = {
     "report": (("CHECKPOINT",), "print the budget table of the hard masks", ("masks", "round_to", *_RECIPE_FLAGS)),
     "strip": (
@@ -75,6 +81,11 @@ COMMANDS = {
             "overwrite",
             *_RECIPE_FLAGS,
         ),
+    ),
+    "profile": (
+        ("MODEL",),
+        "measure the dense model's latency table in LiteRT on this machine (quantization: none or int8)",
+        ("out", "threads", "quantization", "representative_data", "overwrite", "model", "model_kwargs"),
     ),
 }
 PROG = "chipnet-tf"
@@ -109,7 +120,9 @@ def load_checkpoint(path):
             raise CliError(f"{path}: a weights checkpoint needs the model recipe: --model=NAME [--model_kwargs=JSON]")
         model = build_model(FLAGS.model, FLAGS.model_kwargs)
         if FLAGS.checkpoint_of == "wrapped":
-            model = chipnet_tf.prune_low_budget(model, budget=FLAGS.budget, budget_type=FLAGS.budget_type)
+            model = chipnet_tf.prune_low_budget(
+                model, budget=FLAGS.budget, budget_type=FLAGS.budget_type, latency_table=_latency_table()
+            )
         try:
             status = tf.train.Checkpoint(model=model).read(path)
             status.assert_existing_objects_matched()
@@ -123,6 +136,17 @@ def load_checkpoint(path):
                 ) from e
         return model
     raise CliError(f"{path}: no such file, directory or checkpoint prefix")
+
+
+def _latency_table():
+    from chipnet_tf import latency
+
+    if not FLAGS.latency_table:
+        return None
+    try:
+        return latency.LatencyTable.load(FLAGS.latency_table)
+    except (OSError, ValueError) as e:
+        raise CliError(f"--latency_table={FLAGS.latency_table}: {first_line(e)}") from e
 
 
 def _load_model(keras, path):
@@ -233,6 +257,7 @@ def cmd_export(checkpoint, out):
     )
     verify = _load_array(FLAGS.verify_data, "verify_data") if FLAGS.verify_data else None
     model = load_checkpoint(checkpoint)
+    chipnet_tf.latency.check_export(model, quantization)
     small = (
         chipnet_tf.strip_pruning(model, masks=_masks(model))
         if (FLAGS.masks or chipnet_tf.prune.is_pruned(model))
@@ -252,6 +277,31 @@ def cmd_export(checkpoint, out):
     with _atomic_output(out) as tmp, open(tmp, "wb") as f:
         f.write(data)
     print(f"wrote {out}: {len(data):,} bytes ({quantization or 'float32'})")
+
+
+def cmd_profile(path):
+    import chipnet_tf
+    from chipnet_tf import latency
+
+    quantization = None if FLAGS.quantization == "none" else FLAGS.quantization
+    if quantization not in latency.QUANTIZATIONS:
+        raise CliError(f"--quantization={FLAGS.quantization}: a latency table is measured for none or int8")
+    if not FLAGS.out or not FLAGS.out.endswith(".json"):
+        raise CliError(f"--out must name a .json file. Received: --out={FLAGS.out}")
+    if os.path.exists(FLAGS.out) and not FLAGS.overwrite:
+        raise CliError(f"{FLAGS.out} exists (pass --overwrite to replace it)")
+    representative = (
+        _load_array(FLAGS.representative_data, "representative_data") if FLAGS.representative_data else None
+    )
+    model = load_checkpoint(path)
+    if chipnet_tf.prune.is_pruned(model):
+        raise CliError(f"{path}: a wrapped ChipNet model; profile the dense model it was made from")
+    table = latency.profile(
+        model, threads=FLAGS.threads, quantization=quantization, representative_dataset=representative
+    )
+    table.save(FLAGS.out)
+    print(latency.summary(table))
+    print(f"wrote {FLAGS.out} in {table.stats.get('profile_s', 0.0):.1f} s")
 
 
 def help_text(argv):
@@ -289,7 +339,7 @@ def main(argv):
             "--quantization=int8 needs --representative_data=x.npy (calibration inputs, shape (N, ...))"
         )
     try:
-        {"report": cmd_report, "strip": cmd_strip, "export": cmd_export}[command](*args)
+        {"report": cmd_report, "strip": cmd_strip, "export": cmd_export, "profile": cmd_profile}[command](*args)
     except CliError as e:
         print(f"{PROG} {command}: error: {e}", file=sys.stderr)
         return 1

@@ -327,7 +327,19 @@ def _cost_spec(graph, glayouts, kinds, groups, rules):
             first_call=fnode.first_call,
         )
         rule.add_costs(builder, ctx)
+        builder.call_forms[call_name(fnode, builder.call_forms)] = (
+            ctx.in_forms[0] if ctx.in_forms else builder.one,
+            ctx.out_form,
+        )
     return builder.build()
+
+
+def call_name(fnode, seen):
+    """A layer call's name: the layer's flat name, ``name#k`` for its k-th later call."""
+    name, k = fnode.name, 1
+    while name in seen:
+        name, k = f"{fnode.name}#{k}", k + 1
+    return name
 
 
 __all__ = [

@@ -8,7 +8,7 @@ import zlib
 
 import numpy as np
 
-from chipnet_tf.budgets import check_budget_type
+from chipnet_tf.budgets import LATENCY
 from chipnet_tf.io import atomic_write
 from chipnet_tf.layers.controller import require_controllers
 from chipnet_tf.validators import check_budget, check_round_to, first_line
@@ -31,18 +31,25 @@ def select_masks(spec, scores, budget, budget_type, round_to=1):
     of N (or all of them): its channels are taken in blocks of N, best first, a block ranked by its
     weakest channel; smaller groups still go channel by channel.
 
+    For ``"latency"`` the cost is the table's prediction, a staircase in each layer's
+    widths (a width costs like the next multiple of the runtime's channel tile). After the
+    cut, the remaining channels are offered again in rank order and kept when the predicted
+    latency stays within budget: channels that fill a tile already paid for cost (almost)
+    nothing, so tiles are not left half-empty unless the budget forces it.
+
     Args:
         spec: the :class:`chipnet_tf.budgets.CostSpec` of the network.
         scores: ``{group name: float array}`` (one score per channel).
         budget: target fraction in (0, 1].
-        budget_type: one of the four budget types.
+        budget_type: one of the four budget types, or ``"latency"`` when ``spec`` has a
+            latency table.
         round_to: keep multiples of this many channels per group (1 = no rounding).
 
     Returns:
         ``{group name: bool array}``.
     """
     budget = check_budget(budget)
-    check_budget_type(budget_type)
+    spec.require(budget_type)
     round_to = check_round_to(round_to)
     sizes = spec.group_sizes
     # Units: runs of channels of one group, best first (blocks of round_to, or single channels).
@@ -91,10 +98,27 @@ def select_masks(spec, scores, budget, budget_type, round_to=1):
             else:
                 hi = mid - 1
         k = lo
+    chosen = list(rest[:k])
+    if budget_type == LATENCY and k < rest.size:
+        chosen += _free_units(spec, rest[k:], counts(k), unit_group, unit_size, target)
     keep = np.zeros(int(offsets[-1]), bool)
-    for u in np.concatenate([np.flatnonzero(mandatory), rest[:k]]).astype(int):
+    for u in np.concatenate([np.flatnonzero(mandatory), chosen]).astype(int):
         keep[unit_channels[u]] = True
     return {name: keep[offsets[g] : offsets[g + 1]].copy() for g, name in enumerate(spec.group_names)}
+
+
+def _free_units(spec, candidates, base, unit_group, unit_size, target):
+    """The ``candidates`` (units in rank order) that can be added one after another while
+    the predicted latency stays ``<= target``: the channels a tile has room for."""
+    counts = base.copy()
+    added = []
+    for u in candidates:
+        counts[unit_group[u]] += unit_size[u]
+        if spec.value(counts, LATENCY) <= target:
+            added.append(u)
+        else:
+            counts[unit_group[u]] -= unit_size[u]
+    return added
 
 
 def get_masks(model, budget=None, budget_type=None, round_to=1):

@@ -1,7 +1,8 @@
 """Entry points: ``prune_low_budget`` and ``prune_scope``."""
 
 from chipnet_tf import graph as graph_lib
-from chipnet_tf.budgets import check_budget_type
+from chipnet_tf import latency
+from chipnet_tf.budgets import NO_TABLE, check_budget_type
 from chipnet_tf.compat import is_keras3_object, keras, tf
 from chipnet_tf.flat_graph import from_config
 from chipnet_tf.layers import (
@@ -92,6 +93,7 @@ def prune_low_budget(
     gate_forward="hard",
     gate_logits="relative",
     exclude=None,
+    latency_table=None,
 ):
     """Adds ChipNet channel gates and budget/crispness penalties to a Keras model.
 
@@ -113,7 +115,8 @@ def prune_low_budget(
         to_prune: a tf_keras functional or Sequential model (nested models are flattened),
             or a single Conv/Dense layer (returns a :class:`PruneLowBudget` wrapper).
         budget: fraction of the dense resource to keep, in (0, 1].
-        budget_type: ``"channels"``, ``"volume"``, ``"params"`` or ``"flops"``.
+        budget_type: ``"channels"``, ``"volume"``, ``"params"``, ``"flops"`` or
+            ``"latency"`` (needs ``latency_table``).
         budget_weight: weight of the budget loss ``(V - budget)^2`` (paper: 30).
         crispness_weight: weight of the crispness loss (paper: 10). With a ramped budget
             target it applies once the target has reached the budget.
@@ -132,6 +135,10 @@ def prune_low_budget(
             ``prune_low_budget(model, 0.25, **chipnet_tf.paper_search())``.
         exclude: names of layers whose output channels are never pruned. The model's
             outputs (the classifier) are never pruned.
+        latency_table: a :class:`chipnet_tf.latency.LatencyTable` of this model (or its
+            JSON path), from :func:`chipnet_tf.latency.profile` on the target device:
+            required by ``budget_type="latency"``, and with any budget type it adds the
+            predicted latency to reports. It is saved inside the model's config.
 
     Returns:
         A new functional ``keras.Model`` (or a ``PruneLowBudget`` layer).
@@ -145,6 +152,9 @@ def prune_low_budget(
         graph_lib.check_model(to_prune)  # raises the Keras 3 explanation
     budget = check_budget(budget)
     check_budget_type(budget_type)
+    if budget_type == "latency" and latency_table is None:
+        raise ValueError(NO_TABLE)
+    latency_table = None if latency_table is None else latency.as_table(latency_table)
     budget_weight = check_weight("budget_weight", budget_weight)
     crispness_weight = check_weight("crispness_weight", crispness_weight)
     if schedule is not None and not isinstance(schedule, HeavisideSchedule):
@@ -175,6 +185,8 @@ def prune_low_budget(
             "model, or use chipnet_tf.strip_pruning to get a plain model first."
         )
     analysis = graph_lib.analyze(to_prune, exclude=exclude)
+    if latency_table is not None or budget_type == "latency":
+        analysis.spec = latency.attach(analysis, latency_table)
     if not analysis.groups:
         raise ValueError(
             f"Model {to_prune.name!r} has nothing to prune: no Conv/Dense output channels outside the "

@@ -5,7 +5,8 @@ import dataclasses
 import numpy as np
 
 from chipnet_tf import graph as graph_lib
-from chipnet_tf.budgets import BUDGET_TYPES
+from chipnet_tf import latency
+from chipnet_tf.budgets import ALL_BUDGET_TYPES, LATENCY
 from chipnet_tf.layers.controller import controllers
 from chipnet_tf.masks import check_masks, get_masks
 from chipnet_tf.registry import layer_flops
@@ -19,14 +20,20 @@ class BudgetReport:
     Attributes:
         groups: one dict per group: ``name``, ``size``, ``kept`` (hard), ``soft_kept``
             (the soft count ``R_g``, None without gates) and ``writers``.
-        totals: ``{budget_type: {"dense", "kept", "fraction", "soft_fraction"}}``.
+        totals: ``{budget_type: {"dense", "kept", "fraction", "soft_fraction"}}``; with a
+            latency table also ``"latency"``, in predicted milliseconds.
         budget, budget_type: the model's target (None for a dense model + masks).
+        layers: with a latency table, one dict per timed layer call: ``name``,
+            ``dense_ms``, ``kept_ms`` (predicted); the rest of the total is ``fixed_ms``.
+        fixed_ms: the table's fixed cost (ops it does not vary), None without a table.
     """
 
     groups: list
     totals: dict
     budget: float = None
     budget_type: str = None
+    layers: list = None
+    fixed_ms: float = None
 
     def to_dict(self):
         return dataclasses.asdict(self)
@@ -44,17 +51,32 @@ class BudgetReport:
             )
         lines.append("")
         lines.append(f"{'budget type':<11}  {'dense':>15}  {'kept':>15}  {'fraction':>8}  {'soft':>8}")
-        for t in BUDGET_TYPES:
+        for t in ALL_BUDGET_TYPES:
+            if t not in self.totals:
+                continue
             row = self.totals[t]
             soft = "" if row["soft_fraction"] is None else f"{row['soft_fraction']:.4f}"
-            lines.append(f"{t:<11}  {row['dense']:>15,.0f}  {row['kept']:>15,.0f}  {row['fraction']:>8.4f}  {soft:>8}")
+            if t == LATENCY:
+                dense, kept = f"{row['dense']:>12,.3f} ms", f"{row['kept']:>12,.3f} ms"
+            else:
+                dense, kept = f"{row['dense']:>15,.0f}", f"{row['kept']:>15,.0f}"
+            lines.append(f"{t:<11}  {dense}  {kept}  {row['fraction']:>8.4f}  {soft:>8}")
+        if self.layers:
+            lines += ["", f"{'latency (predicted)':<{width}}  {'dense ms':>9}  {'kept ms':>9}"]
+            for row in self.layers:
+                lines.append(f"{row['name']:<{width}}  {row['dense_ms']:>9.4f}  {row['kept_ms']:>9.4f}")
+            lines.append(f"{'(fixed: other ops)':<{width}}  {self.fixed_ms:>9.4f}  {self.fixed_ms:>9.4f}")
         return "\n".join(lines)
 
 
 def _report(specs_and_counts, budget=None, budget_type=None):
-    groups = []
-    totals = {t: {"dense": 0.0, "kept": 0.0, "soft": 0.0, "has_soft": False} for t in BUDGET_TYPES}
+    groups, layers, fixed = [], [], None
+    types = [t for t in ALL_BUDGET_TYPES if all(t in spec.budget_types for spec, *_ in specs_and_counts)]
+    totals = {t: {"dense": 0.0, "kept": 0.0, "soft": 0.0, "has_soft": False} for t in types}
     for spec, kept, soft, writers, removed in specs_and_counts:
+        if LATENCY in types:
+            layers += _latency_layers(spec, kept, removed)
+            fixed = (fixed or 0.0) + spec.latency.fixed_ms
         for i, name in enumerate(spec.group_names):
             groups.append(
                 {
@@ -65,7 +87,7 @@ def _report(specs_and_counts, budget=None, budget_type=None):
                     "writers": list(writers.get(name, [])),
                 }
             )
-        for t in BUDGET_TYPES:
+        for t in types:
             totals[t]["dense"] += spec.dense(t)
             totals[t]["kept"] += spec.value(kept, t)
             if removed:  # layers a fully pruned group leaves without input are stripped away
@@ -83,10 +105,19 @@ def _report(specs_and_counts, budget=None, budget_type=None):
             "fraction": row["kept"] / dense if dense else 1.0,
             "soft_fraction": (row["soft"] / dense if dense else 1.0) if row["has_soft"] else None,
         }
-    return BudgetReport(groups=groups, totals=out, budget=budget, budget_type=budget_type)
+    return BudgetReport(
+        groups=groups, totals=out, budget=budget, budget_type=budget_type, layers=layers or None, fixed_ms=fixed
+    )
 
 
-def budget_report(model, masks=None, exclude=None):
+def _latency_layers(spec, kept, removed):
+    dense = spec.layer_values(spec.group_sizes, LATENCY)
+    now = spec.layer_values(kept, LATENCY)
+    timed = [spec.layer_names[i] for i in dict.fromkeys(spec.latency.layers.tolist())]
+    return [{"name": n, "dense_ms": dense[n] * 1.0, "kept_ms": 0.0 if n in removed else now[n] * 1.0} for n in timed]
+
+
+def budget_report(model, masks=None, exclude=None, latency_table=None):
     """Per-group and total channels/volume/params/FLOPs, dense vs kept.
 
     For a pruned model the hard masks are the applied ones (after
@@ -101,6 +132,8 @@ def budget_report(model, masks=None, exclude=None):
         model: a pruned model, or a dense model with ``masks``.
         masks: optional ``{group name: bool array}``.
         exclude: for a dense model, the layers excluded from pruning.
+        latency_table: for a dense model, a :class:`chipnet_tf.latency.LatencyTable` of it:
+            the report then also predicts latency (a pruned model carries its own table).
 
     Returns:
         A :class:`BudgetReport`.
@@ -108,7 +141,7 @@ def budget_report(model, masks=None, exclude=None):
     ctls = controllers(model)
     if not ctls:
         analysis = graph_lib.analyze(model, exclude=exclude, warn=False)
-        spec = analysis.spec
+        spec = analysis.spec if latency_table is None else latency.attach(analysis, latency_table)
         removed = set()
         if masks is None:
             kept = spec.group_sizes.astype(np.float64)

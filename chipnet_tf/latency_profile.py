@@ -1,0 +1,372 @@
+"""Measuring a :class:`chipnet_tf.latency.LatencyTable` with the LiteRT interpreter.
+
+Every timed layer call (see :mod:`chipnet_tf.latency`) is rebuilt as a one-op model at a
+grid of kept input/output widths, converted to TFLite (float32, or int8 with int8 inputs
+and outputs so no (de)quantize op is timed) and timed with XNNPACK on ``threads`` threads;
+the grid points' models are timed interleaved, median of round medians, minus the
+per-invoke overhead of a trivial model. Identical layer configurations are measured once.
+
+Widths are sampled where the runtime's cost changes: XNNPACK computes output channels in
+tiles (16 wide for float32 on AVX-512, 8 on ARM NEON), so a width costs like the next
+multiple of the tile. A probe of one-op models (a 1x1 conv and a 3x3 depthwise conv with 1..48
+channels, :func:`probe_tiles`) finds the tiles; the grids are multiples of them (at most
+``max_points`` per axis, evenly spread), and a lookup at hard counts rounds widths up to the
+tile. Results are cached per layer configuration, runtime, threads and quantization under
+``cache_dir`` (default ``$CHIPNET_TF_CACHE`` or ``~/.cache/chipnet_tf/latency``), and per
+whole model, so profiling the same model again costs nothing.
+"""
+
+import gc
+import hashlib
+import json
+import os
+import statistics
+import time
+
+import numpy as np
+
+from chipnet_tf import latency
+from chipnet_tf.compat import keras, native_log_filter, tf
+from chipnet_tf.io import write_json
+
+PROBE_WIDTHS = tuple(range(1, 49))
+PROBE_INPUT = (16, 16, 64)
+CACHE_VERSION = 1
+
+
+# -- one-op models ------------------------------------------------------------------------
+def convert(fn_or_model, input_shapes, quantization=None, representative_dataset=None, int8_io=True):
+    """TFLite bytes of a model traced at batch 1 (``input_shapes`` without the batch)."""
+    specs = [tf.TensorSpec((1, *s), tf.float32) for s in input_shapes]
+    if len(specs) == 1:
+        fn = tf.function(lambda x: fn_or_model(x, training=False)).get_concrete_function(specs[0])
+    else:
+        fn = tf.function(lambda *xs: fn_or_model(list(xs), training=False)).get_concrete_function(*specs)
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])  # a trackable object here costs 5x
+    if quantization == "int8":
+        rng = np.random.default_rng(0)
+        data = representative_dataset
+
+        def gen():
+            if data is not None:
+                for x in data[:100]:
+                    yield [np.asarray(x, np.float32)[None]]
+                return
+            for _ in range(4):
+                yield [rng.standard_normal((1, *s)).astype(np.float32) for s in input_shapes]
+
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = gen
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        if int8_io:
+            conv.inference_input_type = conv.inference_output_type = tf.int8
+    with native_log_filter():
+        return conv.convert()
+
+
+def interpreter(data, threads):
+    """A LiteRT interpreter (default delegates: XNNPACK) with random inputs set."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    with native_log_filter():
+        interp = Interpreter(model_content=data, num_threads=threads)
+        interp.allocate_tensors()
+    rng = np.random.default_rng(1)
+    for inp in interp.get_input_details():
+        dtype = inp["dtype"]
+        if np.issubdtype(dtype, np.integer):
+            x = rng.integers(-100, 100, size=inp["shape"]).astype(dtype)
+        else:
+            x = rng.standard_normal(inp["shape"]).astype(dtype)
+        interp.set_tensor(inp["index"], x)
+    return interp
+
+
+def time_invocations(interp, n):
+    """``n`` timings (seconds) of ``interp.invoke()``, each timed alone."""
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        interp.invoke()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def time_interleaved(interps, rounds=3, target_s=2e-3, max_invocations=30):
+    """Median-of-round-medians seconds per interpreter, timed in interleaved rounds (each
+    round times every interpreter; invocations per round sized to about ``target_s``)."""
+    counts = []
+    for it in interps:
+        first = time_invocations(it, 2)[-1]
+        counts.append(int(np.clip(round(target_s / max(first, 1e-6)), 3, max_invocations)))
+    medians = [[] for _ in interps]
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            for i, it in enumerate(interps):
+                medians[i].append(statistics.median(time_invocations(it, counts[i])))
+    finally:
+        gc.enable()
+    return [statistics.median(m) for m in medians]
+
+
+def one_op_model(signature, c_in, c_out):
+    """A model of one layer call of ``signature`` at ``c_in`` input / ``c_out`` output channels."""
+    cls = getattr(keras.layers, signature["class"])
+    config = dict(signature["config"])
+    kind = signature["kind"]
+    if kind == "producer":
+        key = "units" if "units" in config else "filters"
+        config[key] = int(c_out)
+        shapes = [(*signature["in_shapes"][0][:-1], int(c_in))]
+    else:
+        shapes = [(*s[:-1], int(c_out)) for s in signature["in_shapes"]]
+    layer = cls.from_config(config)
+    inputs = [keras.Input(s, batch_size=1) for s in shapes]
+    out = layer(inputs if kind == "merge" else inputs[0])
+    return keras.Model(inputs, out), shapes
+
+
+def channel_step(widths, latencies, jump=1.4, span=3):
+    """The channel tile a latency-vs-width staircase shows, or None when it shows none.
+
+    The first width w after which latency jumps by more than ``jump``x and stays up: the
+    median of the next ``span`` widths exceeds ``jump`` x the median of w and the ``span - 1``
+    widths before it (with a tile of w channels, w + 1 channels take two tiles). One noisy
+    timing does not make a step.
+    """
+    lat = [float(t) for t in latencies]
+    for i in range(len(lat) - 1):
+        before = statistics.median(lat[max(0, i - span + 1) : i + 1])
+        after = statistics.median(lat[i + 1 : i + 1 + span])
+        if lat[i + 1] > jump * lat[i] and after > jump * before:
+            return int(widths[i])
+    return None
+
+
+# -- runtime, tiles, overhead ---------------------------------------------------------------
+def runtime_meta(threads, quantization):
+    from importlib import metadata
+
+    try:
+        version = metadata.version("ai-edge-litert")
+    except metadata.PackageNotFoundError:  # pragma: no cover - depends on the install
+        version = "unknown"
+    cpu = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), "")
+    except OSError:
+        pass
+    return {"runtime": f"ai-edge-litert {version}", "threads": int(threads), "quantization": quantization, "cpu": cpu}
+
+
+def probe_tiles(threads, quantization, rounds=3):
+    """``{"conv_out", "conv_in", "depthwise"}``: the channel tiles of this runtime (1 when
+    no staircase shows), from one-op models at widths 1..48 (see :func:`channel_step`)."""
+    conv_sig = {"class": "Conv2D", "kind": "producer", "config": {"kernel_size": [1, 1]}}
+    dw_sig = {"class": "DepthwiseConv2D", "kind": "depthwise", "config": {"kernel_size": [3, 3], "padding": "same"}}
+    cases = {
+        "conv_out": lambda w: (conv_sig, [list(PROBE_INPUT)], PROBE_INPUT[-1], w),
+        "conv_in": lambda w: (conv_sig, [list(PROBE_INPUT)], w, PROBE_INPUT[-1]),
+        "depthwise": lambda w: (dw_sig, [[*PROBE_INPUT[:2], w]], w, w),
+    }
+    tiles = {}
+    for name, case in cases.items():
+        interps = []
+        for w in PROBE_WIDTHS:
+            sig, in_shapes, ci, co = case(w)
+            model, shapes = one_op_model({**sig, "in_shapes": in_shapes}, ci, co)
+            interps.append(interpreter(convert(model, shapes, quantization), threads))
+        us = [t * 1e6 for t in time_interleaved(interps, rounds=rounds)]
+        tiles[name] = channel_step(PROBE_WIDTHS, us) or 1
+    return tiles
+
+
+def invoke_overhead(threads, quantization):
+    """Seconds per ``invoke()`` of a trivial one-op model: what every one-op timing pays once."""
+    model, shapes = one_op_model({"class": "Add", "kind": "merge", "config": {}, "in_shapes": [[1], [1]]}, 1, 1)
+    interp = interpreter(convert(model, shapes, quantization), threads)
+    return time_interleaved([interp], rounds=5, target_s=5e-4, max_invocations=200)[0]
+
+
+# -- grids ----------------------------------------------------------------------------------
+def grid(lo, hi, tile, max_points):
+    """Widths to measure between ``lo`` and ``hi``: multiples of ``tile`` (the first one
+    at or above ``lo``) and ``hi``, at most ``max_points`` of them spread evenly."""
+    lo, hi = max(1, int(round(lo))), int(round(hi))
+    if hi <= lo:
+        return [hi]
+    first = min(hi, -(-lo // tile) * tile)
+    points = list(range(first, hi, tile)) + [hi]
+    if len(points) > max_points:
+        idx = np.unique(np.round(np.linspace(0, len(points) - 1, max_points)).astype(int))
+        points = [points[i] for i in idx]
+    return points
+
+
+# -- cache ----------------------------------------------------------------------------------
+def default_cache_dir():
+    return os.environ.get("CHIPNET_TF_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "chipnet_tf", "latency"
+    )
+
+
+def _key(*parts):
+    text = json.dumps([CACHE_VERSION, *parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _cache_read(cache_dir, key):
+    if not cache_dir:
+        return None
+    path = os.path.join(cache_dir, key + ".json")
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def _cache_write(cache_dir, key, value):
+    if cache_dir:
+        os.makedirs(cache_dir, exist_ok=True)
+        write_json(os.path.join(cache_dir, key + ".json"), value)
+
+
+# -- profile --------------------------------------------------------------------------------
+def _measure_entry(signature, in_grid, out_grid, threads, quantization, overhead_s, rounds):
+    interps = []
+    for ci in in_grid:
+        for co in out_grid:
+            model, shapes = one_op_model(signature, ci, co)
+            interps.append(interpreter(convert(model, shapes, quantization), threads))
+    seconds = time_interleaved(interps, rounds=rounds)
+    ms = np.maximum(np.asarray(seconds) - overhead_s, 0.0).reshape(len(in_grid), len(out_grid)) * 1e3
+    # More channels never cost less; a timing that says so is noise. A monotone table also
+    # keeps the hard cut's search (more channels kept -> never less latency) exact.
+    ms = np.maximum.accumulate(np.maximum.accumulate(ms, axis=0), axis=1)
+    return ms.tolist()
+
+
+def _dense_ms(model, threads, quantization, representative_dataset, rounds):
+    shapes = [tuple(t.shape[1:]) for t in model.inputs]
+    data = convert(model, shapes, quantization, representative_dataset, int8_io=False)
+    return time_interleaved([interpreter(data, threads)], rounds=max(rounds, 5), target_s=2e-2)[0] * 1e3
+
+
+def profile(
+    model,
+    threads=1,
+    quantization=None,
+    representative_dataset=None,
+    *,
+    exclude=None,
+    max_points=(3, 6),
+    rounds=3,
+    tiles=None,
+    cache_dir=None,
+    progress=True,
+):
+    """Measures a :class:`chipnet_tf.latency.LatencyTable` of ``model`` on this machine.
+
+    Args:
+        model: the dense tf_keras model (single input, fixed input shape).
+        threads: LiteRT interpreter threads, as deployed.
+        quantization: None (float32) or ``"int8"`` (full-integer post-training
+            quantization, as :func:`chipnet_tf.export.to_tflite` makes it).
+        representative_dataset: for int8, calibration inputs (N, ...) of the dense model;
+            None uses random normal inputs (latency does not depend on calibration).
+        exclude: layers excluded from pruning, as given to ``prune_low_budget``.
+        max_points: ``(input widths, output widths)`` measured per layer at most.
+        rounds: interleaved timing rounds per layer.
+        tiles: ``{"conv_out", "conv_in", "depthwise"}`` channel tiles; None measures them
+            (:func:`probe_tiles`, about 10 s, cached).
+        cache_dir: cache directory; None for the default, False for no cache.
+        progress: show a progress bar.
+
+    Returns:
+        A :class:`chipnet_tf.latency.LatencyTable`.
+
+    Raises:
+        ValueError: unknown quantization, threads < 1, or a model without timed layers.
+    """
+    from chipnet_tf import graph as graph_lib
+
+    t0 = time.perf_counter()
+    latency.check_quantization(quantization)
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive integer. Received: threads={threads!r}")
+    cache_dir = default_cache_dir() if cache_dir is None else cache_dir
+    meta = runtime_meta(threads, quantization)
+    analysis = graph_lib.analyze(model, exclude=exclude, warn=False)
+    calls = latency.timed_calls(analysis)
+    if not calls:
+        raise ValueError(f"Model {model.name!r} has no layer whose latency depends on pruned channels.")
+    model_key = _key("model", meta, model.to_json(), exclude, list(max_points), rounds, tiles)
+    cached = _cache_read(cache_dir, model_key)
+    if cached is not None:
+        table = latency.LatencyTable.from_dict(cached)
+        table.stats = {**table.stats, "cache_hit": True, "profile_s": time.perf_counter() - t0}
+        return table
+
+    if tiles is None:
+        tiles_key = _key("tiles", meta)
+        tiles = _cache_read(cache_dir, tiles_key) or probe_tiles(threads, quantization)
+        _cache_write(cache_dir, tiles_key, tiles)
+    overhead_s = invoke_overhead(threads, quantization)
+    entries, measured, hits, done = {}, {}, 0, {}
+    bar = keras.utils.Progbar(len(calls), unit_name="layer") if progress else None
+    for i, c in enumerate(calls):
+        sig = c["signature"]
+        tile_in = int(tiles["conv_in"]) if c["kind"] == "producer" else 1
+        tile_out = {"producer": tiles["conv_out"], "depthwise": tiles["depthwise"]}.get(c["kind"], 1)
+        in_grid = grid(*latency.form_range(analysis.spec, c["f_in"]), tile_in, max_points[0])
+        out_grid = grid(*latency.form_range(analysis.spec, c["f_out"]), int(tile_out), max_points[1])
+        key = _key("entry", meta, sig, in_grid, out_grid, rounds)
+        if key in done:
+            values = done[key]
+        else:
+            values = _cache_read(cache_dir, key)
+            if values is None:
+                values = _measure_entry(sig, in_grid, out_grid, threads, quantization, overhead_s, rounds)
+                _cache_write(cache_dir, key, values)
+                measured[key] = True
+            else:
+                hits += 1
+            done[key] = values
+        entries[c["name"]] = {
+            "kind": c["kind"],
+            "signature": sig,
+            "in_grid": in_grid,
+            "out_grid": out_grid,
+            "values": values,
+            "tile_in": tile_in,
+            "tile_out": int(tile_out),
+        }
+        if bar is not None:
+            bar.update(i + 1)
+    dense_ms = _dense_ms(model, threads, quantization, representative_dataset, rounds)
+    lookups = sum(float(e["values"][-1][-1]) for e in entries.values())
+    stats = {
+        "profile_s": time.perf_counter() - t0,
+        "timed_calls": len(calls),
+        "unique_configurations": len(done),
+        "measured": len(measured),
+        "cache_hits": hits,
+        "one_op_models": sum(len(e["in_grid"]) * len(e["out_grid"]) for e in entries.values()),
+        "cache_hit": False,
+        "max_points": list(max_points),
+        "rounds": rounds,
+    }
+    table = latency.LatencyTable(
+        model=model.name,
+        meta={**meta, "tiles": dict(tiles), "invoke_overhead_ms": overhead_s * 1e3},
+        entries=entries,
+        fixed_ms=dense_ms - lookups,
+        dense_ms=dense_ms,
+        stats=stats,
+    )
+    _cache_write(cache_dir, model_key, table.to_dict())
+    return table
