@@ -18,7 +18,7 @@ import sys
 from absl import app, flags
 
 from chipnet_tf import console
-from chipnet_tf.budgets import BUDGET_TYPES
+from chipnet_tf.budgets import ALL_BUDGET_TYPES
 from recipes import RecipeError, data, pipeline
 
 FLAGS = flags.FLAGS
@@ -47,7 +47,12 @@ flags.DEFINE_string(
 )
 flags.DEFINE_float("budget", _DEFAULTS.budget, "Target fraction of the budget type, in (0, 1].")
 flags.register_validator("budget", lambda v: 0 < v <= 1, message="--budget must be in (0, 1].")
-flags.DEFINE_enum("budget_type", _DEFAULTS.budget_type, list(BUDGET_TYPES), "Budget type.")
+flags.DEFINE_enum("budget_type", _DEFAULTS.budget_type, list(ALL_BUDGET_TYPES), "Budget type.")
+flags.DEFINE_string(
+    "latency_table",
+    None,
+    "Latency table (.json, from 'chipnet-tf profile MODEL --out=PATH') for --budget_type=latency.",
+)
 flags.DEFINE_integer("batch_size", _DEFAULTS.batch_size, "Global batch size.", lower_bound=1)
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
 flags.DEFINE_integer("pretrain_epochs", _DEFAULTS.pretrain_epochs, "Dense training epochs.", lower_bound=0)

@@ -76,6 +76,7 @@ class Config:
     model_dir: str = None  # default: saved_models/runs/<dataset>_<model>
     budget: float = 0.25
     budget_type: str = "flops"
+    latency_table: str = None  # .json from chipnet-tf profile; needed by budget_type="latency"
     batch_size: int = 64
     seed: int = 0
     pretrain_epochs: int = 30
@@ -113,6 +114,10 @@ class Config:
         if not (isinstance(self.budget, (int, float)) and 0 < self.budget <= 1):
             raise RecipeError(f"budget must be in (0, 1]. Received: {self.budget!r}")
         chipnet_tf.budgets.check_budget_type(self.budget_type)
+        if self.budget_type == "latency" and not self.latency_table:
+            raise RecipeError(
+                "--budget_type=latency needs --latency_table=PATH (chipnet-tf profile MODEL --out=PATH on the device)"
+            )
         if not (isinstance(self.validation_fraction, (int, float)) and 0 <= self.validation_fraction < 0.5):
             raise RecipeError(f"validation_fraction must be in [0, 0.5). Received: {self.validation_fraction!r}")
         if self.augment.mixes_labels:
@@ -366,6 +371,7 @@ def prune(config):
             dense,
             budget=config.budget,
             budget_type=config.budget_type,
+            latency_table=config.latency_table,
             budget_weight=config.budget_weight,
             crispness_weight=config.crispness_weight,
         )
@@ -459,7 +465,7 @@ def export(config):
     return {
         "dense": {"params": dense.count_params(), "flops": chipnet_tf.count_flops(dense)},
         "stripped": {"params": small.count_params(), "flops": chipnet_tf.count_flops(small)},
-        "predicted_kept": {t: report.totals[t]["kept"] for t in chipnet_tf.BUDGET_TYPES},
+        "predicted_kept": {t: row["kept"] for t, row in report.totals.items()},
         "tflite_bytes": {"float32": len(float_bytes), "int8": len(int8_bytes)},
         "int8_top1_agreement": export_lib.verify_tflite(int8_bytes, small, x_test).top1_agreement,
     }
