@@ -73,8 +73,11 @@ bench-overhead: $(STAMP)
 bench-strip: $(STAMP)
 	$(PY) -m benchmarks.strip_speed
 
+# The FLOPs-budget latency rows, then the latency budget (issue 14): predictor error and
+# latency-budget rows (benchmarks/latency_budget.py; BENCH_ARGS go to the latter).
 bench-latency: $(STAMP)
 	$(PY) -m benchmarks.latency
+	$(PY) -m benchmarks.latency_budget $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) bazel-* *.egg-info

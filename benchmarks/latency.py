@@ -24,6 +24,7 @@ from benchmarks import common
 from chipnet_tf import architectures
 from chipnet_tf import io as chipnet_io
 from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
+from chipnet_tf.latency_profile import channel_step  # the tile rule, shared with latency.profile
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
 TARGET_FACTOR = 1.25
@@ -285,23 +286,6 @@ def _layer_interpreter(layer, input_shape):
     inp = keras.Input(input_shape, batch_size=1)
     data = convert(keras.Model(inp, layer(inp)), "concrete", input_shape=input_shape)
     return make_interpreter(data, np.random.default_rng(0).standard_normal((1, *input_shape)).astype("float32"))
-
-
-def channel_step(widths, latencies, jump=1.4, span=3):
-    """The channel tile a latency-vs-width staircase shows, or None when it shows none.
-
-    The first width w after which latency jumps by more than ``jump``x and stays up: the
-    median of the next ``span`` widths exceeds ``jump`` x the median of w and the ``span - 1``
-    widths before it (with a tile of w channels, w + 1 channels take two tiles). One noisy
-    timing does not make a step.
-    """
-    lat = [float(t) for t in latencies]
-    for i in range(len(lat) - 1):
-        before = statistics.median(lat[max(0, i - span + 1) : i + 1])
-        after = statistics.median(lat[i + 1 : i + 1 + span])
-        if lat[i + 1] > jump * lat[i] and after > jump * before:
-            return int(widths[i])
-    return None
 
 
 def probe_channel_tile(args):

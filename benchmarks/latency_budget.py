@@ -106,7 +106,7 @@ def variants_for(dense, spec, args):
 def run(name, quantization, args):
     t0 = time.perf_counter()
     dense = build(name, args)
-    cache = Path(args.cache_dir) / f"{name}-{quantization or 'float32'}-{os.getpid()}"
+    cache = Path(args.cache_dir) / f"{name}-{quantization or 'float32'}-{args.cache_tag or os.getpid()}"
     table = chipnet_tf.latency.profile(dense, quantization=quantization, cache_dir=str(cache), progress=False)
     profile_s = table.stats["profile_s"]
     again = chipnet_tf.latency.profile(dense, quantization=quantization, cache_dir=str(cache), progress=False)
@@ -207,6 +207,7 @@ def parse_args(argv=None):
     p.add_argument("--resnet_width", type=float, default=1.0)
     p.add_argument("--mobilenet_alpha", type=float, default=1.0)
     p.add_argument("--cache_dir", default="/tmp/chipnet_tf_latency_bench_cache")
+    p.add_argument("--cache_tag", default=None, help="reuse a cache directory (default: a fresh one per run)")
     p.add_argument("--output", type=Path, default=RESULTS)
     return p.parse_args(argv)
 

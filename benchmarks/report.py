@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.report_search import _pm, ablation_section  # noqa: E402
 from benchmarks.report_speed import (  # noqa: E402
+    latency_budget_section,
     latency_section,
     overhead_section,
     plot_latency,
@@ -398,6 +399,7 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
     strip = _load(results_dir, "strip_speed")
     ablation = _load(results_dir, "ablation_fashion_mnist")
     zoo_latency = _load(results_dir, "latency_zoo")
+    latency_budget = _load(results_dir, "latency_budget")
     rel = os.path.relpath(results_dir, output.parent)
     readme = os.path.relpath(BENCHMARKS_README, output.parent)
     lines = [
@@ -431,6 +433,8 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
         lines += transfer_section(accuracy)
     if ablation:
         lines += ablation_section(ablation)
+    if latency_budget:
+        lines += latency_budget_section(latency_budget)
     if latency:
         plot_latency(latency, results_dir / "latency_vs_flops.png")
         lines += latency_section(latency, f"{rel}/latency_vs_flops.png")

@@ -205,3 +205,50 @@ def strip_section(strip):
         )
     lines += ["", f"Target ({t['rule']}): **{'met' if t['met'] else 'not met'}**.", ""]
     return lines
+
+
+def latency_budget_section(data):
+    """Latency as a budget (latency_budget.json): the table's predictor error over random
+    mask sets, and latency-budget rows side by side with FLOPs-budget rows."""
+    cfg = data["config"]
+    factor = cfg.get("target_factor", 1.1)
+    lines = [
+        "## Speed: prune for latency (benchmarks/latency_budget.py)",
+        "",
+        "`chipnet_tf.latency.profile` measures each model's latency table in LiteRT (XNNPACK, 1 thread, batch 1); "
+        f'`budget_type="latency"` selects masks on it. Predictor: {cfg["sets"]} random mask sets per model (FLOPs '
+        "budgets 0.05-0.9, random channel scores), stripped, converted and timed interleaved with the dense model "
+        f"({cfg['rounds']} rounds x {cfg['invocations']} invocations); error = measured ratio vs dense / predicted "
+        "ratio - 1. Budget rows use L1-norm channel scores (as `benchmarks/latency.py`); `flops@lat` is the "
+        "FLOPs-budget network whose predicted latency equals the latency-budget network's. "
+        f"Measured {data.get('date_utc', '')}; 1-min load average during timing in the table (2 CPUs).",
+        "",
+        "| model | profile s | cache hit s | one-op models | median abs error | max abs error | within 10% | load |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for model, r in data["results"].items():
+        p, load = r["predictor"], r.get("load_average_1min") or [0]
+        lines.append(
+            f"| {model} | {r['profile_s']:.0f} | {r['profile_again_s']:.2f} | {r['table_stats']['one_op_models']} | "
+            f"{p['median_abs_error']:.1%} | {p['max_abs_error']:.1%} | {'yes' if p['within_10pct'] else 'no'} | "
+            f"{min(load):.1f}-{max(load):.1f} |"
+        )
+    lines += [
+        "",
+        f"| model | variant | FLOPs | params | predicted ratio | measured ratio | target (<= {factor:g} x budget) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for model, r in data["results"].items():
+        recs, dense = r["records"], r["records"]["dense"]
+        for name, v in recs.items():
+            if v["kind"] in ("dense", "random"):
+                continue
+            target = ""
+            if v["kind"] == "latency":
+                target = "met" if v["measured_ratio"] <= factor * v["budget"] else "**not met**"
+            lines.append(
+                f"| {model} | {name} | {v['flops'] / dense['flops']:.3f} | {v['params'] / dense['params']:.3f} | "
+                f"{v['predicted_ratio']:.3f} | {v['measured_ratio']:.3f} | {target} |"
+            )
+    lines.append("")
+    return lines
