@@ -22,6 +22,7 @@ Usage::
 
 import argparse
 import datetime
+import json
 import os
 import statistics
 import time
@@ -122,6 +123,7 @@ def run(name, quantization, args):
     interps = {"dense": bench.make_interpreter(_convert(dense, quantization), x)}
     records = {"dense": {"kind": "dense", "predicted_ms": dense_pred, "flops": chipnet_tf.count_flops(dense)}}
     records["dense"]["params"] = int(dense.count_params())
+    skipped = {}
     for vname, (masks, rec) in variants_for(dense, spec, args).items():
         small = chipnet_tf.strip_pruning(dense, masks=masks)
         counts = [masks[g].sum() for g in spec.group_names]
@@ -132,7 +134,12 @@ def run(name, quantization, args):
             params=int(small.count_params()),
         )
         rec["flops_fraction"] = rec["flops"] / records["dense"]["flops"]
-        interps[vname] = bench.make_interpreter(_convert(small, quantization), x)
+        try:
+            interps[vname] = bench.make_interpreter(_convert(small, quantization), x)
+        except RuntimeError as e:  # XNNPACK refuses some degenerate int8 networks: reported, not timed
+            skipped[vname] = str(e).splitlines()[0]
+            print(f"  {vname}: not timed ({skipped[vname]})", flush=True)
+            continue
         records[vname] = rec
     build_s = time.perf_counter() - t0
     per_round, _, load = bench.interleaved_timing(interps, args, f"{name} {quantization or 'float32'}")
@@ -142,12 +149,13 @@ def run(name, quantization, args):
         rec["measured_ratio"] = summary["ratio_vs_dense"][v]
         if v != "dense":
             rec["error"] = rec["measured_ratio"] / rec["predicted_ratio"] - 1
-    errors = [r["error"] for r in records.values() if r["kind"] == "random"]
+    errors = [r["error"] for r in records.values() if r["kind"] == "random"] or [float("nan")]
     result = {
         "profile_s": profile_s,
         "profile_again_s": again.stats["profile_s"],
         "cache_hit": again.stats["cache_hit"],
         "table_stats": table.stats,
+        "skipped": skipped,
         "tiles": table.meta["tiles"],
         "dense_measured_ms_at_profile": table.dense_ms,
         "records": records,
@@ -209,6 +217,7 @@ def parse_args(argv=None):
     p.add_argument("--cache_dir", default="/tmp/chipnet_tf_latency_bench_cache")
     p.add_argument("--cache_tag", default=None, help="reuse a cache directory (default: a fresh one per run)")
     p.add_argument("--output", type=Path, default=RESULTS)
+    p.add_argument("--keep_existing", action="store_true", help="add to --output's results (e.g. int8 after float32)")
     return p.parse_args(argv)
 
 
@@ -222,6 +231,12 @@ def main(argv=None):
         "environment": bench.environment(),
         "results": {},
     }
+    if args.keep_existing and args.output.exists():
+        previous = json.loads(args.output.read_text())
+        payload["results"] = previous["results"]
+        payload["earlier_runs"] = previous.get("earlier_runs", []) + [
+            {k: previous.get(k) for k in ("date_utc", "config", "total_runtime_s")}
+        ]
     for q in args.quantizations:
         for name in args.models:
             quantization = None if q == "none" else q

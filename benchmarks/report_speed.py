@@ -223,13 +223,16 @@ def latency_budget_section(data):
         "FLOPs-budget network whose predicted latency equals the latency-budget network's. "
         f"Measured {data.get('date_utc', '')}; 1-min load average during timing in the table (2 CPUs).",
         "",
-        "| model | profile s | cache hit s | one-op models | median abs error | max abs error | within 10% | load |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | profile s | cache hit s | configurations (calls) | grid points | median abs error | max abs error "
+        "| within 10% | load |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for model, r in data["results"].items():
-        p, load = r["predictor"], r.get("load_average_1min") or [0]
+        p, load, st = r["predictor"], r.get("load_average_1min") or [0], r["table_stats"]
+        points = st.get("lookup_points", st["one_op_models"])  # before lookup_points, one_op_models held them
         lines.append(
-            f"| {model} | {r['profile_s']:.0f} | {r['profile_again_s']:.2f} | {r['table_stats']['one_op_models']} | "
+            f"| {model} | {r['profile_s']:.0f} | {r['profile_again_s']:.2f} | "
+            f"{st['unique_configurations']} ({st['timed_calls']}) | {points} | "
             f"{p['median_abs_error']:.1%} | {p['max_abs_error']:.1%} | {'yes' if p['within_10pct'] else 'no'} | "
             f"{min(load):.1f}-{max(load):.1f} |"
         )

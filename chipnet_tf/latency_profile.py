@@ -3,8 +3,10 @@
 Every timed layer call (see :mod:`chipnet_tf.latency`) is rebuilt as a one-op model at a
 grid of kept input/output widths, converted to TFLite (float32, or int8 with int8 inputs
 and outputs so no (de)quantize op is timed) and timed with XNNPACK on ``threads`` threads;
-the grid points' models are timed interleaved, median of round medians, minus the
+the grid points' models are timed interleaved, smallest round median, minus the
 per-invoke overhead of a trivial model. Identical layer configurations are measured once.
+The whole dense model and its small network (one tile of channels per group) are then timed and
+the table calibrated on them (:func:`calibrate`): its lookups scaled, the rest a fixed cost.
 
 Widths are sampled where the runtime's cost changes: XNNPACK computes output channels in
 tiles (16 wide for float32 on AVX-512, 8 on ARM NEON), so a width costs like the next
@@ -23,6 +25,7 @@ import logging
 import os
 import statistics
 import time
+import warnings
 
 import numpy as np
 
@@ -33,7 +36,7 @@ from chipnet_tf.io import write_json
 PROBE_WIDTHS = tuple(range(1, 49))
 PROBE_INPUT = (16, 16, 64)
 CACHE_VERSION = 1  # of the cached one-op timings
-TABLE_VERSION = 2  # of how a table is made from them (2: calibrated on the dense and minimal networks)
+TABLE_VERSION = 3  # of how a table is made from them (3: calibrated on the dense network and one tile per group)
 
 
 # -- one-op models ------------------------------------------------------------------------
@@ -271,28 +274,36 @@ def _measure_entry(signature, in_grid, out_grid, threads, quantization, overhead
     return ms.tolist()
 
 
-def _whole_model_ms(model, analysis, threads, quantization, representative_dataset, rounds):
-    """Measured ms of the dense model and of its minimal network (one channel per group),
-    timed interleaved (their ratio does not move with the machine's load)."""
+def _whole_model_ms(model, analysis, threads, quantization, representative_dataset, rounds, width):
+    """Measured ms of the dense model and of its small network (``width`` channels per
+    group), timed interleaved (their ratio does not move with the machine's load); None for
+    the small network when XNNPACK cannot prepare it (a degenerate int8 network)."""
     from chipnet_tf.strip import strip_pruning
 
-    minimal = strip_pruning(model, masks=minimal_masks(analysis))
+    small = strip_pruning(model, masks=small_masks(analysis, width))
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
-    interps = [
-        interpreter(convert(m, shapes, quantization, representative_dataset, int8_io=False), threads)
-        for m in (model, minimal)
-    ]
-    dense_s, minimal_s = time_interleaved(interps, rounds=max(rounds, 5), target_s=2e-2)
-    return dense_s * 1e3, minimal_s * 1e3
+    interps = [interpreter(convert(model, shapes, quantization, representative_dataset, int8_io=False), threads)]
+    try:
+        interps.append(
+            interpreter(convert(small, shapes, quantization, representative_dataset, int8_io=False), threads)
+        )
+    except RuntimeError as e:
+        warnings.warn(
+            f"chipnet_tf: the latency table is not calibrated: LiteRT could not run the small network ({e})",
+            stacklevel=3,
+        )
+    times = time_interleaved(interps, rounds=max(rounds, 5), target_s=2e-2)
+    return times[0] * 1e3, (times[1] * 1e3 if len(times) > 1 else None)
 
 
-def minimal_masks(analysis):
-    return {g.name: np.arange(g.size) == 0 for g in analysis.groups}
+def small_masks(analysis, width):
+    """One tile (``width`` channels, at most the group) per group: the small calibration point."""
+    return {g.name: np.arange(g.size) < max(1, min(width, g.size)) for g in analysis.groups}
 
 
-def calibrate(analysis, entries, dense_ms, minimal_ms):
+def calibrate(analysis, entries, dense_ms, small_ms, width):
     """``(scale, fixed_ms)`` with ``scale * lookups + fixed_ms`` equal to the measured dense
-    and minimal networks.
+    and small networks (``width`` channels per group; ``small_ms`` None: not calibrated).
 
     One-op models run with their weights and activations in cache; inside the whole model a
     layer's data competes with the others', so the whole model is slower than the sum of its
@@ -306,9 +317,9 @@ def calibrate(analysis, entries, dense_ms, minimal_ms):
     table = latency_lib.LatencyTable(model="", meta={}, entries=entries, fixed_ms=0.0, dense_ms=0.0)
     spec = latency_lib.attach(analysis, table)
     at_dense = spec.value(spec.group_sizes, "latency")
-    at_minimal = spec.value(np.ones(len(spec.group_sizes)), "latency")
-    if at_dense - at_minimal > 1e-9 * max(at_dense, 1e-12) and dense_ms > minimal_ms:
-        scale = (dense_ms - minimal_ms) / (at_dense - at_minimal)
+    at_small = spec.value(np.minimum(spec.group_sizes, max(1, width)), "latency")
+    if small_ms is not None and at_dense - at_small > 1e-9 * max(at_dense, 1e-12) and dense_ms > small_ms:
+        scale = (dense_ms - small_ms) / (at_dense - at_small)
         fixed = dense_ms - scale * at_dense
         if fixed >= 0:
             return scale, fixed
@@ -412,8 +423,9 @@ def profile(
             bar.update(i + 1)
     # Calibrated on the model's own groups: strip_pruning(model, masks) knows no exclude list.
     whole = graph_lib.analyze(model, warn=False) if exclude else analysis
-    dense_ms, minimal_ms = _whole_model_ms(model, whole, threads, quantization, representative_dataset, rounds)
-    scale, fixed_ms = calibrate(whole, entries, dense_ms, minimal_ms)
+    width = int(tiles["conv_out"])
+    dense_ms, small_ms = _whole_model_ms(model, whole, threads, quantization, representative_dataset, rounds, width)
+    scale, fixed_ms = calibrate(whole, entries, dense_ms, small_ms, width)
     for e in entries.values():
         e["values"] = (np.asarray(e["values"]) * scale).tolist()
     stats = {
@@ -422,11 +434,18 @@ def profile(
         "unique_configurations": len(done),
         "measured": len(measured),
         "cache_hits": hits,
-        "one_op_models": sum(len(e["in_grid"]) * len(e["out_grid"]) for e in entries.values()),
+        "one_op_models": sum(np.size(v) for v in done.values()),  # one per grid point of a configuration
+        "lookup_points": sum(len(e["in_grid"]) * len(e["out_grid"]) for e in entries.values()),
         "cache_hit": False,
         "max_points": list(max_points),
         "rounds": rounds,
-        "calibration": {"scale": scale, "fixed_ms": fixed_ms, "dense_ms": dense_ms, "minimal_ms": minimal_ms},
+        "calibration": {
+            "scale": scale,
+            "fixed_ms": fixed_ms,
+            "dense_ms": dense_ms,
+            "small_ms": small_ms,
+            "small_width": width,
+        },
     }
     table = latency.LatencyTable(
         model=model.name,
