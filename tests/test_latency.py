@@ -332,3 +332,11 @@ def test_cli_profile_report_and_export_check(model, table, cache, tmp_path):
     assert "quantization='dynamic' does not match the latency table" in proc.stderr
     proc = run("profile", dense_path, f"--out={out}", "--quantization=float16")
     assert proc.returncode == 1 and "none or int8" in proc.stderr
+
+
+def test_recipe_latency_without_table_raises():
+    from recipes import pipeline
+
+    with pytest.raises(pipeline.RecipeError, match="--budget_type=latency needs --latency_table=PATH"):
+        pipeline.Config(budget_type="latency").validate()
+    assert pipeline.Config(budget_type="latency", latency_table="table.json").validate().latency_table == "table.json"
