@@ -5,7 +5,7 @@ grid of kept input/output widths, converted to TFLite (float32, or int8 with int
 and outputs so no (de)quantize op is timed) and timed with XNNPACK on ``threads`` threads;
 the grid points' models are timed interleaved, smallest round median, minus the
 per-invoke overhead of a trivial model. Identical layer configurations are measured once.
-The whole dense model and its small network (one tile of channels per group) are then timed and
+The whole dense model and its smallest network LiteRT runs (1 channel per group, else one tile) are timed and
 the table calibrated on them (:func:`calibrate`): its lookups scaled, the rest a fixed cost.
 
 Widths are sampled where the runtime's cost changes: XNNPACK computes output channels in
@@ -36,7 +36,7 @@ from chipnet_tf.io import write_json
 PROBE_WIDTHS = tuple(range(1, 49))
 PROBE_INPUT = (16, 16, 64)
 CACHE_VERSION = 1  # of the cached one-op timings
-TABLE_VERSION = 3  # of how a table is made from them (3: calibrated on the dense network and one tile per group)
+TABLE_VERSION = 4  # of how a table is made from them (4: calibrated on the dense and the smallest runnable network)
 
 
 # -- one-op models ------------------------------------------------------------------------
@@ -274,26 +274,38 @@ def _measure_entry(signature, in_grid, out_grid, threads, quantization, overhead
     return ms.tolist()
 
 
-def _whole_model_ms(model, analysis, threads, quantization, representative_dataset, rounds, width):
-    """Measured ms of the dense model and of its small network (``width`` channels per
-    group), timed interleaved (their ratio does not move with the machine's load); None for
-    the small network when XNNPACK cannot prepare it (a degenerate int8 network)."""
+def _whole_model_ms(model, analysis, threads, quantization, representative_dataset, rounds, tile):
+    """``(dense ms, small ms, small width)``: the dense model and its smallest network LiteRT
+    runs, timed interleaved (their ratio does not move with the machine's load). The small
+    network keeps 1 channel per group, or one ``tile`` per group when XNNPACK cannot prepare
+    that (a degenerate int8 network: ResNet-50-CIFAR's failed), or is None when neither runs.
+
+    The 1-channel network is the better point: below one tile a whole model does not pay a
+    whole tile per layer, so a table calibrated at one tile per group predicted the smallest
+    networks up to 4x too slow (MobileNetV2-CIFAR float32, notes/issue14-closing.md).
+    """
     from chipnet_tf.strip import strip_pruning
 
-    small = strip_pruning(model, masks=small_masks(analysis, width))
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
-    interps = [interpreter(convert(model, shapes, quantization, representative_dataset, int8_io=False), threads)]
-    try:
-        interps.append(
-            interpreter(convert(small, shapes, quantization, representative_dataset, int8_io=False), threads)
-        )
-    except RuntimeError as e:
+
+    def run(m):
+        return interpreter(convert(m, shapes, quantization, representative_dataset, int8_io=False), threads)
+
+    interps, width, errors = [run(model)], None, []
+    for w in (1, tile):
+        try:
+            interps.append(run(strip_pruning(model, masks=small_masks(analysis, w))))
+            width = w
+            break
+        except RuntimeError as e:
+            errors.append(str(e).splitlines()[0])
+    if width is None:
         warnings.warn(
-            f"chipnet_tf: the latency table is not calibrated: LiteRT could not run the small network ({e})",
+            f"chipnet_tf: the latency table is not calibrated: LiteRT could not run a small network ({errors[-1]})",
             stacklevel=3,
         )
     times = time_interleaved(interps, rounds=max(rounds, 5), target_s=2e-2)
-    return times[0] * 1e3, (times[1] * 1e3 if len(times) > 1 else None)
+    return times[0] * 1e3, (times[1] * 1e3 if width else None), width
 
 
 def small_masks(analysis, width):
@@ -423,9 +435,10 @@ def profile(
             bar.update(i + 1)
     # Calibrated on the model's own groups: strip_pruning(model, masks) knows no exclude list.
     whole = graph_lib.analyze(model, warn=False) if exclude else analysis
-    width = int(tiles["conv_out"])
-    dense_ms, small_ms = _whole_model_ms(model, whole, threads, quantization, representative_dataset, rounds, width)
-    scale, fixed_ms = calibrate(whole, entries, dense_ms, small_ms, width)
+    dense_ms, small_ms, width = _whole_model_ms(
+        model, whole, threads, quantization, representative_dataset, rounds, int(tiles["conv_out"])
+    )
+    scale, fixed_ms = calibrate(whole, entries, dense_ms, small_ms, width or 1)
     for e in entries.values():
         e["values"] = (np.asarray(e["values"]) * scale).tolist()
     stats = {
