@@ -288,7 +288,7 @@ def latency_budget_verdicts(results, factor):
         lines.append(
             "- Capacity at equal predicted latency (latency-budget network / FLOPs-budget network): FLOPs x"
             f"{min(c[0] for c in caps):.3f}-{max(c[0] for c in caps):.3f}, params x{min(c[1] for c in caps):.3f}-"
-            f"{max(c[1] for c in caps):.3f}. The two keep nearly the same channels: with the same scores, the latency "
-            "cut differs only where the table's staircase lets it fill a tile."
+            f"{max(c[1] for c in caps):.3f} over {len(caps)} points (>= 1 means the latency budget keeps at least as "
+            "much)."
         )
     return lines
