@@ -115,6 +115,7 @@ def main(argv=None):
     p.add_argument("--crisp", type=float, default=10.0, help="crispness_weight")
     p.add_argument("--gamma_factor", type=float, default=2**0.5, help="gamma's growth per paper epoch")
     p.add_argument("--gamma_max", type=float, default=256.0)
+    p.add_argument("--leak", type=float, default=0.01, help="leak variant: closed channels' forward factor")
     p.add_argument("--out", default="/tmp/search_probe/results.jsonl")
     args = p.parse_args(argv)
     train, val = load(args.data, args.n_train)
@@ -128,7 +129,10 @@ def main(argv=None):
     else:
         ramp = args.ramp if ("lib" in variant or "ramp" in variant) else 0.0
         sched = chipnet_tf.HeavisideSchedule.progress(
-            reference_steps=args.reference_steps, budget_ramp=ramp, gamma_factor=args.gamma_factor, gamma_max=args.gamma_max
+            reference_steps=args.reference_steps,
+            budget_ramp=ramp,
+            gamma_factor=args.gamma_factor,
+            gamma_max=args.gamma_max,
         )
     keras.utils.set_random_seed(args.seed)
     clone = keras.models.clone_model(dense)
@@ -143,6 +147,7 @@ def main(argv=None):
         gate_forward="hard" if "hard" in variant else "soft",
         gate_logits="relative" if "lib" in variant else "absolute",
         crispness_weight=args.crisp,
+        gate_leak=args.leak if "leak" in variant else 0.0,
     )
     ctl = chipnet_tf.prune.controllers(pruned)[0]
     if "hard" in variant:
@@ -294,6 +299,7 @@ def main(argv=None):
         "crisp_weight": args.crisp,
         "gamma_factor": args.gamma_factor,
         "gamma_max": args.gamma_max,
+        "leak": args.leak if "leak" in variant else None,
         "steps": int(ctl.pruning_step.numpy()),
         "dense_val": round(float(dense_acc), 4),
         "V": V,
