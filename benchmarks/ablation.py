@@ -38,6 +38,14 @@ def parse_args(argv=None):
     p.add_argument("--searches", nargs="+", choices=list(SEARCHES), default=list(SEARCHES))
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--output", type=Path, default=None)
+    p.add_argument(
+        "--reuse",
+        nargs=2,
+        metavar=("WORK_DIR", "COMMIT"),
+        default=None,
+        help="take finished tasks (dense models, searches) from an earlier run's work directory made at COMMIT; "
+        "only for tasks whose code path has not changed since. The results record which tasks came from where.",
+    )
     args = p.parse_args(argv)
     cells = []
     for item in args.budgets:
@@ -56,6 +64,31 @@ def parse_args(argv=None):
     if args.output is None:
         args.output = RESULTS_DIR / f"ablation_{args.dataset}.json"
     return args
+
+
+def reuse_tasks(reuse, work, keys, log):
+    """Copies the finished tasks among ``keys`` from an earlier work directory into ``work``
+    (a dense model's weights with its result); returns ``{commit: [task names]}`` of every
+    task reused into ``work`` so far (``reuse`` None: only reads that record)."""
+    record = work / "reused.json"  # kept with the work, so a resumed run still says where tasks came from
+    reused = json.loads(record.read_text()) if record.exists() else {}
+    if reuse is None:
+        return reused
+    source, commit = Path(reuse[0]), reuse[1]
+    names = []
+    for key in keys:
+        name = "-".join(str(k) for k in key)
+        if not (source / f"{name}.json").exists() or (work / f"{name}.json").exists():
+            continue
+        if key[0] == "dense":
+            shutil.copy2(source / f"dense_{key[1]}.weights.h5", work / f"dense_{key[1]}.weights.h5")
+        shutil.copy2(source / f"{name}.json", work / f"{name}.json")
+        names.append(name)
+    log(f"reused {len(names)} finished tasks from {source} (commit {commit})")
+    if names:
+        reused[commit] = sorted(set(reused.get(commit, [])) | set(names))
+        write_json(record, reused)
+    return reused
 
 
 def summarize(runs, searches, cells):
@@ -104,6 +137,7 @@ def main(argv=None):
     acc_data.load(args.dataset)
     first = [("dense", s) for s in args.seeds]
     second = [("ablation", s, k, b, search) for search in args.searches for s in args.seeds for k, b in args.cells]
+    reused = reuse_tasks(args.reuse, work, first + second, log)
     log(f"ablation: {len(args.searches)} searches x {len(args.seeds)} seeds x {len(args.cells)} budgets; work {work}")
     results = run_tasks([first, second], args, str(work), log)
     runs = [results[key] for key in second]
@@ -113,6 +147,7 @@ def main(argv=None):
         "config": config,
         "dense_accuracy": _mean_std([results[("dense", s)]["dense"]["accuracy"] for s in args.seeds]),
         "runs": runs,
+        "reused": reused,
         "table": summarize(runs, args.searches, args.cells),
         "environment": common.environment(),
         "total_runtime_s": time.perf_counter() - start,

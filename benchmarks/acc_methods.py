@@ -10,6 +10,7 @@ import chipnet_tf
 from benchmarks import common
 from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.schedules import SQRT2
 from tests.flops_profiler import profiler_flops
 
 STRUCTURED = ("chipnet", "l1", "slimming", "random")
@@ -22,10 +23,19 @@ SLIMMING_TOTAL_SHRINK = 1e-4 * 0.1 * 62_400  # Liu et al. CIFAR: lambda x lr x s
 
 # ChipNet's search configurations, each one change from the previous (the ablation,
 # benchmarks/ablation.py, runs them in this order): the paper's; the progress schedule with
-# scaled logits; hard straight-through gates; relative logits; and the library's default,
-# which adds the budget target's ramp over the first half of the search (crispness after it).
-def _progress(ramp):
-    return chipnet_tf.HeavisideSchedule.progress(budget_ramp=ramp)
+# scaled logits; hard straight-through gates; relative logits; the budget target's ramp over
+# the first half of the search (crispness after it: session 7's default); gamma held at its
+# start and no crispness (the gates stay movable to the end); and the library's default,
+# which adds the leak of closed channels (session 8). Every setting is named, so a change
+# of prune_low_budget's defaults cannot silently change an earlier row.
+def _search(ramp=0.0, forward="hard", logits="absolute", gamma_factor=SQRT2, crispness=10.0, leak=0.0):
+    return lambda: {
+        "schedule": chipnet_tf.HeavisideSchedule.progress(budget_ramp=ramp, gamma_factor=gamma_factor),
+        "gate_forward": forward,
+        "gate_logits": logits,
+        "crispness_weight": crispness,
+        "gate_leak": leak,
+    }
 
 
 SEARCHES = {
@@ -34,21 +44,30 @@ SEARCHES = {
         "text": "the paper's configuration: per-epoch schedule, soft gates, absolute logits",
     },
     "progress": {
-        "kwargs": lambda: {"schedule": _progress(0.0), "gate_forward": "soft", "gate_logits": "absolute"},
+        "kwargs": _search(forward="soft"),
         "text": "progress schedule with scaled logits, soft gates, absolute logits",
     },
     "progress_hard": {
-        "kwargs": lambda: {"schedule": _progress(0.0), "gate_forward": "hard", "gate_logits": "absolute"},
+        "kwargs": _search(),
         "text": "progress schedule with scaled logits, hard straight-through gates, absolute logits",
     },
     "progress_hard_relative": {
-        "kwargs": lambda: {"schedule": _progress(0.0), "gate_forward": "hard", "gate_logits": "relative"},
+        "kwargs": _search(logits="relative"),
         "text": "progress schedule with scaled logits, hard straight-through gates, relative logits",
+    },
+    "ramp": {
+        "kwargs": _search(ramp=0.5, logits="relative"),
+        "text": "the budget's target ramped over the first half of the search, crispness after it (session 7's "
+        "default)",
+    },
+    "constant_gamma": {
+        "kwargs": _search(ramp=0.5, logits="relative", gamma_factor=1.0, crispness=0.0),
+        "text": "gamma held at its start (2) and no crispness loss, so no gate freezes before the budget is met",
     },
     "default": {
         "kwargs": dict,
-        "text": "prune_low_budget's defaults: progress schedule with scaled logits and the budget's target "
-        "ramped over the first half, hard straight-through gates, relative logits",
+        "text": "prune_low_budget's defaults: the above plus closed channels leaking 1% forward (gate_leak=0.01), "
+        "so the task loss reaches them",
     },
 }
 

@@ -20,7 +20,7 @@ from chipnet_tf.layers.controller import (
 )
 from chipnet_tf.layers.gated_batch_norm import can_fold
 from chipnet_tf.schedules import HeavisideSchedule
-from chipnet_tf.validators import check_budget, check_weight
+from chipnet_tf.validators import check_budget, check_gate_leak, check_weight
 
 
 def prune_scope():
@@ -48,16 +48,41 @@ def prune_scope():
 def paper_search():
     """The paper's search settings, as keyword arguments of :func:`prune_low_budget`.
 
-    A per-epoch schedule (:meth:`HeavisideSchedule.paper`), soft gates in the forward pass
-    and absolute logits: the reference implementation, kept to reproduce and compare it
-    (on digits its soft budget never reached the target; see benchmarks/RESULTS.md).
+    A per-epoch schedule (:meth:`HeavisideSchedule.paper`), soft gates in the forward pass,
+    absolute logits and crispness weight 10: the reference implementation, kept to
+    reproduce and compare it (on digits its soft budget never reached the target; see
+    benchmarks/RESULTS.md).
 
     Example:
         >>> sorted(chipnet_tf.paper_search())
-        ['gate_forward', 'gate_logits', 'schedule']
+        ['crispness_weight', 'gate_forward', 'gate_leak', 'gate_logits', 'schedule']
         >>> pruned = chipnet_tf.prune_low_budget(model, 0.25, "flops", **chipnet_tf.paper_search())  # doctest: +SKIP
     """
-    return {"schedule": HeavisideSchedule.paper(), "gate_forward": "soft", "gate_logits": "absolute"}
+    return {
+        "schedule": HeavisideSchedule.paper(),
+        "gate_forward": "soft",
+        "gate_logits": "absolute",
+        "gate_leak": 0.0,
+        "crispness_weight": 10.0,
+    }
+
+
+def default_schedule():
+    """:func:`prune_low_budget`'s schedule: :meth:`HeavisideSchedule.progress` (the paper's
+    beta and rounding ramps over the whole ``fit``, the budget's target ramped down over its
+    first half) with gamma held at its start, 2.
+
+    Gamma's growth (to 256 in the paper) flattens the Heaviside's slope at every open gate
+    until no gradient moves it (Adam's epsilon wins once ``gamma * exp(-gamma z_i)`` is
+    tiny): on Fashion-MNIST the soft budget froze at 0.17-0.26 for a target of 0.1. Held at
+    2, every gate stays movable to the end and the hard straight-through forward pass does
+    the rounding that gamma's growth was for (notes/session-8.md).
+
+    Example:
+        >>> chipnet_tf.prune.default_schedule().gamma(0.9)
+        2.0
+    """
+    return HeavisideSchedule.progress(gamma_factor=1.0)
 
 
 def is_pruned(model):
@@ -88,10 +113,11 @@ def prune_low_budget(
     budget_type="flops",
     *,
     budget_weight=30.0,
-    crispness_weight=10.0,
+    crispness_weight=0.0,
     schedule=None,
     gate_forward="hard",
     gate_logits="relative",
+    gate_leak=0.01,
     exclude=None,
     latency_table=None,
 ):
@@ -118,12 +144,14 @@ def prune_low_budget(
         budget_type: ``"channels"``, ``"volume"``, ``"params"``, ``"flops"`` or
             ``"latency"`` (needs ``latency_table``).
         budget_weight: weight of the budget loss ``(V - budget)^2`` (paper: 30).
-        crispness_weight: weight of the crispness loss (paper: 10). With a ramped budget
-            target it applies once the target has reached the budget.
+        crispness_weight: weight of the crispness loss (default 0; paper: 10). With a
+            ramped budget target it applies once the target has reached the budget. Hard
+            gates already train the rounded network, and with relative logits an open gate
+            cannot be crisp (its logistic is at most 1/2), so the default has none.
         schedule: a :class:`chipnet_tf.HeavisideSchedule`; None for
-            :meth:`~chipnet_tf.HeavisideSchedule.progress`: the paper's ramps over the whole
-            ``fit`` (whatever its steps per epoch), the logits scaled to the search's length
-            and the budget's target ramped down over its first half.
+            :func:`default_schedule`: the paper's ramps over the whole ``fit`` (whatever its
+            steps per epoch), the logits scaled to the search's length, the budget's target
+            ramped down over its first half and gamma held at 2.
         gate_forward: ``"hard"`` (default: channels are multiplied by the gate rounded to
             0/1 and the gradient passes straight through, so the network trained is the one
             the soft budget counts) or ``"soft"`` (the paper: by the soft gate).
@@ -131,7 +159,11 @@ def prune_low_budget(
             largest, so a group cannot meet the budget by shrinking all its gates together,
             which a following BatchNormalization undoes; see
             :meth:`ChipNetController.logits`) or ``"absolute"`` (the paper).
-            :func:`paper_search` gives the paper's three settings:
+        gate_leak: with hard gates, the factor a closed channel passes forward (default
+            0.01; 0 removes it as the stripped model will). Without it a closed channel
+            feeds exactly 0 into the ReLU after it and never hears the task loss again, so
+            the search cannot undo a cut; see notes on the search in benchmarks/RESULTS.md.
+            :func:`paper_search` gives the paper's settings:
             ``prune_low_budget(model, 0.25, **chipnet_tf.paper_search())``.
         exclude: names of layers whose output channels are never pruned. The model's
             outputs (the classifier) are never pruned.
@@ -165,12 +197,14 @@ def prune_low_budget(
         raise ValueError(f"gate_forward must be one of {GATE_FORWARDS}. Received: gate_forward={gate_forward!r}")
     if gate_logits not in GATE_LOGITS:
         raise ValueError(f"gate_logits must be one of {GATE_LOGITS}. Received: gate_logits={gate_logits!r}")
+    gate_leak = check_gate_leak(gate_leak)
     kwargs = dict(
         budget_weight=budget_weight,
         crispness_weight=crispness_weight,
-        schedule=HeavisideSchedule.progress() if schedule is None else schedule,
+        schedule=default_schedule() if schedule is None else schedule,
         gate_forward=gate_forward,
         gate_logits=gate_logits,
+        gate_leak=gate_leak,
     )
     if isinstance(to_prune, keras.layers.Layer) and not isinstance(to_prune, keras.Model):
         if isinstance(
@@ -197,9 +231,7 @@ def prune_low_budget(
     return build_pruned_model(to_prune, analysis, budget, budget_type, **kwargs)
 
 
-def build_pruned_model(
-    model, analysis, budget, budget_type, budget_weight, crispness_weight, schedule, gate_forward, gate_logits
-):
+def build_pruned_model(model, analysis, budget, budget_type, **search):
     """Rebuilds ``model``'s flat graph with gates and a controller (see prune_low_budget)."""
     graph = analysis.graph
     controller = ChipNetController(
@@ -207,11 +239,7 @@ def build_pruned_model(
         analysis.spec,
         budget=budget,
         budget_type=budget_type,
-        budget_weight=budget_weight,
-        crispness_weight=crispness_weight,
-        schedule=schedule,
-        gate_forward=gate_forward,
-        gate_logits=gate_logits,
+        **search,
     )
     tensors = {}
     new_inputs = []

@@ -30,6 +30,13 @@ def check_weight(name, value):
     return float(value)
 
 
+def check_gate_leak(gate_leak):
+    """``gate_leak`` (the forward factor of a closed channel under hard gates) as a float in [0, 0.5)."""
+    if isinstance(gate_leak, bool) or not isinstance(gate_leak, (int, float)) or not 0 <= gate_leak < 0.5:
+        raise ValueError(f"gate_leak must be a number in [0, 0.5). Received: gate_leak={gate_leak!r}")
+    return float(gate_leak)
+
+
 def check_round_to(round_to):
     """``round_to`` (channels are kept in multiples of it) as a positive int."""
     if isinstance(round_to, bool) or not isinstance(round_to, (int, np.integer)) or round_to < 1:

@@ -75,9 +75,9 @@ def test_bench_quick_writes_every_result_file_and_the_page(quick_suite):
     page = (out / "RESULTS.md").read_text()
     for heading in (
         "## Where ChipNet wins, ties or loses",
-        "## Accuracy at a budget (digits)",
+        "## Accuracy at a budget — digits",
         "## Budget exactness",
-        "## Stability at the most extreme budget (0.05)",
+        "## Stability at the most extreme budget (0.05) — digits",
         "## Mask transfer",
         "## Speed: LiteRT latency",
         "## Speed: training-step overhead",
@@ -88,6 +88,18 @@ def test_bench_quick_writes_every_result_file_and_the_page(quick_suite):
     assert "Quick run" in page
     assert not list(out.glob("*.tmp"))
     assert not (out / ".work").exists()  # the accuracy benchmark's resume directory is gone
+
+
+@pytest.mark.slow
+def test_fashion_results_get_their_own_sections(quick_suite, tmp_path):
+    out, _ = quick_suite
+    fashion = _load(out, "accuracy")
+    fashion["config"]["dataset"] = acc_bench.acc_data.describe_split("fashion_mnist")
+    (tmp_path / "accuracy_fashion_mnist.json").write_text(json.dumps(fashion))
+    page = report.write_results(tmp_path, tmp_path / "RESULTS.md")
+    assert "## Accuracy at a budget — Fashion-MNIST" in page and "## Summary — Fashion-MNIST" in page
+    assert "— digits" not in page  # no digits results in this directory
+    assert (tmp_path / "accuracy_vs_budget_fashion_mnist.png").read_bytes().startswith(PNG_MAGIC)
 
 
 @pytest.mark.slow

@@ -1,6 +1,6 @@
 """End to end on digits: ChipNet at a channels budget of 0.3 with plain compile/fit and the
-library's defaults (progress schedule, budget target ramped over the first half, hard gates,
-relative logits), AdamW(1e-3) as documented."""
+library's defaults (progress schedule, budget target ramped over the first half, gamma held,
+hard gates leaking 1% of closed channels, relative logits), AdamW(1e-3) as documented."""
 
 import glob
 
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import chipnet_tf
+from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.compat import keras, tf
 from tests.models import pruning_optimizer
 
@@ -43,18 +44,24 @@ def test_soft_budget_converges_to_the_target(pruned_run):
     assert budget[0] > 0.8  # starts near the dense network
     half = EPOCHS // 2
     assert budget[half - 1] == pytest.approx(BUDGET, abs=0.1)  # the ramp ends at half the search
-    assert abs(budget[-1] - BUDGET) <= 0.05
+    assert abs(budget[-1] - BUDGET) <= 0.02  # measured: 0.302
     assert all(np.isfinite(hist["loss"]))
     assert hist["accuracy"][-1] > 0.9  # the hard network trained during the search
 
 
 @pytest.mark.slow
-def test_crispness_waits_for_the_target_to_reach_the_budget(pruned_run):
-    _, hist, _ = pruned_run
-    crisp = hist["crispness"]
-    half = EPOCHS // 2
-    assert crisp[: half - 1] == [0.0] * (half - 1)  # the ramp: no crispness
-    assert min(crisp[half:]) > 0.0
+def test_the_searched_hard_network_is_good_before_fine_tuning(pruned_run, digits):
+    """The search trains the network it cuts (hard gates, gates movable to the end, closed
+    channels leaking into the task loss): its hard masks work before any fine-tuning."""
+    pruned, hist, _ = pruned_run
+    assert hist["crispness"] and all(np.isfinite(hist["crispness"]))  # reported, weight 0 by default
+    x, _, xt, yt = digits
+    chipnet_tf.apply_masks(pruned, chipnet_tf.get_masks(pruned))
+    saved = recalibrate_batch_norm(pruned, x[:640], steps=10)  # as BestHardMasks judges it
+    result = pruned.evaluate(xt, yt, verbose=0, return_dict=True)
+    restore_batch_norm(saved)
+    chipnet_tf.apply_masks(pruned, None)
+    assert result["accuracy"] > 0.9
 
 
 @pytest.mark.slow

@@ -230,7 +230,7 @@ def test_hard_gate_forward_is_the_rounded_network_with_straight_through_gradient
     x = digits[0][:16]
     keras.utils.set_random_seed(1)
     pruned = chipnet_tf.prune_low_budget(
-        residual_cnn(8), budget=0.5, budget_type="channels", gate_forward="hard", gate_logits="absolute"
+        residual_cnn(8), budget=0.5, budget_type="channels", gate_forward="hard", gate_logits="absolute", gate_leak=0.0
     )
     ctl = chipnet_tf.prune.controllers(pruned)[0]
     zeta = np.random.default_rng(0).normal(0.0, 3.0, ctl.total).astype("float32")
@@ -251,6 +251,54 @@ def test_hard_gate_forward_is_the_rounded_network_with_straight_through_gradient
     config = ctl.get_config()
     assert config["gate_forward"] == "hard"
     assert type(ctl).from_config(config).gate_forward == "hard"
+
+
+def _closed_channel_gradients(digits, gate_leak):
+    """Task-loss gradient at the closed channels' logits, and the output, of a hard-gated
+    CNN with half its channels closed."""
+    keras.utils.set_random_seed(1)
+    pruned = chipnet_tf.prune_low_budget(residual_cnn(8), 0.5, "channels", gate_leak=gate_leak)
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    ctl.zeta.assign(np.random.default_rng(0).normal(0.0, 3.0, ctl.total).astype("float32"))
+    closed = ctl.soft_gates()[0].numpy() <= 0.5
+    x = digits[0][:32]
+    with tf.GradientTape() as tape:
+        out = pruned(x, training=False)
+        loss = tf.reduce_sum(tf.square(out))
+    return tape.gradient(loss, ctl.zeta).numpy()[closed], out.numpy(), closed, ctl
+
+
+def test_gate_leak_lets_the_task_loss_reach_closed_channels(digits):
+    """A closed channel multiplied by exactly 0 feeds 0 into the ReLU after it, whose
+    gradient there is 0: the task loss never reaches it. With the default leak (0.01) it
+    does, and the forward pass stays within a few percent of the hard network's."""
+    grad0, out0, closed, _ = _closed_channel_gradients(digits, 0.0)
+    grad, out, closed_leak, ctl = _closed_channel_gradients(digits, 0.01)
+    assert np.array_equal(closed, closed_leak) and 0 < closed.sum() < closed.size
+    assert np.count_nonzero(grad0) < 0.5 * closed.sum()  # most closed channels are deaf without the leak
+    assert np.count_nonzero(grad) == closed.sum()  # every one hears the task loss with it
+    assert 0 < np.abs(out - out0).max() <= 0.05 * np.abs(out0).max()
+    assert ctl.gate_leak == 0.01 and ctl.get_config()["gate_leak"] == 0.01
+    assert type(ctl).from_config(ctl.get_config()).gate_leak == 0.01
+    old = {k: v for k, v in ctl.get_config().items() if k != "gate_leak"}  # saved before the option
+    assert type(ctl).from_config(old).gate_leak == 0.0
+    with pytest.raises(ValueError, match=r"gate_leak must be a number in \[0, 0.5\). Received: gate_leak=0.5"):
+        chipnet_tf.prune_low_budget(residual_cnn(8), 0.5, gate_leak=0.5)
+
+
+def test_crispness_waits_for_a_ramped_target_to_reach_the_budget():
+    """With a crispness weight and a ramped target (the paper's penalty kept available),
+    crispness is 0 while the target is above the budget and counts once it is there."""
+    keras.utils.set_random_seed(1)
+    pruned = chipnet_tf.prune_low_budget(residual_cnn(8), 0.3, "channels", crispness_weight=10.0)
+    ctl = chipnet_tf.prune.controllers(pruned)[0]
+    default = chipnet_tf.prune.controllers(chipnet_tf.prune_low_budget(residual_cnn(8), 0.3))[0]
+    assert default.crispness_weight == 0.0 and default.schedule.gamma(0.99) == 2.0
+    ctl.zeta.assign(np.random.default_rng(0).normal(0.0, 3.0, ctl.total).astype("float32"))
+    ctl.target.assign(0.6)
+    assert float(ctl.penalties()[2]) == 0.0
+    ctl.target.assign(0.3)
+    assert float(ctl.penalties()[2]) > 0.001
 
 
 def test_relative_logits_ignore_a_shift_of_a_group_and_rank_the_cut():

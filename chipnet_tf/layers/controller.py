@@ -6,7 +6,7 @@ from chipnet_tf.budgets import CostSpec, check_budget_type
 from chipnet_tf.compat import keras, register, tf
 from chipnet_tf.ops import heaviside
 from chipnet_tf.schedules import HeavisideSchedule
-from chipnet_tf.validators import check_budget, check_weight
+from chipnet_tf.validators import check_budget, check_gate_leak, check_weight
 
 GATE_FORWARDS = ("soft", "hard")
 GATE_LOGITS = ("absolute", "relative")
@@ -56,6 +56,10 @@ class ChipNetController(keras.layers.Layer):
         gate_logits: ``"absolute"`` (the paper: a channel's gate is its logit's) or
             ``"relative"`` (each group's logits are measured from the group's largest, so
             its best channel's gate sits at the logistic's midpoint; see :meth:`logits`).
+        gate_leak: with ``gate_forward="hard"``, the factor a closed channel is multiplied
+            by in the forward pass instead of 0 (the paper and 0: removed). A small leak
+            lets the task loss reach closed channels (see :meth:`call`); no effect on soft
+            gates, the masks or the budget.
 
     The constructor's defaults are the paper's, so that models saved before the other
     options existed load unchanged; :func:`chipnet_tf.prune_low_budget` chooses its own.
@@ -72,6 +76,7 @@ class ChipNetController(keras.layers.Layer):
         schedule=None,
         gate_forward="soft",
         gate_logits="absolute",
+        gate_leak=0.0,
         **kwargs,
     ):
         kwargs["dtype"] = "float32"  # mask math stays float32 under mixed precision
@@ -91,6 +96,7 @@ class ChipNetController(keras.layers.Layer):
         if gate_forward not in GATE_FORWARDS:
             raise ValueError(f"gate_forward must be one of {GATE_FORWARDS}. Received: gate_forward={gate_forward!r}")
         self.gate_forward = gate_forward
+        self.gate_leak = check_gate_leak(gate_leak)
         if gate_logits not in GATE_LOGITS:
             raise ValueError(f"gate_logits must be one of {GATE_LOGITS}. Received: gate_logits={gate_logits!r}")
         self.gate_logits = gate_logits
@@ -233,7 +239,14 @@ class ChipNetController(keras.layers.Layer):
             # gate is below 1/2 removed, so a soft count is never met by a gate that merely
             # shrinks (a following BatchNormalization would undo the shrink); the gradient
             # of z flows as if the gate were soft.
-            z = z + tf.stop_gradient(tf.cast(z > 0.5, z.dtype) - z)
+            hard_z = tf.cast(z > 0.5, z.dtype)
+            if self.gate_leak:
+                # A closed channel passes gate_leak * x: a channel multiplied by exactly 0
+                # feeds 0 into the ReLU after it, whose gradient there is 0, so the task
+                # loss could never say that re-opening it would help; with the leak it can,
+                # and the search re-allocates channels instead of freezing its first cuts.
+                hard_z = hard_z + self.gate_leak * (1.0 - hard_z)
+            z = z + tf.stop_gradient(hard_z - z)
         mask = soft * z + hard * self.hard_mask
         return tf.split(mask, self.sizes)
 
@@ -290,6 +303,7 @@ class ChipNetController(keras.layers.Layer):
             "schedule": self.schedule.get_config(),
             "gate_forward": self.gate_forward,
             "gate_logits": self.gate_logits,
+            "gate_leak": self.gate_leak,
         }
 
     def get_config(self):

@@ -34,7 +34,7 @@ class PruneLowBudget(keras.layers.Wrapper):
         layer: a ``Conv1D``/``Conv2D``/``Conv3D`` (or transpose) or ``Dense`` layer.
         budget: fraction of the layer's channels to keep, in (0, 1].
         budget_type: ``"channels"`` or ``"volume"`` (identical for one layer).
-        budget_weight, crispness_weight, schedule, gate_forward, gate_logits: as in
+        budget_weight, crispness_weight, schedule, gate_forward, gate_logits, gate_leak: as in
             :func:`chipnet_tf.prune_low_budget` (the defaults here are the paper's, so that
             configs saved before the options existed load unchanged).
 
@@ -53,6 +53,7 @@ class PruneLowBudget(keras.layers.Wrapper):
         schedule=None,
         gate_forward="soft",
         gate_logits="absolute",
+        gate_leak=0.0,
         **kwargs,
     ):
         if not isinstance(layer, WRAPPABLE):
@@ -80,6 +81,7 @@ class PruneLowBudget(keras.layers.Wrapper):
         self.schedule = schedule or HeavisideSchedule()
         self.gate_forward = gate_forward
         self.gate_logits = gate_logits
+        self.gate_leak = gate_leak
 
         channels = int(layer.units if isinstance(layer, keras.layers.Dense) else layer.filters)
         builder = CostSpecBuilder([self.name], [channels])
@@ -96,6 +98,7 @@ class PruneLowBudget(keras.layers.Wrapper):
             schedule=self.schedule,
             gate_forward=self.gate_forward,
             gate_logits=self.gate_logits,
+            gate_leak=self.gate_leak,
             name="chipnet_controller",
         )
         self.controller.build(None)

@@ -114,6 +114,8 @@ def main(argv=None):
     p.add_argument("--ramp", type=float, default=0.5, help="budget_ramp of the lib/ramp variants")
     p.add_argument("--crisp", type=float, default=10.0, help="crispness_weight")
     p.add_argument("--gamma_factor", type=float, default=2**0.5, help="gamma's growth per paper epoch")
+    p.add_argument("--gamma_max", type=float, default=256.0)
+    p.add_argument("--leak", type=float, default=0.01, help="leak variant: closed channels' forward factor")
     p.add_argument("--out", default="/tmp/search_probe/results.jsonl")
     args = p.parse_args(argv)
     train, val = load(args.data, args.n_train)
@@ -127,7 +129,10 @@ def main(argv=None):
     else:
         ramp = args.ramp if ("lib" in variant or "ramp" in variant) else 0.0
         sched = chipnet_tf.HeavisideSchedule.progress(
-            reference_steps=args.reference_steps, budget_ramp=ramp, gamma_factor=args.gamma_factor
+            reference_steps=args.reference_steps,
+            budget_ramp=ramp,
+            gamma_factor=args.gamma_factor,
+            gamma_max=args.gamma_max,
         )
     keras.utils.set_random_seed(args.seed)
     clone = keras.models.clone_model(dense)
@@ -142,10 +147,23 @@ def main(argv=None):
         gate_forward="hard" if "hard" in variant else "soft",
         gate_logits="relative" if "lib" in variant else "absolute",
         crispness_weight=args.crisp,
+        gate_leak=args.leak if "leak" in variant else 0.0,
     )
     ctl = chipnet_tf.prune.controllers(pruned)[0]
     if "hard" in variant:
         ctl.gate_forward = "hard"
+    if "sgmax" in variant:
+        # Session 8: the group's best logit as a constant in the relative logits, so no group
+        # shifts as a whole through its best channel's parameter (Adam moves that one at full
+        # speed whatever the net pressure, hypothesis 5); each gate moves on its own gradient.
+        import tensorflow as tf
+
+        def sg_logits(ctl=ctl):
+            logits = ctl.zeta if ctl.logit_scale is None else ctl.zeta * ctl.logit_scale
+            best = tf.stop_gradient(tf.math.segment_max(logits, ctl._segment_ids))
+            return logits - tf.gather(best, ctl._segment_ids)
+
+        ctl.logits = sg_logits
     if "sur" in variant:  # session 7: the logistic's gradient for the Heaviside (code removed since)
         from chipnet_tf.ops import heaviside as _h
 
@@ -280,6 +298,8 @@ def main(argv=None):
         "ramp": args.ramp,
         "crisp_weight": args.crisp,
         "gamma_factor": args.gamma_factor,
+        "gamma_max": args.gamma_max,
+        "leak": args.leak if "leak" in variant else None,
         "steps": int(ctl.pruning_step.numpy()),
         "dense_val": round(float(dense_acc), 4),
         "V": V,
