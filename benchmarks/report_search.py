@@ -37,4 +37,16 @@ def ablation_section(ablation):
             f"{row['groups_with_one_channel']['mean']:.1f} |"
         )
     lines.append("")
+    for commit, names in ablation.get("reused", {}).items():
+        searches = sorted(
+            {n.rsplit("-", 1)[1] for n in names if n.startswith("ablation-")}, key=list(cfg["searches"]).index
+        )
+        dense = sum(n.startswith("dense-") for n in names)
+        lines += [
+            f"Reused from an earlier run of this benchmark at commit {commit} (`--reuse`; the code paths of these "
+            f"configurations did not change since): {dense} dense models and the {', '.join(f'`{s}`' for s in searches)} "
+            f"runs ({sum(n.startswith('ablation-') for n in names)} tasks). The other rows ran at this page's commit "
+            "on the same dense models.",
+            "",
+        ]
     return lines

@@ -316,7 +316,15 @@ def test_ablation_arguments_and_summary():
     args = ablation.parse_args([])
     assert args.dataset == "fashion_mnist" and args.seeds == [0, 1]
     assert args.cells == [("flops", 0.1), ("channels", 0.1)]
-    assert args.searches == ["paper", "progress", "progress_hard", "progress_hard_relative", "default"]
+    assert args.searches == [
+        "paper",
+        "progress",
+        "progress_hard",
+        "progress_hard_relative",
+        "ramp",
+        "constant_gamma",
+        "default",
+    ]
     assert args.methods == ("chipnet",) and args.output.name == "ablation_fashion_mnist.json"
     for bad in ("flops", "flops:2", "latency:0.1"):
         with pytest.raises(SystemExit):
@@ -340,6 +348,23 @@ def test_ablation_arguments_and_summary():
     assert table[1]["final_soft_budget"]["mean"] == pytest.approx(0.12)
 
 
+def test_ablation_reuses_finished_tasks_and_remembers_where_they_came_from(tmp_path):
+    from benchmarks import ablation
+
+    old, work = tmp_path / "old", tmp_path / "work"
+    old.mkdir()
+    work.mkdir()
+    (old / "dense-0.json").write_text("{}")
+    (old / "dense_0.weights.h5").write_bytes(b"w")
+    (old / "ablation-0-flops-0.1-paper.json").write_text('{"search": "paper"}')
+    keys = [("dense", 0), ("ablation", 0, "flops", 0.1, "paper"), ("ablation", 0, "flops", 0.1, "default")]
+    reused = ablation.reuse_tasks([str(old), "abc1234"], work, keys, lambda m: None)
+    assert reused == {"abc1234": ["ablation-0-flops-0.1-paper", "dense-0"]}
+    assert (work / "dense_0.weights.h5").read_bytes() == b"w"
+    assert not (work / "ablation-0-flops-0.1-default.json").exists()
+    assert ablation.reuse_tasks(None, work, keys, lambda m: None) == reused  # a resumed run still knows
+
+
 def test_ablation_section_renders_the_table():
     from benchmarks.report_search import ablation_section
 
@@ -360,6 +385,10 @@ def test_ablation_section_renders_the_table():
     lines = ablation_section({"config": cfg, "dense_accuracy": stat, "table": [row]})
     assert "| `default` | flops 0.1 | 0.123 | 1/2 | 50.0 ± 10.0 | 80.0 ± 0.0 | 1.5 |" in lines
     assert "- `default`: the default" in lines
+    reused = {"abc1234": ["dense-0", "dense-1", "ablation-0-flops-0.1-paper", "ablation-1-flops-0.1-paper"]}
+    cfg["searches"] = {"paper": "the paper's", "default": "the default"}
+    text = "\n".join(ablation_section({"config": cfg, "dense_accuracy": stat, "table": [row], "reused": reused}))
+    assert "at commit abc1234 (`--reuse`" in text and "2 dense models and the `paper` runs (2 tasks)" in text
 
 
 def test_zoo_latency_section_lists_every_variant():
