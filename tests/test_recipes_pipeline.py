@@ -286,7 +286,9 @@ def test_prune_stage_under_mirrored_strategy_matches_one_replica(tmp_path):
     """Two logical CPUs (conftest): the same global batch gives the same losses and penalties.
 
     Not bit-identical: BatchNormalization uses per-replica batch statistics (8 + 8 samples
-    instead of 16), which moves the data loss by a few 1e-3 relative after two epochs.
+    instead of 16), which moves the data loss by a few 1e-3 relative after two epochs, and
+    the soft budget by about 1e-2: the default search lets the task gradient move closed
+    channels too (gate_leak), so it follows those statistics more than the paper's did.
     Penalties summed instead of averaged over replicas would double the (penalty-dominated)
     loss, far outside these tolerances.
     """
@@ -297,7 +299,7 @@ def test_prune_stage_under_mirrored_strategy_matches_one_replica(tmp_path):
         config.stage = "prune"
         histories[strategy] = pipeline.run(config)["prune_history"]
     assert pipeline.make_strategy("mirrored").num_replicas_in_sync == 2
-    for key, rtol in (("loss", 5e-3), ("budget", 2e-3), ("crispness", 2e-3)):
+    for key, rtol in (("loss", 5e-3), ("budget", 2e-2), ("crispness", 2e-3)):
         np.testing.assert_allclose(histories["mirrored"][key], histories["default"][key], rtol=rtol, atol=1e-4)
 
 
