@@ -22,17 +22,18 @@ TILES = {"conv_out": 4, "conv_in": 1, "depthwise": 4}
 
 
 def tiny_model(name="tiny"):
+    """Layers named explicitly: Keras' automatic names depend on what the session built before."""
     keras.utils.set_random_seed(0)
     inp = keras.Input((8, 8, 3))
-    x = keras.layers.Conv2D(16, 3, padding="same")(inp)
-    x = keras.layers.BatchNormalization()(x)
-    x = keras.layers.ReLU()(x)
-    y = keras.layers.Conv2D(16, 3, padding="same", activation="relu")(x)
-    x = keras.layers.Add()([x, y])
-    x = keras.layers.DepthwiseConv2D(3, padding="same")(x)
-    x = keras.layers.Conv2D(24, 1)(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inp, keras.layers.Dense(10)(x), name=name)
+    x = keras.layers.Conv2D(16, 3, padding="same", name="conv2d")(inp)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.ReLU(name="relu")(x)
+    y = keras.layers.Conv2D(16, 3, padding="same", activation="relu", name="conv2d_1")(x)
+    x = keras.layers.Add(name="add")([x, y])
+    x = keras.layers.DepthwiseConv2D(3, padding="same", name="depthwise_conv2d")(x)
+    x = keras.layers.Conv2D(24, 1, name="conv2d_2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    return keras.Model(inp, keras.layers.Dense(10, name="dense")(x), name=name)
 
 
 @pytest.fixture(scope="module")
