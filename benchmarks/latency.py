@@ -24,7 +24,10 @@ from benchmarks import common
 from chipnet_tf import architectures
 from chipnet_tf import io as chipnet_io
 from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
-from chipnet_tf.latency_profile import channel_step  # the tile rule, shared with latency.profile
+from chipnet_tf.latency_profile import (  # the tile rule and the timer, shared with latency.profile
+    channel_step,
+    time_invocations,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
 TARGET_FACTOR = 1.25
@@ -48,7 +51,12 @@ def build_dense(name, args):
         )
     else:
         raise ValueError(f"unknown model {name!r}")
-    rng = np.random.default_rng(args.seed)
+    return randomise_batch_norm(model, args.seed)
+
+
+def randomise_batch_norm(model, seed):
+    """Random BatchNormalization scales and statistics (weights=None models are timed as if trained)."""
+    rng = np.random.default_rng(seed)
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             n = layer.gamma.shape[0]
@@ -199,13 +207,6 @@ def tflite_output(interp):
 
 
 # -- timing ---------------------------------------------------------------------------
-def time_invocations(interp, n):
-    out = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        interp.invoke()
-        out.append(time.perf_counter() - t0)
-    return out
 
 
 def interleaved_timing(interps, args, label):
