@@ -24,7 +24,7 @@ from benchmarks import common
 from chipnet_tf import architectures
 from chipnet_tf import io as chipnet_io
 from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
-from chipnet_tf.latency_profile import (  # the tile rule and the timer, shared with latency.profile
+from chipnet_tf.litert_timing import (  # the tile rule and the timer, shared with latency.profile
     channel_step,
     time_invocations,
 )
