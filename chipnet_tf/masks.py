@@ -14,6 +14,29 @@ from chipnet_tf.layers.controller import require_controllers
 from chipnet_tf.validators import check_budget, check_round_to, first_line
 
 
+def _units(spec, scores, round_to):
+    """Runs of channels of one group, best first (blocks of ``round_to``, or single
+    channels): ``(channels, group, score, is the group's first, group offsets)`` per unit."""
+    sizes = spec.group_sizes
+    unit_channels, unit_group, unit_score, unit_first = [], [], [], []
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
+    for g, (name, size) in enumerate(zip(spec.group_names, sizes)):
+        if name not in scores:
+            raise ValueError(f"Scores are missing group {name!r}.")
+        s = np.asarray(scores[name], dtype=np.float64).reshape(-1)
+        if s.shape[0] != size:
+            raise ValueError(f"Scores for group {name!r} have {s.shape[0]} entries, expected {size}.")
+        ranked = np.lexsort((np.arange(size), -s))  # by score, ties by position
+        step = round_to if size >= round_to else 1
+        for k, start in enumerate(range(0, size, step)):
+            chans = ranked[start : start + step]
+            unit_channels.append(offsets[g] + chans)
+            unit_group.append(g)
+            unit_score.append(s[chans].min())
+            unit_first.append(k == 0)
+    return unit_channels, unit_group, unit_score, unit_first, offsets
+
+
 def select_masks(spec, scores, budget, budget_type, round_to=1):
     """Largest network, keeping the highest-scoring channels, whose cost is within budget.
 
@@ -52,23 +75,7 @@ def select_masks(spec, scores, budget, budget_type, round_to=1):
     spec.require(budget_type)
     round_to = check_round_to(round_to)
     sizes = spec.group_sizes
-    # Units: runs of channels of one group, best first (blocks of round_to, or single channels).
-    unit_channels, unit_group, unit_score, unit_first = [], [], [], []
-    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(int)
-    for g, (name, size) in enumerate(zip(spec.group_names, sizes)):
-        if name not in scores:
-            raise ValueError(f"Scores are missing group {name!r}.")
-        s = np.asarray(scores[name], dtype=np.float64).reshape(-1)
-        if s.shape[0] != size:
-            raise ValueError(f"Scores for group {name!r} have {s.shape[0]} entries, expected {size}.")
-        ranked = np.lexsort((np.arange(size), -s))  # by score, ties by position
-        step = round_to if size >= round_to else 1
-        for k, start in enumerate(range(0, size, step)):
-            chans = ranked[start : start + step]
-            unit_channels.append(offsets[g] + chans)
-            unit_group.append(g)
-            unit_score.append(s[chans].min())
-            unit_first.append(k == 0)
+    unit_channels, unit_group, unit_score, unit_first, offsets = _units(spec, scores, round_to)
     unit_group = np.asarray(unit_group)
     unit_size = np.asarray([len(c) for c in unit_channels], dtype=np.float64)
     unit_score = np.asarray(unit_score)
