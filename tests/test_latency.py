@@ -133,6 +133,24 @@ def test_grid_samples_tile_multiples():
 
 
 # -- CostSpec lookups -------------------------------------------------------------------------
+def test_calibration_fits_both_ends_or_scales_to_dense(model, table):
+    """Two measured networks fix ``scale * lookups + fixed``; when they ask for a negative fixed
+    cost (the one-op timings sum to more than the small network takes: ResNet-50-CIFAR int8) or
+    there is no small network, the lookups scale to the dense network with no fixed cost."""
+    analysis = chipnet_tf.analyze(model, warn=False)
+    bare = latency.LatencyTable(model="", meta={}, entries=table.entries, fixed_ms=0.0, dense_ms=0.0)
+    spec = latency.attach(analysis, bare)
+    at_dense = spec.value(spec.group_sizes, "latency")
+    at_one = spec.value(np.ones_like(spec.group_sizes), "latency")
+    assert 0 < at_one < at_dense
+    scale, fixed = lp.calibrate(analysis, table.entries, 1.2 * at_dense + 0.05, 1.2 * at_one + 0.05, 1)
+    np.testing.assert_allclose([scale, fixed], [1.2, 0.05], rtol=1e-6)
+    scale, fixed = lp.calibrate(analysis, table.entries, 1.1 * at_dense, 0.1 * at_one, 1)
+    np.testing.assert_allclose([scale, fixed], [1.1, 0.0], rtol=1e-6)
+    scale, fixed = lp.calibrate(analysis, table.entries, 0.9 * at_dense, None, 1)
+    np.testing.assert_allclose([scale, fixed], [0.9, 0.0], rtol=1e-6)
+
+
 def toy_spec(fixed=0.5):
     """One group of 8 channels; one lookup over it: 1 ms up to 4 channels, 2 ms at 8 (tile 4)."""
     b = CostSpecBuilder(["g"], [8])
