@@ -138,12 +138,14 @@ def select_quietly(spec, scores, budget, budget_type):
     return masks, minimal
 
 
-def chipnet_prune(dense, data, budget, budget_type, seed, epochs, search="default"):
-    """ChipNet with BestHardMasks under a named search configuration. Returns (pruned model, masks, info)."""
+def chipnet_prune(dense, data, budget, budget_type, seed, epochs, search="default", latency_table=None):
+    """ChipNet with BestHardMasks under a named search configuration (``latency_table``: for
+    latency budgets, benchmarks/latency_accuracy.py). Returns (pruned model, masks, info)."""
     keras.utils.set_random_seed(seed)
-    pruned = chipnet_tf.prune_low_budget(
-        clone(dense), budget=budget, budget_type=budget_type, **SEARCHES[search]["kwargs"]()
-    )
+    kwargs = SEARCHES[search]["kwargs"]()
+    if latency_table is not None:
+        kwargs["latency_table"] = latency_table
+    pruned = chipnet_tf.prune_low_budget(clone(dense), budget=budget, budget_type=budget_type, **kwargs)
     opt = keras.optimizers.AdamW(1e-3, weight_decay=1e-3)
     opt.exclude_from_weight_decay(var_names=["zeta"])
     pruned.compile(opt, _loss(), metrics=["accuracy"])
@@ -223,7 +225,7 @@ def tfmot_finetune(dense, data, keep, seed, epochs):
 def measure(small, masks, budget, budget_type, spec):
     """Budget exactness and structure of a stripped model (before fine-tuning changes weights)."""
     counts = np.asarray([int(masks[name].sum()) for name in spec.group_names], dtype=np.float64)
-    achieved = {t: float(spec.fraction(counts, t)) for t in chipnet_tf.BUDGET_TYPES}
+    achieved = {t: float(spec.fraction(counts, t)) for t in spec.budget_types()}  # with a table: latency too
     dense_params = spec.dense("params")  # exact: equal to dense.count_params() and count_flops(dense)
     dense_flops = spec.dense("flops")
     params = small.count_params()

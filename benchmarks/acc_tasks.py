@@ -193,10 +193,62 @@ def task_ablation(args, work, seed, budget_type, budget, search):
     return structured_run("chipnet", pruned, masks, False, budget, budget_type, spec, data, seed, args, info)
 
 
+def _latency_table_path(work):
+    return os.path.join(work, "latency_table.json")
+
+
+def task_latency_table(args, work):
+    """Profiles the dataset's model for LiteRT float32 at 1 thread (benchmarks/latency_accuracy.py).
+    Latency does not depend on the weights, so one table serves every seed."""
+    model = acc_data.model(args.dataset)
+    cache = os.path.join(work, "latency_cache")
+    table = chipnet_tf.latency.profile(model, threads=1, cache_dir=cache, progress=False)
+    table.save(_latency_table_path(work))
+    return {"stats": table.stats, "meta": table.meta, "dense_ms": table.dense_ms, "load_average": os.getloadavg()[0]}
+
+
+def task_latency_search(args, work, seed, kind, budget):
+    """ChipNet at latency ``budget`` (``kind`` "latency"), or ChipNet under the FLOPs budget of
+    the same predicted latency (``kind`` "flops"): searched at the FLOPs budget where the
+    L1-norm cut has that latency, then its learned gates cut at the FLOPs budget where their
+    own cut has it, so both networks are predicted equally fast."""
+    from benchmarks.latency_budget import flops_budget_at_latency
+
+    data = acc_data.load(args.dataset)
+    dense = _load_weights(args, work, f"dense_{seed}")
+    table = chipnet_tf.latency.LatencyTable.load(_latency_table_path(work))
+    analysis = chipnet_tf.analyze(dense, warn=False)
+    spec = chipnet_tf.latency.attach(analysis, table)
+    target_ms = budget * spec.dense("latency")
+    t0 = time.perf_counter()
+    if kind == "latency":
+        pruned, masks, info = chipnet_prune(
+            dense, data, budget, "latency", seed, args.prune_epochs, latency_table=table
+        )
+        cut_type, cut_budget = "latency", budget
+    else:
+        l1 = channel_scores(dense, analysis, seed)[0]
+        search_budget = flops_budget_at_latency(spec, lambda f: select_quietly(spec, l1, f, "flops")[0], target_ms)
+        pruned, _, info = chipnet_prune(
+            dense, data, search_budget, "flops", seed, args.prune_epochs, latency_table=table
+        )
+        scores = chipnet_tf.prune.controllers(pruned)[0].scores()
+        cut_type = "flops"
+        cut_budget = flops_budget_at_latency(spec, lambda f: select_quietly(spec, scores, f, "flops")[0], target_ms)
+        masks = select_quietly(spec, scores, cut_budget, "flops")[0]
+        info["search_flops_budget"] = search_budget
+    info.update(prune_seconds=time.perf_counter() - t0, kind=kind, latency_budget=budget)
+    counts = [masks[g].sum() for g in spec.group_names]
+    info["predicted_latency_fraction"] = spec.fraction(counts, "latency")
+    return structured_run("chipnet", pruned, masks, False, cut_budget, cut_type, spec, data, seed, args, info)
+
+
 TASKS = {
     "ablation": task_ablation,
     "dense": task_dense,
     "grid": task_grid,
+    "latency_table": task_latency_table,
+    "latency_search": task_latency_search,
     "tfmot": task_tfmot,
     "transfer_dense": task_transfer_dense,
     "transfer": task_transfer,
@@ -230,6 +282,13 @@ def _describe(key, result):
         accs = {k: round(v, 4) for k, v in result.items() if "accuracy" in k}
         acc = result.get("dense", {}).get("accuracy")
         return f"dense accuracy {acc:.4f}" if acc is not None else f"{accs}"
+    if key[0] == "latency_table":
+        return f"latency table profiled in {result['stats']['profile_s']:.0f}s, dense {result['dense_ms']:.3f} ms"
+    if key[0] == "latency_search":
+        return (
+            f"predicted latency {result['predicted_latency_fraction']:.3f}, FLOPs {result['flops_fraction']:.3f}, "
+            f"before fine-tuning {result['accuracy_before_finetune']:.4f}, after {result['accuracy']:.4f}"
+        )
     if key[0] == "ablation":
         return f"V {result['soft_budget_per_epoch'][-1]:.3f}, before fine-tuning {result['accuracy_before_finetune']:.4f}, after {result['accuracy']:.4f}"
     return ", ".join(f"{r['method']} {r['accuracy']:.4f}" for r in result)

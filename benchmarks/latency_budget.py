@@ -63,13 +63,14 @@ def _convert(model, quantization):
     return lp.convert(model, shapes, quantization, int8_io=False)
 
 
-def _flops_budget_at_latency(spec, scores, target_ms):
-    """The FLOPs budget whose masks' predicted latency is closest to ``target_ms`` from below."""
+def flops_budget_at_latency(spec, masks_at, target_ms):
+    """The FLOPs budget whose masks (``masks_at(budget)``) have the predicted latency closest
+    to ``target_ms`` from below (binary search: more FLOPs never cost less latency)."""
     lo, hi = 0.001, 1.0
     for _ in range(25):
         mid = (lo + hi) / 2
-        masks = _select(spec, scores, mid, "flops")
-        if spec.value([m.sum() for m in masks.values()], "latency") <= target_ms:
+        masks = masks_at(mid)
+        if spec.value([masks[g].sum() for g in spec.group_names], "latency") <= target_ms:
             lo = mid
         else:
             hi = mid
@@ -98,7 +99,7 @@ def variants_for(dense, spec, args):
         out[f"latency b={b:g}"] = (lat, {"kind": "latency", "budget": b})
         out[f"flops b={b:g}"] = (_select(spec, scores, b, "flops"), {"kind": "flops", "budget": b})
         target = spec.value([m.sum() for m in lat.values()], "latency")
-        fb = _flops_budget_at_latency(spec, scores, target)
+        fb = flops_budget_at_latency(spec, lambda f, scores=scores: _select(spec, scores, f, "flops"), target)
         out[f"flops@lat b={b:g}"] = (_select(spec, scores, fb, "flops"), {"kind": "flops_equal_latency", "budget": b})
         out[f"flops@lat b={b:g}"][1]["flops_budget"] = fb
     return out

@@ -18,6 +18,7 @@ from pathlib import Path
 from benchmarks.report_accuracy import accuracy_sections, verdict, verdicts  # noqa: F401  (the rule, for tests)
 from benchmarks.report_search import ablation_section
 from benchmarks.report_speed import (
+    latency_accuracy_section,
     latency_budget_section,
     latency_section,
     overhead_section,
@@ -51,6 +52,7 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
     ablation = _load(results_dir, "ablation_fashion_mnist")
     zoo_latency = _load(results_dir, "latency_zoo")
     latency_budget = _load(results_dir, "latency_budget")
+    latency_accuracy = _load(results_dir, "latency_accuracy_fashion_mnist")
     rel = os.path.relpath(results_dir, output.parent)
     readme = os.path.relpath(BENCHMARKS_README, output.parent)
     lines = [
@@ -75,6 +77,8 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
         lines += ablation_section(ablation)
     if latency_budget:
         lines += latency_budget_section(latency_budget)
+    if latency_accuracy:
+        lines += latency_accuracy_section(latency_accuracy)
     if latency:
         plot_latency(latency, results_dir / "latency_vs_flops.png")
         lines += latency_section(latency, f"{rel}/latency_vs_flops.png")

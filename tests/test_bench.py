@@ -400,3 +400,30 @@ def test_zoo_latency_section_lists_every_variant():
     lines = report.zoo_latency_section({"config": cfg, "results": {"mobilenet_v3_small": {"variants": variants}}})
     assert "| mobilenet_v3_small | chipnet b=0.25 | 0.250 | 0.380 | 0.038 |" in lines
     assert "| mobilenet_v3_small | dense | 1.000 | 1.000 | 0.100 |" in lines
+
+
+@pytest.mark.slow
+def test_latency_accuracy_quick_run_meets_its_latency_budgets(tmp_path):
+    """ChipNet searched for latency, and for the FLOPs budget of the same predicted latency: both
+    networks are predicted within the latency budget, their counts are exact, every network is
+    timed, and the page renders the table."""
+    from benchmarks import latency_accuracy
+    from benchmarks.report_speed import latency_accuracy_section
+
+    out = tmp_path / "latency_accuracy.json"
+    payload = latency_accuracy.main(["--quick", "--output", str(out), "--grid", str(tmp_path / "none.json")])
+    assert json.loads(out.read_text())["table"] == payload["table"]
+    runs = payload["runs"]
+    assert sorted(r["kind"] for r in runs) == ["flops", "latency"]
+    for r in runs:
+        assert r["predicted_latency_fraction"] <= 0.25 + 1e-9
+        assert r["within_budget"] and r["params"] == r["params_predicted"] and r["flops"] == r["flops_profiler"]
+        assert r["measured_ms"] > 0 and 0 < r["measured_ratio"] < 1.5
+    latency_run = next(r for r in runs if r["kind"] == "latency")
+    flops_run = next(r for r in runs if r["kind"] == "flops")
+    assert latency_run["budget_type"] == "latency" and latency_run["achieved"] <= 0.25 + 1e-9
+    assert flops_run["budget_type"] == "flops" and flops_run["achieved"] == pytest.approx(flops_run["flops_fraction"])
+    assert flops_run["search_flops_budget"] > 0
+    lines = latency_accuracy_section(payload)
+    assert sum(line.startswith("| 0.25 | ") for line in lines) == 2
+    assert not (tmp_path / ".work").exists()  # a finished run leaves no work directory
