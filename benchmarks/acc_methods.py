@@ -225,7 +225,7 @@ def tfmot_finetune(dense, data, keep, seed, epochs):
 def measure(small, masks, budget, budget_type, spec):
     """Budget exactness and structure of a stripped model (before fine-tuning changes weights)."""
     counts = np.asarray([int(masks[name].sum()) for name in spec.group_names], dtype=np.float64)
-    achieved = {t: float(spec.fraction(counts, t)) for t in spec.budget_types()}  # with a table: latency too
+    achieved = {t: float(spec.fraction(counts, t)) for t in spec.budget_types}  # with a table: latency too
     dense_params = spec.dense("params")  # exact: equal to dense.count_params() and count_flops(dense)
     dense_flops = spec.dense("flops")
     params = small.count_params()

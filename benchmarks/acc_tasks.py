@@ -194,7 +194,7 @@ def task_ablation(args, work, seed, budget_type, budget, search):
 
 
 def _latency_table_path(work):
-    return os.path.join(work, "latency_table.json")
+    return os.path.join(work, "profiled.latency.json")  # not "latency_table.json": the task's own result file
 
 
 def task_latency_table(args, work):
