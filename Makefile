@@ -58,8 +58,10 @@ bench: $(STAMP) fashion-data
 fashion-data:
 	$(call apt_install,$(FASHION_MNIST_DIR),dataset-fashion-mnist)
 
+# The Fashion-MNIST grid, then latency-budget ChipNet next to FLOPs-budget ChipNet at equal latency.
 bench-fashion: $(STAMP) fashion-data
 	$(PY) -m benchmarks.accuracy --dataset=fashion_mnist $(BENCH_ARGS)
+	$(PY) -m benchmarks.latency_accuracy
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.suite --quick $(BENCH_ARGS)
