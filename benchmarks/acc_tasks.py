@@ -209,9 +209,10 @@ def task_latency_table(args, work):
 
 def task_latency_search(args, work, seed, kind, budget):
     """ChipNet at latency ``budget`` (``kind`` "latency"), or ChipNet under the FLOPs budget of
-    the same predicted latency (``kind`` "flops"): searched at the FLOPs budget where the
-    L1-norm cut has that latency, then its learned gates cut at the FLOPs budget where their
-    own cut has it, so both networks are predicted equally fast."""
+    the same predicted latency (``kind`` "flops", after the "latency" task of its seed and
+    budget): searched at the FLOPs budget where the L1-norm cut is predicted at the latency
+    network's predicted latency, then its learned gates cut at the FLOPs budget where their
+    own cut is predicted there (at most, and as close below as the cut allows)."""
     from benchmarks.latency_budget import flops_budget_at_latency
 
     data = acc_data.load(args.dataset)
@@ -219,7 +220,6 @@ def task_latency_search(args, work, seed, kind, budget):
     table = chipnet_tf.latency.LatencyTable.load(_latency_table_path(work))
     analysis = chipnet_tf.analyze(dense, warn=False)
     spec = chipnet_tf.latency.attach(analysis, table)
-    target_ms = budget * spec.dense("latency")
     t0 = time.perf_counter()
     if kind == "latency":
         pruned, masks, info = chipnet_prune(
@@ -227,6 +227,8 @@ def task_latency_search(args, work, seed, kind, budget):
         )
         cut_type, cut_budget = "latency", budget
     else:
+        with open(_task_file(work, ("latency_search", seed, "latency", budget))) as f:
+            target_ms = json.load(f)["predicted_latency_fraction"] * spec.dense("latency")
         l1 = channel_scores(dense, analysis, seed)[0]
         search_budget = flops_budget_at_latency(spec, lambda f: select_quietly(spec, l1, f, "flops")[0], target_ms)
         pruned, _, info = chipnet_prune(
@@ -237,6 +239,7 @@ def task_latency_search(args, work, seed, kind, budget):
         cut_budget = flops_budget_at_latency(spec, lambda f: select_quietly(spec, scores, f, "flops")[0], target_ms)
         masks = select_quietly(spec, scores, cut_budget, "flops")[0]
         info["search_flops_budget"] = search_budget
+        info["target_latency_fraction"] = target_ms / spec.dense("latency")
     info.update(prune_seconds=time.perf_counter() - t0, kind=kind, latency_budget=budget)
     counts = [masks[g].sum() for g in spec.group_names]
     info["predicted_latency_fraction"] = spec.fraction(counts, "latency")

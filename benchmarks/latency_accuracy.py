@@ -5,10 +5,10 @@ pruned for FLOPs, on the accuracy benchmark's Fashion-MNIST PreResNet-20.
    them from an earlier run's work directory) and one latency table of the model (LiteRT
    float32, 1 thread: ``chipnet_tf.latency.profile``);
 2. per seed and latency budget (0.25, 0.1): ChipNet searched under the latency budget, and
-   ChipNet searched under the FLOPs budget whose L1-norm cut the table predicts at that
-   latency, its learned gates then cut at the FLOPs budget where their own cut is predicted
-   at that latency (so both networks are predicted equally fast); both get the accuracy
-   benchmark's fine-tuning;
+   then ChipNet searched under the FLOPs budget whose L1-norm cut the table predicts at the
+   latency network's predicted latency, its learned gates then cut at the FLOPs budget
+   where their own cut is predicted there (at most); both get the accuracy benchmark's
+   fine-tuning;
 3. every stripped network, and ChipNet's FLOPs 0.25 / 0.1 networks of the accuracy grid
    (``--grid``, rebuilt from their kept channel counts: latency depends on the counts
    only), converted and timed interleaved with the dense model (benchmarks/latency.py).
@@ -70,17 +70,28 @@ def parse_args(argv=None):
     if args.output is None:
         args.output = RESULTS_DIR / f"latency_accuracy_{args.dataset}{'_quick' if args.quick else ''}.json"
     if args.grid is None:
-        args.grid = RESULTS_DIR / f"accuracy_{args.dataset}.json"
+        args.grid = RESULTS_DIR / ("accuracy.json" if args.dataset == "digits" else f"accuracy_{args.dataset}.json")
     return args
+
+
+def _close(a, b):
+    return bool(np.isclose(a, b, rtol=1e-9, atol=0.0))
 
 
 def grid_rows(path, seeds, budgets):
     """ChipNet's FLOPs-budget runs of the accuracy grid at ``budgets`` (none if no such file)."""
     if not Path(path).exists():
         return []
-    runs = json.loads(Path(path).read_text())["runs"]
-    keep = [r for r in runs if r["method"] == "chipnet" and r["budget_type"] == "flops" and r["budget"] in budgets]
-    return [{**r, "kind": "grid_flops", "latency_budget": None} for r in keep if r["seed"] in seeds]
+    runs = [r for s in json.loads(Path(path).read_text())["seeds"] for r in s["runs"]]
+    keep = [
+        r
+        for r in runs
+        if r["method"] == "chipnet"
+        and r["budget_type"] == "flops"
+        and r["seed"] in seeds
+        and any(_close(r["budget"], b) for b in budgets)
+    ]
+    return [{**r, "kind": "grid_flops", "latency_budget": None} for r in keep]
 
 
 def time_networks(args, work, runs):
@@ -109,10 +120,8 @@ def summarize(runs, budgets):
     rows = []
     for budget in budgets:
         for kind in (*KINDS, "grid_flops"):
-            if kind == "grid_flops":
-                rs = [r for r in runs if r["kind"] == kind and r["budget"] == budget]
-            else:
-                rs = [r for r in runs if r["kind"] == kind and r["latency_budget"] == budget]
+            key = "budget" if kind == "grid_flops" else "latency_budget"
+            rs = [r for r in runs if r["kind"] == kind and _close(r[key], budget)]
             if not rs:
                 continue
             rows.append(
@@ -165,12 +174,15 @@ def main(argv=None):
     work = args.output.parent / ".work" / f"{args.output.stem}-{digest.hexdigest()[:12]}"
     work.mkdir(parents=True, exist_ok=True)
     acc_data.load(args.dataset)
-    first = [("dense", s) for s in args.seeds] + [("latency_table",)]
-    second = [("latency_search", s, k, b) for b in args.budgets for k in KINDS for s in args.seeds]
-    reused = reuse_tasks(args.reuse, work, first, log)
+    # The table is profiled alone (no training beside its timings); each FLOPs search matches
+    # the predicted latency of its seed's latency network, so it runs after it.
+    table = [("latency_table",)]
+    dense = [("dense", s) for s in args.seeds]
+    searches = {k: [("latency_search", s, k, b) for b in args.budgets for s in args.seeds] for k in KINDS}
+    reused = reuse_tasks(args.reuse, work, dense, log)
     log(f"latency vs FLOPs at equal latency: {len(args.seeds)} seeds x {len(args.budgets)} budgets; work {work}")
-    results = run_tasks([first, second], args, str(work), log)
-    runs = [results[key] for key in second] + grid_rows(args.grid, args.seeds, args.budgets)
+    results = run_tasks([table, dense, searches["latency"], searches["flops"]], args, str(work), log)
+    runs = [results[key] for k in KINDS for key in searches[k]] + grid_rows(args.grid, args.seeds, args.budgets)
     log(f"timing {len(runs)} networks interleaved with the dense model")
     timing = time_networks(args, str(work), runs)
     rows = summarize(runs, args.budgets)

@@ -305,7 +305,7 @@ def latency_accuracy_section(data):
     """Accuracy at equal measured latency (latency_accuracy_*.json): ChipNet searched under a
     latency budget next to ChipNet searched under the FLOPs budget of the same latency."""
     cfg, timing = data["config"], data["timing"]
-    ms = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
+    ratio = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
     pct = lambda s: f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"  # noqa: E731
     lines = [
         "### Accuracy at equal latency (benchmarks/latency_accuracy.py)",
@@ -314,8 +314,8 @@ def latency_accuracy_section(data):
         f"{cfg['finetune_epochs']} (the accuracy benchmark's protocol). Latency: {cfg['table']}; every network timed "
         f"interleaved with the dense model ({timing['dense_ms']:.3f} ms; 1-min load average "
         f"{min(timing['load_average_1min']):.1f}-{max(timing['load_average_1min']):.1f} on 2 CPUs). The FLOPs row of "
-        "equal latency is searched at the FLOPs budget where the L1-norm cut is predicted at the latency budget, "
-        "and its learned gates are cut where their own cut is; dense accuracy "
+        "equal latency is searched at the FLOPs budget where the L1-norm cut is predicted at the latency network's "
+        "predicted latency, and its learned gates are cut where their own cut is; dense accuracy "
         f"{pct(data['dense_accuracy'])} %.",
         "",
         "| budget | network | test accuracy % | before fine-tuning % | measured latency ratio | predicted | FLOPs kept "
@@ -325,7 +325,7 @@ def latency_accuracy_section(data):
     for r in data["table"]:
         lines.append(
             f"| {r['budget']:g} | {LATENCY_ACCURACY_LABELS[r['kind']]} ({r['runs']}) | {pct(r['accuracy'])} | "
-            f"{pct(r['accuracy_before_finetune'])} | {ms(r['measured_ratio'])} | {ms(r['predicted_ratio'])} | "
-            f"{ms(r['flops_fraction'])} | {ms(r['params_fraction'])} |"
+            f"{pct(r['accuracy_before_finetune'])} | {ratio(r['measured_ratio'])} | {ratio(r['predicted_ratio'])} | "
+            f"{ratio(r['flops_fraction'])} | {ratio(r['params_fraction'])} |"
         )
     return lines + [""]

@@ -6,7 +6,7 @@ output channels (see :mod:`chipnet_tf.latency_profile`). ``prune_low_budget(mode
 "latency", latency_table=table)`` then attaches the table to the model's
 :class:`chipnet_tf.budgets.CostSpec` (:func:`attach`): the latency budget is the sum of the
 table's lookups at the groups' kept counts plus the fixed cost of the ops the table does not
-vary (both calibrated on the measured dense and minimal networks, see
+vary (both calibrated on the measured dense network and a small one, 2 channels per group; see
 :func:`chipnet_tf.latency_profile.calibrate`).
 
 Timed calls: conv/dense layers (``groups=1``), depthwise convs and element-wise merges
@@ -56,7 +56,7 @@ class LatencyTable:
             "tile_in", "tile_out"}}``: ``values[i][j]`` is the latency at ``in_grid[i]``
             input and ``out_grid[j]`` output channels.
         fixed_ms: the latency of what the entries do not vary (calibrated with the entries
-            on the measured dense and minimal networks).
+            on the measured dense network and a small one).
         dense_ms: the dense model's measured latency; the table predicts it exactly.
         stats: how the table was made (``profile_s``, ``measured``, ``cache_hits``, ...).
     """

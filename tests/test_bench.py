@@ -424,6 +424,30 @@ def test_latency_accuracy_quick_run_meets_its_latency_budgets(tmp_path):
     assert latency_run["budget_type"] == "latency" and latency_run["achieved"] <= 0.25 + 1e-9
     assert flops_run["budget_type"] == "flops" and flops_run["achieved"] == pytest.approx(flops_run["flops_fraction"])
     assert flops_run["search_flops_budget"] > 0
+    # the FLOPs network is cut to the latency network's own predicted latency, at most
+    assert flops_run["target_latency_fraction"] == pytest.approx(latency_run["predicted_latency_fraction"])
+    assert flops_run["predicted_latency_fraction"] <= latency_run["predicted_latency_fraction"] + 1e-9
     lines = latency_accuracy_section(payload)
     assert sum(line.startswith("| 0.25 | ") for line in lines) == 2
     assert not (tmp_path / ".work").exists()  # a finished run leaves no work directory
+
+
+def test_latency_accuracy_takes_chipnet_flops_rows_of_the_grid(tmp_path):
+    from benchmarks import latency_accuracy
+
+    def run(method, budget_type, budget, seed):
+        return {"method": method, "budget_type": budget_type, "budget": budget, "seed": seed}
+
+    seeds = [
+        {
+            "seed": 0,
+            "runs": [run("chipnet", "flops", 0.25, 0), run("l1", "flops", 0.25, 0), run("tfmot", "flops", 0.1, 0)],
+        },
+        {"seed": 1, "runs": [run("chipnet", "flops", 0.1, 1), run("chipnet", "channels", 0.1, 1)]},
+        {"seed": 2, "runs": [run("chipnet", "flops", 0.5, 2), run("chipnet", "flops", 0.1, 2)]},
+    ]
+    path = tmp_path / "accuracy_fashion_mnist.json"
+    path.write_text(json.dumps({"seeds": seeds}))
+    rows = latency_accuracy.grid_rows(path, [0, 1], [0.25, 0.1])
+    assert [(r["seed"], r["budget"], r["kind"]) for r in rows] == [(0, 0.25, "grid_flops"), (1, 0.1, "grid_flops")]
+    assert latency_accuracy.grid_rows(tmp_path / "missing.json", [0], [0.25]) == []

@@ -141,13 +141,13 @@ def test_calibration_fits_both_ends_or_scales_to_dense(model, table):
     bare = latency.LatencyTable(model="", meta={}, entries=table.entries, fixed_ms=0.0, dense_ms=0.0)
     spec = latency.attach(analysis, bare)
     at_dense = spec.value(spec.group_sizes, "latency")
-    at_one = spec.value(np.ones_like(spec.group_sizes), "latency")
-    assert 0 < at_one < at_dense
-    scale, fixed = lp.calibrate(analysis, table.entries, 1.2 * at_dense + 0.05, 1.2 * at_one + 0.05, 1)
+    at_two = spec.value(np.minimum(spec.group_sizes, 2), "latency")  # the profile's small network
+    assert 0 < at_two < at_dense
+    scale, fixed = lp.calibrate(analysis, table.entries, 1.2 * at_dense + 0.05, 1.2 * at_two + 0.05, 2)
     np.testing.assert_allclose([scale, fixed], [1.2, 0.05], rtol=1e-6)
-    scale, fixed = lp.calibrate(analysis, table.entries, 1.1 * at_dense, 0.1 * at_one, 1)
+    scale, fixed = lp.calibrate(analysis, table.entries, 1.1 * at_dense, 0.1 * at_two, 2)
     np.testing.assert_allclose([scale, fixed], [1.1, 0.0], rtol=1e-6)
-    scale, fixed = lp.calibrate(analysis, table.entries, 0.9 * at_dense, None, 1)
+    scale, fixed = lp.calibrate(analysis, table.entries, 0.9 * at_dense, None, 2)
     np.testing.assert_allclose([scale, fixed], [0.9, 0.0], rtol=1e-6)
 
 
