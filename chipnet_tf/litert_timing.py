@@ -128,14 +128,27 @@ def channel_step(widths, latencies, jump=1.4, span=3):
     The first width w after which latency jumps by more than ``jump``x and stays up: the
     median of the next ``span`` widths exceeds ``jump`` x the median of w and the ``span - 1``
     widths before it (with a tile of w channels, w + 1 channels take two tiles). One noisy
-    timing does not make a step.
+    timing does not make a step, and neither does a level shift of the machine's load: where
+    the widths reach 2w, a tile must step there too (by half of ``jump``'s excess, as three
+    tiles cost 1.5x two). Under a load of ~3 on 2 cores, an int8 depthwise probe once read a
+    tile of 2 where the idle machine shows 16 (notes/session-9.md).
     """
     lat = [float(t) for t in latencies]
-    for i in range(len(lat) - 1):
+    widths = [int(w) for w in widths]
+
+    def steps(i, ratio):
         before = statistics.median(lat[max(0, i - span + 1) : i + 1])
         after = statistics.median(lat[i + 1 : i + 1 + span])
-        if lat[i + 1] > jump * lat[i] and after > jump * before:
-            return int(widths[i])
+        return lat[i + 1] > ratio * lat[i] and after > ratio * before
+
+    for i in range(len(lat) - 1):
+        if not steps(i, jump):
+            continue
+        w = widths[i]
+        if 2 * w in widths and widths.index(2 * w) + span < len(lat):
+            if not steps(widths.index(2 * w), 1 + (jump - 1) / 2):
+                continue
+        return w
     return None
 
 

@@ -278,6 +278,8 @@ def test_channel_step_reads_the_staircase():
     spiked = list(staircase)
     spiked[5] = 30.0  # one noisy timing at width 6 is not a step
     assert lat_bench.channel_step(widths, spiked) == 16
+    shifted = [v * (1.6 if w >= 3 else 1.0) for w, v in zip(widths, staircase)]  # load rose after width 2
+    assert lat_bench.channel_step(widths, shifted) == 16
 
 
 def test_pad_to_tile_widens_with_the_next_best_channels():
