@@ -14,10 +14,7 @@ Resumable like the accuracy benchmark (finished tasks are kept in a work directo
 """
 
 import argparse
-import contextlib
-import hashlib
 import json
-import os
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +23,7 @@ from benchmarks import acc_data, common
 from benchmarks.acc_methods import SEARCHES
 from benchmarks.acc_summary import _mean_std
 from benchmarks.acc_tasks import run_tasks
-from benchmarks.accuracy import EPOCHS, RESULTS_DIR, _code_digest
+from benchmarks.accuracy import EPOCHS, RESULTS_DIR, work_directory, write_and_clean
 from chipnet_tf.io import write_json
 
 
@@ -130,10 +127,7 @@ def main(argv=None):
         "prune_epochs": args.prune_epochs,
         "finetune_epochs": args.finetune_epochs,
     }
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    digest.update(_code_digest().encode())
-    work = args.output.parent / ".work" / f"{args.output.stem}-{digest.hexdigest()[:12]}"
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_directory(args.output, config)
     acc_data.load(args.dataset)
     first = [("dense", s) for s in args.seeds]
     second = [("ablation", s, k, b, search) for search in args.searches for s in args.seeds for k, b in args.cells]
@@ -152,12 +146,7 @@ def main(argv=None):
         "environment": common.environment(),
         "total_runtime_s": time.perf_counter() - start,
     }
-    write_json(args.output, payload)
-    shutil.rmtree(work, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(work))
-    log(f"wrote {args.output}")
-    return payload
+    return write_and_clean(args.output, payload, work, log)
 
 
 if __name__ == "__main__":

@@ -131,6 +131,27 @@ def _config(args):
     }
 
 
+def work_directory(output, config):
+    """The work directory of a run: named by its output, configuration and code (a resumed
+    run never mixes results of other code or settings); created if missing."""
+    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
+    digest.update(_code_digest().encode())
+    work = output.parent / ".work" / f"{output.stem}-{digest.hexdigest()[:12]}"
+    work.mkdir(parents=True, exist_ok=True)
+    return work
+
+
+def write_and_clean(output, payload, work, log):
+    """Writes the results atomically, then removes the finished run's work directory (and
+    ``.work/`` itself when no other configuration is in progress)."""
+    write_json(output, payload)
+    shutil.rmtree(work, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.dirname(work))
+    log(f"wrote {output}")
+    return payload
+
+
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
@@ -139,11 +160,7 @@ def main(argv=None):
         print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
 
     config = _config(args)
-    digest = hashlib.sha256(json.dumps({k: v for k, v in config.items() if k != "workers"}, sort_keys=True).encode())
-    digest.update(_code_digest().encode())  # a resumed run never mixes results of other code
-    work = args.output.parent / ".work" / f"{args.output.stem}-{digest.hexdigest()[:12]}"
-    work.mkdir(parents=True, exist_ok=True)
-    work = str(work)
+    work = str(work_directory(args.output, {k: v for k, v in config.items() if k != "workers"}))
     acc_data.load(args.dataset)  # prepares the tfds dataset here, once, before two workers race to build it
     log(
         f"accuracy benchmark: {len(args.seeds)} seeds x {len(args.budget_types)} budget types x "
@@ -178,12 +195,7 @@ def main(argv=None):
         "environment": common.environment("tensorflow-model-optimization"),
         "total_runtime_s": time.perf_counter() - start,
     }
-    write_json(args.output, payload)
-    shutil.rmtree(work, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(work))  # .work/, when no other configuration is in progress
-    log(f"wrote {args.output}")
-    return payload
+    return write_and_clean(args.output, payload, work, log)
 
 
 if __name__ == "__main__":

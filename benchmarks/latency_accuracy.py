@@ -20,11 +20,7 @@ Resumable like the accuracy benchmark. Run::
 """
 
 import argparse
-import contextlib
-import hashlib
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -36,9 +32,8 @@ from benchmarks import latency as bench
 from benchmarks.ablation import reuse_tasks
 from benchmarks.acc_summary import _mean_std
 from benchmarks.acc_tasks import _latency_table_path, _load_weights, run_tasks
-from benchmarks.accuracy import EPOCHS, RESULTS_DIR, _code_digest
+from benchmarks.accuracy import EPOCHS, RESULTS_DIR, work_directory, write_and_clean
 from benchmarks.latency_budget import _convert
-from chipnet_tf.io import write_json
 
 BUDGETS = (0.25, 0.1)
 KINDS = ("latency", "flops")
@@ -169,10 +164,7 @@ def main(argv=None):
         "finetune_epochs": args.finetune_epochs,
         "table": "chipnet_tf.latency.profile(model, threads=1): LiteRT float32, XNNPACK",
     }
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    digest.update(_code_digest().encode())
-    work = args.output.parent / ".work" / f"{args.output.stem}-{digest.hexdigest()[:12]}"
-    work.mkdir(parents=True, exist_ok=True)
+    work = work_directory(args.output, config)
     acc_data.load(args.dataset)
     # The table is profiled alone (no training beside its timings); each FLOPs search matches
     # the predicted latency of its seed's latency network, so it runs after it.
@@ -201,12 +193,7 @@ def main(argv=None):
         "environment": common.environment(),
         "total_runtime_s": time.perf_counter() - start,
     }
-    write_json(args.output, payload)
-    shutil.rmtree(work, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(work))
-    log(f"wrote {args.output}")
-    return payload
+    return write_and_clean(args.output, payload, work, log)
 
 
 if __name__ == "__main__":
