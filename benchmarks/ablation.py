@@ -23,7 +23,7 @@ from benchmarks import acc_data, common
 from benchmarks.acc_methods import SEARCHES
 from benchmarks.acc_summary import _mean_std
 from benchmarks.acc_tasks import run_tasks
-from benchmarks.accuracy import EPOCHS, RESULTS_DIR, work_directory, write_and_clean
+from benchmarks.accuracy import EPOCHS, RESULTS_DIR, protocol_config, run_logger, work_directory, write_and_clean
 from chipnet_tf.io import write_json
 
 
@@ -113,19 +113,12 @@ def summarize(runs, searches, cells):
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-
-    def log(message):
-        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+    log = run_logger(start)
 
     config = {
-        "dataset": acc_data.describe_split(args.dataset),
-        "model": acc_data.describe(args.dataset),
-        "seeds": args.seeds,
+        **protocol_config(args),
         "cells": [list(c) for c in args.cells],
         "searches": {s: SEARCHES[s]["text"] for s in args.searches},
-        "pretrain_epochs": args.pretrain_epochs,
-        "prune_epochs": args.prune_epochs,
-        "finetune_epochs": args.finetune_epochs,
     }
     work = work_directory(args.output, config)
     acc_data.load(args.dataset)

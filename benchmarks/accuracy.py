@@ -131,6 +131,28 @@ def _config(args):
     }
 
 
+def protocol_config(args):
+    """The dataset, model, seeds and epochs of a run on the accuracy benchmark's protocol (the
+    shared part of the ablation's and latency_accuracy's configurations)."""
+    return {
+        "dataset": acc_data.describe_split(args.dataset),
+        "model": acc_data.describe(args.dataset),
+        "seeds": args.seeds,
+        "pretrain_epochs": args.pretrain_epochs,
+        "prune_epochs": args.prune_epochs,
+        "finetune_epochs": args.finetune_epochs,
+    }
+
+
+def run_logger(start):
+    """``log(message)``: prints the message with the seconds since ``start`` (perf_counter)."""
+
+    def log(message):
+        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+
+    return log
+
+
 def work_directory(output, config):
     """The work directory of a run: named by its output, configuration and code (a resumed
     run never mixes results of other code or settings); created if missing."""
@@ -155,9 +177,7 @@ def write_and_clean(output, payload, work, log):
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-
-    def log(message):
-        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+    log = run_logger(start)
 
     config = _config(args)
     work = str(work_directory(args.output, {k: v for k, v in config.items() if k != "workers"}))

@@ -32,7 +32,7 @@ from benchmarks import latency as bench
 from benchmarks.ablation import reuse_tasks
 from benchmarks.acc_summary import _mean_std
 from benchmarks.acc_tasks import _latency_table_path, _load_weights, run_tasks
-from benchmarks.accuracy import EPOCHS, RESULTS_DIR, work_directory, write_and_clean
+from benchmarks.accuracy import EPOCHS, RESULTS_DIR, protocol_config, run_logger, work_directory, write_and_clean
 from benchmarks.latency_budget import _convert
 
 BUDGETS = (0.25, 0.1)
@@ -150,18 +150,11 @@ def print_table(rows):
 def main(argv=None):
     args = parse_args(argv)
     start = time.perf_counter()
-
-    def log(message):
-        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
+    log = run_logger(start)
 
     config = {
-        "dataset": acc_data.describe_split(args.dataset),
-        "model": acc_data.describe(args.dataset),
-        "seeds": args.seeds,
+        **protocol_config(args),
         "latency_budgets": args.budgets,
-        "pretrain_epochs": args.pretrain_epochs,
-        "prune_epochs": args.prune_epochs,
-        "finetune_epochs": args.finetune_epochs,
         "table": "chipnet_tf.latency.profile(model, threads=1): LiteRT float32, XNNPACK",
     }
     work = work_directory(args.output, config)
