@@ -7,458 +7,50 @@ Usage (from the repository root)::
 
     python -m benchmarks.latency            # both models, 3 budgets, ~6-9 minutes (mostly conversion)
     python -m benchmarks.latency --quick    # concrete-function conversion, fewer rounds, ~1-2 minutes
+
+The code is split by role: ``lat_models`` (dense models, channel scores, conversion,
+interpreters), ``lat_timing`` (interleaved timing, the channel-tile probe), ``lat_variants``
+(the variants at one budget); this module runs each model, reports and writes the JSON.
 """
 
 import argparse
 import datetime
 import gc
 import os
-import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 
+# The names marked noqa: F401 are re-exported: latency_budget, latency_accuracy, acc_tasks, tests and notes use them.
 import chipnet_tf
 from benchmarks import common
-from chipnet_tf import architectures
-from chipnet_tf import io as chipnet_io
-from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
-from chipnet_tf.litert_timing import (  # the tile rule and the timer, shared with latency.profile
-    channel_step,
-    time_invocations,
+from benchmarks.lat_models import (
+    INPUT_SHAPE,
+    build_dense,
+    channel_scores,
+    make_interpreter,  # noqa: F401
+    model_description,
+    prunable_kernel_params,  # noqa: F401
 )
+from benchmarks.lat_timing import PROBE_WIDTHS, interleaved_timing, probe_channel_tile, summarize, xnnpack_reference
+from benchmarks.lat_variants import (
+    build_budget_variants,
+    build_variant,
+    pad_to_tile,  # noqa: F401
+    print_built,
+)
+from chipnet_tf import io as chipnet_io
+from chipnet_tf.litert_timing import channel_step  # noqa: F401
 
 RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
 TARGET_FACTOR = 1.25
 DEFAULT_BUDGETS = (0.5, 0.25, 0.1)
 MODEL_NAMES = ("resnet50", "mobilenet_v2", "mobilenet_v3_small")
 DEFAULT_MODELS = ("resnet50", "mobilenet_v2")
-INPUT_SHAPE = (32, 32, 3)
-
-
-# -- models and variants --------------------------------------------------------------
-def build_dense(name, args):
-    """The dense model with random weights and randomised BatchNormalization statistics."""
-    keras.utils.set_random_seed(args.seed)
-    if name == "resnet50":
-        model = architectures.resnet50_cifar(width=args.resnet_width)
-    elif name == "mobilenet_v2":
-        model = architectures.mobilenet_v2_cifar(alpha=args.mobilenet_alpha)
-    elif name == "mobilenet_v3_small":  # hard-swish/hard-sigmoid TF ops: prunable since issue 15
-        model = keras.applications.MobileNetV3Small(
-            input_shape=INPUT_SHAPE, weights=None, classes=10, classifier_activation=None
-        )
-    else:
-        raise ValueError(f"unknown model {name!r}")
-    return randomise_batch_norm(model, args.seed)
-
-
-def randomise_batch_norm(model, seed):
-    """Random BatchNormalization scales and statistics (weights=None models are timed as if trained)."""
-    rng = np.random.default_rng(seed)
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            n = layer.gamma.shape[0]
-            layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-            layer.beta.assign(rng.normal(0.0, 0.1, n).astype("float32"))
-            layer.moving_mean.assign(rng.normal(0.0, 0.1, n).astype("float32"))
-            layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
-    return model
-
-
-def model_description(name, args):
-    if name == "resnet50":
-        return f"chipnet_tf.architectures.resnet50_cifar(width={args.resnet_width:g}), input {INPUT_SHAPE}, 10 classes"
-    if name == "mobilenet_v3_small":
-        return f"keras.applications.MobileNetV3Small(weights=None), input {INPUT_SHAPE}, 10 classes"
-    return (
-        f"chipnet_tf.architectures.mobilenet_v2_cifar(alpha={args.mobilenet_alpha:g}), input {INPUT_SHAPE}, 10 classes"
-    )
-
-
-def _channel_l1(layer, size):
-    """Per-output-channel L1 norm of a layer's kernel, or None when it has no matching kernel."""
-    if isinstance(layer, keras.layers.DepthwiseConv2D):
-        k = np.abs(layer.depthwise_kernel.numpy())  # (kh, kw, channels, multiplier)
-        norms = k.sum(axis=(0, 1, 3)) if k.shape[3] == 1 else None
-    elif getattr(layer, "kernel", None) is not None:
-        k = np.abs(layer.kernel.numpy())
-        norms = k.reshape(-1, k.shape[-1]).sum(axis=0)
-    else:
-        norms = None
-    return norms if norms is not None and norms.shape[0] == size else None
-
-
-def channel_scores(dense, analysis, seed):
-    """``{group: scores}``: mean over the group's writers of their mean-normalised L1 norms.
-
-    A mean, not a sum: every group's scores are then on one scale (about 1), as ChipNet's
-    per-channel gate logits are. Summing over writers made groups with many writers (the
-    residual stages: 4-7 convs each) score 4-7x higher, so at small budgets the selection
-    kept every residual channel and cut the bottlenecks to 1-3 channels, leaving full-width
-    projection shortcuts with 82% of the MACs - a mask no trained ChipNet model produces.
-    """
-    rng = np.random.default_rng(seed)
-    scores, fallback = {}, []
-    for g in analysis.groups:
-        total = np.zeros(g.size)
-        found = 0
-        for writer in g.writers:
-            try:
-                norms = _channel_l1(dense.get_layer(writer), g.size)
-            except ValueError:
-                norms = None
-            if norms is not None and norms.mean() > 0:
-                total += norms / norms.mean()
-                found += 1
-        if not found:
-            total = rng.random(g.size)
-            fallback.append(g.name)
-        scores[g.name] = total / max(found, 1)
-    return scores, fallback
-
-
-def prunable_kernel_params(model):
-    """Parameters tfmot's prune_low_magnitude prunes here: Conv2D and Dense kernels."""
-    total = 0
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) and not isinstance(
-            layer, keras.layers.DepthwiseConv2D
-        ):
-            total += int(np.prod(layer.kernel.shape))
-    return total
-
-
-def nonzero_params(model):
-    return int(sum(np.count_nonzero(w) for w in model.get_weights()))
-
-
-def tfmot_stripped(dense, sparsity):
-    """tfmot magnitude pruning at constant ``sparsity`` on a copy of ``dense``, masks applied, stripped."""
-    import tensorflow_model_optimization as tfmot
-    from tensorflow_model_optimization.python.core.sparsity.keras import pruning_wrapper
-    from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
-
-    schedule = tfmot.sparsity.keras.ConstantSparsity(sparsity, begin_step=0, frequency=1)
-
-    def wrap(layer):  # layers tfmot does not know (Rescaling, TF-op layers) are kept as they are
-        if not PruneRegistry.supports(layer):
-            return layer
-        return tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)
-
-    clone = keras.models.clone_model(dense)
-    clone.set_weights(dense.get_weights())
-    pruned = keras.models.clone_model(clone, clone_function=wrap)
-    # What UpdatePruningStep + one training step do, without training: step 0, mask update
-    # (ConstantSparsity prunes at begin_step), then weights *= mask.
-    for layer in pruning_wrapper.collect_prunable_layers(pruned):
-        layer.pruning_step.assign(0)
-        layer.pruning_obj.conditional_mask_update()
-        layer.pruning_obj.weight_mask_op()
-    return tfmot.sparsity.keras.strip_pruning(pruned)
-
-
-def convert(model, converter, sparse=False, input_shape=INPUT_SHAPE):
-    """Float32 TFLite bytes of ``model`` (``concrete``: traced at batch 1 x ``input_shape``)."""
-    if converter == "keras" and not sparse:
-        return chipnet_tf.export.to_tflite(model)
-    if converter == "keras":
-        conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    else:
-        fn = tf.function(lambda x: model(x, training=False)).get_concrete_function(
-            tf.TensorSpec((1, *input_shape), tf.float32)
-        )
-        conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])
-    if sparse:
-        conv.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
-    with common.quiet("absl"):
-        return conv.convert()
-
-
-def make_interpreter(data, x, resolver=None):
-    """A 1-thread LiteRT interpreter for ``data`` with ``x`` (batch 1) set as its input."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    resolver = OpResolverType.AUTO if resolver is None else resolver
-    interp = Interpreter(model_content=data, num_threads=1, experimental_op_resolver_type=resolver)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    if tuple(inp["shape"]) != x.shape:
-        raise RuntimeError(f"unexpected TFLite input shape {inp['shape']}")
-    interp.set_tensor(inp["index"], x)
-    return interp
-
-
-def interpreter_info(interp):
-    ops = interp._get_ops_details()
-    names = [o["op_name"] for o in ops]
-    sparse_tensors = sum(1 for t in interp.get_tensor_details() if t.get("sparsity_parameters"))
-    return {
-        "delegate_nodes": names.count("DELEGATE"),
-        "op_counts": {n: names.count(n) for n in sorted(set(names))},
-        "sparse_weight_tensors": sparse_tensors,
-    }
-
-
-def tflite_output(interp):
-    interp.invoke()
-    return interp.get_tensor(interp.get_output_details()[0]["index"])
-
-
-# -- timing ---------------------------------------------------------------------------
-
-
-def interleaved_timing(interps, args, label):
-    """``{variant: [[seconds] * invocations] * rounds]}``, the round orders and the load averages."""
-    names = list(interps)
-    for name in names:
-        time_invocations(interps[name], args.warmup)
-    per_round = {v: [] for v in names}
-    orders, load = [], [os.getloadavg()[0]] if hasattr(os, "getloadavg") else []
-    gc.collect()
-    gc.disable()
-    try:
-        for r in range(args.rounds):
-            order = names[r % len(names) :] + names[: r % len(names)]
-            orders.append(order)
-            for v in order:
-                per_round[v].append(time_invocations(interps[v], args.invocations))
-            if load:
-                load.append(os.getloadavg()[0])
-            if (r + 1) % max(1, args.rounds // 5) == 0 or r + 1 == args.rounds:
-                dense_ms = statistics.median(per_round["dense"][-1]) * 1e3
-                print(
-                    f"  {label} round {r + 1}/{args.rounds}: dense {dense_ms:.2f} ms"
-                    + (f", 1-min load average {load[-1]:.1f}" if load else ""),
-                    flush=True,
-                )
-    finally:
-        gc.enable()
-    return per_round, orders, load
-
-
-def summarize(per_round):
-    """Medians and paired ratios to dense (see the module docstring)."""
-    names = list(per_round)
-    round_medians = {v: [statistics.median(x) for x in per_round[v]] for v in names}
-    medians = {v: statistics.median([t for x in per_round[v] for t in x]) for v in names}
-    round_ratios = {v: [a / b for a, b in zip(round_medians[v], round_medians["dense"])] for v in names}
-    return {
-        "median_s": medians,
-        "min_s": {v: min(t for x in per_round[v] for t in x) for v in names},
-        "round_median_s": round_medians,
-        "round_ratio_vs_dense": round_ratios,
-        "ratio_vs_dense": {v: statistics.median(round_ratios[v]) for v in names},
-        "ratio_of_medians_vs_dense": {v: medians[v] / medians["dense"] for v in names},
-    }
-
-
-def xnnpack_reference(dense_data, x, args):
-    """Paired dense latency with the default delegates (XNNPACK) vs. without them."""
-    from ai_edge_litert.interpreter import OpResolverType
-
-    interps = {
-        "xnnpack": make_interpreter(dense_data, x),
-        "builtin": make_interpreter(dense_data, x, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES),
-    }
-    info = {k: interpreter_info(v)["delegate_nodes"] for k, v in interps.items()}
-    for it in interps.values():
-        time_invocations(it, 2)
-    times = {k: [] for k in interps}
-    for _ in range(3):
-        for k, it in interps.items():
-            times[k].append(statistics.median(time_invocations(it, max(3, args.invocations // 2))))
-    med = {k: statistics.median(v) for k, v in times.items()}
-    return {
-        "median_s": med,
-        "builtin_over_xnnpack": med["builtin"] / med["xnnpack"],
-        "delegate_nodes": info,
-        "method": "3 alternating rounds of max(3, invocations // 2) invocations each, median of round medians",
-    }
-
-
-# -- channel tile probe -----------------------------------------------------------------
-PROBE_WIDTHS = tuple(range(1, 49))
-PROBE_INPUT = (16, 16, 64)
-
-
-def _layer_interpreter(layer, input_shape):
-    inp = keras.Input(input_shape, batch_size=1)
-    data = convert(keras.Model(inp, layer(inp)), "concrete", input_shape=input_shape)
-    return make_interpreter(data, np.random.default_rng(0).standard_normal((1, *input_shape)).astype("float32"))
-
-
-def probe_channel_tile(args):
-    """Latency of one LiteRT op against its channel count, in the runtime used below.
-
-    A 1x1 Conv2D (input 16x16x64) with 1..48 output channels, and a 3x3 DepthwiseConv2D
-    with 1..48 channels, each a one-op model, timed interleaved (``--probe_rounds`` rounds of
-    ``--invocations`` x 5 invocations; median of round medians). XNNPACK computes
-    convolutions in tiles of ``nr`` output channels (its GEMM microkernel width), so a
-    width costs like the next multiple of ``nr``: the staircase's step is the tile a
-    ``round_to`` should use on this machine.
-    """
-    t0 = time.perf_counter()
-    layers = {}
-    for w in PROBE_WIDTHS:
-        layers[("conv1x1", w)] = _layer_interpreter(keras.layers.Conv2D(w, 1), PROBE_INPUT)
-        layers[("depthwise3x3", w)] = _layer_interpreter(
-            keras.layers.DepthwiseConv2D(3, padding="same"), (*PROBE_INPUT[:2], w)
-        )
-    delegated = sum(interpreter_info(it)["delegate_nodes"] >= 1 for it in layers.values())
-    n = args.invocations * 5
-    for it in layers.values():
-        time_invocations(it, args.warmup)
-    rounds = {k: [] for k in layers}
-    gc.collect()
-    gc.disable()
-    try:
-        for _ in range(args.probe_rounds):
-            for k, it in layers.items():
-                rounds[k].append(statistics.median(time_invocations(it, n)))
-    finally:
-        gc.enable()
-    curves = {}
-    for op in ("conv1x1", "depthwise3x3"):
-        us = [statistics.median(rounds[(op, w)]) * 1e6 for w in PROBE_WIDTHS]
-        curves[op] = {"widths": list(PROBE_WIDTHS), "median_us": us, "step": channel_step(PROBE_WIDTHS, us)}
-    step = curves["conv1x1"]["step"]
-    out = {
-        "method": f"one-op models, input {PROBE_INPUT} (depthwise: 16x16xC), {args.probe_rounds} interleaved rounds "
-        f"of {n} invocations, median of round medians; step = first width after which latency jumps > 1.4x",
-        "curves": curves,
-        "tile": step,
-        "models_with_xnnpack_delegate": delegated,
-        "models": len(layers),
-        "probe_s": time.perf_counter() - t0,
-    }
-    c = curves["conv1x1"]["median_us"]
-    if step:
-        out["conv1x1_cost_of_width_1_over_width_tile"] = c[0] / c[step - 1]
-        out["conv1x1_cost_of_width_tile_plus_1_over_width_tile"] = c[step] / c[step - 1]
-        found = (
-            f"1x1 conv latency is flat for 1..{step} output channels ({c[0]:.1f} vs {c[step - 1]:.1f} us) and "
-            f"jumps at {step + 1} ({c[step]:.1f} us): this runtime's output-channel tile is {step}"
-        )
-    else:
-        found = f"no step in the 1x1 conv latency over 1..{PROBE_WIDTHS[-1]} channels ({c[0]:.1f}..{c[-1]:.1f} us)"
-    print(
-        f"channel tile probe: {found}; depthwise step {curves['depthwise3x3']['step']}; XNNPACK delegate in "
-        f"{delegated} of {len(layers)} one-op models ({out['probe_s']:.0f} s)",
-        flush=True,
-    )
-    return out
-
-
-def pad_to_tile(masks, scores, tile):
-    """``masks`` with every group widened to the next multiple of ``tile`` channels (or the whole
-    group), adding the group's next-best channels by score: the widths the runtime computes
-    anyway when a group's width is not a multiple of its tile."""
-    out = {}
-    for g, m in masks.items():
-        m = np.asarray(m, bool)
-        want = min(m.size, -(-int(m.sum()) // tile) * tile)
-        order = [i for i in np.lexsort((np.arange(m.size), -np.asarray(scores[g]))) if not m[i]]
-        padded = m.copy()
-        padded[order[: want - int(m.sum())]] = True
-        out[g] = padded
-    return out
 
 
 # -- one model ------------------------------------------------------------------------
-def build_variant(model, kind, args, ref, budget=None, round_to=None, sparse=False, extra=None):
-    """Converts one variant and checks it against Keras: ``{"interp", "data", "record"}``.
-
-    ``ref``: ``{"x": the input, "flops": dense FLOPs, "params": dense params}``.
-    """
-    t0 = time.perf_counter()
-    data = convert(model, args.converter, sparse=sparse)
-    conv_s = time.perf_counter() - t0
-    flops = chipnet_tf.count_flops(model)
-    params = int(model.count_params())
-    nnz = nonzero_params(model)
-    interp = make_interpreter(data, ref["x"])
-    lite = tflite_output(interp)
-    want = np.asarray(model(ref["x"], training=False))
-    diff = float(np.abs(lite.reshape(want.shape) - want).max())
-    record = {
-        "kind": kind,
-        "budget": budget,
-        "round_to": round_to,
-        "flops": flops,
-        "flops_fraction": flops / ref["flops"],
-        "params": params,
-        "params_fraction": params / ref["params"],
-        "nonzero_params": nnz,
-        "nonzero_params_fraction": nnz / ref["params"],
-        "tflite_bytes": len(data),
-        "convert_s": conv_s,
-        "max_abs_diff_tflite_vs_keras": diff,
-        "max_rel_diff_tflite_vs_keras": diff / max(float(np.abs(want).max()), 1e-30),
-        **interpreter_info(interp),
-        **(extra or {}),
-    }
-    return {"interp": interp, "data": data, "record": record}
-
-
-def _print_built(vname, variant):
-    r = variant["record"]
-    print(
-        f"  built {vname:<22} FLOPs {r['flops_fraction']:.3f}, params {r['params_fraction']:.3f}, non-zero "
-        f"{r['nonzero_params_fraction']:.3f}, {r['tflite_bytes'] / 1e6:.1f} MB tflite, converted in "
-        f"{r['convert_s']:.1f} s, delegate nodes {r['delegate_nodes']}, max |TFLite - Keras| / max |Keras| "
-        f"{r['max_rel_diff_tflite_vs_keras']:.1e}",
-        flush=True,
-    )
-
-
-def build_budget_variants(dense, analysis, scores, budget, args, ref, tile):
-    """The chipnet (round_to 1/8/16), padded-control and tfmot variants at one budget."""
-    out = {}
-
-    def add(vname, model, kind, **kwargs):
-        out[vname] = build_variant(model, kind, args, ref, budget=budget, **kwargs)
-        _print_built(vname, out[vname])
-
-    masks_by_round = {}
-    for round_to in (1, 8, 16):
-        masks = masks_by_round[round_to] = chipnet_tf.select_masks(
-            analysis.spec, scores, budget, "flops", round_to=round_to
-        )
-        small = chipnet_tf.strip_pruning(dense, masks=masks)
-        kept = {g: int(np.sum(m)) for g, m in masks.items()}
-        vname = f"chipnet b={budget:g}" + (f" r{round_to}" if round_to > 1 else "")
-        add(vname, small, "chipnet", round_to=round_to, extra={"channels_kept": kept})
-        if round_to == 1:
-            target_fraction = small.count_params() / ref["params"]
-        del small
-    if tile and tile > 1:
-        # Control: the round_to=1 masks widened to the measured tile (the same output
-        # tiles, more FLOPs): if it runs barely slower than round_to=1, the unrounded
-        # model already pays for whole tiles.
-        padded = pad_to_tile(masks_by_round[1], scores, tile)
-        small = chipnet_tf.strip_pruning(dense, masks=padded)
-        extra = {
-            "channels_kept": {g: int(np.sum(m)) for g, m in padded.items()},
-            "group_sizes": {g.name: int(g.size) for g in analysis.groups},
-            "padded_from": f"chipnet b={budget:g}",
-            "tile": tile,
-        }
-        add(f"chipnet b={budget:g} pad{tile}", small, "control", extra=extra)
-        del small
-    # tfmot: non-zero parameter fraction = ours (round_to=1) at this budget.
-    prunable = prunable_kernel_params(dense)
-    keep_prunable = (target_fraction * ref["params"] - (ref["params"] - prunable)) / prunable
-    sparsity = float(np.clip(1.0 - keep_prunable, 0.0, 0.999))
-    tmodel = tfmot_stripped(dense, sparsity)
-    extra = {"tfmot_sparsity": sparsity, "matched_params_fraction": target_fraction}
-    add(f"tfmot b={budget:g}", tmodel, "tfmot", extra=extra)
-    if args.tfmot_sparse:
-        add(f"tfmot+sparse b={budget:g}", tmodel, "tfmot_sparse", sparse=True, extra=extra)
-    return out
-
-
 def check_targets(records):
     """Per chipnet variant: its latency ratio against TARGET_FACTOR x its FLOPs fraction
     (actual) and x its budget (nominal)."""
@@ -494,7 +86,7 @@ def run_model(name, args, tile=None):
         flush=True,
     )
     variants = {"dense": build_variant(dense, "dense", args, ref)}
-    _print_built("dense", variants["dense"])
+    print_built("dense", variants["dense"])
     for b in args.budgets:
         variants.update(build_budget_variants(dense, analysis, scores, b, args, ref, tile))
     build_s = time.perf_counter() - t_model
