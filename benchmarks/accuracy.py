@@ -89,12 +89,12 @@ def parse_args(argv=None):
 
 
 def _code_digest():
-    """SHA-256 of the code a task's result depends on: the acc_* modules, latency.py,
+    """SHA-256 of the code a task's result depends on: the acc_* modules, lat_models.py,
     latency_budget.py, chipnet_tf/."""
     digest = hashlib.sha256()
     here = Path(__file__).resolve().parent
     package = Path(chipnet_tf.__file__).resolve().parent
-    extra = [here / "latency.py", here / "latency_budget.py"]  # channel scores; the latency tasks' FLOPs matching
+    extra = [here / "lat_models.py", here / "latency_budget.py"]  # channel scores; the latency tasks' FLOPs matching
     for path in sorted(here.glob("acc*.py")) + extra + sorted(package.rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
