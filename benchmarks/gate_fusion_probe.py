@@ -25,7 +25,7 @@ import argparse
 import statistics
 import time
 
-from benchmarks.overhead import compile_model, synthetic_dataset, timed_fit
+from benchmarks.ovh_variants import compile_model, synthetic_dataset, timed_fit
 from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
 
 L = keras.layers

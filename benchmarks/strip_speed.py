@@ -11,261 +11,29 @@ Usage (from the repository root)::
 """
 
 import argparse
-import cProfile
 import datetime
-import gc
-import io
-import json
 import os
-import pstats
-import resource
 import statistics
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-import tracemalloc
 from pathlib import Path
 
-import numpy as np
-
-import chipnet_tf
 from benchmarks import common
+from benchmarks.strip_memory import MB, child_main, measure_memory_all
+from benchmarks.strip_steps import (
+    DESCRIPTIONS,
+    MODELS,
+    STEPS,
+    STRIP_STEPS,
+    build_dense,
+    profile_strip,
+    time_steps,
+    weight_bytes,
+)
 from chipnet_tf import io as chipnet_io
-from chipnet_tf.compat import keras  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
 
-ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results" / "strip_speed.json"
 TARGET_STRIP_S = 5.0
 TARGET_MEMORY_RATIO = 2.0
-STEPS = ("wrap", "masks", "strip", "strip_dense")
-STRIP_STEPS = ("strip", "strip_dense")
-DESCRIPTIONS = {
-    "wrap": "(a) chipnet_tf.prune_low_budget(dense, budget, 'channels')",
-    "masks": "(b) analyze(dense) + select_masks(random N(0,1) scores, budget, 'channels') + apply_masks(pruned)",
-    "strip": "(c) chipnet_tf.strip_pruning(pruned, masks=masks)",
-    "strip_dense": "(d) chipnet_tf.strip_pruning(dense, masks=masks)  (mask-transfer path)",
-}
-MODELS = {
-    "resnet50": ("ResNet50", lambda: keras.applications.ResNet50(weights=None)),
-    "mobilenetv2": ("MobileNetV2", lambda: keras.applications.MobileNetV2(weights=None)),
-}
-MB = 1e6
-
-
-# -- the measured steps -------------------------------------------------------------------
-def build_dense(model, seed):
-    keras.utils.set_random_seed(seed)
-    return MODELS[model][1]()
-
-
-def weight_bytes(model):
-    return int(sum(int(np.prod(v.shape)) * v.dtype.size for v in model.weights))
-
-
-def random_masks(dense, budget, seed):
-    """Budget-aware hard masks from random N(0, 1) channel scores."""
-    rng = np.random.default_rng(seed)
-    an = chipnet_tf.analyze(dense, warn=False)
-    return chipnet_tf.select_masks(an.spec, {g.name: rng.normal(size=g.size) for g in an.groups}, budget, "channels")
-
-
-def prepare(step, args):
-    """Everything ``step`` needs, built outside the measured region."""
-    state = {"dense": build_dense(args.model, args.seed)}
-    if step in ("masks", "strip"):
-        state["pruned"] = chipnet_tf.prune_low_budget(state["dense"], budget=args.budget, budget_type="channels")
-    if step in ("strip", "strip_dense"):
-        state["masks"] = random_masks(state["dense"], args.budget, args.seed)
-    if step == "strip":
-        chipnet_tf.apply_masks(state["pruned"], state["masks"])
-    return state
-
-
-def run_step(step, state, args):
-    """Runs the measured step; returns its result (kept alive by the caller)."""
-    if step == "wrap":
-        return chipnet_tf.prune_low_budget(state["dense"], budget=args.budget, budget_type="channels")
-    if step == "masks":
-        masks = random_masks(state["dense"], args.budget, args.seed)
-        chipnet_tf.apply_masks(state["pruned"], masks)
-        return masks
-    if step == "strip":
-        return chipnet_tf.strip_pruning(state["pruned"], masks=state["masks"])
-    if step == "strip_dense":
-        return chipnet_tf.strip_pruning(state["dense"], masks=state["masks"])
-    raise ValueError(f"unknown step {step!r}")
-
-
-# -- memory (child process) ------------------------------------------------------------------
-_PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss_bytes():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * _PAGE
-
-
-def _status_kb(field):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    return None
-
-
-def reset_hwm():
-    """Resets the kernel's peak-RSS mark VmHWM (Linux >= 4.0); False when not permitted."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-    except OSError:
-        return False
-    return True
-
-
-class RssSampler(threading.Thread):
-    """Samples the process RSS every ``interval`` seconds; ``peak`` is the largest sample."""
-
-    def __init__(self, interval=0.005):
-        super().__init__(daemon=True)
-        self.interval = interval
-        self.peak = rss_bytes()
-        self.samples = 1
-        self._stop_event = threading.Event()
-
-    def run(self):
-        while not self._stop_event.is_set():
-            self.peak = max(self.peak, rss_bytes())
-            self.samples += 1
-            self._stop_event.wait(self.interval)
-
-    def stop(self):
-        self._stop_event.set()
-        self.join()
-        self.peak = max(self.peak, rss_bytes())
-
-
-def measure_memory(step, state, args, with_tracemalloc=False):
-    """RSS (and optionally tracemalloc) peak of one run of ``step``, beyond the RSS before it."""
-    gc.collect()
-    time.sleep(0.05)
-    before = rss_bytes()
-    hwm_reset = reset_hwm()
-    sampler = RssSampler()
-    sampler.start()
-    if with_tracemalloc:
-        tracemalloc.start()
-    t0 = time.perf_counter()
-    result = run_step(step, state, args)
-    elapsed = time.perf_counter() - t0
-    traced = tracemalloc.get_traced_memory()[1] if with_tracemalloc else None
-    if with_tracemalloc:
-        tracemalloc.stop()
-    sampler.stop()
-    after = rss_bytes()
-    hwm = _status_kb("VmHWM") if hwm_reset else None
-    peak = max(sampler.peak, after, hwm or 0)
-    del result
-    return {
-        "time_s": elapsed,
-        "rss_before_bytes": before,
-        "rss_after_bytes": after,
-        "peak_rss_sampled_bytes": sampler.peak,
-        "peak_rss_vmhwm_bytes": hwm,
-        "samples": sampler.samples,
-        "peak_extra_bytes": peak - before,
-        "retained_bytes": after - before,
-        "tracemalloc_peak_bytes": traced,
-    }
-
-
-def child_main(args):
-    out = {"step": args.child, "dense_weight_bytes": None}
-    phases = ("cold", "warm") if args.quick else ("cold", "warm", "tracemalloc")  # tracemalloc is slow
-    for phase in phases:
-        state = prepare(args.child, args)
-        out["dense_weight_bytes"] = weight_bytes(state["dense"])
-        out[phase] = measure_memory(args.child, state, args, with_tracemalloc=phase == "tracemalloc")
-        del state
-        gc.collect()
-    out["ru_maxrss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    chipnet_io.write_json(args.child_output, out)
-
-
-def _traced_mb(memory):
-    traced = memory.get("tracemalloc", {}).get("tracemalloc_peak_bytes")
-    return "-" if traced is None else f"{traced / MB:.1f}"
-
-
-def measure_in_subprocess(step, args):
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "child.json"
-        cmd = [sys.executable, "-m", "benchmarks.strip_speed", "--child", step, "--child_output", str(path)]
-        cmd += ["--model", args.model, "--seed", str(args.seed), "--budget", str(args.budget)]
-        cmd += ["--quick"] if args.quick else []
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            sys.stderr.write(proc.stderr[-4000:])
-            raise RuntimeError(f"memory child for step {step!r} failed (exit {proc.returncode})")
-        return json.loads(path.read_text())
-
-
-# -- timing, sanity and profile (this process) -------------------------------------------------
-def time_steps(args):
-    """Wall and process CPU ``{step: [seconds, ...]}`` (index 0: cold) and the first round's sanity checks."""
-    times = {s: [] for s in STEPS}
-    cpu_times = {s: [] for s in STEPS}
-    sanity = {}
-    for r in range(1 + args.repeats):
-        for step in STEPS:
-            state = prepare(step, args)
-            gc.collect()
-            t0, c0 = time.perf_counter(), time.process_time()
-            result = run_step(step, state, args)
-            times[step].append(time.perf_counter() - t0)
-            cpu_times[step].append(time.process_time() - c0)
-            if r == 0 and step in STRIP_STEPS:
-                sanity[step] = sanity_check(step, state, result)
-            del state, result
-        keras.backend.clear_session()
-        gc.collect()
-        print(
-            f"  round {r + 1}/{1 + args.repeats}{' (cold)' if r == 0 else ''}: "
-            + ", ".join(f"{s} {times[s][-1]:.2f} s" for s in STEPS),
-            flush=True,
-        )
-    return times, cpu_times, sanity
-
-
-def sanity_check(step, state, small):
-    dense, masks = state["dense"], state["masks"]
-    expected = int(chipnet_tf.budget_report(dense, masks=masks).totals["params"]["kept"])
-    out = {
-        "small_count_params": int(small.count_params()),
-        "budget_report_params_kept": expected,
-        "dense_count_params": int(dense.count_params()),
-    }
-    out["params_match"] = out["small_count_params"] == expected
-    if step == "strip":  # the stripped model against the wrapped model under its hard masks
-        x = np.random.default_rng(1).normal(size=(2, *dense.input_shape[1:])).astype("float32")
-        diff = np.abs(np.asarray(state["pruned"](x, training=False)) - np.asarray(small(x, training=False)))
-        out["max_abs_prediction_diff_vs_wrapped_hard"] = float(diff.max())
-    return out
-
-
-def profile_strip(args, top=15):
-    state = prepare("strip", args)
-    run_step("strip", state, args)  # warm-up: profile a warm run
-    profiler = cProfile.Profile()
-    profiler.enable()
-    result = run_step("strip", state, args)
-    profiler.disable()
-    del result
-    buf = io.StringIO()
-    pstats.Stats(profiler, stream=buf).strip_dirs().sort_stats("cumulative").print_stats(top)
-    return buf.getvalue()
 
 
 # -- reporting ----------------------------------------------------------------------------------
@@ -274,6 +42,11 @@ def environment():
         **common.environment(),
         "memory_total_bytes": os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"),
     }
+
+
+def _traced_mb(memory):
+    traced = memory.get("tracemalloc", {}).get("tracemalloc_peak_bytes")
+    return "-" if traced is None else f"{traced / MB:.1f}"
 
 
 def summarize_times(times, cpu_times):
@@ -341,21 +114,6 @@ def describe_dense(args):
     """``(weight bytes, params, input shape)`` of the dense model (built, then dropped)."""
     dense = build_dense(args.model, args.seed)
     return weight_bytes(dense), int(dense.count_params()), tuple(dense.input_shape[1:])
-
-
-def measure_memory_all(args):
-    """Per step, the fresh-subprocess memory measurement (see :func:`measure_in_subprocess`)."""
-    memory = {}
-    for step in STEPS:
-        memory[step] = measure_in_subprocess(step, args)
-        c = memory[step]["cold"]
-        print(
-            f"  memory child {step:<11}: RSS before {c['rss_before_bytes'] / MB:.0f} MB, peak extra "
-            f"{c['peak_extra_bytes'] / MB:.1f} MB ({c['samples']} samples, VmHWM "
-            f"{'reset' if c['peak_rss_vmhwm_bytes'] is not None else 'unavailable'})",
-            flush=True,
-        )
-    return memory
 
 
 def print_sanity(sanity):
