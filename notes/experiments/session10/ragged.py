@@ -1,7 +1,10 @@
 """ResNet-50-CIFAR float32: is the whole-network excess (random sets run 5-11 % slower than
 predicted, relative to dense) a cost of ragged widths? Random set k of the committed run, as
 is, with every group's width rounded up / down to the 16-channel tile; measured interleaved
-with dense (the benchmark's way), each against the table's prediction."""
+with dense (the benchmark's way), each against the table's prediction.
+
+Run on 2026-12-01 against session 9's committed latency_budget.json (now in that file's
+`earlier_runs`) and its table cache in /tmp; ragged.log is its output."""
 
 import argparse
 import glob

@@ -9,7 +9,7 @@ import numpy as np
 import chipnet_tf
 from benchmarks import acc_data
 from chipnet_tf import latency as lat
-from chipnet_tf.litert_timing import interpreter, time_interleaved
+from chipnet_tf.litert_timing import convert, interpreter, time_interleaved
 
 dense = acc_data.model("fashion_mnist")
 table = lat.profile(dense, threads=1, cache_dir=tempfile.mkdtemp(), progress=False)
@@ -26,10 +26,8 @@ for bt, b in (("latency", 0.5), ("latency", 0.25), ("latency", 0.1), ("flops", 0
         nets.append(chipnet_tf.strip_pruning(dense, masks=masks))
         labels.append(f"{bt} {b} #{rep} (1-ch groups {int((counts == 1).sum())})")
         preds.append(spec.value(counts, "latency"))
-from chipnet_tf.litert_timing import convert as op_convert  # noqa: E402
-
 shapes = [tuple(t.shape[1:]) for t in dense.inputs]
-interps = [interpreter(op_convert(n, shapes, None, None, int8_io=False), 1) for n in nets]
+interps = [interpreter(convert(n, shapes, None, None, int8_io=False), 1) for n in nets]
 t = np.asarray(time_interleaved(interps, rounds=9, target_s=2e-2)) * 1e3
 print(f"dense {t[0]:.4f} ms, predicted {preds[0]:.4f}")
 for lab, ms, p in zip(labels[1:], t[1:], preds[1:]):
