@@ -14,7 +14,7 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["chipnet_tf", "chipnet_tf.*"]),
-    python_requires=">=3.10,<3.13",
+    python_requires=">=3.11,<3.13",
     install_requires=[
         # tf_keras must match TensorFlow's minor version; tfmot 0.8.1 and keras-cv 0.9.0
         # are the releases tested with TF 2.21 under TF_USE_LEGACY_KERAS=1.
@@ -40,6 +40,7 @@ setup(
         "test": [
             "pytest>=8,<10",
             "ruff==0.17.6",
+            "import-linter>=2.5,<3",
             "scikit-learn>=1.3,<2",
             "keras-cv==0.9.0",
             "tensorflow-datasets==4.9.10",

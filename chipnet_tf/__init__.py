@@ -11,22 +11,28 @@ from chipnet_tf import (
     latency,
     registry,
 )
+from chipnet_tf.analysis import analyze
 from chipnet_tf.budgets import ALL_BUDGET_TYPES, BUDGET_TYPES, CostSpec
-from chipnet_tf.callbacks import BestHardMasks, PruningSummaries, UpdatePruningStep
-from chipnet_tf.graph import analyze
-from chipnet_tf.layers import (
+from chipnet_tf.prune import paper_search, prune_low_budget, prune_scope
+from chipnet_tf.registry import register_layer, register_surgery
+from chipnet_tf.report import BudgetReport, budget_report, count_flops
+from chipnet_tf.search import (
+    BestHardMasks,
     ChannelGate,
     ChipNetController,
     GatedBatchNormalization,
     GatedLayerNormalization,
+    HeavisideSchedule,
     PruneLowBudget,
+    PruningSummaries,
+    UpdatePruningStep,
+    apply_masks,
+    get_masks,
+    load_masks,
+    save_masks,
+    select_masks,
 )
-from chipnet_tf.masks import apply_masks, get_masks, load_masks, save_masks, select_masks
-from chipnet_tf.prune import paper_search, prune_low_budget, prune_scope
-from chipnet_tf.registry import register_layer, register_surgery
-from chipnet_tf.report import BudgetReport, budget_report, count_flops
-from chipnet_tf.schedules import HeavisideSchedule
-from chipnet_tf.strip import strip_pruning
+from chipnet_tf.surgery import strip_pruning
 
 __version__ = "0.1.0"
 

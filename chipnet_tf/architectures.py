@@ -1,7 +1,7 @@
 """The ChipNet paper's architectures as plain tf_keras functional models.
 
 Every model is channels-last and built only from built-in Keras layers (no ``Lambda``, no
-TF ops on symbolic tensors, no custom layers), so the graph analysis in ``chipnet_tf.graph``
+TF ops on symbolic tensors, no custom layers), so the graph analysis in ``chipnet_tf.analysis.groups``
 can walk it and ``keras.models.clone_model`` can rebuild it. Layer names are deterministic
 (``stage2_block1_conv2`` and so on), which keeps masks and reports stable across runs.
 

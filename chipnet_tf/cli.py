@@ -30,6 +30,9 @@ from absl import app, flags
 
 from chipnet_tf.validators import first_line
 
+# chipnet_tf, TensorFlow and Keras are imported inside the commands, not here: `chipnet-tf
+# --help` and usage errors answer in a fraction of a second instead of TensorFlow's start-up.
+
 FLAGS = flags.FLAGS
 # chipnet_tf.budgets.ALL_BUDGET_TYPES, spelled out: importing it would load TensorFlow for --help.
 _BUDGET_TYPES = ["channels", "volume", "params", "flops", "latency"]

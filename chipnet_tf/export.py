@@ -9,18 +9,18 @@ Example::
     print(chipnet_tf.export.verify_tflite(data, small, x_test[:100]))
 """
 
-import contextlib
 import dataclasses
 import logging
 import os
-import shutil
-import tempfile
 
 import numpy as np
 
+from chipnet_tf import litert
+from chipnet_tf.analysis.groups import check_model
 from chipnet_tf.compat import keras, native_log_filter, tf
 from chipnet_tf.io import atomic_write
-from chipnet_tf.layers.controller import controllers
+from chipnet_tf.search.layers.controller import controllers
+from chipnet_tf.surgery.strip import strip_pruning
 
 QUANTIZATIONS = (None, "dynamic", "float16", "int8")
 IO_TYPES = ("float32", "int8")
@@ -29,12 +29,12 @@ IO_TYPES = ("float32", "int8")
 # output difference for float modes (times max(1, largest |output|)), top-1 agreement for the
 # integer modes. float32: converting to TFLite changed outputs by 1.9e-7 to 2.5e-6 of the
 # largest |output| (2 to 20 float32 epsilons, the deepest nets highest) on the models measured
-# for issue 16 (digits CNNs, PreResNet-20, WRN-8-2, CIFAR ResNet-50 and MobileNetV2 variants,
+# (digits CNNs, PreResNet-20, WRN-8-2, CIFAR ResNet-50 and MobileNetV2 variants,
 # keras MobileNetV2; inputs in range and 100x out of range). A softmax output hides the
-# logits' scale, though: logits in the thousands move probabilities by ~1.6e-4 (the 5.2e-4 of
-# issue 16 agreed on every prediction). 1e-3 (about float16's resolution) passes those and
+# logits' scale, though: logits in the thousands move probabilities by ~1.6e-4 (a 5.2e-4
+# difference measured there agreed on every prediction). 1e-3 (about float16's resolution) passes those and
 # still fails a model that computes something else (a wrong channel moves outputs by 1e-2 or
-# more). notes/issue16-closing.md has the table.
+# more). docs/design/export-tolerances.md has the table.
 DEFAULT_TOLERANCE = {None: 1e-3, "float16": 1e-2, "dynamic": 0.95, "int8": 0.95}
 
 _log = logging.getLogger("chipnet_tf")
@@ -58,8 +58,6 @@ class VerifyReport:
 
 
 def _check_model(model):
-    from chipnet_tf.graph import check_model
-
     check_model(model)
     if len(model.inputs) != 1:
         raise ValueError(f"to_tflite supports single-input models; {model.name!r} has {len(model.inputs)} inputs.")
@@ -88,36 +86,6 @@ def _representative(data, model):
             yield [data[i : i + 1]]
 
     return gen
-
-
-@contextlib.contextmanager
-def _converter(model):
-    """A TFLiteConverter for ``model``, equivalent to ``from_keras_model``'s.
-
-    ``from_keras_model`` exports the Keras model as a SavedModel first, which traces every
-    layer for Keras' own serialisation (32 s for DenseNet121). This exports only what TFLite
-    needs: the model's variables and one ``serving_default`` function returning
-    ``{output layer name: tensor}``. The TFLite file has the same signature, tensor names
-    and output order, and converts 3-4x faster (DenseNet121: 9 s).
-    """
-    module = tf.Module()
-    module.model_variables = list(model.variables)
-    specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
-    names = list(model.output_names)
-
-    @tf.function(input_signature=specs)
-    @tf.autograph.experimental.do_not_convert  # no Python control flow; autograph only warns here
-    def serve(*inputs):
-        outputs = model(list(inputs) if len(inputs) > 1 else inputs[0], training=False)
-        outputs = list(outputs) if isinstance(outputs, (list, tuple)) else [outputs]
-        return dict(zip(names, outputs))
-
-    tmp = tempfile.mkdtemp(prefix="chipnet_tflite_")
-    try:
-        tf.saved_model.save(module, tmp, signatures={"serving_default": serve.get_concrete_function()})
-        yield tf.lite.TFLiteConverter.from_saved_model(tmp)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def to_tflite(
@@ -165,11 +133,9 @@ def to_tflite(
         raise ValueError('quantization="int8" needs a representative_dataset (calibration samples).')
     _check_model(model)
     if controllers(model):
-        from chipnet_tf.strip import strip_pruning
-
         _log.warning("to_tflite: %r is a wrapped ChipNet model; stripping it with its hard masks first.", model.name)
         model = strip_pruning(model)
-    with _converter(model) as converter:
+    with litert.keras_converter(model) as converter:
         if quantization is not None:
             converter.optimizations = [tf.lite.Optimize.DEFAULT]
         if quantization == "float16":
@@ -208,42 +174,13 @@ def to_tflite(
 
 
 def interpreter(tflite, num_threads=1):
-    """A LiteRT interpreter (``ai_edge_litert``) for TFLite bytes or a file path."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError as e:  # pragma: no cover - depends on the install
-        raise ImportError("Running TFLite models needs ai-edge-litert: pip install 'chipnet_tf[export]'.") from e
-    if isinstance(tflite, (bytes, bytearray)):
-        source = {"model_content": bytes(tflite)}
-    else:
-        path = os.fspath(tflite)
-        if not os.path.isfile(path):
-            raise ValueError(f"TFLite file not found: {path!r}")
-        source = {"model_path": path}
-    try:
-        with native_log_filter():  # LiteRT's "INFO: Created ... XNNPACK delegate" line
-            interp = Interpreter(**source, num_threads=num_threads)
-            interp.allocate_tensors()
-    except RuntimeError as e:
-        if "XNNPACK" not in str(e):
-            raise
-        # XNNPACK refuses some degenerate quantised tensors (e.g. a constant activation's
-        # zero range); the built-in kernels run them, so verification still means something.
-        from ai_edge_litert.interpreter import OpResolverType
-
-        _log.warning("LiteRT: XNNPACK could not prepare this model (%s); using the built-in kernels.", e)
-        interp = Interpreter(
-            **source,
-            num_threads=num_threads,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
-        interp.allocate_tensors()
-    return interp
+    """A LiteRT interpreter for TFLite bytes or a file path (:func:`chipnet_tf.litert.interpreter`)."""
+    return litert.interpreter(tflite, num_threads)
 
 
 def run_tflite(tflite, samples, num_threads=1):
     """Runs ``samples`` (N, ...) one by one through a TFLite model; returns float32 outputs."""
-    interp = tflite if hasattr(tflite, "invoke") else interpreter(tflite, num_threads)
+    interp = tflite if hasattr(tflite, "invoke") else litert.interpreter(tflite, num_threads)
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     results = []
     for x in np.asarray(samples, dtype=np.float32):
@@ -293,6 +230,7 @@ def quantize_model(model, **kwargs):
         >>> qat.compile(...); qat.fit(...)  # doctest: +SKIP
         >>> chipnet_tf.export.to_tflite(qat, "qat.tflite", quantization="dynamic")  # doctest: +SKIP
     """
+    # Lazy: importing tfmot costs seconds and only this function needs it.
     import tensorflow_model_optimization as tfmot
 
     _check_model(model)

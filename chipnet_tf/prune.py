@@ -1,11 +1,11 @@
 """Entry points: ``prune_low_budget`` and ``prune_scope``."""
 
-from chipnet_tf import graph as graph_lib
 from chipnet_tf import latency
+from chipnet_tf.analysis import groups as graph_lib
+from chipnet_tf.analysis.flat_graph import from_config
 from chipnet_tf.budgets import NO_TABLE, check_budget_type
 from chipnet_tf.compat import is_keras3_object, keras, tf
-from chipnet_tf.flat_graph import from_config
-from chipnet_tf.layers import (
+from chipnet_tf.search.layers import (
     ChannelGate,
     ChipNetController,
     GatedBatchNormalization,
@@ -13,13 +13,13 @@ from chipnet_tf.layers import (
     PruneLowBudget,
     gated_layer_norm,
 )
-from chipnet_tf.layers.controller import (
+from chipnet_tf.search.layers.controller import (
     GATE_FORWARDS,
     GATE_LOGITS,
     controllers,  # also public as chipnet_tf.prune.controllers
 )
-from chipnet_tf.layers.gated_batch_norm import can_fold
-from chipnet_tf.schedules import HeavisideSchedule
+from chipnet_tf.search.layers.gated_batch_norm import can_fold
+from chipnet_tf.search.schedules import HeavisideSchedule
 from chipnet_tf.validators import check_budget, check_gate_leak, check_weight
 
 

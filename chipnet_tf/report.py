@@ -4,13 +4,13 @@ import dataclasses
 
 import numpy as np
 
-from chipnet_tf import graph as graph_lib
 from chipnet_tf import latency
+from chipnet_tf.analysis import groups as graph_lib
 from chipnet_tf.budgets import ALL_BUDGET_TYPES, LATENCY
-from chipnet_tf.layers.controller import controllers
-from chipnet_tf.masks import check_masks, get_masks
 from chipnet_tf.registry import layer_flops
-from chipnet_tf.strip import removed_layers
+from chipnet_tf.search.layers.controller import controllers
+from chipnet_tf.search.masks import check_masks, get_masks
+from chipnet_tf.surgery.strip import removed_layers
 
 
 @dataclasses.dataclass
@@ -47,7 +47,8 @@ class BudgetReport:
         for g in self.groups:
             soft = "" if g["soft_kept"] is None else f"{g['soft_kept']:.2f}"
             lines.append(
-                f"{g['name']:<{width}}  {g['size']:>8d}  {g['kept']:>6d}  {soft:>8}  {100 * g['kept'] / g['size']:>6.1f}%"
+                f"{g['name']:<{width}}  {g['size']:>8d}  {g['kept']:>6d}  {soft:>8}  "
+                f"{100 * g['kept'] / g['size']:>6.1f}%"
             )
         lines.append("")
         lines.append(f"{'budget type':<11}  {'dense':>15}  {'kept':>15}  {'fraction':>8}  {'soft':>8}")

@@ -16,8 +16,8 @@ import numpy as np
 
 import chipnet_tf
 from chipnet_tf import export
-from chipnet_tf.callbacks import recalibrate_batch_norm
 from chipnet_tf.compat import keras
+from chipnet_tf.search.callbacks import recalibrate_batch_norm
 
 
 def load_digits(seed=0):

@@ -13,7 +13,8 @@ Every stage reads what the previous one wrote under ``model_dir``:
 
 Defaults (the reference implementation's, except the search's, which are
 ``prune_low_budget``'s: no crispness loss): pruning with AdamW, lr 1e-3, weight decay
-1e-3 on weights and none on the mask logits, budget weight 30, 20 epochs, keeping the epoch whose hard-masked network validates best; fine-tuning with SGD
+1e-3 on weights and none on the mask logits, budget weight 30, 20 epochs, keeping the
+epoch whose hard-masked network validates best; fine-tuning with SGD
 momentum 0.9, lr 0.05, weight decay 1e-3, step decay (x0.1 at 50% and 75% of the epochs).
 """
 

@@ -14,7 +14,8 @@ chains (MobileNetV3's hard-swish ``x * tf.nn.relu6(x + 3) / 6``, per-channel con
 clips, a reduce-mean gate), GhostNet modules (concatenate, then slice ``x[..., :k]``) and
 FasterNet partial convs (``tf.split`` along channels), and custom layers without a rule
 (a hard-swish and a LayerScale the probe infers, a channel-mixing layer it must not); with
-``shared=True`` also layers and nested models called at two places. Every weight (including BatchNormalization's moving statistics) is
+``shared=True`` also layers and nested models called at two places. Every weight
+(including BatchNormalization's moving statistics) is
 drawn from the seed, so ``random_graph(seed)`` is the same model in any process,
 independent of Keras' global RNG and layer-name counters.
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import chipnet_tf
-from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.search.callbacks import recalibrate_batch_norm, restore_batch_norm
 from tests.models import pruning_optimizer
 
 BUDGET = 0.3

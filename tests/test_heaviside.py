@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from chipnet_tf.compat import tf
-from chipnet_tf.ops import continuous_heaviside, crispness_loss, logistic, smooth_round
+from chipnet_tf.search.heaviside import continuous_heaviside, crispness_loss, logistic, smooth_round
 
 
 def _analytic(zeta, beta, gamma):

@@ -14,9 +14,9 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf import latency
-from chipnet_tf import latency_profile as lp
 from chipnet_tf.budgets import CostSpecBuilder
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.latency import profiler as lp
 
 TILES = {"conv_out": 4, "conv_in": 1, "depthwise": 4}
 
@@ -120,7 +120,7 @@ def test_table_json_round_trip_equal(table, tmp_path):
 
 def test_table_load_foreign_file_raises(tmp_path):
     path = tmp_path / "masks.json"
-    path.write_text(json.dumps({"format": "chipnet_tf.masks"}))
+    path.write_text(json.dumps({"format": "chipnet_tf.search.masks"}))
     with pytest.raises(ValueError, match="not a readable chipnet_tf latency table"):
         latency.LatencyTable.load(path)
 

@@ -91,7 +91,7 @@ def test_save_load_masks_round_trip(tmp_path, suffix):
         assert loaded[k].dtype == bool and loaded[k].tolist() == masks[k].tolist()
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left
     if suffix == ".json":
-        assert json.loads(path.read_text())["format"] == "chipnet_tf.masks"
+        assert json.loads(path.read_text())["format"] == "chipnet_tf.search.masks"
 
 
 def test_load_masks_rejects_pickles_and_garbage(tmp_path):
@@ -155,7 +155,7 @@ def test_apply_masks_validates_groups_and_shapes():
     # check_masks itself still refuses it unless asked, and get_masks never makes one.
     chipnet_tf.apply_masks(pruned, {"a": np.ones(4, bool), "e": np.zeros(2, bool)})
     with pytest.raises(ValueError, match="Mask of group 'e' removes every channel"):
-        chipnet_tf.masks.check_masks({"e": np.zeros(2, bool)}, ["e"], [2])
+        chipnet_tf.search.masks.check_masks({"e": np.zeros(2, bool)}, ["e"], [2])
     with pytest.raises(ValueError, match="is not pruned by chipnet_tf"):
         chipnet_tf.get_masks(toy_model())
 

@@ -1,11 +1,11 @@
-"""chipnet_tf.probe: custom layers with no rule are probed; the probe is safe; strip checks it."""
+"""chipnet_tf.registry.probe: custom layers with no rule are probed; the probe is safe; strip checks it."""
 
 import numpy as np
 import pytest
 
 import chipnet_tf
-from chipnet_tf import probe
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.registry import probe
 from tests.models import strip_under_masks
 from tests.random_graphs import HardSwish, LayerScale
 
@@ -62,7 +62,8 @@ def test_channel_local_custom_layers_are_inferred_with_a_warning_naming_the_pin_
         analysis = chipnet_tf.analyze(model)
     messages = [str(w.message) for w in record]
     assert any(
-        "layer 'custom1' (LayerScale)" in m and "register_layer(LayerScale, chipnet_tf.probe.channel_local_rule())" in m
+        "layer 'custom1' (LayerScale)" in m
+        and "register_layer(LayerScale, chipnet_tf.registry.channel_local_rule())" in m
         for m in messages
     )
     assert analysis.inferred == {"custom0": "HardSwish", "custom1": "LayerScale"}

@@ -82,7 +82,7 @@ def test_traced_flops_cache_lives_outside_the_users_layer():
     block(np.zeros((1, 3, 3, 2), "float32"))
     assert registry.layer_flops(block, (None, 3, 3, 2), (None, 3, 3, 4)) == 9 * 2 * 4 + 9 * 4
     assert not any("flops" in k for k in vars(block))
-    assert block in registry._SUBLAYER_FLOPS
+    assert block in registry.flops._SUBLAYER_FLOPS
     ref = weakref.ref(block)
     del block
     gc.collect()

@@ -5,7 +5,7 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf.compat import keras
-from chipnet_tf.schedules import HeavisideSchedule
+from chipnet_tf.search.schedules import HeavisideSchedule
 from tests.models import pruning_optimizer, residual_cnn
 
 

@@ -146,7 +146,7 @@ def test_user_registered_surgery_for_a_custom_layer():
     dense = _scale_model()
     masks = {"conv": np.array([1, 0, 0, 1, 1, 0], bool)}
     # Unknown to the registry: the probe finds it channel-local and says how to pin that.
-    pin = r"register_layer\(Scale, chipnet_tf.probe.channel_local_rule\(\)\)"
+    pin = r"register_layer\(Scale, chipnet_tf.registry.channel_local_rule\(\)\)"
     with pytest.warns(UserWarning, match=r"layer 'scale' \(Scale\).*channel-local.*" + pin):
         assert [g.name for g in chipnet_tf.analyze(dense).groups] == ["conv"]
     with chipnet_tf.registry.registered(Scale, chipnet_tf.registry.LayerRule("passthrough")):

@@ -29,7 +29,7 @@ import numpy as np
 import pytest
 
 import chipnet_tf
-from chipnet_tf import graph as graph_lib
+from chipnet_tf.analysis import groups as graph_lib
 from chipnet_tf.compat import keras
 from tests.flops_profiler import profiler_flops
 from tests.random_graphs import (
@@ -173,7 +173,8 @@ def _run(seeds, shared):
                 f"seed {seed}: {type(e).__name__}: {message}\n"
                 f"    raised at {os.path.relpath(where.filename)}:{where.lineno} ({where.name})\n"
                 f"    graph: {summary}\n"
-                f"    reproduce (from the checkout): .venv/bin/python -c 'from tests.test_strip_random import check_seed; check_seed({args})'"
+                "    reproduce (from the checkout): .venv/bin/python -c "
+                f"'from tests.test_strip_random import check_seed; check_seed({args})'"
                 f"  (model: tests.random_graphs.random_graph({args}))"
             )
     family = "shared-layer graphs" if shared else "random graphs"

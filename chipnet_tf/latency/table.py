@@ -2,12 +2,12 @@
 
 ``table = chipnet_tf.latency.profile(dense_model)`` measures, with the LiteRT interpreter
 (XNNPACK, as deployed), how each timed layer call's latency depends on its kept input and
-output channels (see :mod:`chipnet_tf.latency_profile`). ``prune_low_budget(model, 0.25,
+output channels (see :mod:`chipnet_tf.latency.profiler`). ``prune_low_budget(model, 0.25,
 "latency", latency_table=table)`` then attaches the table to the model's
 :class:`chipnet_tf.budgets.CostSpec` (:func:`attach`): the latency budget is the sum of the
 table's lookups at the groups' kept counts plus the fixed cost of the ops the table does not
 vary (both calibrated on the measured dense network and a small one, 2 channels per group; see
-:func:`chipnet_tf.latency_profile.calibrate`).
+:func:`chipnet_tf.latency.profiler.calibrate`).
 
 Timed calls: conv/dense layers (``groups=1``), depthwise convs and element-wise merges
 (``Add`` ...). BatchNormalization folds into the conv and activations fuse into it in
@@ -28,11 +28,14 @@ import os
 
 import numpy as np
 
+from chipnet_tf.analysis import groups as graph_lib
+from chipnet_tf.analysis.groups import call_name
 from chipnet_tf.budgets import CostSpec
 from chipnet_tf.compat import keras
-from chipnet_tf.graph import call_name
 from chipnet_tf.io import atomic_write
 from chipnet_tf.registry import Kind
+from chipnet_tf.search.layers.controller import controllers
+from chipnet_tf.search.masks import check_masks
 
 FORMAT = "chipnet_tf.latency_table"
 VERSION = 1
@@ -108,9 +111,6 @@ class LatencyTable:
 
     def predict_ms(self, model, masks=None, exclude=None):
         """Predicted latency of ``model`` (dense, or stripped with ``masks``), in ms."""
-        from chipnet_tf import graph as graph_lib
-        from chipnet_tf.masks import check_masks
-
         spec = attach(graph_lib.analyze(model, exclude=exclude, warn=False), self)
         if masks is None:
             return spec.value(spec.group_sizes, "latency")
@@ -135,7 +135,8 @@ def as_table(table):
 def check_quantization(quantization):
     if quantization not in QUANTIZATIONS:
         raise ValueError(
-            f"Unknown quantization={quantization!r} for a latency table. Accepted: {', '.join(map(repr, QUANTIZATIONS))}."
+            f"Unknown quantization={quantization!r} for a latency table. "
+            f"Accepted: {', '.join(map(repr, QUANTIZATIONS))}."
         )
     return quantization
 
@@ -173,7 +174,7 @@ def _timed_kind(fnode, kind):
 
 
 def timed_calls(analysis):
-    """The timed layer calls of an :class:`chipnet_tf.graph.Analysis`, in call order:
+    """The timed layer calls of an :class:`chipnet_tf.analysis.groups.Analysis`, in call order:
     ``[{"name", "fnode", "kind", "signature", "f_in", "f_out"}]``. ``f_in``/``f_out`` are
     the spec's forms of the channels the lookup reads (depthwise and merges vary with
     their output channels only: ``f_in`` is the constant 1)."""
@@ -284,8 +285,6 @@ def spec_meta(spec):
 def check_export(model_or_spec, quantization):
     """Raises a ValueError when ``quantization`` (of a TFLite export) is not the one the
     latency table of ``model_or_spec`` was measured with; no-op without a table."""
-    from chipnet_tf.layers.controller import controllers
-
     specs = [model_or_spec] if isinstance(model_or_spec, CostSpec) else [c.spec for c in controllers(model_or_spec)]
     for spec in specs:
         meta = spec_meta(spec)
@@ -312,13 +311,3 @@ def summary(table, top=10):
     for name, ms in sorted(dense.items(), key=lambda kv: -kv[1])[:top]:
         lines.append(f"  {name:<40} {ms:8.3f} ms")
     return "\n".join(lines)
-
-
-def profile(model, threads=1, quantization=None, representative_dataset=None, **kwargs):
-    """Measures a :class:`LatencyTable` of ``model`` with LiteRT on this machine.
-
-    See :func:`chipnet_tf.latency_profile.profile` for the arguments.
-    """
-    from chipnet_tf import latency_profile
-
-    return latency_profile.profile(model, threads, quantization, representative_dataset, **kwargs)

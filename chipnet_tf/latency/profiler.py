@@ -1,5 +1,5 @@
 """Measuring a :class:`chipnet_tf.latency.LatencyTable` with the LiteRT interpreter (the
-one-op conversion and timing tools are :mod:`chipnet_tf.litert_timing`).
+one-op conversion and timing tools are :mod:`chipnet_tf.latency.timing`).
 
 Every timed layer call (see :mod:`chipnet_tf.latency`) is rebuilt as a one-op model at a
 grid of kept input/output widths, converted to TFLite (float32, or int8 with int8 inputs
@@ -27,22 +27,20 @@ import warnings
 
 import numpy as np
 
-from chipnet_tf import latency
+from chipnet_tf.analysis import groups as graph_lib
 from chipnet_tf.compat import keras
 from chipnet_tf.io import write_json
-from chipnet_tf.litert_timing import (  # noqa: F401  (re-exported: the profile's timing tools)
-    PROBE_INPUT,
-    PROBE_WIDTHS,
-    channel_step,
-    convert,
-    interpreter,
+from chipnet_tf.latency import table as latency_table
+from chipnet_tf.latency.timing import (
     invoke_overhead,
     one_op_model,
     probe_tiles,
+    ready_interpreter,
     runtime_meta,
     time_interleaved,
-    time_invocations,
 )
+from chipnet_tf.litert import convert_traced
+from chipnet_tf.surgery.strip import strip_pruning
 
 CACHE_VERSION = 1  # of the cached one-op timings
 TABLE_VERSION = 5  # of how a table is made from them (5: calibrated at 2 channels per group, no negative fixed cost)
@@ -104,7 +102,7 @@ def _measure_entry(signature, in_grid, out_grid, threads, quantization, overhead
     for ci in in_grid:
         for co in out_grid:
             model, shapes = one_op_model(signature, ci, co)
-            interps.append(interpreter(convert(model, shapes, quantization), threads))
+            interps.append(ready_interpreter(convert_traced(model, shapes, quantization), threads))
     seconds = time_interleaved(interps, rounds=rounds)
     ms = np.maximum(np.asarray(seconds) - overhead_s, 0.0).reshape(len(in_grid), len(out_grid)) * 1e3
     # More channels never cost less; a timing that says so is noise. A monotone table also
@@ -124,14 +122,14 @@ def _whole_model_ms(model, analysis, threads, quantization, representative_datas
     so the 1-channel network is 1.4-1.6x what the table says, where 2, 4, 8, 16 and 32
     channels per group measure within 3 % of it. Calibrated on the 1-channel network, that
     excess became a fixed cost that over-predicted every small network (by 15 % at FLOPs
-    0.05; notes/session-9.md). The 1-channel network itself is predicted too fast.
+    0.05; docs/design/latency-predictor.md). The 1-channel network itself is predicted too fast.
     """
-    from chipnet_tf.strip import strip_pruning
-
     shapes = [tuple(t.shape[1:]) for t in model.inputs]
 
     def run(m):
-        return interpreter(convert(m, shapes, quantization, representative_dataset, int8_io=False), threads)
+        return ready_interpreter(
+            convert_traced(m, shapes, quantization, representative_dataset, int8_io=False), threads
+        )
 
     interps, width, errors = [run(model)], None, []
     for w in (2, tile):
@@ -166,10 +164,8 @@ def calibrate(analysis, entries, dense_ms, small_ms, width):
     networks were predicted 40-60% slower than measured); a scale on the lookups plus the
     truly fixed rest (pooling, padding, invoke) fits both ends.
     """
-    from chipnet_tf import latency as latency_lib
-
-    table = latency_lib.LatencyTable(model="", meta={}, entries=entries, fixed_ms=0.0, dense_ms=0.0)
-    spec = latency_lib.attach(analysis, table)
+    table = latency_table.LatencyTable(model="", meta={}, entries=entries, fixed_ms=0.0, dense_ms=0.0)
+    spec = latency_table.attach(analysis, table)
     at_dense = spec.value(spec.group_sizes, "latency")
     at_small = spec.value(np.minimum(spec.group_sizes, max(1, width)), "latency")
     if small_ms is not None and at_dense - at_small > 1e-9 * max(at_dense, 1e-12) and dense_ms > small_ms:
@@ -195,8 +191,8 @@ def _measure_entries(calls, analysis, tiles, meta, overhead_s, max_points, round
         sig = c["signature"]
         tile_in = int(tiles["conv_in"]) if c["kind"] == "producer" else 1
         tile_out = {"producer": tiles["conv_out"], "depthwise": tiles["depthwise"]}.get(c["kind"], 1)
-        in_grid = grid(*latency.form_range(analysis.spec, c["f_in"]), tile_in, max_points[0])
-        out_grid = grid(*latency.form_range(analysis.spec, c["f_out"]), int(tile_out), max_points[1])
+        in_grid = grid(*latency_table.form_range(analysis.spec, c["f_in"]), tile_in, max_points[0])
+        out_grid = grid(*latency_table.form_range(analysis.spec, c["f_out"]), int(tile_out), max_points[1])
         key = _key("entry", meta, sig, in_grid, out_grid, rounds)
         if key in done:
             values = done[key]
@@ -259,22 +255,20 @@ def profile(
     Raises:
         ValueError: unknown quantization, threads < 1, or a model without timed layers.
     """
-    from chipnet_tf import graph as graph_lib
-
     t0 = time.perf_counter()
-    latency.check_quantization(quantization)
+    latency_table.check_quantization(quantization)
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer. Received: threads={threads!r}")
     cache_dir = default_cache_dir() if cache_dir is None else cache_dir
     meta = runtime_meta(threads, quantization)
     analysis = graph_lib.analyze(model, exclude=exclude, warn=False)
-    calls = latency.timed_calls(analysis)
+    calls = latency_table.timed_calls(analysis)
     if not calls:
         raise ValueError(f"Model {model.name!r} has no layer whose latency depends on pruned channels.")
     model_key = _key("model", TABLE_VERSION, meta, model.to_json(), exclude, list(max_points), rounds, tiles)
     cached = _cache_read(cache_dir, model_key)
     if cached is not None:
-        table = latency.LatencyTable.from_dict(cached)
+        table = latency_table.LatencyTable.from_dict(cached)
         table.stats = {**table.stats, "cache_hit": True, "profile_s": time.perf_counter() - t0}
         return table
 
@@ -313,7 +307,7 @@ def profile(
             "small_width": width,
         },
     }
-    table = latency.LatencyTable(
+    table = latency_table.LatencyTable(
         model=model.name,
         meta={**meta, "tiles": dict(tiles), "invoke_overhead_ms": overhead_s * 1e3},
         entries=entries,

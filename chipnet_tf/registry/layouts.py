@@ -25,7 +25,7 @@ import dataclasses
 import itertools
 import math
 
-from chipnet_tf.registry import Kind
+from chipnet_tf.registry.vocabulary import Kind
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,7 +197,7 @@ class LayoutContext:
 
     Attributes:
         spaces: the :class:`Spaces` of the analysis (couple, cut, tie or fix spaces).
-        fnode: the :class:`chipnet_tf.flat_graph.FlatNode` (layer, call arguments, shapes).
+        fnode: the :class:`chipnet_tf.analysis.flat_graph.FlatNode` (layer, call arguments, shapes).
         in_lays: the :class:`Layout` of each input tensor.
         kind: the call's :class:`chipnet_tf.registry.Kind`.
         out: the layout its kind gives by default (a producer's new space), or None.

@@ -10,7 +10,7 @@ import numpy as np
 
 from chipnet_tf.budgets import LATENCY
 from chipnet_tf.io import atomic_write
-from chipnet_tf.layers.controller import require_controllers
+from chipnet_tf.search.layers.controller import require_controllers
 from chipnet_tf.validators import check_budget, check_round_to, first_line
 
 
@@ -233,7 +233,7 @@ def save_masks(path, masks):
     if path.endswith(".json"):
         data = json.dumps(
             {
-                "format": "chipnet_tf.masks",
+                "format": "chipnet_tf.search.masks",
                 "version": 1,
                 "masks": {k: np.asarray(v).astype(bool).tolist() for k, v in masks.items()},
             },
@@ -265,7 +265,7 @@ def load_masks(path):
         if path.endswith(".json"):
             with open(path) as f:
                 data = json.load(f)
-            if not isinstance(data, dict) or data.get("format") != "chipnet_tf.masks":
+            if not isinstance(data, dict) or data.get("format") != "chipnet_tf.search.masks":
                 raise ValueError("not a chipnet_tf masks file")
             return {k: np.asarray(v, dtype=bool) for k, v in data["masks"].items()}
         with np.load(path, allow_pickle=False) as data:

@@ -8,8 +8,9 @@ import warnings
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.layers.controller import require_controllers
-from chipnet_tf.masks import get_masks
+from chipnet_tf.io import atomic_write
+from chipnet_tf.search.layers.controller import require_controllers
+from chipnet_tf.search.masks import apply_masks, get_masks
 from chipnet_tf.validators import check_round_to
 
 
@@ -321,8 +322,6 @@ class BestHardMasks(keras.callbacks.Callback):
             self.best_masks = {k: np.asarray(v, bool) for k, v in meta["masks"].items()}
 
     def on_epoch_end(self, epoch, logs=None):
-        from chipnet_tf.masks import apply_masks, get_masks
-
         masks = get_masks(self.model, round_to=self.round_to)
         apply_masks(self.model, masks)
         saved = None
@@ -353,8 +352,6 @@ class BestHardMasks(keras.callbacks.Callback):
                 self._save()
 
     def _save(self):
-        from chipnet_tf.io import atomic_write
-
         meta = {
             "value": self.best_value,
             "epoch": self.best_epoch,

@@ -15,7 +15,7 @@ BNs, and input channel 3 of the last conv. A tensor's channel axis is described 
 **layout**: a list of segments, one per channel space, tiled ``repeat`` times (a
 concatenation lists its inputs' segments; a Flatten tiles the layout over positions).
 
-The analysis works on a *flat* view of the model (:mod:`chipnet_tf.flat_graph`: nested
+The analysis works on a *flat* view of the model (:mod:`chipnet_tf.analysis.flat_graph`: nested
 functional models are walked into), so the same code serves wrapping, stripping and
 budget reports.
 """
@@ -23,18 +23,18 @@ budget reports.
 import dataclasses
 import warnings
 
-from chipnet_tf import probe, registry
-from chipnet_tf.budgets import CostSpecBuilder
-from chipnet_tf.compat import keras
-from chipnet_tf.flat_graph import (  # re-exported: graph.flatten etc. are used across the package
+from chipnet_tf import registry
+from chipnet_tf.analysis.flat_graph import (  # re-exported: groups.flatten etc. are used across the package
     FlatGraph,
     FlatNode,
     UnsupportedModelError,
     check_model,
     flatten,
 )
-from chipnet_tf.registry import Kind
-from chipnet_tf.spaces import DEFAULT_LAYOUT, Layout, LayoutContext, Spaces, shape_last
+from chipnet_tf.budgets import CostSpecBuilder
+from chipnet_tf.compat import keras
+from chipnet_tf.registry import Kind, probe
+from chipnet_tf.registry.layouts import DEFAULT_LAYOUT, Layout, LayoutContext, Spaces, shape_last
 
 
 @dataclasses.dataclass
@@ -73,7 +73,7 @@ def analyze(model_or_graph, exclude=None, warn=True):
         model_or_graph: a tf_keras functional/Sequential model, or a :class:`FlatGraph`.
         exclude: layer names whose output channels are never pruned.
         warn: emit a warning naming layers that stop groups, and one naming the custom
-            layers whose rule was inferred by a numerical probe (:mod:`chipnet_tf.probe`).
+            layers whose rule was inferred by a numerical probe (:mod:`chipnet_tf.registry.probe`).
 
     Returns:
         An :class:`Analysis`.
@@ -326,7 +326,7 @@ def _cost_spec(graph, glayouts, kinds, groups, rules):
             in_shape=fnode.in_shapes[0] if fnode.in_shapes else (),
             first_call=fnode.first_call,
         )
-        rule.add_costs(builder, ctx)
+        registry.add_costs(rule, builder, ctx)
         builder.call_forms[call_name(fnode, builder.call_forms)] = (
             ctx.in_forms[0] if ctx.in_forms else builder.one,
             ctx.out_form,

@@ -4,8 +4,8 @@ import numpy as np
 
 from chipnet_tf.budgets import CostSpec, check_budget_type
 from chipnet_tf.compat import keras, register, tf
-from chipnet_tf.ops import heaviside
-from chipnet_tf.schedules import HeavisideSchedule
+from chipnet_tf.search import heaviside
+from chipnet_tf.search.schedules import HeavisideSchedule
 from chipnet_tf.validators import check_budget, check_gate_leak, check_weight
 
 GATE_FORWARDS = ("soft", "hard")
@@ -335,7 +335,8 @@ def require_controllers(model, purpose):
         >>> require_controllers(keras.Sequential(name="dense"), "reading its masks")
         Traceback (most recent call last):
         ...
-        ValueError: 'dense' is not pruned by chipnet_tf (it has no chipnet_tf gates): wrap it with chipnet_tf.prune_low_budget before reading its masks.
+        ValueError: 'dense' is not pruned by chipnet_tf (it has no chipnet_tf gates): wrap it with \
+chipnet_tf.prune_low_budget before reading its masks.
     """
     found = controllers(model)
     if not found:

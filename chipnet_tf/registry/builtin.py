@@ -1,5 +1,6 @@
 """The :class:`chipnet_tf.registry.LayerRule` of every built-in Keras layer: kind, cost
-terms, surgery and constant propagation, registered in one table at the end.
+terms, surgery and constant propagation, in one plain dict (:data:`BUILTIN_RULES`) that
+:mod:`chipnet_tf.registry` installs in the table.
 
 A user's layer is added the same way, with :func:`chipnet_tf.register_layer`.
 """
@@ -7,7 +8,7 @@ A user's layer is added the same way, with :func:`chipnet_tf.register_layer`.
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.registry import (
+from chipnet_tf.registry.vocabulary import (
     CHANNELWISE_ACTIVATIONS,
     ZERO_PRESERVING_ACTIVATIONS,
     Kind,
@@ -16,7 +17,6 @@ from chipnet_tf.registry import (
     channels_last,
     elementwise_activation,
     prod,
-    register_layer,
     take,
 )
 
@@ -43,7 +43,7 @@ def _conv_kind(layer, rank):
 def _grouped_layout(ctx):
     """A grouped conv (``groups=G > 1``) keeps the same input and output channels in every
     conv group: its input and output spaces are tied with periods ``C_in / G`` and
-    ``C_out / G`` (see :mod:`chipnet_tf.spaces`), so the stripped layer is again a valid
+    ``C_out / G`` (see :mod:`chipnet_tf.registry.layouts`), so the stripped layer is again a valid
     grouped conv with G groups. Tying offsets was chosen over removing whole conv groups:
     it keeps G, the kernel layout and every conv group's receptive field, and lets the
     smallest network keep one channel per conv group (RegNet: C/8) rather than one conv
@@ -348,6 +348,3 @@ BUILTIN_RULES = {
     L.Flatten: _RESHAPE,
     L.Reshape: _RESHAPE,
 }
-
-for _cls, _r in BUILTIN_RULES.items():
-    register_layer(_cls, _r)

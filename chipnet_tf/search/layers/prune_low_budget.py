@@ -2,8 +2,8 @@
 
 from chipnet_tf.budgets import CostSpecBuilder, check_budget_type
 from chipnet_tf.compat import keras, register, tf
-from chipnet_tf.layers.controller import ChipNetController
-from chipnet_tf.schedules import HeavisideSchedule
+from chipnet_tf.search.layers.controller import ChipNetController
+from chipnet_tf.search.schedules import HeavisideSchedule
 from chipnet_tf.validators import check_budget, check_weight
 
 WRAPPABLE = (

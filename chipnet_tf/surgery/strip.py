@@ -2,7 +2,7 @@
 
 Every layer of the (flattened) model is rebuilt from its config with the removed channels
 sliced out of its weights: output channels by the mask of the group it writes, input
-channels by the layout of the tensor it reads (see :mod:`chipnet_tf.graph`). Gates vanish:
+channels by the layout of the tensor it reads (see :mod:`chipnet_tf.analysis.groups`). Gates vanish:
 under hard masks a kept channel is multiplied by 1 and a removed one is gone, so the
 stripped model computes exactly what the wrapped model computes under its hard masks.
 
@@ -16,21 +16,20 @@ import dataclasses
 
 import numpy as np
 
-from chipnet_tf import graph as graph_lib
-from chipnet_tf import probe
+from chipnet_tf.analysis import groups as graph_lib
+from chipnet_tf.analysis.flat_graph import from_config
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.flat_graph import from_config
-from chipnet_tf.layers import (
+from chipnet_tf.registry import SurgeryContext, probe, register_surgery, take  # public here too
+from chipnet_tf.search.layers import (
     ChannelGate,
     ChipNetController,
     GatedBatchNormalization,
     GatedLayerNormalization,
     PruneLowBudget,
 )
-from chipnet_tf.layers.controller import controllers
-from chipnet_tf.masks import check_masks, get_masks
-from chipnet_tf.registry import SurgeryContext, register_surgery, take  # public here too
-from chipnet_tf.strip_plan import plan_empty_groups
+from chipnet_tf.search.layers.controller import controllers
+from chipnet_tf.search.masks import check_masks, get_masks
+from chipnet_tf.surgery.empty_groups import plan_empty_groups
 from chipnet_tf.validators import first_line
 
 L = keras.layers
@@ -41,7 +40,7 @@ _GATED = (GatedBatchNormalization, GatedLayerNormalization)
 def _dense_view(graph):
     """The wrapped model's flat graph with gates, controllers and folded gates undone.
 
-    A FlatGraph for the analysis whose :attr:`~chipnet_tf.graph.FlatGraph.alias` also maps
+    A FlatGraph for the analysis whose :attr:`~chipnet_tf.analysis.groups.FlatGraph.alias` also maps
     every gate's output to its input (the rebuild reads it there).
     """
     view = graph_lib.FlatGraph(

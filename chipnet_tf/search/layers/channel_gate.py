@@ -1,7 +1,7 @@
 """ChannelGate: multiplies a tensor's channels by their groups' masks."""
 
 from chipnet_tf.compat import keras, register, tf
-from chipnet_tf.layers.segments import check_segments, expand_mask, segments_config
+from chipnet_tf.search.layers.segments import check_segments, expand_mask, segments_config
 
 
 @register

@@ -46,7 +46,7 @@ def plan_empty_groups(analysis, keeps):
     constant is an error.
 
     Args:
-        analysis: the :func:`chipnet_tf.graph.analyze` result of the (dense view) graph.
+        analysis: the :func:`chipnet_tf.analysis.groups.analyze` result of the (dense view) graph.
         keeps: ``{tensor key: kept channel indices or None}``.
     """
     view = analysis.graph

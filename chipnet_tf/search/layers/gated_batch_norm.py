@@ -3,7 +3,7 @@
 import threading
 
 from chipnet_tf.compat import keras, register, tf
-from chipnet_tf.layers.segments import check_segments, data_shape, expand_mask, segments_config
+from chipnet_tf.search.layers.segments import check_segments, data_shape, expand_mask, segments_config
 
 
 def can_fold(layer, rank):

@@ -25,9 +25,9 @@ import json
 
 import numpy as np
 
-from chipnet_tf import registry
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.registry import Kind, LayerRule, take
+from chipnet_tf.registry.table import has_rule, lookup
+from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
 
 # (class, config, input shape) -> the inferred rule, or None when the layer mixes channels.
 _CACHE = {}
@@ -74,7 +74,7 @@ def channel_local_rule():
 
     Pin it for a layer class (this also skips the probe and its warning)::
 
-        chipnet_tf.register_layer(LayerScale, chipnet_tf.probe.channel_local_rule())
+        chipnet_tf.register_layer(LayerScale, chipnet_tf.registry.channel_local_rule())
     """
     return LayerRule(Kind.CHANNELWISE, costs=_per_channel_costs, surgery=_per_channel_surgery)
 
@@ -87,7 +87,7 @@ def inferred_message(name, class_name):
         f"chipnet_tf: layer {name!r} ({class_name}) has no registered rule; a numerical probe found it "
         "channel-local, so it is pruned as channelwise with its per-channel weights sliced along the channel "
         "axis, and strip_pruning checks it numerically. Pin the rule (and silence this warning) with: "
-        f"chipnet_tf.register_layer({class_name}, chipnet_tf.probe.channel_local_rule()); keep it unpruned "
+        f"chipnet_tf.register_layer({class_name}, chipnet_tf.registry.channel_local_rule()); keep it unpruned "
         f'with: chipnet_tf.register_layer({class_name}, chipnet_tf.registry.LayerRule("opaque")).'
     )
 
@@ -97,8 +97,8 @@ def rules_of(graph):
     opaque. Returns ``(rules, {layer name: class name of each layer whose rule was inferred})``."""
     rules, inferred = [], {}
     for fnode in graph.nodes:
-        rule = registry.lookup(fnode.layer)
-        if not registry.has_rule(fnode.layer) and _probeable(fnode) and infer(fnode.layer, fnode.in_shapes[0]):
+        rule = lookup(fnode.layer)
+        if not has_rule(fnode.layer) and _probeable(fnode) and infer(fnode.layer, fnode.in_shapes[0]):
             rule = _CHANNEL_LOCAL
             inferred[fnode.name] = type(fnode.layer).__name__
         rules.append(rule)

@@ -1,4 +1,4 @@
-"""Layer type -> one :class:`LayerRule`: how channels flow through it, what it costs and
+"""The rule vocabulary: layer type -> one :class:`LayerRule`: how channels flow through it, what it costs and
 how to slice channels out of it.
 
 Every Keras layer the group analysis meets is classified by its rule's :class:`Kind`:
@@ -13,15 +13,15 @@ Every Keras layer the group analysis meets is classified by its rule's :class:`K
 ``reshape``      Flatten/Reshape (a flatten tiles the channel layout over positions)
 ``opaque``       anything the analysis cannot see through: its inputs and outputs are never
                  pruned (Lambda, softmax, LayerNormalization over other axes, TF ops other
-                 than those of :mod:`chipnet_tf.tfop_rules`, custom layers that mix
-                 channels; a custom layer with no rule is probed, see :mod:`chipnet_tf.probe`)
+                 than those of :mod:`chipnet_tf.registry.tfops`, custom layers that mix
+                 channels; a custom layer with no rule is probed, see :mod:`chipnet_tf.registry.probe`)
 A LayerNormalization over the channel axis is ``channelwise``: prune_low_budget replaces it
 by a GatedLayerNormalization whose statistics skip pruned channels.
 
 A rule may also carry its own layout handler (``LayerRule(layout=...)``, see
-:class:`chipnet_tf.spaces.LayoutContext`) for channel flows a kind alone does not say: a
+:class:`chipnet_tf.registry.layouts.LayoutContext`) for channel flows a kind alone does not say: a
 grouped conv ties its channels per conv group, ``x[..., :k]`` cuts a channel space. Each
-kind's default handler is in :data:`chipnet_tf.spaces.DEFAULT_LAYOUT`.
+kind's default handler is in :data:`chipnet_tf.registry.layouts.DEFAULT_LAYOUT`.
 
 A rule also carries the layer's cost terms (for the budgets and :func:`layer_flops`), its
 surgery (how ``strip_pruning`` slices its weights) and, for elementwise layers, how it maps
@@ -36,22 +36,20 @@ a custom per-channel scale ``y = x * w``::
         ),
     )
 
-The built-in rules are in :mod:`chipnet_tf.builtin_rules`.
+The built-in rules are in :mod:`chipnet_tf.registry.builtin`.
+
+This module imports nothing of chipnet_tf: the table (:mod:`chipnet_tf.registry.table`),
+the FLOPs count (:mod:`chipnet_tf.registry.flops`) and every rule module build on it.
 """
 
-import contextlib
 import dataclasses
 import enum
 import math
-import weakref
 
 import numpy as np
 
-from chipnet_tf.budgets import CostSpecBuilder
-from chipnet_tf.compat import tf
 
-
-class Kind(str, enum.Enum):  # noqa: UP042 - setup.py still allows Python 3.10 (no StrEnum)
+class Kind(enum.StrEnum):
     """How a layer passes channels (see the module docstring). A ``str``: ``Kind("merge")``
     and ``kind == "merge"`` work, and an unknown name raises."""
 
@@ -63,9 +61,6 @@ class Kind(str, enum.Enum):  # noqa: UP042 - setup.py still allows Python 3.10 (
     CONCAT = "concat"
     RESHAPE = "reshape"
     OPAQUE = "opaque"
-
-    __str__ = str.__str__
-    __format__ = str.__format__
 
 
 KINDS = tuple(k.value for k in Kind)
@@ -206,113 +201,6 @@ class LayerRule:
         }
         return LayerRule(**{**fields, **changes})
 
-    def add_costs(self, builder, ctx):
-        if self.costs is not None and ctx.kind != Kind.OPAQUE:
-            self.costs(builder, ctx)
-            return
-        # Opaque (or cost-less) layers: constants. A grouped conv or a depthwise conv with
-        # depth_multiplier > 1 is opaque but still costs FLOPs.
-        if ctx.first_call:
-            n = ctx.layer.count_params() if ctx.layer.built else 0
-            builder.add("params", ctx.name, n, builder.one)
-        builder.add("flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape), builder.one)
-
-
-_OPAQUE = LayerRule(Kind.OPAQUE)
-_REGISTRY = {}
-
-
-def _check_class(layer_class, what):
-    if not isinstance(layer_class, type):
-        raise TypeError(f"{what} expects a layer class. Received: {layer_class!r}")
-
-
-def register_layer(layer_class, rule):
-    """Registers (or replaces) the :class:`LayerRule` for ``layer_class`` and subclasses.
-
-    The rule replaces the previous rule of ``layer_class`` (kind, costs, flops). A
-    ``surgery`` or ``constant`` the new rule leaves as None is kept from the rule the class
-    had (its own or inherited), so ``register_surgery`` before ``register_layer`` and a
-    subclass rule that only changes the kind both keep the slicing they had.
-
-    Raises:
-        TypeError: ``layer_class`` is not a class or ``rule`` not a LayerRule.
-    """
-    _check_class(layer_class, "register_layer")
-    if not isinstance(rule, LayerRule):
-        raise TypeError(f"register_layer expects a LayerRule. Received: {rule!r}")
-    had = _lookup_type(layer_class)
-    kept = {
-        name: getattr(had, name)
-        for name in ("surgery", "constant")
-        if getattr(rule, name) is None and getattr(had, name) is not None
-    }
-    _REGISTRY[layer_class] = rule.replace(**kept) if kept else rule
-
-
-def unregister_layer(layer_class):
-    """Removes ``layer_class``'s own rule (it falls back to its base classes' rule, else
-    opaque). Returns the removed rule, or None when it had none."""
-    _check_class(layer_class, "unregister_layer")
-    return _REGISTRY.pop(layer_class, None)
-
-
-@contextlib.contextmanager
-def registered(layer_class, rule):
-    """Registers ``rule`` for ``layer_class`` inside a ``with`` block only (tests, probes).
-
-    Example:
-        >>> with chipnet_tf.registry.registered(Scale, LayerRule("passthrough")):  # doctest: +SKIP
-        ...     pruned = chipnet_tf.prune_low_budget(model, 0.5)
-    """
-    previous = _REGISTRY.get(layer_class)
-    register_layer(layer_class, rule)
-    try:
-        yield rule
-    finally:
-        if previous is None:
-            _REGISTRY.pop(layer_class, None)
-        else:
-            _REGISTRY[layer_class] = previous
-
-
-def register_surgery(layer_class, surgery):
-    """Sets how to slice channels out of ``layer_class`` (and its subclasses).
-
-    Shorthand for registering ``layer_class``'s current rule (its own, inherited, or
-    opaque) with ``surgery`` replaced; ``register_layer(cls, LayerRule(kind, surgery=...))``
-    does both in one call. ``surgery(ctx)`` receives a :class:`SurgeryContext` and returns
-    ``(config, weights)`` for the smaller layer of the same class.
-
-    Example::
-
-        def scale_surgery(ctx):
-            return ctx.config, [take(ctx.weights[0], ctx.out_keep, 0)]
-
-        chipnet_tf.register_surgery(Scale, scale_surgery)
-    """
-    _check_class(layer_class, "register_surgery")
-    if not callable(surgery):
-        raise TypeError(f"register_surgery expects a callable surgery(ctx). Received: {surgery!r}")
-    register_layer(layer_class, _lookup_type(layer_class).replace(surgery=surgery))
-
-
-def _lookup_type(layer_class):
-    for klass in layer_class.__mro__:
-        if klass in _REGISTRY:
-            return _REGISTRY[klass]
-    return _OPAQUE
-
-
-def lookup(layer):
-    """The rule for ``layer``: its class or nearest registered base class, else opaque."""
-    return _lookup_type(type(layer))
-
-
-def has_rule(layer):
-    """Whether ``layer``'s class or a base class has a registered rule."""
-    return _lookup_type(type(layer)) is not _OPAQUE
-
 
 # -- helpers for rules -----------------------------------------------------------------
 def prod(values):
@@ -339,83 +227,3 @@ def output_prunable(layer):
     """Whether a producer's output channels may be pruned: not when its own activation mixes
     channels (softmax), since the kept channels' values would change."""
     return elementwise_activation(layer)
-
-
-# -- FLOPs -----------------------------------------------------------------------------
-def layer_flops(layer, in_shape, out_shape):
-    """FLOPs of one call of ``layer`` from its input/output shapes (channels last).
-
-    chipnet_tf's convention (the paper's): multiply-accumulates of convolutions
-    (incl. transposed, depthwise, separable, grouped) and dense layers, plus their bias
-    adds; every other layer costs 0. Batch dimension excluded. The count is the layer
-    rule's own cost function evaluated at the full channel counts, so budgets and
-    :func:`chipnet_tf.count_flops` share one formula.
-    """
-    if not in_shape or not out_shape:
-        return 0
-    rule = lookup(layer)
-    if not rule.flops:
-        return _sublayer_flops(layer, in_shape)
-    if not channels_last(layer):
-        return 0
-    builder = CostSpecBuilder([], [])
-    ctx = CostContext(
-        layer=layer,
-        name=layer.name,
-        kind=Kind.OPAQUE,
-        in_forms=[builder.form(int(in_shape[-1]), {})],
-        out_form=builder.form(int(out_shape[-1]), {}),
-        out_shape=tuple(out_shape),
-        in_shape=tuple(in_shape),
-        first_call=False,
-    )
-    rule.costs(builder, ctx)
-    return int(round(builder.constant_value("flops")))
-
-
-# Per layer object: {input shape: FLOPs} of a traced custom layer. Weak keys, so the
-# cache neither keeps a user's layer alive nor stores anything on it.
-_SUBLAYER_FLOPS = weakref.WeakKeyDictionary()
-
-
-def _sublayer_flops(layer, in_shape):
-    """FLOPs of a custom (opaque) layer that holds conv/dense sublayers, e.g. keras-cv's
-    SqueezeAndExcite2D: its call is traced at batch 1 and the conv/matmul/bias-add ops of
-    the graph are counted from their static shapes. Layers without such sublayers cost 0.
-    """
-    try:
-        subs = [s for s in layer._flatten_layers(include_self=False) if lookup(s).flops]
-    except AttributeError:
-        return 0
-    if not subs:
-        return 0
-    key = tuple(in_shape)
-    cache = _SUBLAYER_FLOPS.setdefault(layer, {})
-    if key not in cache:
-        cache[key] = _traced_flops(layer, in_shape)
-    return cache[key]
-
-
-def _traced_flops(layer, in_shape):
-    spec = tf.TensorSpec((1,) + tuple(in_shape[1:]), tf.float32)
-    graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec).graph
-    total = 0
-    for op in graph.get_operations():
-        if op.type in ("Conv2D", "Conv3D"):
-            out, kernel = op.outputs[0].shape, op.inputs[1].shape
-            total += prod(out[1:]) * prod(kernel[:-1])
-        elif op.type == "DepthwiseConv2dNative":
-            out, kernel = op.outputs[0].shape, op.inputs[1].shape
-            total += prod(out[1:]) * prod(kernel[:2])
-        elif op.type in ("MatMul", "BatchMatMulV2"):
-            a = op.inputs[0].shape
-            transpose_a = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
-            inner = a[-2] if transpose_a else a[-1]
-            total += prod(op.outputs[0].shape) * int(inner)
-        elif op.type == "BiasAdd":
-            total += prod(op.outputs[0].shape[1:])
-    return int(total)
-
-
-# The built-in rules register themselves on import; they need the names above.
-from chipnet_tf import builtin_rules, tfop_rules  # noqa: E402, F401

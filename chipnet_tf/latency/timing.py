@@ -1,63 +1,26 @@
 """Timing one-op TFLite models in the LiteRT interpreter (XNNPACK): conversion, interleaved
-timing, the channel-tile probe and the per-invoke overhead. What :mod:`chipnet_tf.latency_profile`
-builds a latency table from, and what ``benchmarks/latency.py`` times with."""
+timing, the channel-tile probe and the per-invoke overhead. What :mod:`chipnet_tf.latency.profiler`
+builds a latency table from, and what the latency benchmark (``python -m benchmarks.latency``) times with."""
 
 import gc
-import logging
 import statistics
 import time
+from importlib import metadata
 
 import numpy as np
 
-from chipnet_tf.compat import keras, native_log_filter, tf
+from chipnet_tf import litert
+from chipnet_tf.compat import keras
+from chipnet_tf.litert import convert_traced
 
 PROBE_WIDTHS = tuple(range(1, 49))
 PROBE_INPUT = (16, 16, 64)
 
 
 # -- one-op models ------------------------------------------------------------------------
-def convert(fn_or_model, input_shapes, quantization=None, representative_dataset=None, int8_io=True):
-    """TFLite bytes of a model traced at batch 1 (``input_shapes`` without the batch)."""
-    specs = [tf.TensorSpec((1, *s), tf.float32) for s in input_shapes]
-    if len(specs) == 1:
-        fn = tf.function(lambda x: fn_or_model(x, training=False)).get_concrete_function(specs[0])
-    else:
-        fn = tf.function(lambda *xs: fn_or_model(list(xs), training=False)).get_concrete_function(*specs)
-    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn])  # a trackable object here costs 5x
-    if quantization == "int8":
-        rng = np.random.default_rng(0)
-        data = representative_dataset
-
-        def gen():
-            if data is not None:
-                for x in data[:100]:
-                    yield [np.asarray(x, np.float32)[None]]
-                return
-            for _ in range(4):
-                yield [rng.standard_normal((1, *s)).astype(np.float32) for s in input_shapes]
-
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = gen
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        if int8_io:
-            conv.inference_input_type = conv.inference_output_type = tf.int8
-    absl_log = logging.getLogger("absl")
-    level = absl_log.level
-    absl_log.setLevel(logging.ERROR)  # "consider providing the trackable_obj": 5x slower with it
-    try:
-        with native_log_filter():
-            return conv.convert()
-    finally:
-        absl_log.setLevel(level)
-
-
-def interpreter(data, threads):
+def ready_interpreter(data, threads):
     """A LiteRT interpreter (default delegates: XNNPACK) with random inputs set."""
-    from ai_edge_litert.interpreter import Interpreter
-
-    with native_log_filter():
-        interp = Interpreter(model_content=data, num_threads=threads)
-        interp.allocate_tensors()
+    interp = litert.interpreter(data, num_threads=threads, fallback=False)
     rng = np.random.default_rng(1)
     for inp in interp.get_input_details():
         dtype = inp["dtype"]
@@ -154,8 +117,6 @@ def channel_step(widths, latencies, jump=1.4, span=3):
 
 # -- runtime, tiles, overhead ---------------------------------------------------------------
 def runtime_meta(threads, quantization):
-    from importlib import metadata
-
     try:
         version = metadata.version("ai-edge-litert")
     except metadata.PackageNotFoundError:  # pragma: no cover - depends on the install
@@ -185,7 +146,7 @@ def probe_tiles(threads, quantization, rounds=3):
         for w in PROBE_WIDTHS:
             sig, in_shapes, ci, co = case(w)
             model, shapes = one_op_model({**sig, "in_shapes": in_shapes}, ci, co)
-            interps.append(interpreter(convert(model, shapes, quantization), threads))
+            interps.append(ready_interpreter(convert_traced(model, shapes, quantization), threads))
         us = [t * 1e6 for t in time_interleaved(interps, rounds=rounds)]
         tiles[name] = channel_step(PROBE_WIDTHS, us) or 1
     return tiles
@@ -194,5 +155,5 @@ def probe_tiles(threads, quantization, rounds=3):
 def invoke_overhead(threads, quantization):
     """Seconds per ``invoke()`` of a trivial one-op model: what every one-op timing pays once."""
     model, shapes = one_op_model({"class": "Add", "kind": "merge", "config": {}, "in_shapes": [[1], [1]]}, 1, 1)
-    interp = interpreter(convert(model, shapes, quantization), threads)
+    interp = ready_interpreter(convert_traced(model, shapes, quantization), threads)
     return time_interleaved([interp], rounds=5, target_s=5e-4, max_invocations=200)[0]

@@ -7,7 +7,7 @@ it can underflow to zero but never overflow.
 
 Example:
     >>> import numpy as np
-    >>> from chipnet_tf.ops import continuous_heaviside
+    >>> from chipnet_tf.search.heaviside import continuous_heaviside
     >>> z = continuous_heaviside(np.array([0.0, 100.0]), beta=1.0, gamma=2.0)
     >>> np.round(z.numpy(), 4).tolist()
     [0.7001, 1.0]

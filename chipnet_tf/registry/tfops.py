@@ -12,7 +12,7 @@ A call is classified by its op (``layer.symbol``) and its arguments (the call's
 - reductions over axes other than the channel axis (``tf.reduce_mean(x, [1, 2],
   keepdims=True)``): ``passthrough``;
 - channel slicing and splitting (``x[..., a:b]``, ``tf.split(x, n, axis=-1)``) map channels
-  by index: the input's channel space is cut into parts (:meth:`chipnet_tf.spaces.Spaces.split`),
+  by index: the input's channel space is cut into parts (:meth:`chipnet_tf.registry.layouts.Spaces.split`),
   the reverse of a concatenation; ``tf.concat`` along channels is a ``concat``;
 - anything else, and any op that could turn a pruned (zero) channel into inf or NaN
   (``c / x``, ``log``, ``rsqrt``), is opaque, with the analysis' usual warning.
@@ -24,8 +24,8 @@ import inspect
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.registry import Kind, LayerRule, register_layer, take
-from chipnet_tf.spaces import concat_layout
+from chipnet_tf.registry.layouts import concat_layout
+from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
 
 _ZERO_PRESERVING = frozenset(
     "nn.relu nn.relu6 nn.elu nn.selu nn.gelu nn.silu nn.leaky_relu math.tanh math.abs math.negative "
@@ -284,5 +284,8 @@ def _op_layer_classes():
 
 
 TF_OP_RULE = LayerRule(_kind, surgery=_surgery, layout=_layout)
-for _cls in _op_layer_classes():
-    register_layer(_cls, TF_OP_RULE)
+
+
+def tfop_rules():
+    """``{TF-op layer class: TF_OP_RULE}`` for :mod:`chipnet_tf.registry` to install."""
+    return dict.fromkeys(_op_layer_classes(), TF_OP_RULE)

@@ -1,0 +1,102 @@
+"""FLOPs of a layer call, and the cost terms of a layer whose rule has none.
+
+chipnet_tf's convention (the paper's): multiply-accumulates of convolutions and dense
+layers plus their bias adds. A conv/dense rule's own ``costs`` function is evaluated at the
+full channel counts, so budgets and :func:`chipnet_tf.count_flops` share one formula.
+"""
+
+import weakref
+
+from chipnet_tf.budgets import CostSpecBuilder
+from chipnet_tf.compat import tf
+from chipnet_tf.registry.table import lookup
+from chipnet_tf.registry.vocabulary import CostContext, Kind, channels_last, prod
+
+
+def add_costs(rule, builder, ctx):
+    """Adds one layer call's cost terms: the rule's own ``costs`` for a layer the analysis
+    sees through, else the layer's parameters and FLOPs as constants."""
+    if rule.costs is not None and ctx.kind != Kind.OPAQUE:
+        rule.costs(builder, ctx)
+        return
+    # Opaque (or cost-less) layers: constants. A grouped conv or a depthwise conv with
+    # depth_multiplier > 1 is opaque but still costs FLOPs.
+    if ctx.first_call:
+        n = ctx.layer.count_params() if ctx.layer.built else 0
+        builder.add("params", ctx.name, n, builder.one)
+    builder.add("flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape), builder.one)
+
+
+def layer_flops(layer, in_shape, out_shape):
+    """FLOPs of one call of ``layer`` from its input/output shapes (channels last).
+
+    chipnet_tf's convention (the paper's): multiply-accumulates of convolutions
+    (incl. transposed, depthwise, separable, grouped) and dense layers, plus their bias
+    adds; every other layer costs 0. Batch dimension excluded. The count is the layer
+    rule's own cost function evaluated at the full channel counts, so budgets and
+    :func:`chipnet_tf.count_flops` share one formula.
+    """
+    if not in_shape or not out_shape:
+        return 0
+    rule = lookup(layer)
+    if not rule.flops:
+        return _sublayer_flops(layer, in_shape)
+    if not channels_last(layer):
+        return 0
+    builder = CostSpecBuilder([], [])
+    ctx = CostContext(
+        layer=layer,
+        name=layer.name,
+        kind=Kind.OPAQUE,
+        in_forms=[builder.form(int(in_shape[-1]), {})],
+        out_form=builder.form(int(out_shape[-1]), {}),
+        out_shape=tuple(out_shape),
+        in_shape=tuple(in_shape),
+        first_call=False,
+    )
+    rule.costs(builder, ctx)
+    return int(round(builder.constant_value("flops")))
+
+
+# Per layer object: {input shape: FLOPs} of a traced custom layer. Weak keys, so the
+# cache neither keeps a user's layer alive nor stores anything on it.
+_SUBLAYER_FLOPS = weakref.WeakKeyDictionary()
+
+
+def _sublayer_flops(layer, in_shape):
+    """FLOPs of a custom (opaque) layer that holds conv/dense sublayers, e.g. keras-cv's
+    SqueezeAndExcite2D: its call is traced at batch 1 and the conv/matmul/bias-add ops of
+    the graph are counted from their static shapes. Layers without such sublayers cost 0.
+    """
+    try:
+        subs = [s for s in layer._flatten_layers(include_self=False) if lookup(s).flops]
+    except AttributeError:
+        return 0
+    if not subs:
+        return 0
+    key = tuple(in_shape)
+    cache = _SUBLAYER_FLOPS.setdefault(layer, {})
+    if key not in cache:
+        cache[key] = _traced_flops(layer, in_shape)
+    return cache[key]
+
+
+def _traced_flops(layer, in_shape):
+    spec = tf.TensorSpec((1,) + tuple(in_shape[1:]), tf.float32)
+    graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec).graph
+    total = 0
+    for op in graph.get_operations():
+        if op.type in ("Conv2D", "Conv3D"):
+            out, kernel = op.outputs[0].shape, op.inputs[1].shape
+            total += prod(out[1:]) * prod(kernel[:-1])
+        elif op.type == "DepthwiseConv2dNative":
+            out, kernel = op.outputs[0].shape, op.inputs[1].shape
+            total += prod(out[1:]) * prod(kernel[:2])
+        elif op.type in ("MatMul", "BatchMatMulV2"):
+            a = op.inputs[0].shape
+            transpose_a = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
+            inner = a[-2] if transpose_a else a[-1]
+            total += prod(op.outputs[0].shape) * int(inner)
+        elif op.type == "BiasAdd":
+            total += prod(op.outputs[0].shape[1:])
+    return int(total)

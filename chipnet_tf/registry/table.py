@@ -1,0 +1,111 @@
+"""The rule table: layer class -> :class:`~chipnet_tf.registry.vocabulary.LayerRule`,
+found through the class hierarchy (a subclass uses its nearest registered base class's
+rule; a class with none is opaque). The built-in rules are installed by
+:mod:`chipnet_tf.registry` from the plain dicts of :mod:`chipnet_tf.registry.builtin` and
+:mod:`chipnet_tf.registry.tfops`.
+"""
+
+import contextlib
+
+from chipnet_tf.registry.vocabulary import Kind, LayerRule
+
+_OPAQUE = LayerRule(Kind.OPAQUE)
+_REGISTRY = {}
+
+
+def _check_class(layer_class, what):
+    if not isinstance(layer_class, type):
+        raise TypeError(f"{what} expects a layer class. Received: {layer_class!r}")
+
+
+def register_layer(layer_class, rule):
+    """Registers (or replaces) the :class:`LayerRule` for ``layer_class`` and subclasses.
+
+    The rule replaces the previous rule of ``layer_class`` (kind, costs, flops). A
+    ``surgery`` or ``constant`` the new rule leaves as None is kept from the rule the class
+    had (its own or inherited), so ``register_surgery`` before ``register_layer`` and a
+    subclass rule that only changes the kind both keep the slicing they had.
+
+    Raises:
+        TypeError: ``layer_class`` is not a class or ``rule`` not a LayerRule.
+    """
+    _check_class(layer_class, "register_layer")
+    if not isinstance(rule, LayerRule):
+        raise TypeError(f"register_layer expects a LayerRule. Received: {rule!r}")
+    had = _lookup_type(layer_class)
+    kept = {
+        name: getattr(had, name)
+        for name in ("surgery", "constant")
+        if getattr(rule, name) is None and getattr(had, name) is not None
+    }
+    _REGISTRY[layer_class] = rule.replace(**kept) if kept else rule
+
+
+def unregister_layer(layer_class):
+    """Removes ``layer_class``'s own rule (it falls back to its base classes' rule, else
+    opaque). Returns the removed rule, or None when it had none."""
+    _check_class(layer_class, "unregister_layer")
+    return _REGISTRY.pop(layer_class, None)
+
+
+@contextlib.contextmanager
+def registered(layer_class, rule):
+    """Registers ``rule`` for ``layer_class`` inside a ``with`` block only (tests, probes).
+
+    Example:
+        >>> with chipnet_tf.registry.registered(Scale, LayerRule("passthrough")):  # doctest: +SKIP
+        ...     pruned = chipnet_tf.prune_low_budget(model, 0.5)
+    """
+    previous = _REGISTRY.get(layer_class)
+    register_layer(layer_class, rule)
+    try:
+        yield rule
+    finally:
+        if previous is None:
+            _REGISTRY.pop(layer_class, None)
+        else:
+            _REGISTRY[layer_class] = previous
+
+
+def register_surgery(layer_class, surgery):
+    """Sets how to slice channels out of ``layer_class`` (and its subclasses).
+
+    Shorthand for registering ``layer_class``'s current rule (its own, inherited, or
+    opaque) with ``surgery`` replaced; ``register_layer(cls, LayerRule(kind, surgery=...))``
+    does both in one call. ``surgery(ctx)`` receives a :class:`SurgeryContext` and returns
+    ``(config, weights)`` for the smaller layer of the same class.
+
+    Example::
+
+        def scale_surgery(ctx):
+            return ctx.config, [take(ctx.weights[0], ctx.out_keep, 0)]
+
+        chipnet_tf.register_surgery(Scale, scale_surgery)
+    """
+    _check_class(layer_class, "register_surgery")
+    if not callable(surgery):
+        raise TypeError(f"register_surgery expects a callable surgery(ctx). Received: {surgery!r}")
+    register_layer(layer_class, _lookup_type(layer_class).replace(surgery=surgery))
+
+
+def _lookup_type(layer_class):
+    for klass in layer_class.__mro__:
+        if klass in _REGISTRY:
+            return _REGISTRY[klass]
+    return _OPAQUE
+
+
+def lookup(layer):
+    """The rule for ``layer``: its class or nearest registered base class, else opaque."""
+    return _lookup_type(type(layer))
+
+
+def has_rule(layer):
+    """Whether ``layer``'s class or a base class has a registered rule."""
+    return _lookup_type(type(layer)) is not _OPAQUE
+
+
+def install(rules):
+    """Registers every ``{layer class: LayerRule}`` of ``rules``, in order."""
+    for layer_class, rule in rules.items():
+        register_layer(layer_class, rule)

@@ -1,0 +1,31 @@
+"""The search: gate layers (:mod:`~chipnet_tf.search.layers`), the continuous Heaviside
+(:mod:`~chipnet_tf.search.heaviside`), the schedules, the training callbacks and the hard
+masks (:mod:`~chipnet_tf.search.masks`)."""
+
+from chipnet_tf.search.callbacks import BestHardMasks, PruningSummaries, UpdatePruningStep
+from chipnet_tf.search.layers import (
+    ChannelGate,
+    ChipNetController,
+    GatedBatchNormalization,
+    GatedLayerNormalization,
+    PruneLowBudget,
+)
+from chipnet_tf.search.masks import apply_masks, get_masks, load_masks, save_masks, select_masks
+from chipnet_tf.search.schedules import HeavisideSchedule
+
+__all__ = [
+    "BestHardMasks",
+    "ChannelGate",
+    "ChipNetController",
+    "GatedBatchNormalization",
+    "GatedLayerNormalization",
+    "HeavisideSchedule",
+    "PruneLowBudget",
+    "PruningSummaries",
+    "UpdatePruningStep",
+    "apply_masks",
+    "get_masks",
+    "load_masks",
+    "save_masks",
+    "select_masks",
+]
