@@ -3,8 +3,8 @@ predicted, relative to dense) a cost of ragged widths? Random set k of the commi
 is, with every group's width rounded up / down to the 16-channel tile; measured interleaved
 with dense (the benchmark's way), each against the table's prediction.
 
-Run on 2026-12-01 against session 9's committed latency_budget.json (now in that file's
-`earlier_runs`) and its table cache in /tmp; ragged.log is its output."""
+Run on 2026-12-01 against the latency_budget.json committed before it (timed with two paused
+training processes resident; now in that file's `earlier_runs`) and its table cache in /tmp; ragged.log is its output."""
 
 import argparse
 import glob
@@ -14,15 +14,15 @@ import sys
 import numpy as np
 
 import chipnet_tf
-from benchmarks import latency_budget as lb
-from chipnet_tf import latency as lat
-from chipnet_tf.litert_timing import interpreter, time_interleaved
+from benchmarks.latency.budget import _convert, build, variants_for
+from chipnet_tf.latency.table import LatencyTable, attach
+from chipnet_tf.latency.timing import ready_interpreter, time_interleaved
 
 name, q = "resnet50", "float32"
 sets = [int(s) for s in sys.argv[1].split(",")] if len(sys.argv) > 1 else [3, 8]
 args = argparse.Namespace(seed=0, resnet_width=1.0, mobilenet_alpha=1.0, sets=20)
 res = json.load(open("/work/main/benchmarks/results/latency_budget.json"))["results"][f"{name} {q}"]
-dense = lb.build(name, args)
+dense = build(name, args)
 table = None
 for f in glob.glob("/tmp/chipnet_tf_latency_bench_cache/resnet50-float32-*/*.json"):
     d = json.load(open(f))
@@ -31,10 +31,10 @@ for f in glob.glob("/tmp/chipnet_tf_latency_bench_cache/resnet50-float32-*/*.jso
         and "entries" in d
         and abs(d["dense_ms"] - res["table_stats"]["calibration"]["dense_ms"]) < 1e-9
     ):
-        table = lat.LatencyTable.from_dict(d)
+        table = LatencyTable.from_dict(d)
 assert table is not None
-spec = lat.attach(chipnet_tf.analyze(dense, warn=False), table)
-variants = lb.variants_for(dense, spec, args)
+spec = attach(chipnet_tf.analyze(dense, warn=False), table)
+variants = variants_for(dense, spec, args)
 names = [k for k in variants if k.startswith("random")]
 sizes = np.asarray(spec.group_sizes)
 
@@ -54,7 +54,7 @@ for k in sets:
         nets.append(chipnet_tf.strip_pruning(dense, masks=masks_of(c)))
         labels.append(f"{names[k]} {lab}")
         preds.append(spec.value(c.astype(float), "latency"))
-interps = [interpreter(lb._convert(n, None), 1) for n in nets]
+interps = [ready_interpreter(_convert(n, None), 1) for n in nets]
 for rep in range(2):
     t = np.asarray(time_interleaved(interps, rounds=7, target_s=2e-2)) * 1e3
     print(f"repeat {rep}: dense {t[0]:.2f} ms (predicted {preds[0]:.2f})")

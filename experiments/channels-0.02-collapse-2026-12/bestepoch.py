@@ -5,11 +5,11 @@ Dense 1 and 0 of the grid, random and L1 masks, fine-tune seeds 20..25."""
 import numpy as np
 
 import chipnet_tf
-from benchmarks import acc_data
-from benchmarks import acc_methods as M
-from benchmarks.latency import channel_scores
-from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
+from benchmarks.accuracy import data as acc_data
+from benchmarks.accuracy import methods as M
+from benchmarks.latency.models import channel_scores
 from chipnet_tf.compat import keras
+from chipnet_tf.search.callbacks import recalibrate_batch_norm, restore_batch_norm
 
 data = acc_data.load("fashion_mnist")
 x, y = data["train"]

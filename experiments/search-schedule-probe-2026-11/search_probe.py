@@ -1,7 +1,7 @@
-"""Small, fast probe of ChipNet's search (session 6): does the soft budget converge, and are
-the hard masks good, per search variant? Held-out data only (never the test split).
+"""Small, fast probe of ChipNet's search: does the soft budget converge, and are the hard
+masks good, per search variant? Held-out data only (never the test split).
 
-    python -m notes.experiments.search_probe --data digits --variant paper --budget_type channels --budget 0.1
+    PYTHONPATH=. python experiments/search-schedule-probe-2026-11/search_probe.py --data digits --variant paper --budget_type channels --budget 0.1
 """
 
 import argparse
@@ -15,8 +15,8 @@ import numpy as np
 
 import chipnet_tf
 from chipnet_tf import architectures
-from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.compat import keras
+from chipnet_tf.search.callbacks import recalibrate_batch_norm, restore_batch_norm
 
 CACHE = "/tmp/search_probe"
 
@@ -137,7 +137,7 @@ def main(argv=None):
     keras.utils.set_random_seed(args.seed)
     clone = keras.models.clone_model(dense)
     clone.set_weights(dense.get_weights())
-    # Session 7: the library's defaults changed; every variant names its settings. "lib" is the
+    # The library's defaults changed while these probes ran; every variant names its settings. "lib" is the
     # library's own relative logits + ramp (+ "hard"); "rel"/"anneal" are the probe's patches.
     pruned = chipnet_tf.prune_low_budget(
         clone,
@@ -153,9 +153,9 @@ def main(argv=None):
     if "hard" in variant:
         ctl.gate_forward = "hard"
     if "sgmax" in variant:
-        # Session 8: the group's best logit as a constant in the relative logits, so no group
+        # The group's best logit as a constant in the relative logits, so no group
         # shifts as a whole through its best channel's parameter (Adam moves that one at full
-        # speed whatever the net pressure, hypothesis 5); each gate moves on its own gradient.
+        # speed whatever the net pressure); each gate moves on its own gradient.
         import tensorflow as tf
 
         def sg_logits(ctl=ctl):
@@ -164,8 +164,8 @@ def main(argv=None):
             return logits - tf.gather(best, ctl._segment_ids)
 
         ctl.logits = sg_logits
-    if "sur" in variant:  # session 7: the logistic's gradient for the Heaviside (code removed since)
-        from chipnet_tf.ops import heaviside as _h
+    if "sur" in variant:  # the logistic's gradient for the Heaviside (not in the library)
+        from chipnet_tf.search import heaviside as _h
 
         def surrogate(ctl=ctl):
             logits = ctl.logits()
@@ -203,7 +203,7 @@ def main(argv=None):
         # task gradient); the channels' own logits only rank within the group.
         import tensorflow as tf
 
-        from chipnet_tf.ops import heaviside
+        from chipnet_tf.search import heaviside
 
         tau = ctl.add_weight(name="tau", shape=(len(ctl.sizes),), initializer="zeros", trainable=True)
         seg = ctl._segment_ids
@@ -223,12 +223,12 @@ def main(argv=None):
         ctl.soft_gates = lambda: gates(False)
         ctl._penalties = penalties
     if "rel" in variant:
-        # Scale-invariant gates (session 7): every group's logits are shifted so that its
+        # Scale-invariant gates: every group's logits are shifted so that its
         # largest sits at the anchor; a uniform shift of a group (what a following
         # BatchNormalization cannot see) then changes neither the gates nor the budget.
         import tensorflow as tf
 
-        from chipnet_tf.ops import heaviside
+        from chipnet_tf.search import heaviside
 
         seg = ctl._segment_ids
         anchor = args.anchor
@@ -243,7 +243,7 @@ def main(argv=None):
 
         ctl.soft_gates = rel_gates
     if "dual" in variant:
-        # Dual ascent on the budget (session 7): a multiplier that grows while V is above the
+        # Dual ascent on the budget: a multiplier that grows while V is above the
         # target (and falls while below), so the budget's pull keeps rising until the least
         # useful channels per unit of cost give way, instead of settling where the quadratic
         # penalty balances the task gradient.
@@ -328,8 +328,8 @@ def main(argv=None):
             b, a = strip_acc(pruned, m, train, val, args.ft_steps)
             rec[f"{name}_before"], rec[f"{name}_ft"] = round(b, 4), round(a, 4)
     if args.baselines:
-        from benchmarks.accuracy import random_scores
-        from benchmarks.latency import channel_scores
+        from benchmarks.accuracy.methods import random_scores
+        from benchmarks.latency.models import channel_scores
 
         analysis = chipnet_tf.analyze(dense, warn=False)
         for name, scores in (

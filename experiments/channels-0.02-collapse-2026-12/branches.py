@@ -6,9 +6,9 @@ grid's fine-tuning (2 epochs), 4 fine-tuning seeds; dense 1 and 0 of the grid.""
 import numpy as np
 
 import chipnet_tf
-from benchmarks import acc_data
-from benchmarks import acc_methods as M
-from benchmarks.latency import channel_scores
+from benchmarks.accuracy import data as acc_data
+from benchmarks.accuracy import methods as M
+from benchmarks.latency.models import channel_scores
 from chipnet_tf.compat import keras
 
 data = acc_data.load("fashion_mnist")

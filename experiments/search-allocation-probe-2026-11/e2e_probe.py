@@ -1,8 +1,8 @@
-"""Session 7: the end-to-end test's search (test CNN, digits, 20 epochs of 44 steps) with the
-library's defaults and a few settings changed; prints V, crispness and accuracy per epoch.
-Outputs: notes/experiments/results/session7_e2e.txt.
+"""The end-to-end test's search (test CNN, digits, 20 epochs of 44 steps) with the library's
+defaults and a few settings changed; prints V, crispness and accuracy per epoch.
+Outputs: e2e.txt beside this script (and in experiments/search-gate-leak-probe-2026-11/).
 
-    PYTHONPATH=. python notes/experiments/e2e_probe.py LR EPOCHS CRISPNESS_WEIGHT no channels 0.3
+    PYTHONPATH=. python experiments/search-allocation-probe-2026-11/e2e_probe.py LR EPOCHS CRISPNESS_WEIGHT no channels 0.3
 """
 
 import sys

@@ -5,9 +5,9 @@ the fraction of positions where each ReLU fires."""
 import numpy as np
 
 import chipnet_tf
-from benchmarks import acc_data
-from benchmarks import acc_methods as M
-from benchmarks.latency import channel_scores
+from benchmarks.accuracy import data as acc_data
+from benchmarks.accuracy import methods as M
+from benchmarks.latency.models import channel_scores
 from chipnet_tf.compat import keras
 
 data = acc_data.load("fashion_mnist")
