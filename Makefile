@@ -76,7 +76,7 @@ bench-overhead: $(STAMP)
 bench-strip: $(STAMP)
 	$(PY) -m benchmarks.strip_speed
 
-# The FLOPs-budget latency rows, then the latency budget (issue 14): predictor error and
+# The FLOPs-budget latency rows, then the latency budget: predictor error and
 # latency-budget rows (benchmarks/latency_budget.py; BENCH_ARGS go to the latter).
 bench-latency: $(STAMP)
 	$(PY) -m benchmarks.latency

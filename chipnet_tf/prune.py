@@ -76,7 +76,7 @@ def default_schedule():
     until no gradient moves it (Adam's epsilon wins once ``gamma * exp(-gamma z_i)`` is
     tiny): on Fashion-MNIST the soft budget froze at 0.17-0.26 for a target of 0.1. Held at
     2, every gate stays movable to the end and the hard straight-through forward pass does
-    the rounding that gamma's growth was for (notes/session-8.md).
+    the rounding that gamma's growth was for (docs/design/search-defaults.md).
 
     Example:
         >>> chipnet_tf.prune.default_schedule().gamma(0.9)

@@ -187,7 +187,7 @@ def test_get_unknown_name_raises_listing_names():
 
 
 def test_build_makes_architectures_and_keras_applications_with_logits():
-    """One builder for the recipes' and chipnet-tf's --model (issue 17)."""
+    """One builder for the recipes' and chipnet-tf's --model."""
     assert architectures.build("small_cnn", num_classes=3).output_shape == (None, 3)
     app = architectures.build("MobileNetV2", input_shape=(32, 32, 3), num_classes=7, alpha=0.35)
     assert app.output_shape == (None, 7)

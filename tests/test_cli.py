@@ -189,7 +189,7 @@ def test_masks_files_empty_truncated_or_of_another_model_are_one_line_errors(ckp
 
 
 def test_export_float32_default_tolerance_accepts_rounding_of_large_logits(digits, tmp_path):
-    """Issue 16: a float32 conversion that agrees on every prediction passes by default.
+    """A float32 conversion that agrees on every prediction passes by default.
 
     Softmax over logits in the thousands: converting moves the probabilities by ~1.6e-4
     (float32 rounding of the logits), above the old default 1e-4, with 100% top-1 agreement.
@@ -214,7 +214,7 @@ def test_export_float32_default_tolerance_accepts_rounding_of_large_logits(digit
 
 
 def test_wrapped_files_load_after_import_chipnet_tf_as_the_readme_says(ckpts):
-    """Issue 16, point 5: a .keras file cannot carry a hint (tf_keras imports nothing a file
+    """A .keras file cannot carry a hint (tf_keras imports nothing a file
     names), so the README documents it: plain tf_keras fails, `import chipnet_tf` first works."""
     script = f"""
 import os

@@ -80,7 +80,7 @@ ZOO = {
     "EfficientNetB0": (_app(APPS.EfficientNetB0), (64, 64, 3)),
     "InceptionV3": (_app(APPS.InceptionV3), (75, 75, 3)),
     "keras_cv.MobileNetV3Backbone": (_keras_cv_mobilenet_v3_small, (64, 64, 3)),
-    # Issue 15: grouped convs (RegNet), SE blocks around them (RegNetY), Conv2D(groups=C)
+    # Grouped convs (RegNet), SE blocks around them (RegNetY), Conv2D(groups=C)
     # depthwise convs and a probed custom LayerScale (ConvNeXt).
     "RegNetX002": (_app(APPS.RegNetX002), (64, 64, 3)),
     "RegNetY002": (_app(APPS.RegNetY002), (64, 64, 3)),
@@ -217,7 +217,7 @@ def test_mask_transfer_path_equals_wrapped_path(zoo, name):
     np.testing.assert_allclose(out, case["wrapped_out"], rtol=0, atol=ATOL)
 
 
-# -- how much of each model the analysis reaches (issue 15's table, benchmarks/zoo_reach.py) --
+# -- how much of each model the analysis reaches (the table of python -m benchmarks.strip.zoo_reach) --
 @pytest.mark.parametrize("name", zoo_reach.MODELS + (zoo_reach.KERAS_CV,))
 def test_smallest_reachable_flops_fraction_is_at_most_a_tenth(name):
     keras.backend.clear_session()

@@ -177,7 +177,7 @@ def calibrate(analysis, entries, dense_ms, small_ms, width):
     # network): scale the lookups to the dense network, no fixed cost. A fixed cost of
     # dense - lookups put 12% of the dense latency into every prediction of ResNet-50-CIFAR
     # int8, whose one-op timings sum to more than its 16-channel network takes: its smallest
-    # networks were predicted up to 2.4x too slow (notes/session-9.md).
+    # networks were predicted up to 2.4x too slow (docs/design/latency-predictor.md).
     return dense_ms / at_dense, 0.0
 
 

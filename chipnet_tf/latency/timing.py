@@ -50,7 +50,7 @@ def time_interleaved(interps, rounds=3, target_s=2e-3, max_invocations=30):
     The smallest round, not the median: on a machine shared with other work a round that
     ran beside another process is slower, never faster, so the fastest round estimates
     the op's own cost. A table measured under a load of 5-10 on 2 cores with medians had
-    some layers at 2-6x their unloaded cost (notes/issue14-closing.md).
+    some layers at 2-6x their unloaded cost (docs/design/latency-predictor.md).
     """
     counts = []
     for it in interps:
@@ -94,7 +94,7 @@ def channel_step(widths, latencies, jump=1.4, span=3):
     timing does not make a step, and neither does a level shift of the machine's load: where
     the widths reach 2w, a tile must step there too (by half of ``jump``'s excess, as three
     tiles cost 1.5x two). Under a load of ~3 on 2 cores, an int8 depthwise probe once read a
-    tile of 2 where the idle machine shows 16 (notes/session-9.md).
+    tile of 2 where the idle machine shows 16 (docs/design/latency-predictor.md).
     """
     lat = [float(t) for t in latencies]
     widths = [int(w) for w in widths]

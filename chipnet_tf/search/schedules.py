@@ -207,7 +207,7 @@ class HeavisideSchedule:
         Fashion-MNIST the per-epoch schedule brought the soft budget from 0.88 to 0.22 by step
         1,350 and to 0.135 by step 2,100, and with 420 steps (digits) never below 1.0.
         ``"progress"``: 300, for Adam's noise to average out; with scaled logits a
-        460-step digits search reached its target (notes/session-6.md).
+        460-step digits search reached its target (docs/design/search-defaults.md).
         """
         return 2000 if self.unit == "epoch" else 300
 

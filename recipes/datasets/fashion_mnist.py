@@ -10,7 +10,7 @@ Why not tfds's own ``fashion_mnist`` builder with ``manual_dir``: tfds validates
 against its registered checksums, and Debian's files are re-compressed (no file name in the
 gzip header: 23-24 bytes shorter, another SHA-256, same content), so tfds raises
 ``NonMatchingChecksumError``; its builder also hard-codes 60,000/10,000 images, so it cannot
-be prepared from a small fixture. See notes/fashion-mnist.md.
+be prepared from a small fixture.
 
 Example::
 
