@@ -95,6 +95,15 @@ def test_readme_stays_short():
         assert len(f.read().splitlines()) <= 200
 
 
+def test_readme_links_point_to_files_in_the_repository():
+    with open(README) as f:
+        targets = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", f.read())
+    local = [t for t in targets if "://" not in t]
+    assert local, "the README links into docs/"
+    missing = [t for t in local if not os.path.exists(os.path.join(ROOT, t))]
+    assert not missing, missing
+
+
 def test_quick_start_example_is_the_readme_example():
     assert runnable_code(os.path.join(GUIDE, "quick-start.md")) == runnable_code(README)
 
