@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint format pytest bazel-test bench bench-quick bench-accuracy bench-overhead bench-strip bench-latency bench-fashion fashion-data reference clean
+.PHONY: demo test lint docs format pytest bazel-test bench bench-quick bench-accuracy bench-overhead bench-strip bench-latency bench-fashion fashion-data reference clean
 
 # $(call apt_install,PATH,PACKAGE): install the Debian PACKAGE when PATH does not exist
 # (offline data sets: the recipes and benchmarks read them from /usr/share/datasets).
@@ -42,8 +42,19 @@ bazel-test: $(STAMP)
 		{ apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q bazel-bootstrap; }
 	bash tools/bazel_test.sh
 
+# The documentation site, built offline into site/; --strict fails on a broken link, a
+# missing anchor or an API name mkdocstrings cannot find.
+DOCS_STAMP := $(VENV)/.docs-installed
+
+$(DOCS_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 # pytest runs last so that its summary line closes the output.
-test: lint bazel-test pytest
+test: lint docs bazel-test pytest
 
 # Rebuilds the committed reference set (saved_models/reference/digits_small_cnn).
 reference: $(STAMP)

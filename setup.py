@@ -37,6 +37,14 @@ setup(
             "matplotlib>=3.7,<4",
         ],
         "export": ["ai-edge-litert>=2.0,<3"],
+        # The documentation site (make docs): tested with mkdocs 1.6.1, mkdocs-material 9.8.2,
+        # mkdocstrings 1.0.8 and mkdocstrings-python 2.0.11.
+        "docs": [
+            "mkdocs>=1.6,<2",
+            "mkdocs-material>=9.5,<10",
+            "mkdocstrings>=1.0,<2",
+            "mkdocstrings-python>=2.0,<3",
+        ],
         "test": [
             "pytest>=8,<10",
             "ruff==0.17.6",
