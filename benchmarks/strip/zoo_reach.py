@@ -12,9 +12,9 @@ For every model (96x96 inputs, ``weights=None``, 10 classes, logits):
 
 Usage (from the checkout; the profiler helper lives in tests/)::
 
-    python -m benchmarks.zoo_reach                       # fractions of every model
-    python -m benchmarks.zoo_reach --strip --models RegNetX002 ConvNeXtTiny
-    python -m benchmarks.zoo_reach --strip --out benchmarks/results/zoo_reach.json
+    python -m benchmarks.strip.zoo_reach                       # fractions of every model
+    python -m benchmarks.strip.zoo_reach --strip --models RegNetX002 ConvNeXtTiny
+    python -m benchmarks.strip.zoo_reach --strip --out benchmarks/results/zoo_reach.json
 """
 
 import argparse
@@ -126,7 +126,8 @@ def row(name, strip=False):
 
 def markdown(rows):
     lines = [
-        "| model | smallest reachable FLOPs fraction (before → now) | stripped vs wrapped, rel. max diff | params / FLOPs / profiler = predicted |",
+        "| model | smallest reachable FLOPs fraction (before → now) | stripped vs wrapped, rel. max diff "
+        "| params / FLOPs / profiler = predicted |",
         "|---|---|---|---|",
     ]
     for r in rows:

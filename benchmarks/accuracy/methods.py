@@ -22,7 +22,7 @@ SLIMMING_TOTAL_SHRINK = 1e-4 * 0.1 * 62_400  # Liu et al. CIFAR: lambda x lr x s
 
 
 # ChipNet's search configurations, each one change from the previous (the ablation,
-# benchmarks/ablation.py, runs them in this order): the paper's; the progress schedule with
+# benchmarks/accuracy/ablation.py, runs them in this order): the paper's; the progress schedule with
 # scaled logits; hard straight-through gates; relative logits; the budget target's ramp over
 # the first half of the search (crispness after it: session 7's default); gamma held at its
 # start and no crispness (the gates stay movable to the end); and the library's default,
@@ -140,7 +140,7 @@ def select_quietly(spec, scores, budget, budget_type):
 
 def chipnet_prune(dense, data, budget, budget_type, seed, epochs, search="default", latency_table=None):
     """ChipNet with BestHardMasks under a named search configuration (``latency_table``: for
-    latency budgets, benchmarks/latency_accuracy.py). Returns (pruned model, masks, info)."""
+    latency budgets, benchmarks/latency/accuracy.py). Returns (pruned model, masks, info)."""
     keras.utils.set_random_seed(seed)
     kwargs = SEARCHES[search]["kwargs"]()
     if latency_table is not None:
