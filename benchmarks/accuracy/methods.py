@@ -24,9 +24,9 @@ SLIMMING_TOTAL_SHRINK = 1e-4 * 0.1 * 62_400  # Liu et al. CIFAR: lambda x lr x s
 # ChipNet's search configurations, each one change from the previous (the ablation,
 # benchmarks/accuracy/ablation.py, runs them in this order): the paper's; the progress schedule with
 # scaled logits; hard straight-through gates; relative logits; the budget target's ramp over
-# the first half of the search (crispness after it: session 7's default); gamma held at its
+# the first half of the search (crispness after it); gamma held at its
 # start and no crispness (the gates stay movable to the end); and the library's default,
-# which adds the leak of closed channels (session 8). Every setting is named, so a change
+# which adds the leak of closed channels. Every setting is named, so a change
 # of prune_low_budget's defaults cannot silently change an earlier row.
 def _search(ramp=0.0, forward="hard", logits="absolute", gamma_factor=SQRT2, crispness=10.0, leak=0.0):
     return lambda: {
@@ -57,8 +57,7 @@ SEARCHES = {
     },
     "ramp": {
         "kwargs": _search(ramp=0.5, logits="relative"),
-        "text": "the budget's target ramped over the first half of the search, crispness after it (session 7's "
-        "default)",
+        "text": "the budget's target ramped over the first half of the search, crispness after it",
     },
     "constant_gamma": {
         "kwargs": _search(ramp=0.5, logits="relative", gamma_factor=1.0, crispness=0.0),

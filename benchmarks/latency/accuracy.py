@@ -1,4 +1,4 @@
-"""Accuracy at equal measured latency (issue 14): ChipNet pruned for latency next to ChipNet
+"""Accuracy at equal measured latency: ChipNet pruned for latency next to ChipNet
 pruned for FLOPs, on the accuracy benchmark's Fashion-MNIST PreResNet-20.
 
 1. the dense models of the accuracy benchmark's protocol (one per seed; ``--reuse`` takes
@@ -175,7 +175,7 @@ def main(argv=None):
     rows = summarize(runs, args.budgets)
     print_table(rows)
     payload = {
-        "benchmark": "accuracy at equal measured latency: latency budget vs FLOPs budget (issue 14)",
+        "benchmark": "accuracy at equal measured latency: latency budget vs FLOPs budget",
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config,
         "dense_accuracy": _mean_std([results[("dense", s)]["dense"]["accuracy"] for s in args.seeds]),

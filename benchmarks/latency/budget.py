@@ -1,4 +1,4 @@
-"""Latency as a budget (issue 14): is the table's prediction right, and do latency budgets
+"""Latency as a budget: is the table's prediction right, and do latency budgets
 deliver the latency asked for?
 
 Per model and quantization (float32, int8):
@@ -12,7 +12,7 @@ Per model and quantization (float32, int8):
 3. latency budgets 0.5 / 0.25 / 0.1 (L1-norm channel scores, as benchmarks/latency/),
    side by side with FLOPs budgets 0.5 / 0.25 / 0.1 and with the FLOPs-budget network of
    equal predicted latency (FLOPs and parameters kept at the same latency), all timed in
-   the same interleaved session as the predictor's sets.
+   the same interleaved rounds as the predictor's sets.
 
 Usage::
 
@@ -229,7 +229,7 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.perf_counter()
     payload = {
-        "benchmark": "chipnet_tf latency budget: predictor error, latency budgets vs FLOPs budgets (issue 14)",
+        "benchmark": "chipnet_tf latency budget: predictor error, latency budgets vs FLOPs budgets",
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "config": {**vars(args), "output": str(args.output), "target_factor": TARGET_FACTOR},
         "environment": environment(),

@@ -84,7 +84,7 @@ def latency_section(latency, png_name):
 
 def zoo_latency_section(latency):
     """keras.applications models measured on request (``python -m benchmarks.latency --models ...``), e.g.
-    MobileNetV3Small, prunable below 0.26 of its FLOPs since issue 15."""
+    MobileNetV3Small, whose hard-swish TF-op layers the analysis prunes through."""
     cfg = latency["config"]
     lines = [
         "### keras.applications models (`python -m benchmarks.latency --models ...`, `latency_zoo.json`)",
@@ -260,7 +260,7 @@ def latency_budget_section(data):
 
 
 def latency_budget_verdicts(results, factor):
-    """The issue's three measured targets, as computed from the results."""
+    """The three measured targets of latency budgets, as computed from the results."""
     pred_ok = [
         m for m, r in results.items() if r["predictor"]["within_10pct"] and r["predictor"]["median_abs_error"] <= 0.05
     ]
