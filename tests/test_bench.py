@@ -24,7 +24,7 @@ from benchmarks.report.page import write_results
 from benchmarks.report.speed import zoo_latency_section
 from chipnet_tf.compat import keras
 from chipnet_tf.io import write_json
-from chipnet_tf.litert_timing import channel_step
+from chipnet_tf.latency.timing import channel_step
 from tests import bench_quick
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -25,6 +25,7 @@ from benchmarks.accuracy.methods import (
 from benchmarks.latency.models import channel_scores, prunable_kernel_params
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
+from chipnet_tf.latency.table import LatencyTable, attach
 from tests.flops_profiler import profiler_flops
 
 
@@ -217,9 +218,9 @@ def task_latency_search(args, work, seed, kind, budget):
 
     data = acc_data.load(args.dataset)
     dense = _load_weights(args, work, f"dense_{seed}")
-    table = chipnet_tf.latency.LatencyTable.load(_latency_table_path(work))
+    table = LatencyTable.load(_latency_table_path(work))
     analysis = chipnet_tf.analyze(dense, warn=False)
-    spec = chipnet_tf.latency.attach(analysis, table)
+    spec = attach(analysis, table)
     t0 = time.perf_counter()
     if kind == "latency":
         pruned, masks, info = chipnet_prune(

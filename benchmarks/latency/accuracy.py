@@ -36,6 +36,7 @@ from benchmarks.accuracy.tasks import _latency_table_path, _load_weights, run_ta
 from benchmarks.latency import timing as lat_timing
 from benchmarks.latency.budget import _convert
 from benchmarks.latency.models import make_interpreter
+from chipnet_tf.latency.table import LatencyTable, attach
 
 BUDGETS = (0.25, 0.1)
 KINDS = ("latency", "flops")
@@ -94,8 +95,8 @@ def grid_rows(path, seeds, budgets):
 def time_networks(args, work, runs):
     """Measured ms and ratio to dense of every run's network, timed interleaved with the dense model."""
     dense = _load_weights(args, work, f"dense_{args.seeds[0]}")
-    table = chipnet_tf.latency.LatencyTable.load(_latency_table_path(work))
-    spec = chipnet_tf.latency.attach(chipnet_tf.analyze(dense, warn=False), table)
+    table = LatencyTable.load(_latency_table_path(work))
+    spec = attach(chipnet_tf.analyze(dense, warn=False), table)
     x = np.random.default_rng(0).standard_normal((1, *dense.inputs[0].shape[1:])).astype("float32")
     interps = {"dense": make_interpreter(_convert(dense, None), x)}
     for i, run in enumerate(runs):

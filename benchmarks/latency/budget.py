@@ -34,8 +34,9 @@ import chipnet_tf
 from benchmarks.latency.models import build_dense, channel_scores, make_interpreter
 from benchmarks.latency.timing import environment, interleaved_timing, summarize
 from chipnet_tf import io as chipnet_io
-from chipnet_tf import latency_profile as lp
 from chipnet_tf.compat import keras
+from chipnet_tf.latency.table import attach
+from chipnet_tf.litert import convert_traced
 
 RESULTS = Path(__file__).resolve().parent.parent / "results" / "latency_budget.json"
 MODELS = ("resnet50", "mobilenet_v2", "keras_mobilenet_v2_96")
@@ -61,7 +62,7 @@ def build(name, args):
 
 def _convert(model, quantization):
     shapes = [tuple(model.inputs[0].shape[1:])]
-    return lp.convert(model, shapes, quantization, int8_io=False)
+    return convert_traced(model, shapes, quantization, int8_io=False)
 
 
 def flops_budget_at_latency(spec, masks_at, target_ms):
@@ -119,7 +120,7 @@ def run(name, quantization, args):
         f"again {again.stats['profile_s']:.2f} s (cache hit {again.stats['cache_hit']}); tiles {table.meta['tiles']}",
         flush=True,
     )
-    spec = chipnet_tf.latency.attach(chipnet_tf.analyze(dense, warn=False), table)
+    spec = attach(chipnet_tf.analyze(dense, warn=False), table)
     dense_pred = spec.dense("latency")
     x = np.random.default_rng(args.seed + 1).standard_normal((1, *dense.inputs[0].shape[1:])).astype("float32")
     interps = {"dense": make_interpreter(_convert(dense, quantization), x)}

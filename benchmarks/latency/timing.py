@@ -17,7 +17,7 @@ import numpy as np
 from benchmarks import common
 from benchmarks.latency.models import convert, interpreter_info, make_interpreter
 from chipnet_tf.compat import keras  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
-from chipnet_tf.litert_timing import (  # the tile rule and the timer, shared with latency.profile
+from chipnet_tf.latency.timing import (  # the tile rule and the timer, shared with latency.profile
     channel_step,
     time_invocations,
 )
