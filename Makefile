@@ -73,7 +73,7 @@ fashion-data:
 # The Fashion-MNIST grid, then latency-budget ChipNet next to FLOPs-budget ChipNet at equal latency.
 bench-fashion: $(STAMP) fashion-data
 	$(PY) -m benchmarks.accuracy --dataset=fashion_mnist $(BENCH_ARGS)
-	$(PY) -m benchmarks.latency_accuracy
+	$(PY) -m benchmarks.latency.accuracy
 
 bench-quick: $(STAMP)
 	$(PY) -m benchmarks.suite --quick $(BENCH_ARGS)
@@ -85,13 +85,13 @@ bench-overhead: $(STAMP)
 	$(PY) -m benchmarks.overhead
 
 bench-strip: $(STAMP)
-	$(PY) -m benchmarks.strip_speed
+	$(PY) -m benchmarks.strip
 
 # The FLOPs-budget latency rows, then the latency budget: predictor error and
-# latency-budget rows (benchmarks/latency_budget.py; BENCH_ARGS go to the latter).
+# latency-budget rows (benchmarks/latency/budget.py; BENCH_ARGS go to the latter).
 bench-latency: $(STAMP)
 	$(PY) -m benchmarks.latency
-	$(PY) -m benchmarks.latency_budget $(BENCH_ARGS)
+	$(PY) -m benchmarks.latency.budget $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) bazel-* *.egg-info

@@ -4,7 +4,7 @@ Runs, one after another (never two timing benchmarks at once), each as its own p
 
 * ``benchmarks.accuracy``  - ChipNet vs L1-norm, slimming, random and tfmot on digits;
 * ``benchmarks.overhead``  - training-step time of the wrapped model vs plain and tfmot;
-* ``benchmarks.strip_speed`` - wrap/mask/strip time and memory;
+* ``benchmarks.strip``    - wrap/mask/strip time and memory;
 * ``benchmarks.latency``   - LiteRT latency of stripped models vs their FLOPs fraction;
 
 then ``benchmarks.report`` writes ``RESULTS.md`` and the PNG plots from their JSON files.
@@ -25,11 +25,18 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks import report
+from benchmarks.report.page import write_results
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-BENCHMARKS = ("accuracy", "overhead", "strip_speed", "latency")
+# Per benchmark (the name of its JSON file and of ``--only``): the module that runs it.
+MODULES = {
+    "accuracy": "benchmarks.accuracy",
+    "overhead": "benchmarks.overhead",
+    "strip_speed": "benchmarks.strip",
+    "latency": "benchmarks.latency",
+}
+BENCHMARKS = tuple(MODULES)
 # Per benchmark: extra arguments of the quick variant (small models, few rounds: it checks
 # that everything runs and writes its schema, not the numbers).
 QUICK_ARGS = {
@@ -80,8 +87,9 @@ def parse_args(argv=None):
 
 
 def run_benchmark(name, output, quick):
-    """Runs ``python -m benchmarks.<name> --output <output>``; raises on failure."""
-    cmd = [sys.executable, "-m", f"benchmarks.{name}", "--output", str(output)]
+    """Runs ``python -m <MODULES[name]> --output <output>``; raises on failure."""
+    module = MODULES[name]
+    cmd = [sys.executable, "-m", module, "--output", str(output)]
     if quick:
         cmd += QUICK_ARGS[name]
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL=os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"))
@@ -89,8 +97,8 @@ def run_benchmark(name, output, quick):
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, env=env)
     if proc.returncode != 0:
-        raise SystemExit(f"benchmarks.suite: error: benchmarks.{name} failed with exit code {proc.returncode}")
-    print(f"=== benchmarks.{name} finished in {time.perf_counter() - t0:.0f} s", flush=True)
+        raise SystemExit(f"benchmarks.suite: error: {module} failed with exit code {proc.returncode}")
+    print(f"=== {module} finished in {time.perf_counter() - t0:.0f} s", flush=True)
 
 
 def main(argv=None):
@@ -100,11 +108,11 @@ def main(argv=None):
     for name in args.only:
         output = args.output_dir / f"{name}.json"
         if args.resume and output.exists():
-            print(f"=== benchmarks.{name}: {output} exists, skipped (--resume)")
+            print(f"=== {MODULES[name]}: {output} exists, skipped (--resume)")
             continue
         run_benchmark(name, output, args.quick)
     command = "make bench-quick" if args.quick else "make bench"
-    report.write_results(args.output_dir, args.results_md, command=command)
+    write_results(args.output_dir, args.results_md, command=command)
     print(f"\nwrote {args.results_md} (suite took {time.perf_counter() - t0:.0f} s)")
 
 

@@ -11,11 +11,20 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import accuracy as acc_bench
-from benchmarks import latency as lat_bench
-from benchmarks import overhead as overhead_bench
-from benchmarks import report
+from benchmarks.accuracy import __main__ as accuracy_cli
+from benchmarks.accuracy import data as acc_data
+from benchmarks.accuracy.methods import STRUCTURED, bn_gamma_scores
+from benchmarks.accuracy.run import RESULTS as ACCURACY_RESULTS
+from benchmarks.accuracy.tasks import _task_file, run_tasks
+from benchmarks.latency import __main__ as latency_cli
+from benchmarks.latency.variants import pad_to_tile
+from benchmarks.overhead.stats import paired_comparison
+from benchmarks.report.accuracy import verdict, verdicts
+from benchmarks.report.page import write_results
+from benchmarks.report.speed import zoo_latency_section
 from chipnet_tf.compat import keras
+from chipnet_tf.io import write_json
+from chipnet_tf.latency.timing import channel_step
 from tests import bench_quick
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -94,9 +103,9 @@ def test_bench_quick_writes_every_result_file_and_the_page(quick_suite):
 def test_fashion_results_get_their_own_sections(quick_suite, tmp_path):
     out, _ = quick_suite
     fashion = _load(out, "accuracy")
-    fashion["config"]["dataset"] = acc_bench.acc_data.describe_split("fashion_mnist")
+    fashion["config"]["dataset"] = acc_data.describe_split("fashion_mnist")
     (tmp_path / "accuracy_fashion_mnist.json").write_text(json.dumps(fashion))
-    page = report.write_results(tmp_path, tmp_path / "RESULTS.md")
+    page = write_results(tmp_path, tmp_path / "RESULTS.md")
     assert "## Accuracy at a budget — Fashion-MNIST" in page and "## Summary — Fashion-MNIST" in page
     assert "— digits" not in page  # no digits results in this directory
     assert (tmp_path / "accuracy_vs_budget_fashion_mnist.png").read_bytes().startswith(PNG_MAGIC)
@@ -116,7 +125,7 @@ def test_bench_quick_accuracy_schema_and_exactness(quick_suite):
     tfmot = [r for r in seed["runs"] if r["method"] == "tfmot"]
     # 2 budget types x 1 budget x 4 structured methods, and tfmot once per budget.
     assert sorted((r["budget_type"], r["budget"], r["method"]) for r in structured) == sorted(
-        (t, 0.05, m) for t in ("flops", "channels") for m in acc_bench.STRUCTURED
+        (t, 0.05, m) for t in ("flops", "channels") for m in STRUCTURED
     )
     assert [r["budget"] for r in tfmot] == [0.05]
     for r in structured:
@@ -140,7 +149,7 @@ def test_bench_quick_accuracy_schema_and_exactness(quick_suite):
     assert summary["stability"]["budget"] == 0.05
     assert set(summary["stability"]["by_type"]) == {"flops", "channels"}
     for by_method in summary["stability"]["by_type"].values():
-        assert set(by_method) == set(acc_bench.STRUCTURED)
+        assert set(by_method) == set(STRUCTURED)
         assert all(s["all_finite"] and s["accuracy"]["n"] == 1 for s in by_method.values())
     assert len(summary["table"]) == 2 * 4 + 1
     (transfer,) = result["transfer"]
@@ -152,7 +161,7 @@ def test_bench_quick_accuracy_schema_and_exactness(quick_suite):
     for name in ("transferred", "random"):
         assert 0.0 <= by_variant[name]["mask_overlap_with_direct"] <= 1.0
         assert by_variant[name]["within_budget"]
-    assert len(report.verdicts(result)) == 2 * 4
+    assert len(verdicts(result)) == 2 * 4
 
 
 @pytest.mark.slow
@@ -198,33 +207,33 @@ def test_bench_quick_speed_results_schema(quick_suite):
 
 def test_finished_tasks_are_not_run_again(tmp_path):
     """A restarted accuracy benchmark loads finished tasks' results instead of rerunning them."""
-    args = acc_bench.parse_args(["--quick", "--output", str(tmp_path / "accuracy.json")])
+    args = accuracy_cli.parse_args(["--quick", "--output", str(tmp_path / "accuracy.json")])
     key = ("tfmot", 0, 0.05)
-    acc_bench.write_json(acc_bench._task_file(str(tmp_path), key), [{"method": "tfmot", "accuracy": 0.5}])
+    write_json(_task_file(str(tmp_path), key), [{"method": "tfmot", "accuracy": 0.5}])
     messages = []
-    results = acc_bench.run_tasks([[key]], args, str(tmp_path), messages.append)
+    results = run_tasks([[key]], args, str(tmp_path), messages.append)
     assert results == {key: [{"method": "tfmot", "accuracy": 0.5}]}
     assert messages == ["resuming: 1 of 1 tasks already done"]
 
 
 def test_accuracy_benchmark_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
-        acc_bench.parse_args(["--budgets", "0.5", "1.5"])
+        accuracy_cli.parse_args(["--budgets", "0.5", "1.5"])
     assert "budgets must be in (0, 1]. Received: 1.5" in capsys.readouterr().err
     with pytest.raises(SystemExit):
-        acc_bench.parse_args(["--finetune_epochs", "0"])
+        accuracy_cli.parse_args(["--finetune_epochs", "0"])
     assert "--finetune_epochs must be >= 1. Received: 0" in capsys.readouterr().err
 
 
 def test_accuracy_benchmark_defaults_follow_the_dataset():
-    digits = acc_bench.parse_args([])
+    digits = accuracy_cli.parse_args([])
     assert (digits.pretrain_epochs, digits.prune_epochs, digits.finetune_epochs) == (30, 20, 20)
-    assert digits.transfer_budgets == [0.25, 0.05] and digits.output == acc_bench.RESULTS
+    assert digits.transfer_budgets == [0.25, 0.05] and digits.output == ACCURACY_RESULTS
     assert digits.search == "default"
-    fashion = acc_bench.parse_args(["--dataset", "fashion_mnist", "--search", "paper", "--quick"])
+    fashion = accuracy_cli.parse_args(["--dataset", "fashion_mnist", "--search", "paper", "--quick"])
     assert (fashion.pretrain_epochs, fashion.prune_epochs, fashion.finetune_epochs) == (2, 2, 1)
     assert fashion.transfer_budgets == [] and fashion.output.name == "accuracy_fashion_mnist.json"
-    full = acc_bench.parse_args(["--dataset", "fashion_mnist", "--prune_epochs", "6"])
+    full = accuracy_cli.parse_args(["--dataset", "fashion_mnist", "--prune_epochs", "6"])
     assert (full.pretrain_epochs, full.prune_epochs, full.finetune_epochs) == (15, 6, 2)
 
 
@@ -232,13 +241,13 @@ def test_verdict_rule():
     def stat(mean, std):
         return {"mean": mean, "std": std, "n": 3}
 
-    assert report.verdict(stat(0.90, 0.01), stat(0.80, 0.01)) == "win"
-    assert report.verdict(stat(0.80, 0.01), stat(0.90, 0.01)) == "lose"
+    assert verdict(stat(0.90, 0.01), stat(0.80, 0.01)) == "win"
+    assert verdict(stat(0.80, 0.01), stat(0.90, 0.01)) == "lose"
     # inside the pooled spread: a tie however large the gap looks
-    assert report.verdict(stat(0.90, 0.08), stat(0.80, 0.08)) == "tie"
+    assert verdict(stat(0.90, 0.08), stat(0.80, 0.08)) == "tie"
     # below one accuracy point: a tie even with zero spread
-    assert report.verdict(stat(0.905, 0.0), stat(0.90, 0.0)) == "tie"
-    assert report.verdict(stat(0.92, 0.0), stat(0.90, 0.0)) == "win"
+    assert verdict(stat(0.905, 0.0), stat(0.90, 0.0)) == "tie"
+    assert verdict(stat(0.92, 0.0), stat(0.90, 0.0)) == "win"
 
 
 def test_slimming_scores_cover_pre_activation_groups():
@@ -252,7 +261,7 @@ def test_slimming_scores_cover_pre_activation_groups():
     for layer in model.layers:
         if isinstance(layer, keras.layers.BatchNormalization):
             layer.gamma.assign(rng.uniform(-1, 1, layer.gamma.shape[0]).astype("float32"))
-    scores = acc_bench.bn_gamma_scores(model, analysis)
+    scores = bn_gamma_scores(model, analysis)
     assert set(scores) == set(analysis.group_names)
     for group in analysis.groups:
         assert scores[group.name].shape == (group.size,) and (scores[group.name] >= 0).all()
@@ -272,48 +281,48 @@ def test_slimming_scores_cover_pre_activation_groups():
 def test_channel_step_reads_the_staircase():
     widths = list(range(1, 49))
     staircase = [10.0 * (1 + (w - 1) // 16) for w in widths]  # a tile of 16
-    assert lat_bench.channel_step(widths, staircase) == 16
-    assert lat_bench.channel_step(widths, [10.0 * (1 + (w - 1) // 8) for w in widths]) == 8
-    assert lat_bench.channel_step(widths, [10.0 + 0.1 * w for w in widths]) is None  # no jump: no tile
+    assert channel_step(widths, staircase) == 16
+    assert channel_step(widths, [10.0 * (1 + (w - 1) // 8) for w in widths]) == 8
+    assert channel_step(widths, [10.0 + 0.1 * w for w in widths]) is None  # no jump: no tile
     spiked = list(staircase)
     spiked[5] = 30.0  # one noisy timing at width 6 is not a step
-    assert lat_bench.channel_step(widths, spiked) == 16
+    assert channel_step(widths, spiked) == 16
     shifted = [v * (1.6 if w >= 3 else 1.0) for w, v in zip(widths, staircase)]  # load rose after width 2
-    assert lat_bench.channel_step(widths, shifted) == 16
+    assert channel_step(widths, shifted) == 16
 
 
 def test_pad_to_tile_widens_with_the_next_best_channels():
     masks = {"a": np.array([1, 0, 0, 1, 0, 0, 0, 0, 0, 0], bool), "b": np.array([1, 1, 1, 1, 1, 0], bool)}
     scores = {"a": np.array([9.0, 1, 5, 8, 7, 0, 0, 0, 0, 0]), "b": np.zeros(6)}
-    padded = lat_bench.pad_to_tile(masks, scores, 4)
+    padded = pad_to_tile(masks, scores, 4)
     np.testing.assert_array_equal(padded["a"], [1, 0, 1, 1, 1, 0, 0, 0, 0, 0])  # + the two best unkept
     np.testing.assert_array_equal(padded["b"], [1, 1, 1, 1, 1, 1])  # 8 would exceed the group: all 6
-    assert lat_bench.pad_to_tile({"a": np.ones(8, bool)}, {"a": np.zeros(8)}, 4)["a"].sum() == 8
+    assert pad_to_tile({"a": np.ones(8, bool)}, {"a": np.zeros(8)}, 4)["a"].sum() == 8
 
 
 def test_latency_probe_only_rejects_no_probe():
     with pytest.raises(SystemExit):
-        lat_bench.parse_args(["--probe_only", "--no_tile_probe"])
+        latency_cli.parse_args(["--probe_only", "--no_tile_probe"])
 
 
 def test_overhead_comparison_says_when_a_difference_is_noise():
     plain = [1.0] * 12
     summary = {"round_ratio_vs_plain": {"plain": plain, "a": [1.00 + 0.001 * i for i in range(12)]}}
     summary["round_ratio_vs_plain"]["b"] = [1.05 + 0.001 * i for i in range(12)]
-    clear = overhead_bench.paired_comparison(summary, "a", "b")
+    clear = paired_comparison(summary, "a", "b")
     assert clear["rounds"] == 12 and clear["rounds_first_faster"] == 12
     assert clear["distinguishable"] and clear["ci95"][1] < 0
     assert abs(clear["median_difference"] + 0.05) < 1e-9
     noisy = [1.0 + (0.04 if i % 2 else -0.04) for i in range(12)]  # a is faster in half the rounds
     summary["round_ratio_vs_plain"]["b"] = noisy
     summary["round_ratio_vs_plain"]["a"] = [1.0] * 12
-    mixed = overhead_bench.paired_comparison(summary, "a", "b")
+    mixed = paired_comparison(summary, "a", "b")
     assert mixed["rounds_first_faster"] == 6 and not mixed["distinguishable"]
     assert mixed["ci95"][0] < 0 < mixed["ci95"][1]
 
 
 def test_ablation_arguments_and_summary():
-    from benchmarks import ablation
+    from benchmarks.accuracy import ablation
 
     args = ablation.parse_args([])
     assert args.dataset == "fashion_mnist" and args.seeds == [0, 1]
@@ -351,7 +360,7 @@ def test_ablation_arguments_and_summary():
 
 
 def test_ablation_reuses_finished_tasks_and_remembers_where_they_came_from(tmp_path):
-    from benchmarks import ablation
+    from benchmarks.accuracy import ablation
 
     old, work = tmp_path / "old", tmp_path / "work"
     old.mkdir()
@@ -368,7 +377,7 @@ def test_ablation_reuses_finished_tasks_and_remembers_where_they_came_from(tmp_p
 
 
 def test_ablation_section_renders_the_table():
-    from benchmarks.report_search import ablation_section
+    from benchmarks.report.search import ablation_section
 
     stat = {"mean": 0.5, "std": 0.1, "n": 2}
     row = {
@@ -399,7 +408,7 @@ def test_zoo_latency_section_lists_every_variant():
         "dense": {"flops_fraction": 1.0, "ratio_vs_dense": 1.0, "median_ms": 0.1},
         "chipnet b=0.25": {"flops_fraction": 0.25, "ratio_vs_dense": 0.38, "median_ms": 0.038},
     }
-    lines = report.zoo_latency_section({"config": cfg, "results": {"mobilenet_v3_small": {"variants": variants}}})
+    lines = zoo_latency_section({"config": cfg, "results": {"mobilenet_v3_small": {"variants": variants}}})
     assert "| mobilenet_v3_small | chipnet b=0.25 | 0.250 | 0.380 | 0.038 |" in lines
     assert "| mobilenet_v3_small | dense | 1.000 | 1.000 | 0.100 |" in lines
 
@@ -409,8 +418,8 @@ def test_latency_accuracy_quick_run_meets_its_latency_budgets(tmp_path):
     """ChipNet searched for latency, and for the FLOPs budget of the same predicted latency: both
     networks are predicted within the latency budget, their counts are exact, every network is
     timed, and the page renders the table."""
-    from benchmarks import latency_accuracy
-    from benchmarks.report_speed import latency_accuracy_section
+    from benchmarks.latency import accuracy as latency_accuracy
+    from benchmarks.report.speed import latency_accuracy_section
 
     out = tmp_path / "latency_accuracy.json"
     payload = latency_accuracy.main(["--quick", "--output", str(out), "--grid", str(tmp_path / "none.json")])
@@ -435,7 +444,7 @@ def test_latency_accuracy_quick_run_meets_its_latency_budgets(tmp_path):
 
 
 def test_latency_accuracy_takes_chipnet_flops_rows_of_the_grid(tmp_path):
-    from benchmarks import latency_accuracy
+    from benchmarks.latency import accuracy as latency_accuracy
 
     def run(method, budget_type, budget, seed):
         return {"method": method, "budget_type": budget_type, "budget": budget, "seed": seed}

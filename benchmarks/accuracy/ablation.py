@@ -1,5 +1,5 @@
 """Ablation of ChipNet's search: from the paper's configuration to the library's default,
-one change at a time (``acc_methods.SEARCHES``, in order), ChipNet alone.
+one change at a time (``benchmarks.accuracy.methods.SEARCHES``, in order), ChipNet alone.
 
 Every configuration prunes the same pretrained dense models (one per seed) at the same
 budgets and gets the fine-tuning of the accuracy benchmark; the table shows, per
@@ -7,8 +7,8 @@ configuration and budget: the final soft budget V and how many runs converged (V
 0.05 of the target), the hard-masked accuracy before fine-tuning (BatchNorm re-estimated:
 what the search itself found) and after it. Run::
 
-    python -m benchmarks.ablation                       # Fashion-MNIST, flops and channels 0.1, seeds 0 1
-    python -m benchmarks.ablation --dataset digits --seeds 0
+    python -m benchmarks.accuracy.ablation                       # Fashion-MNIST, flops and channels 0.1, seeds 0 1
+    python -m benchmarks.accuracy.ablation --dataset digits --seeds 0
 
 Resumable like the accuracy benchmark (finished tasks are kept in a work directory).
 """
@@ -19,16 +19,17 @@ import shutil
 import time
 from pathlib import Path
 
-from benchmarks import acc_data, common
-from benchmarks.acc_methods import SEARCHES
-from benchmarks.acc_summary import _mean_std
-from benchmarks.acc_tasks import run_tasks
-from benchmarks.accuracy import EPOCHS, RESULTS_DIR, protocol_config, run_logger, work_directory, write_and_clean
+from benchmarks import common
+from benchmarks.accuracy import data as acc_data
+from benchmarks.accuracy.methods import SEARCHES
+from benchmarks.accuracy.run import EPOCHS, RESULTS_DIR, protocol_config, run_logger, work_directory, write_and_clean
+from benchmarks.accuracy.summary import _mean_std
+from benchmarks.accuracy.tasks import run_tasks
 from chipnet_tf.io import write_json
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.ablation", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.accuracy.ablation", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=sorted(acc_data.DATASETS), default="fashion_mnist")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--budgets", nargs="+", default=["flops:0.1", "channels:0.1"], help="TYPE:BUDGET pairs")

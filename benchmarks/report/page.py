@@ -3,21 +3,18 @@
 Everything in the page is computed from ``accuracy.json`` (digits), ``accuracy_fashion_mnist.json``,
 ``ablation_fashion_mnist.json``, ``latency.json``, ``latency_zoo.json``,
 ``overhead.json`` and ``strip_speed.json``; the win/tie/lose verdicts follow one stated rule
-(see :func:`verdict`), applied to every cell, so no number is picked by hand.
+(see :func:`benchmarks.report.accuracy.verdict`), applied to every cell, so no number is picked by hand.
 
-Run::
-
-    python -m benchmarks.report --results_dir benchmarks/results --output benchmarks/RESULTS.md
+The command line is ``python -m benchmarks.report``.
 """
 
-import argparse
 import json
 import os
 from pathlib import Path
 
-from benchmarks.report_accuracy import accuracy_sections, verdict, verdicts  # noqa: F401  (the rule, for tests)
-from benchmarks.report_search import ablation_section
-from benchmarks.report_speed import (
+from benchmarks.report.accuracy import accuracy_sections
+from benchmarks.report.search import ablation_section
+from benchmarks.report.speed import (
     latency_accuracy_section,
     latency_budget_section,
     latency_section,
@@ -28,9 +25,9 @@ from benchmarks.report_speed import (
 )
 from chipnet_tf.io import atomic_write
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-RESULTS_MD = Path(__file__).resolve().parent / "RESULTS.md"
-BENCHMARKS_README = Path(__file__).resolve().parent / "README.md"
+RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
+RESULTS_MD = Path(__file__).resolve().parent.parent / "RESULTS.md"
+BENCHMARKS_README = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def _load(results_dir, name):
@@ -59,7 +56,7 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
         "# chipnet_tf benchmark results",
         "",
         f"Written by `{command}` (`python -m benchmarks.suite`) from `{rel}/*.json`; every number and verdict on "
-        "this page is computed from those files by `benchmarks/report.py`. How each benchmark builds, times "
+        "this page is computed from those files by `benchmarks/report/`. How each benchmark builds, times "
         f"and reports what it measures: [benchmarks/README.md]({readme}).",
         "",
     ]
@@ -92,16 +89,3 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, lambda f: f.write(text), mode="w")
     return text
-
-
-def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("--results_dir", type=Path, default=RESULTS_DIR)
-    p.add_argument("--output", type=Path, default=RESULTS_MD)
-    args = p.parse_args(argv)
-    write_results(args.results_dir, args.output)
-    print(f"wrote {args.output}")
-
-
-if __name__ == "__main__":
-    main()

@@ -1,4 +1,4 @@
-"""Latency as a budget (issue 14): is the table's prediction right, and do latency budgets
+"""Latency as a budget: is the table's prediction right, and do latency budgets
 deliver the latency asked for?
 
 Per model and quantization (float32, int8):
@@ -7,17 +7,17 @@ Per model and quantization (float32, int8):
    (the cache hit);
 2. predictor: 20 random mask sets (random channel scores, FLOPs budgets spread over
    0.05-0.9), stripped, converted and timed interleaved with the dense model (the method
-   of benchmarks/latency.py); predicted ratio = table(masks) / table(dense), error =
+   of benchmarks/latency/); predicted ratio = table(masks) / table(dense), error =
    measured ratio / predicted ratio - 1;
-3. latency budgets 0.5 / 0.25 / 0.1 (L1-norm channel scores, as benchmarks/latency.py),
+3. latency budgets 0.5 / 0.25 / 0.1 (L1-norm channel scores, as benchmarks/latency/),
    side by side with FLOPs budgets 0.5 / 0.25 / 0.1 and with the FLOPs-budget network of
    equal predicted latency (FLOPs and parameters kept at the same latency), all timed in
-   the same interleaved session as the predictor's sets.
+   the same interleaved rounds as the predictor's sets.
 
 Usage::
 
-    python -m benchmarks.latency_budget                      # all models, float32 and int8
-    python -m benchmarks.latency_budget --models resnet50 --quantizations none --sets 5
+    python -m benchmarks.latency.budget                      # all models, float32 and int8
+    python -m benchmarks.latency.budget --models resnet50 --quantizations none --sets 5
 """
 
 import argparse
@@ -31,12 +31,14 @@ from pathlib import Path
 import numpy as np
 
 import chipnet_tf
-from benchmarks import latency as bench
+from benchmarks.latency.models import build_dense, channel_scores, make_interpreter
+from benchmarks.latency.timing import environment, interleaved_timing, summarize
 from chipnet_tf import io as chipnet_io
-from chipnet_tf import latency_profile as lp
 from chipnet_tf.compat import keras
+from chipnet_tf.latency.table import attach
+from chipnet_tf.litert import convert_traced
 
-RESULTS = Path(__file__).resolve().parent / "results" / "latency_budget.json"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "latency_budget.json"
 MODELS = ("resnet50", "mobilenet_v2", "keras_mobilenet_v2_96")
 BUDGETS = (0.5, 0.25, 0.1)
 TARGET_FACTOR = 1.10
@@ -55,12 +57,12 @@ def build(name, args):
                 layer.gamma.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
                 layer.moving_variance.assign(rng.uniform(0.5, 1.5, n).astype("float32"))
         return model
-    return bench.build_dense(name, args)
+    return build_dense(name, args)
 
 
 def _convert(model, quantization):
     shapes = [tuple(model.inputs[0].shape[1:])]
-    return lp.convert(model, shapes, quantization, int8_io=False)
+    return convert_traced(model, shapes, quantization, int8_io=False)
 
 
 def flops_budget_at_latency(spec, masks_at, target_ms):
@@ -93,7 +95,7 @@ def variants_for(dense, spec, args):
         scores = {g: rng.random(n) for g, n in zip(spec.group_names, spec.group_sizes)}
         out[f"random{i:02d} f={b:.2f}"] = (_select(spec, scores, b, "flops"), {"kind": "random", "budget": float(b)})
     analysis = chipnet_tf.analyze(dense, warn=False)
-    scores, _ = bench.channel_scores(dense, analysis, args.seed)
+    scores, _ = channel_scores(dense, analysis, args.seed)
     for b in BUDGETS:
         lat = _select(spec, scores, b, "latency")
         out[f"latency b={b:g}"] = (lat, {"kind": "latency", "budget": b})
@@ -118,10 +120,10 @@ def run(name, quantization, args):
         f"again {again.stats['profile_s']:.2f} s (cache hit {again.stats['cache_hit']}); tiles {table.meta['tiles']}",
         flush=True,
     )
-    spec = chipnet_tf.latency.attach(chipnet_tf.analyze(dense, warn=False), table)
+    spec = attach(chipnet_tf.analyze(dense, warn=False), table)
     dense_pred = spec.dense("latency")
     x = np.random.default_rng(args.seed + 1).standard_normal((1, *dense.inputs[0].shape[1:])).astype("float32")
-    interps = {"dense": bench.make_interpreter(_convert(dense, quantization), x)}
+    interps = {"dense": make_interpreter(_convert(dense, quantization), x)}
     records = {"dense": {"kind": "dense", "predicted_ms": dense_pred, "flops": chipnet_tf.count_flops(dense)}}
     records["dense"]["params"] = int(dense.count_params())
     skipped = {}
@@ -136,15 +138,15 @@ def run(name, quantization, args):
         )
         rec["flops_fraction"] = rec["flops"] / records["dense"]["flops"]
         try:
-            interps[vname] = bench.make_interpreter(_convert(small, quantization), x)
+            interps[vname] = make_interpreter(_convert(small, quantization), x)
         except RuntimeError as e:  # XNNPACK refuses some degenerate int8 networks: reported, not timed
             skipped[vname] = str(e).splitlines()[0]
             print(f"  {vname}: not timed ({skipped[vname]})", flush=True)
             continue
         records[vname] = rec
     build_s = time.perf_counter() - t0
-    per_round, _, load = bench.interleaved_timing(interps, args, f"{name} {quantization or 'float32'}")
-    summary = bench.summarize(per_round)
+    per_round, _, load = interleaved_timing(interps, args, f"{name} {quantization or 'float32'}")
+    summary = summarize(per_round)
     for v, rec in records.items():
         rec["measured_ms"] = summary["median_s"][v] * 1e3
         rec["measured_ratio"] = summary["ratio_vs_dense"][v]
@@ -177,7 +179,8 @@ def print_result(name, quantization, result):
     recs = result["records"]
     p = result["predictor"]
     print(
-        f"{name} {quantization or 'float32'}: predictor over {sum(r['kind'] == 'random' for r in recs.values())} random "
+        f"{name} {quantization or 'float32'}: predictor over "
+        f"{sum(r['kind'] == 'random' for r in recs.values())} random "
         f"mask sets: median |error| {p['median_abs_error']:.1%}, max |error| {p['max_abs_error']:.1%} "
         f"(all within 10%: {p['within_10pct']})"
     )
@@ -199,13 +202,14 @@ def print_result(name, quantization, result):
         if lat and eq:
             print(
                 f"  latency b={b:g} vs FLOPs-budget network of equal predicted latency: measured "
-                f"{lat['measured_ratio']:.3f}x vs {eq['measured_ratio']:.3f}x; FLOPs kept x{lat['flops'] / eq['flops']:.3f}, "
+                f"{lat['measured_ratio']:.3f}x vs {eq['measured_ratio']:.3f}x; "
+                f"FLOPs kept x{lat['flops'] / eq['flops']:.3f}, "
                 f"params kept x{lat['params'] / eq['params']:.3f}"
             )
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.latency_budget", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.latency.budget", description=__doc__.split("\n\n")[0])
     p.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
     p.add_argument("--quantizations", nargs="+", choices=("none", "int8"), default=["none", "int8"])
     p.add_argument("--sets", type=int, default=20, help="random mask sets per model (default 20)")
@@ -226,10 +230,10 @@ def main(argv=None):
     args = parse_args(argv)
     t0 = time.perf_counter()
     payload = {
-        "benchmark": "chipnet_tf latency budget: predictor error, latency budgets vs FLOPs budgets (issue 14)",
+        "benchmark": "chipnet_tf latency budget: predictor error, latency budgets vs FLOPs budgets",
         "date_utc": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "config": {**vars(args), "output": str(args.output), "target_factor": TARGET_FACTOR},
-        "environment": bench.environment(),
+        "environment": environment(),
         "results": {},
     }
     if args.keep_existing and args.output.exists():

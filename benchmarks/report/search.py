@@ -1,4 +1,4 @@
-"""RESULTS.md sections about ChipNet's search: the ablation (benchmarks/ablation.py)."""
+"""RESULTS.md sections about ChipNet's search: the ablation (benchmarks/accuracy/ablation.py)."""
 
 
 def _pm(stat, scale=100.0, digits=1):
@@ -12,7 +12,7 @@ def ablation_section(ablation):
     lines = [
         "## Ablation: from the paper's search to the default, one change at a time",
         "",
-        f"Written from `ablation_*.json` (`python -m benchmarks.ablation`). Model: `{cfg['model']}`. Data: "
+        f"Written from `ablation_*.json` (`python -m benchmarks.accuracy.ablation`). Model: `{cfg['model']}`. Data: "
         f"{cfg['dataset']}. Seeds: {cfg['seeds']}; dense {_pm(ablation['dense_accuracy'])} % test accuracy. "
         f"ChipNet alone: {cfg['prune_epochs']} search epochs, then the accuracy benchmark's fine-tuning "
         f"({cfg['finetune_epochs']} epochs). Before fine-tuning: the stripped network with BatchNorm statistics "
@@ -44,7 +44,8 @@ def ablation_section(ablation):
         dense = sum(n.startswith("dense-") for n in names)
         lines += [
             f"Reused from an earlier run of this benchmark at commit {commit} (`--reuse`; the code paths of these "
-            f"configurations did not change since): {dense} dense models and the {', '.join(f'`{s}`' for s in searches)} "
+            f"configurations did not change since): {dense} dense models and the "
+            f"{', '.join(f'`{s}`' for s in searches)} "
             f"runs ({sum(n.startswith('ablation-') for n in names)} tasks). The other rows ran at this page's commit "
             "on the same dense models.",
             "",

@@ -10,7 +10,7 @@ import time
 import numpy as np
 
 import chipnet_tf
-from benchmarks.lat_models import (
+from benchmarks.latency.models import (
     convert,
     interpreter_info,
     make_interpreter,

@@ -8,8 +8,8 @@ Usage (from the repository root)::
     python -m benchmarks.latency            # both models, 3 budgets, ~6-9 minutes (mostly conversion)
     python -m benchmarks.latency --quick    # concrete-function conversion, fewer rounds, ~1-2 minutes
 
-The code is split by role: ``lat_models`` (dense models, channel scores, conversion,
-interpreters), ``lat_timing`` (interleaved timing, the channel-tile probe), ``lat_variants``
+The code is split by role: ``models`` (dense models, channel scores, conversion,
+interpreters), ``timing`` (interleaved timing, the channel-tile probe, the machine), ``variants``
 (the variants at one budget); this module runs each model, reports and writes the JSON.
 """
 
@@ -22,28 +22,29 @@ from pathlib import Path
 
 import numpy as np
 
-# The names marked noqa: F401 are re-exported: latency_budget, latency_accuracy, acc_tasks, tests and notes use them.
 import chipnet_tf
-from benchmarks import common
-from benchmarks.lat_models import (
+from benchmarks.latency.models import (
     INPUT_SHAPE,
     build_dense,
     channel_scores,
-    make_interpreter,  # noqa: F401
     model_description,
-    prunable_kernel_params,  # noqa: F401
 )
-from benchmarks.lat_timing import PROBE_WIDTHS, interleaved_timing, probe_channel_tile, summarize, xnnpack_reference
-from benchmarks.lat_variants import (
+from benchmarks.latency.timing import (
+    PROBE_WIDTHS,
+    environment,
+    interleaved_timing,
+    probe_channel_tile,
+    summarize,
+    xnnpack_reference,
+)
+from benchmarks.latency.variants import (
     build_budget_variants,
     build_variant,
-    pad_to_tile,  # noqa: F401
     print_built,
 )
 from chipnet_tf import io as chipnet_io
-from chipnet_tf.litert_timing import channel_step  # noqa: F401
 
-RESULTS = Path(__file__).resolve().parent / "results" / "latency.json"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "latency.json"
 TARGET_FACTOR = 1.25
 DEFAULT_BUDGETS = (0.5, 0.25, 0.1)
 MODEL_NAMES = ("resnet50", "mobilenet_v2", "mobilenet_v3_small")
@@ -117,23 +118,6 @@ def run_model(name, args, tile=None):
 
 
 # -- reporting ------------------------------------------------------------------------
-def cpu_description():
-    """The CPU model and its widest SIMD extensions (from /proc/cpuinfo; empty where there is none)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return {}
-    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-    fields = {k.strip(): v.strip() for k, v in fields.items()}
-    flags = set((fields.get("flags") or fields.get("Features") or "").split())
-    simd = [f for f in ("avx512f", "avx2", "fma", "avx", "sse4_2", "asimd", "neon", "sve") if f in flags]
-    return {"cpu_model": fields.get("model name") or fields.get("CPU part"), "cpu_simd": simd}
-
-
-def environment():
-    return {**common.environment("ai-edge-litert", "tensorflow-model-optimization"), **cpu_description()}
-
-
 def print_table(name, result):
     recs, timing = result["variants"], result["timing"]
     print(f"\n{name}: {result['description']}")
@@ -188,7 +172,8 @@ def print_table(name, result):
             print(
                 f"budget {b:g}: round_to=1 widened to the tile ({pad['tile']}) / round_to=1 latency "
                 f"{pad['ratio_vs_dense'] / r1['ratio_vs_dense']:.3f}x for {pad['flops'] / r1['flops']:.2f}x the FLOPs "
-                f"(round_to=1 latency / its tile-padded FLOPs fraction {r1['ratio_vs_dense'] / pad['flops_fraction']:.2f})"
+                "(round_to=1 latency / its tile-padded FLOPs fraction "
+                f"{r1['ratio_vs_dense'] / pad['flops_fraction']:.2f})"
             )
 
 

@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.ovh_stats import paired_comparison, paired_difference, print_table, summarize
-from benchmarks.ovh_variants import (
+from benchmarks.overhead.stats import paired_comparison, paired_difference, print_table, summarize
+from benchmarks.overhead.variants import (
     BREAKDOWN_VARIANTS,
     DESCRIPTIONS,
     MAIN_VARIANTS,
@@ -32,7 +32,7 @@ from benchmarks.ovh_variants import (
 from chipnet_tf import io as chipnet_io
 from chipnet_tf.compat import tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
 
-RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "overhead.json"
 TARGET_RATIO = 1.10
 
 
@@ -149,7 +149,8 @@ def breakdown_of(model, wall, cpu):
     hooks = time_callback_hooks(model)
     breakdown = {"callback_hooks_called_directly_s": hooks}
     print(
-        "\nChipNet overhead breakdown (paired per-round differences of medians, ms/step; UpdatePruningStep's batch hooks"
+        "\nChipNet overhead breakdown (paired per-round differences of medians, ms/step; "
+        "UpdatePruningStep's batch hooks"
     )
     print(f"called directly in a loop cost {hooks * 1e3:.3f} ms/step):")
     print(f"  {'component':<34} {'wall':>8} {'CPU':>8}")

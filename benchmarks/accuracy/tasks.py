@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 
 import chipnet_tf
-from benchmarks import acc_data
-from benchmarks.acc_methods import (
+from benchmarks.accuracy import data as acc_data
+from benchmarks.accuracy.methods import (
     STRUCTURED,
     accuracy,
     bn_gamma_scores,
@@ -22,9 +22,10 @@ from benchmarks.acc_methods import (
     structured_run,
     tfmot_finetune,
 )
-from benchmarks.latency import channel_scores, prunable_kernel_params
+from benchmarks.latency.models import channel_scores, prunable_kernel_params
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
+from chipnet_tf.latency.table import LatencyTable, attach
 from tests.flops_profiler import profiler_flops
 
 
@@ -182,7 +183,7 @@ def task_transfer(args, work, seed, budget):
 
 
 def task_ablation(args, work, seed, budget_type, budget, search):
-    """ChipNet alone under one named search configuration (benchmarks/ablation.py)."""
+    """ChipNet alone under one named search configuration (benchmarks/accuracy/ablation.py)."""
     data = acc_data.load(args.dataset)
     dense = _load_weights(args, work, f"dense_{seed}")
     spec = chipnet_tf.analyze(dense, warn=False).spec
@@ -198,7 +199,7 @@ def _latency_table_path(work):
 
 
 def task_latency_table(args, work):
-    """Profiles the dataset's model for LiteRT float32 at 1 thread (benchmarks/latency_accuracy.py).
+    """Profiles the dataset's model for LiteRT float32 at 1 thread (benchmarks/latency/accuracy.py).
     Latency does not depend on the weights, so one table serves every seed."""
     model = acc_data.model(args.dataset)
     cache = os.path.join(work, "latency_cache")
@@ -213,13 +214,13 @@ def task_latency_search(args, work, seed, kind, budget):
     budget): searched at the FLOPs budget where the L1-norm cut is predicted at the latency
     network's predicted latency, then its learned gates cut at the FLOPs budget where their
     own cut is predicted there (at most, and as close below as the cut allows)."""
-    from benchmarks.latency_budget import flops_budget_at_latency
+    from benchmarks.latency.budget import flops_budget_at_latency
 
     data = acc_data.load(args.dataset)
     dense = _load_weights(args, work, f"dense_{seed}")
-    table = chipnet_tf.latency.LatencyTable.load(_latency_table_path(work))
+    table = LatencyTable.load(_latency_table_path(work))
     analysis = chipnet_tf.analyze(dense, warn=False)
-    spec = chipnet_tf.latency.attach(analysis, table)
+    spec = attach(analysis, table)
     t0 = time.perf_counter()
     if kind == "latency":
         pruned, masks, info = chipnet_prune(
@@ -293,7 +294,10 @@ def _describe(key, result):
             f"before fine-tuning {result['accuracy_before_finetune']:.4f}, after {result['accuracy']:.4f}"
         )
     if key[0] == "ablation":
-        return f"V {result['soft_budget_per_epoch'][-1]:.3f}, before fine-tuning {result['accuracy_before_finetune']:.4f}, after {result['accuracy']:.4f}"
+        return (
+            f"V {result['soft_budget_per_epoch'][-1]:.3f}, "
+            f"before fine-tuning {result['accuracy_before_finetune']:.4f}, after {result['accuracy']:.4f}"
+        )
     return ", ".join(f"{r['method']} {r['accuracy']:.4f}" for r in result)
 
 

@@ -1,4 +1,4 @@
-"""How much of each keras.applications model the analysis can prune (issue 15's table).
+"""How much of each keras.applications model the analysis can prune (the smallest reachable network).
 
 For every model (96x96 inputs, ``weights=None``, 10 classes, logits):
 
@@ -12,9 +12,9 @@ For every model (96x96 inputs, ``weights=None``, 10 classes, logits):
 
 Usage (from the checkout; the profiler helper lives in tests/)::
 
-    python -m benchmarks.zoo_reach                       # fractions of every model
-    python -m benchmarks.zoo_reach --strip --models RegNetX002 ConvNeXtTiny
-    python -m benchmarks.zoo_reach --strip --out benchmarks/results/zoo_reach.json
+    python -m benchmarks.strip.zoo_reach                       # fractions of every model
+    python -m benchmarks.strip.zoo_reach --strip --models RegNetX002 ConvNeXtTiny
+    python -m benchmarks.strip.zoo_reach --strip --out benchmarks/results/zoo_reach.json
 """
 
 import argparse
@@ -28,7 +28,7 @@ import chipnet_tf
 from chipnet_tf.compat import keras
 from chipnet_tf.io import atomic_write
 
-# The table of issue 15: the models mobile users care about, then the 11 that already worked.
+# The models mobile users care about, then 11 more of keras.applications' families.
 MODELS = (
     "RegNetX002",
     "RegNetY002",
@@ -52,7 +52,10 @@ MODELS = (
     "VGG16",
 )
 KERAS_CV = "keras_cv.MobileNetV3Backbone"
-# Measured before issue 15: the issue's table; keras-cv measured on main (04f6aaf) the same way.
+# Reference fractions printed as "before → now": these models' smallest reachable fraction with an
+# analysis that did not yet prune through grouped convolutions (RegNet), SE blocks around them
+# (RegNetY), hard-swish TF-op layers (MobileNetV3), Conv2D(groups=C) depthwise convolutions and
+# LayerScale (ConvNeXt); keras-cv measured the same way at commit 04f6aaf.
 BEFORE = {
     KERAS_CV: 0.289,
     "RegNetX002": 0.888,
@@ -126,7 +129,8 @@ def row(name, strip=False):
 
 def markdown(rows):
     lines = [
-        "| model | smallest reachable FLOPs fraction (before → now) | stripped vs wrapped, rel. max diff | params / FLOPs / profiler = predicted |",
+        "| model | smallest reachable FLOPs fraction (before → now) | stripped vs wrapped, rel. max diff "
+        "| params / FLOPs / profiler = predicted |",
         "|---|---|---|---|",
     ]
     for r in rows:

@@ -25,8 +25,7 @@ def load(dataset):
     """Numpy arrays: train (first 90% of the tfds train split), val (last 10%), test."""
     from recipes import data as recipe_data
 
-    # Pixels scaled to [0, 1] by the dataset's maximum (digits: 16). Digits results before
-    # session 7 divided its 0..16 pixels by 255.
+    # Pixels scaled to [0, 1] by the dataset's maximum (digits: 16).
     out = {key: recipe_data.load_numpy(dataset, split) for key, split in SPLITS.items()}
     if TRAIN_IMAGES[dataset] is not None:
         x, y = out["train"]

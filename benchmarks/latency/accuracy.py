@@ -1,4 +1,4 @@
-"""Accuracy at equal measured latency (issue 14): ChipNet pruned for latency next to ChipNet
+"""Accuracy at equal measured latency: ChipNet pruned for latency next to ChipNet
 pruned for FLOPs, on the accuracy benchmark's Fashion-MNIST PreResNet-20.
 
 1. the dense models of the accuracy benchmark's protocol (one per seed; ``--reuse`` takes
@@ -11,12 +11,12 @@ pruned for FLOPs, on the accuracy benchmark's Fashion-MNIST PreResNet-20.
    fine-tuning;
 3. every stripped network, and ChipNet's FLOPs 0.25 / 0.1 networks of the accuracy grid
    (``--grid``, rebuilt from their kept channel counts: latency depends on the counts
-   only), converted and timed interleaved with the dense model (benchmarks/latency.py).
+   only), converted and timed interleaved with the dense model (``benchmarks.latency``).
 
 Resumable like the accuracy benchmark. Run::
 
-    python -m benchmarks.latency_accuracy --reuse WORK_DIR COMMIT   # the dense models of a grid run
-    python -m benchmarks.latency_accuracy --quick                    # digits, 1 seed, few epochs
+    python -m benchmarks.latency.accuracy --reuse WORK_DIR COMMIT   # the dense models of a grid run
+    python -m benchmarks.latency.accuracy --quick                    # digits, 1 seed, few epochs
 """
 
 import argparse
@@ -27,20 +27,23 @@ from pathlib import Path
 import numpy as np
 
 import chipnet_tf
-from benchmarks import acc_data, common
-from benchmarks import latency as bench
-from benchmarks.ablation import reuse_tasks
-from benchmarks.acc_summary import _mean_std
-from benchmarks.acc_tasks import _latency_table_path, _load_weights, run_tasks
-from benchmarks.accuracy import EPOCHS, RESULTS_DIR, protocol_config, run_logger, work_directory, write_and_clean
-from benchmarks.latency_budget import _convert
+from benchmarks import common
+from benchmarks.accuracy import data as acc_data
+from benchmarks.accuracy.ablation import reuse_tasks
+from benchmarks.accuracy.run import EPOCHS, RESULTS_DIR, protocol_config, run_logger, work_directory, write_and_clean
+from benchmarks.accuracy.summary import _mean_std
+from benchmarks.accuracy.tasks import _latency_table_path, _load_weights, run_tasks
+from benchmarks.latency import timing as lat_timing
+from benchmarks.latency.budget import _convert
+from benchmarks.latency.models import make_interpreter
+from chipnet_tf.latency.table import LatencyTable, attach
 
 BUDGETS = (0.25, 0.1)
 KINDS = ("latency", "flops")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.latency_accuracy", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.latency.accuracy", description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", choices=sorted(acc_data.DATASETS), default="fashion_mnist")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budgets", type=float, nargs="+", default=list(BUDGETS))
@@ -92,18 +95,18 @@ def grid_rows(path, seeds, budgets):
 def time_networks(args, work, runs):
     """Measured ms and ratio to dense of every run's network, timed interleaved with the dense model."""
     dense = _load_weights(args, work, f"dense_{args.seeds[0]}")
-    table = chipnet_tf.latency.LatencyTable.load(_latency_table_path(work))
-    spec = chipnet_tf.latency.attach(chipnet_tf.analyze(dense, warn=False), table)
+    table = LatencyTable.load(_latency_table_path(work))
+    spec = attach(chipnet_tf.analyze(dense, warn=False), table)
     x = np.random.default_rng(0).standard_normal((1, *dense.inputs[0].shape[1:])).astype("float32")
-    interps = {"dense": bench.make_interpreter(_convert(dense, None), x)}
+    interps = {"dense": make_interpreter(_convert(dense, None), x)}
     for i, run in enumerate(runs):
         kept = run["kept_per_group"]
         masks = {g: np.arange(n) < kept[g] for g, n in zip(spec.group_names, spec.group_sizes)}
-        interps[i] = bench.make_interpreter(_convert(chipnet_tf.strip_pruning(dense, masks=masks), None), x)
+        interps[i] = make_interpreter(_convert(chipnet_tf.strip_pruning(dense, masks=masks), None), x)
         run["predicted_ms"] = spec.value([kept[g] for g in spec.group_names], "latency")
         run["predicted_latency_fraction"] = run["predicted_ms"] / spec.dense("latency")
-    per_round, _, load = bench.interleaved_timing(interps, args, "networks")
-    summary = bench.summarize(per_round)
+    per_round, _, load = lat_timing.interleaved_timing(interps, args, "networks")
+    summary = lat_timing.summarize(per_round)
     for i, run in enumerate(runs):
         run["measured_ms"] = summary["median_s"][i] * 1e3
         run["measured_ratio"] = summary["ratio_vs_dense"][i]
@@ -173,7 +176,7 @@ def main(argv=None):
     rows = summarize(runs, args.budgets)
     print_table(rows)
     payload = {
-        "benchmark": "accuracy at equal measured latency: latency budget vs FLOPs budget (issue 14)",
+        "benchmark": "accuracy at equal measured latency: latency budget vs FLOPs budget",
         "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "config": config,
         "dense_accuracy": _mean_std([results[("dense", s)]["dense"]["accuracy"] for s in args.seeds]),

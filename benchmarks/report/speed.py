@@ -60,7 +60,7 @@ def plot_latency(latency, path):
 def latency_section(latency, png_name):
     cfg = latency["config"]
     lines = [
-        "## Speed: LiteRT latency of stripped models (benchmarks/latency.py)",
+        "## Speed: LiteRT latency of stripped models (benchmarks/latency/)",
         "",
         f"{cfg['runtime']}. {cfg['timing']}. Weights: {cfg['weights']}. Masks: {cfg['scores']}.",
         "",
@@ -83,11 +83,11 @@ def latency_section(latency, png_name):
 
 
 def zoo_latency_section(latency):
-    """keras.applications models measured on request (``latency.py --models ...``), e.g.
-    MobileNetV3Small, prunable below 0.26 of its FLOPs since issue 15."""
+    """keras.applications models measured on request (``python -m benchmarks.latency --models ...``), e.g.
+    MobileNetV3Small, whose hard-swish TF-op layers the analysis prunes through."""
     cfg = latency["config"]
     lines = [
-        "### keras.applications models (`latency.py --models ...`, `latency_zoo.json`)",
+        "### keras.applications models (`python -m benchmarks.latency --models ...`, `latency_zoo.json`)",
         "",
         f"{cfg['runtime']}. {cfg['timing']}. Weights: {cfg['weights']}. Masks: {cfg['scores']}. "
         f"Measured {latency.get('date_utc', '')} on a machine under load (interleaved with dense, so the ratios "
@@ -160,7 +160,7 @@ def overhead_section(overhead):
     t = overhead["target"]
     ratios = overhead["ratio_vs_plain"]
     return [
-        "## Speed: training-step overhead of the wrapped model (benchmarks/overhead.py)",
+        "## Speed: training-step overhead of the wrapped model (benchmarks/overhead/)",
         "",
         f"Model: {overhead['config']['model']}. Step time relative to the plain model (paired, median over rounds): "
         + ", ".join(f"{k} {v:.3f}" for k, v in ratios.items())
@@ -190,7 +190,7 @@ def _vs_tfmot_sentence(cmp):
 def strip_section(strip):
     t = strip["target"]
     lines = [
-        "## Speed: wrap, mask and strip time and memory (benchmarks/strip_speed.py)",
+        "## Speed: wrap, mask and strip time and memory (benchmarks/strip/)",
         "",
         f"Model: {strip['config']['model']}, {strip['config']['budget_type']} budget {strip['config']['budget']}.",
         "",
@@ -213,13 +213,13 @@ def latency_budget_section(data):
     cfg = data["config"]
     factor = cfg.get("target_factor", 1.1)
     lines = [
-        "## Speed: prune for latency (benchmarks/latency_budget.py)",
+        "## Speed: prune for latency (benchmarks/latency/budget.py)",
         "",
         "`chipnet_tf.latency.profile` measures each model's latency table in LiteRT (XNNPACK, 1 thread, batch 1); "
         f'`budget_type="latency"` selects masks on it. Predictor: {cfg["sets"]} random mask sets per model (FLOPs '
         "budgets 0.05-0.9, random channel scores), stripped, converted and timed interleaved with the dense model "
         f"({cfg['rounds']} rounds x {cfg['invocations']} invocations); error = measured ratio vs dense / predicted "
-        "ratio - 1. Budget rows use L1-norm channel scores (as `benchmarks/latency.py`); `flops@lat` is the "
+        "ratio - 1. Budget rows use L1-norm channel scores (as `benchmarks/latency/`); `flops@lat` is the "
         "FLOPs-budget network whose predicted latency equals the latency-budget network's. "
         f"Measured {data.get('date_utc', '')}; 1-min load average during timing in the table (2 CPUs).",
         "",
@@ -260,7 +260,7 @@ def latency_budget_section(data):
 
 
 def latency_budget_verdicts(results, factor):
-    """The issue's three measured targets, as computed from the results."""
+    """The three measured targets of latency budgets, as computed from the results."""
     pred_ok = [
         m for m, r in results.items() if r["predictor"]["within_10pct"] and r["predictor"]["median_abs_error"] <= 0.05
     ]
@@ -281,7 +281,8 @@ def latency_budget_verdicts(results, factor):
     lines = [
         f"- Predictor (every set within ±10 %, median |error| <= 5 %): met for {', '.join(pred_ok) or 'none'}"
         + (f"; **not met** for {', '.join(pred_no)}." if pred_no else "."),
-        f"- Latency budgets (measured ratio <= {factor:g} x budget): {len(rows) - len(missed)} of {len(rows)} points met"
+        f"- Latency budgets (measured ratio <= {factor:g} x budget): "
+        f"{len(rows) - len(missed)} of {len(rows)} points met"
         + (f"; **not met**: {', '.join(missed)}." if missed else "."),
     ]
     if caps:
@@ -308,7 +309,7 @@ def latency_accuracy_section(data):
     ratio = lambda s: f"{s['mean']:.3f} ± {s['std']:.3f}"  # noqa: E731
     pct = lambda s: f"{100 * s['mean']:.1f} ± {100 * s['std']:.1f}"  # noqa: E731
     lines = [
-        "### Accuracy at equal latency (benchmarks/latency_accuracy.py)",
+        "### Accuracy at equal latency (benchmarks/latency/accuracy.py)",
         "",
         f"{cfg['model']} on {cfg['dataset']}; seeds {cfg['seeds']}; search {cfg['prune_epochs']} epochs, fine-tuning "
         f"{cfg['finetune_epochs']} (the accuracy benchmark's protocol). Latency: {cfg['table']}; every network timed "

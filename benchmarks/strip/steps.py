@@ -1,7 +1,7 @@
 """Strip benchmark, the measured steps: the dense models, what each step builds outside the
 measured region and runs, and their timing, sanity checks and profile in this process.
 
-Part of ``benchmarks.strip_speed`` (method: benchmarks/README.md, section "Strip time and memory").
+Part of ``benchmarks.strip`` (method: benchmarks/README.md, section "Strip time and memory").
 """
 
 import cProfile

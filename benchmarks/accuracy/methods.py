@@ -8,9 +8,9 @@ import numpy as np
 
 import chipnet_tf
 from benchmarks import common
-from chipnet_tf.callbacks import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.schedules import SQRT2
+from chipnet_tf.search.callbacks import recalibrate_batch_norm, restore_batch_norm
+from chipnet_tf.search.schedules import SQRT2
 from tests.flops_profiler import profiler_flops
 
 STRUCTURED = ("chipnet", "l1", "slimming", "random")
@@ -22,11 +22,11 @@ SLIMMING_TOTAL_SHRINK = 1e-4 * 0.1 * 62_400  # Liu et al. CIFAR: lambda x lr x s
 
 
 # ChipNet's search configurations, each one change from the previous (the ablation,
-# benchmarks/ablation.py, runs them in this order): the paper's; the progress schedule with
+# benchmarks/accuracy/ablation.py, runs them in this order): the paper's; the progress schedule with
 # scaled logits; hard straight-through gates; relative logits; the budget target's ramp over
-# the first half of the search (crispness after it: session 7's default); gamma held at its
+# the first half of the search (crispness after it); gamma held at its
 # start and no crispness (the gates stay movable to the end); and the library's default,
-# which adds the leak of closed channels (session 8). Every setting is named, so a change
+# which adds the leak of closed channels. Every setting is named, so a change
 # of prune_low_budget's defaults cannot silently change an earlier row.
 def _search(ramp=0.0, forward="hard", logits="absolute", gamma_factor=SQRT2, crispness=10.0, leak=0.0):
     return lambda: {
@@ -57,8 +57,7 @@ SEARCHES = {
     },
     "ramp": {
         "kwargs": _search(ramp=0.5, logits="relative"),
-        "text": "the budget's target ramped over the first half of the search, crispness after it (session 7's "
-        "default)",
+        "text": "the budget's target ramped over the first half of the search, crispness after it",
     },
     "constant_gamma": {
         "kwargs": _search(ramp=0.5, logits="relative", gamma_factor=1.0, crispness=0.0),
@@ -140,7 +139,7 @@ def select_quietly(spec, scores, budget, budget_type):
 
 def chipnet_prune(dense, data, budget, budget_type, seed, epochs, search="default", latency_table=None):
     """ChipNet with BestHardMasks under a named search configuration (``latency_table``: for
-    latency budgets, benchmarks/latency_accuracy.py). Returns (pruned model, masks, info)."""
+    latency budgets, benchmarks/latency/accuracy.py). Returns (pruned model, masks, info)."""
     keras.utils.set_random_seed(seed)
     kwargs = SEARCHES[search]["kwargs"]()
     if latency_table is not None:

@@ -5,9 +5,9 @@ benchmarks/README.md, section "Strip time and memory".
 
 Usage (from the repository root)::
 
-    python -m benchmarks.strip_speed                  # ResNet-50, 1 cold + 3 timed runs, ~3-5 minutes
-    python -m benchmarks.strip_speed --quick          # 1 cold + 1 timed run, ~3 minutes
-    python -m benchmarks.strip_speed --model mobilenetv2 --profile
+    python -m benchmarks.strip                  # ResNet-50, 1 cold + 3 timed runs, ~3-5 minutes
+    python -m benchmarks.strip --quick          # 1 cold + 1 timed run, ~3 minutes
+    python -m benchmarks.strip --model mobilenetv2 --profile
 """
 
 import argparse
@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 from benchmarks import common
-from benchmarks.strip_memory import MB, child_main, measure_memory_all
-from benchmarks.strip_steps import (
+from benchmarks.strip.memory import MB, child_main, measure_memory_all
+from benchmarks.strip.steps import (
     DESCRIPTIONS,
     MODELS,
     STEPS,
@@ -31,7 +31,7 @@ from benchmarks.strip_steps import (
 )
 from chipnet_tf import io as chipnet_io
 
-RESULTS = Path(__file__).resolve().parent / "results" / "strip_speed.json"
+RESULTS = Path(__file__).resolve().parent.parent / "results" / "strip_speed.json"
 TARGET_STRIP_S = 5.0
 TARGET_MEMORY_RATIO = 2.0
 
@@ -69,11 +69,13 @@ def print_table(timing, memory, dense_bytes):
     print("cold/median/min s = wall time in this process (cold = first run); CPU med s = process CPU time;")
     print("fresh s = wall time of the cold run in the memory child; peak extra = peak RSS during the step - RSS")
     print(
-        f"before it, fresh process, result alive; ratio = peak extra / dense weights ({dense_bytes / MB:.1f} MB); MB = 1e6 B"
+        "before it, fresh process, result alive; ratio = peak extra / dense weights "
+        f"({dense_bytes / MB:.1f} MB); MB = 1e6 B"
     )
     header = (
         f"{'step':<12} {'cold s':>7} {'median s':>8} {'min s':>6} {'CPU med s':>9} {'fresh s':>7}"
-        f" {'peak extra MB':>13} {'ratio':>6} {'warm MB':>8} {'warm ratio':>10} {'retained MB':>11} {'tracemalloc MB':>14}"
+        f" {'peak extra MB':>13} {'ratio':>6} {'warm MB':>8} {'warm ratio':>10} {'retained MB':>11}"
+        f" {'tracemalloc MB':>14}"
     )
     print(header)
     print("-" * len(header))
@@ -81,7 +83,8 @@ def print_table(timing, memory, dense_bytes):
         t, m = timing[step], memory[step]
         cold, warm = m["cold"], m["warm"]
         print(
-            f"{step:<12} {t['cold_s']:>7.2f} {t['median_s']:>8.2f} {t['min_s']:>6.2f} {t['cpu_median_s']:>9.2f} {cold['time_s']:>7.2f}"
+            f"{step:<12} {t['cold_s']:>7.2f} {t['median_s']:>8.2f} {t['min_s']:>6.2f} {t['cpu_median_s']:>9.2f}"
+            f" {cold['time_s']:>7.2f}"
             f" {cold['peak_extra_bytes'] / MB:>13.1f} {cold['peak_extra_bytes'] / dense_bytes:>5.2f}x"
             f" {warm['peak_extra_bytes'] / MB:>8.1f} {warm['peak_extra_bytes'] / dense_bytes:>9.2f}x"
             f" {cold['retained_bytes'] / MB:>11.1f} {_traced_mb(m):>14}"
@@ -90,7 +93,7 @@ def print_table(timing, memory, dense_bytes):
 
 # -- main ---------------------------------------------------------------------------------------
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.strip_speed", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.strip", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", choices=sorted(MODELS), default="resnet50", help="dense model (default resnet50)")
     p.add_argument("--budget", type=float, default=0.5, help="channel budget (default 0.5)")
     p.add_argument("--repeats", type=int, default=3, help="timed runs per step after the cold one (default 3)")

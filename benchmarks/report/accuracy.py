@@ -10,7 +10,7 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.report_search import _pm  # noqa: E402
+from benchmarks.report.search import _pm  # noqa: E402
 from chipnet_tf.io import atomic_write  # noqa: E402
 
 BASELINES = ("l1", "slimming", "random", "tfmot")

@@ -22,7 +22,7 @@ def build_dense(name, args):
         model = architectures.resnet50_cifar(width=args.resnet_width)
     elif name == "mobilenet_v2":
         model = architectures.mobilenet_v2_cifar(alpha=args.mobilenet_alpha)
-    elif name == "mobilenet_v3_small":  # hard-swish/hard-sigmoid TF ops: prunable since issue 15
+    elif name == "mobilenet_v3_small":  # hard-swish/hard-sigmoid as TF-op layers, pruned through
         model = keras.applications.MobileNetV3Small(
             input_shape=INPUT_SHAPE, weights=None, classes=10, classifier_activation=None
         )

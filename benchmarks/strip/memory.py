@@ -1,7 +1,7 @@
 """Strip benchmark, peak memory: each step measured in a fresh child process
-(``python -m benchmarks.strip_speed --child STEP``), its RSS sampled and its kernel peak mark read.
+(``python -m benchmarks.strip --child STEP``), its RSS sampled and its kernel peak mark read.
 
-Part of ``benchmarks.strip_speed`` (method: benchmarks/README.md, section "Strip time and memory").
+Part of ``benchmarks.strip`` (method: benchmarks/README.md, section "Strip time and memory").
 """
 
 import gc
@@ -16,10 +16,10 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from benchmarks.strip_steps import STEPS, prepare, run_step, weight_bytes
+from benchmarks.strip.steps import STEPS, prepare, run_step, weight_bytes
 from chipnet_tf import io as chipnet_io
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 MB = 1e6
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -121,7 +121,7 @@ def child_main(args):
 def measure_in_subprocess(step, args):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "child.json"
-        cmd = [sys.executable, "-m", "benchmarks.strip_speed", "--child", step, "--child_output", str(path)]
+        cmd = [sys.executable, "-m", "benchmarks.strip", "--child", step, "--child_output", str(path)]
         cmd += ["--model", args.model, "--seed", str(args.seed), "--budget", str(args.budget)]
         cmd += ["--quick"] if args.quick else []
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from benchmarks.acc_methods import METHODS, STRUCTURED
+from benchmarks.accuracy.methods import METHODS, STRUCTURED
 
 
 # -- summaries ------------------------------------------------------------------------

@@ -18,14 +18,14 @@ Each gate owns its own logits ``zeta`` (no ChipNet controller), so the differenc
 
 Usage::
 
-    python -m benchmarks.gate_fusion_probe [--rounds 5 --steps 20]
+    python -m benchmarks.overhead.gate_fusion_probe [--rounds 5 --steps 20]
 """
 
 import argparse
 import statistics
 import time
 
-from benchmarks.ovh_variants import compile_model, synthetic_dataset, timed_fit
+from benchmarks.overhead.variants import compile_model, synthetic_dataset, timed_fit
 from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
 
 L = keras.layers
@@ -100,7 +100,7 @@ def check_equivalence():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m benchmarks.gate_fusion_probe")
+    p = argparse.ArgumentParser(prog="python -m benchmarks.overhead.gate_fusion_probe")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--batch_size", type=int, default=64)

@@ -11,45 +11,24 @@ Run::
 """
 
 import argparse
-import contextlib
-import hashlib
-import json
-import os
-import shutil
 import time
 from pathlib import Path
 
-import chipnet_tf
-from benchmarks import acc_data, common
-from benchmarks.acc_methods import (
-    BATCH,
-    LR,
-    METHODS,
-    SEARCHES,
-    SLIMMING_TOTAL_SHRINK,
-    STRUCTURED,
-    WEIGHT_DECAY,
-    bn_gamma_scores,  # noqa: F401  (tests reach it here)
-    random_scores,  # noqa: F401  (notes/experiments/search_probe.py reaches it here)
+from benchmarks import common
+from benchmarks.accuracy import data as acc_data
+from benchmarks.accuracy.methods import BATCH, LR, METHODS, SEARCHES, SLIMMING_TOTAL_SHRINK, WEIGHT_DECAY
+from benchmarks.accuracy.run import (
+    DEFAULT_BUDGETS,
+    DEFAULT_TYPES,
+    EPOCHS,
+    RESULTS,
+    RESULTS_DIR,
+    run_logger,
+    work_directory,
+    write_and_clean,
 )
-from benchmarks.acc_summary import summarize
-from benchmarks.acc_tasks import _task_file, run_tasks  # noqa: F401
-from chipnet_tf.io import write_json
-
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
-RESULTS = RESULTS_DIR / "accuracy.json"
-DEFAULT_BUDGETS = (0.5, 0.25, 0.1, 0.05, 0.02)
-DEFAULT_TYPES = ("flops", "channels")
-# Epochs per dataset. Digits: 1,293 training images, 21 steps per epoch at batch 64.
-# Fashion-MNIST: 12,000 training images (acc_data.TRAIN_IMAGES), 188 steps per epoch;
-# ~300 images/s for the wrapped model on 2 cores, so the 4 search epochs (752 steps, above
-# the progress schedule's 300) take ~3 minutes; pretraining 15 epochs (2,820 steps),
-# fine-tuning 2 (376 steps). The mask transfer study (classes 0-4 -> 5-9) runs on digits only.
-EPOCHS = {
-    "digits": {"pretrain_epochs": 30, "prune_epochs": 20, "finetune_epochs": 20, "transfer_budgets": [0.25, 0.05]},
-    "fashion_mnist": {"pretrain_epochs": 15, "prune_epochs": 4, "finetune_epochs": 2, "transfer_budgets": []},
-}
-__all__ = ["STRUCTURED", "METHODS", "main", "parse_args", "run_tasks", "summarize", "write_json"]
+from benchmarks.accuracy.summary import summarize
+from benchmarks.accuracy.tasks import run_tasks
 
 
 # -- main -----------------------------------------------------------------------------
@@ -88,18 +67,6 @@ def parse_args(argv=None):
     return args
 
 
-def _code_digest():
-    """SHA-256 of the code a task's result depends on: the acc_* modules, lat_models.py,
-    latency_budget.py, chipnet_tf/."""
-    digest = hashlib.sha256()
-    here = Path(__file__).resolve().parent
-    package = Path(chipnet_tf.__file__).resolve().parent
-    extra = [here / "lat_models.py", here / "latency_budget.py"]  # channel scores; the latency tasks' FLOPs matching
-    for path in sorted(here.glob("acc*.py")) + extra + sorted(package.rglob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _config(args):
     return {
         "dataset": acc_data.describe_split(args.dataset),
@@ -129,49 +96,6 @@ def _config(args):
         "workers": args.workers,
         "quick": args.quick,
     }
-
-
-def protocol_config(args):
-    """The dataset, model, seeds and epochs of a run on the accuracy benchmark's protocol (the
-    shared part of the ablation's and latency_accuracy's configurations)."""
-    return {
-        "dataset": acc_data.describe_split(args.dataset),
-        "model": acc_data.describe(args.dataset),
-        "seeds": args.seeds,
-        "pretrain_epochs": args.pretrain_epochs,
-        "prune_epochs": args.prune_epochs,
-        "finetune_epochs": args.finetune_epochs,
-    }
-
-
-def run_logger(start):
-    """``log(message)``: prints the message with the seconds since ``start`` (perf_counter)."""
-
-    def log(message):
-        print(f"[{time.perf_counter() - start:7.1f}s] {message}", flush=True)
-
-    return log
-
-
-def work_directory(output, config):
-    """The work directory of a run: named by its output, configuration and code (a resumed
-    run never mixes results of other code or settings); created if missing."""
-    digest = hashlib.sha256(json.dumps(config, sort_keys=True).encode())
-    digest.update(_code_digest().encode())
-    work = output.parent / ".work" / f"{output.stem}-{digest.hexdigest()[:12]}"
-    work.mkdir(parents=True, exist_ok=True)
-    return work
-
-
-def write_and_clean(output, payload, work, log):
-    """Writes the results atomically, then removes the finished run's work directory (and
-    ``.work/`` itself when no other configuration is in progress)."""
-    write_json(output, payload)
-    shutil.rmtree(work, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        os.rmdir(os.path.dirname(work))
-    log(f"wrote {output}")
-    return payload
 
 
 def main(argv=None):

@@ -10,12 +10,14 @@ import gc
 import os
 import statistics
 import time
+from pathlib import Path
 
 import numpy as np
 
-from benchmarks.lat_models import convert, interpreter_info, make_interpreter
+from benchmarks import common
+from benchmarks.latency.models import convert, interpreter_info, make_interpreter
 from chipnet_tf.compat import keras  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
-from chipnet_tf.litert_timing import (  # the tile rule and the timer, shared with latency.profile
+from chipnet_tf.latency.timing import (  # the tile rule and the timer, shared with latency.profile
     channel_step,
     time_invocations,
 )
@@ -161,3 +163,22 @@ def probe_channel_tile(args):
         flush=True,
     )
     return out
+
+
+# -- the machine --------------------------------------------------------------------
+def cpu_description():
+    """The CPU model and its widest SIMD extensions (from /proc/cpuinfo; empty where there is none)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    flags = set((fields.get("flags") or fields.get("Features") or "").split())
+    simd = [f for f in ("avx512f", "avx2", "fma", "avx", "sse4_2", "asimd", "neon", "sve") if f in flags]
+    return {"cpu_model": fields.get("model name") or fields.get("CPU part"), "cpu_simd": simd}
+
+
+def environment():
+    """``common.environment`` with LiteRT's and tfmot's versions and the CPU (``cpu_description``)."""
+    return {**common.environment("ai-edge-litert", "tensorflow-model-optimization"), **cpu_description()}

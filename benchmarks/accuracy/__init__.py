@@ -1,0 +1,1 @@
+"""Accuracy at a budget: ChipNet against L1-norm, network slimming, random and tfmot; the search ablation."""

@@ -1,0 +1,1 @@
+"""LiteRT latency of pruned models, latency as a budget, and accuracy at equal latency."""

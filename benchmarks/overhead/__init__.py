@@ -1,0 +1,1 @@
+"""Training-step overhead of the wrapped model against a plain model and tfmot."""

@@ -1,0 +1,1 @@
+"""RESULTS.md and its plots, written from the results JSON files."""

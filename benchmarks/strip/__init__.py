@@ -1,0 +1,1 @@
+"""Wrap, mask and strip time and memory, and how much of keras.applications the analysis reaches."""
