@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import chipnet_tf
-from benchmarks import zoo_reach
+from benchmarks.strip import zoo_reach
 from chipnet_tf import export
 from chipnet_tf.compat import keras, tf
 from tests.flops_profiler import profiler_flops

@@ -49,7 +49,7 @@ def select_masks(spec, scores, budget, budget_type, round_to=1):
     exceeds the budget, that minimal network is returned with a warning.
 
     With ``round_to=N`` (hardware-friendly widths: use the runtime's channel tile, e.g.
-    XNNPACK float32 on an AVX-512 x86 CPU measured best at 16 in benchmarks/latency.py;
+    XNNPACK float32 on an AVX-512 x86 CPU measured best at 16 in the latency benchmark;
     8 is the usual choice on ARM NEON), a group with at least N channels keeps a multiple
     of N (or all of them): its channels are taken in blocks of N, best first, a block ranked by its
     weakest channel; smaller groups still go channel by channel.

@@ -55,6 +55,7 @@ for dseed in (1, 0):
             best = int(np.argmax(cb.val))
             print(
                 f"dense {dseed} {name:6s} seed {s}: test per epoch {cb.test[0]:.3f} {cb.test[1]:.3f}; "
-                f"BN re-estimated {cb.recal[0]:.3f} {cb.recal[1]:.3f}; train loss {cb.loss}; best-by-val {cb.test[best]:.3f}",
+                f"BN re-estimated {cb.recal[0]:.3f} {cb.recal[1]:.3f}; train loss {cb.loss}; "
+                f"best-by-val {cb.test[best]:.3f}",
                 flush=True,
             )

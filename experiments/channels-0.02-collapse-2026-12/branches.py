@@ -51,7 +51,8 @@ for dseed in (1, 0):
         accs = [a for a, _ in res]
         print(
             f"dense {dseed} {kind:<22} kept {kept} params {small.count_params():6d} conv layers "
-            f"{sum(isinstance(lay, keras.layers.Conv2D) for lay in small.layers):2d}: acc {' '.join(f'{a:.3f}' for a in accs)} "
+            f"{sum(isinstance(lay, keras.layers.Conv2D) for lay in small.layers):2d}: "
+            f"acc {' '.join(f'{a:.3f}' for a in accs)} "
             f"mean {np.mean(accs):.3f}; collapsed {sum(loss > 2.29 for _, loss in res)}/4",
             flush=True,
         )

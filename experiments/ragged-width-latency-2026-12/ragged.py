@@ -4,7 +4,8 @@ is, with every group's width rounded up / down to the 16-channel tile; measured 
 with dense (the benchmark's way), each against the table's prediction.
 
 Run on 2026-12-01 against the latency_budget.json committed before it (timed with two paused
-training processes resident; now in that file's `earlier_runs`) and its table cache in /tmp; ragged.log is its output."""
+training processes resident; now in that file's `earlier_runs`) and its table cache in /tmp;
+ragged.log is its output."""
 
 import argparse
 import glob
@@ -61,6 +62,7 @@ for rep in range(2):
     for lab, ms, p in zip(labels[1:], t[1:], preds[1:]):
         err = (ms / t[0]) / (p / preds[0]) - 1
         print(
-            f"  {lab:<22} measured {ms:7.3f} ms ratio {ms / t[0]:.3f}  predicted ratio {p / preds[0]:.3f}  error {err:+.3f}",
+            f"  {lab:<22} measured {ms:7.3f} ms ratio {ms / t[0]:.3f}  "
+            f"predicted ratio {p / preds[0]:.3f}  error {err:+.3f}",
             flush=True,
         )

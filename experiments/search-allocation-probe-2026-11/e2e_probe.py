@@ -2,7 +2,8 @@
 defaults and a few settings changed; prints V, crispness and accuracy per epoch.
 Outputs: e2e.txt beside this script (and in experiments/search-gate-leak-probe-2026-11/).
 
-    PYTHONPATH=. python experiments/search-allocation-probe-2026-11/e2e_probe.py LR EPOCHS CRISPNESS_WEIGHT no channels 0.3
+    PYTHONPATH=. python experiments/search-allocation-probe-2026-11/e2e_probe.py \
+        LR EPOCHS CRISPNESS_WEIGHT no channels 0.3
 """
 
 import sys

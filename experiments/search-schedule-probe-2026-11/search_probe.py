@@ -1,7 +1,8 @@
 """Small, fast probe of ChipNet's search: does the soft budget converge, and are the hard
 masks good, per search variant? Held-out data only (never the test split).
 
-    PYTHONPATH=. python experiments/search-schedule-probe-2026-11/search_probe.py --data digits --variant paper --budget_type channels --budget 0.1
+    PYTHONPATH=. python experiments/search-schedule-probe-2026-11/search_probe.py \
+        --data digits --variant paper --budget_type channels --budget 0.1
 """
 
 import argparse

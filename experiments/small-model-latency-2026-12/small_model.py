@@ -33,5 +33,6 @@ t = np.asarray(time_interleaved(interps, rounds=9, target_s=2e-2)) * 1e3
 print(f"dense {t[0]:.4f} ms, predicted {preds[0]:.4f}")
 for lab, ms, p in zip(labels[1:], t[1:], preds[1:]):
     print(
-        f"  {lab:<34} measured {ms:.4f} ms ratio {ms / t[0]:.3f} predicted {p / preds[0]:.3f} error {(ms / t[0]) / (p / preds[0]) - 1:+.3f}"
+        f"  {lab:<34} measured {ms:.4f} ms ratio {ms / t[0]:.3f} predicted {p / preds[0]:.3f} "
+        f"error {(ms / t[0]) / (p / preds[0]) - 1:+.3f}"
     )
