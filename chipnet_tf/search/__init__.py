@@ -2,6 +2,7 @@
 (:mod:`~chipnet_tf.search.heaviside`), the schedules, the training callbacks and the hard
 masks (:mod:`~chipnet_tf.search.masks`)."""
 
+from chipnet_tf.search.batch_norm import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.search.callbacks import BestHardMasks, PruningSummaries, UpdatePruningStep
 from chipnet_tf.search.layers import (
     ChannelGate,
@@ -26,6 +27,8 @@ __all__ = [
     "apply_masks",
     "get_masks",
     "load_masks",
+    "recalibrate_batch_norm",
+    "restore_batch_norm",
     "save_masks",
     "select_masks",
 ]

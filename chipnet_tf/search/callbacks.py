@@ -9,6 +9,7 @@ import numpy as np
 
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import atomic_write
+from chipnet_tf.search.batch_norm import check_steps, recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.search.layers.controller import require_controllers
 from chipnet_tf.search.masks import apply_masks, get_masks
 from chipnet_tf.validators import check_round_to
@@ -182,62 +183,6 @@ class PruningSummaries(keras.callbacks.Callback):
             self._writer.close()
 
 
-def _batch_norms(model):
-    found = []
-
-    def walk(layer):
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        for sub in getattr(layer, "layers", None) or []:
-            walk(sub)
-
-    for layer in model.layers:
-        walk(layer)
-    return found
-
-
-def recalibrate_batch_norm(model, data, steps=10):
-    """Re-estimates every BatchNormalization's moving statistics on ``steps`` batches of ``data``.
-
-    The moving mean/variance become the average of the per-batch statistics (momentum
-    ``t / (t + 1)`` at batch ``t``); no weight is trained. Pruning changes the statistics the
-    next layers see, so a hard-masked network is judged fairly only after this ("BN
-    calibration"). Returns the previous statistics, for :func:`restore_batch_norm`.
-
-    Args:
-        model: a Keras model (nested models included).
-        data: a ``tf.data.Dataset`` of ``x`` or ``(x, y)`` batches, or an array of inputs.
-        steps: number of batches (an array is split into batches of 64).
-    """
-    layers = _batch_norms(model)
-    saved = [(bn, bn.momentum, bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in layers]
-    if not layers:
-        return saved
-    if not isinstance(data, tf.data.Dataset):
-        data = tf.data.Dataset.from_tensor_slices(np.asarray(data)).batch(64)
-    strategy = model.distribute_strategy
-    try:
-        for t, batch in enumerate(data.take(steps)):
-            x = batch[0] if isinstance(batch, (tuple, list)) else batch
-            for bn in layers:
-                bn.momentum = t / (t + 1)
-            if strategy.num_replicas_in_sync > 1:
-                strategy.run(lambda inputs: model(inputs, training=True), args=(x,))
-            else:
-                model(x, training=True)
-    finally:
-        for bn, momentum, _, _ in saved:
-            bn.momentum = momentum
-    return saved
-
-
-def restore_batch_norm(saved):
-    """Puts back the statistics :func:`recalibrate_batch_norm` returned."""
-    for bn, _, mean, variance in saved:
-        bn.moving_mean.assign(mean)
-        bn.moving_variance.assign(variance)
-
-
 class BestHardMasks(keras.callbacks.Callback):
     """Keeps the pruning epoch whose *hard* network validates best (the paper's model selection).
 
@@ -300,7 +245,7 @@ class BestHardMasks(keras.callbacks.Callback):
         self.restore = restore
         self.write = bool(write)
         self.calibration_data = calibration_data
-        self.calibration_steps = int(calibration_steps)
+        self.calibration_steps = check_steps(calibration_steps, "calibration_steps")
         self.best_value = None
         self.best_epoch = None
         self.best_masks = None

@@ -20,6 +20,7 @@ from chipnet_tf.analysis import groups as graph_lib
 from chipnet_tf.analysis.flat_graph import from_config
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.registry import SurgeryContext, probe, register_surgery, take  # public here too
+from chipnet_tf.search.batch_norm import DEFAULT_STEPS, as_dataset, check_steps, recalibrate_batch_norm
 from chipnet_tf.search.layers import (
     ChannelGate,
     ChipNetController,
@@ -129,7 +130,7 @@ def _resolve_masks(analysis, masks):
     return out
 
 
-def strip_pruning(model, masks=None, round_to=1):
+def strip_pruning(model, masks=None, round_to=1, calibration_data=None, calibration_steps=DEFAULT_STEPS):
     """Rebuilds ``model`` as a plain, physically smaller tf_keras functional model.
 
     Args:
@@ -140,23 +141,41 @@ def strip_pruning(model, masks=None, round_to=1):
         masks: ``{group name: bool array}``; groups left out keep all their channels.
         round_to: when the masks come from the wrapped model, keep multiples of this many
             channels per group (see :func:`chipnet_tf.get_masks`).
+        calibration_data: training inputs to re-estimate the stripped model's
+            BatchNormalization statistics on (a ``tf.data.Dataset`` of ``x`` or ``(x, y)``
+            batches, an array of inputs or an ``(x, y)`` tuple; see
+            :func:`chipnet_tf.recalibrate_batch_norm`), or None to copy the model's own.
+            A search's statistics belong to no fixed network (its gates open and close from
+            step to step) and a dense model's belong to the dense network, so the stripped
+            model reports its true accuracy only with statistics re-estimated here or by
+            ``apply_masks(..., calibration_data=...)`` before stripping. The wrapped model's
+            statistics are left as they are.
+        calibration_steps: batches of ``calibration_data`` to use (an array goes in batches
+            of 64).
 
     Returns:
         A flat functional ``keras.Model`` without chipnet_tf layers (built-in Keras layers,
         plus the model's own custom layers, which are opaque and kept as they are), whose
         removed channels are sliced out of every layer. Its predictions equal the wrapped
-        model's under the hard masks (``chipnet_tf.apply_masks(model, masks)``).
+        model's under the hard masks (``chipnet_tf.apply_masks(model, masks)``); with
+        ``calibration_data``, under its re-estimated BatchNormalization statistics.
 
     Raises:
-        TypeError: ``model`` is not a tf_keras model, or masks is not a dict.
+        TypeError: ``model`` is not a tf_keras model, masks is not a dict, or
+            ``calibration_data`` is neither a dataset nor an array of inputs.
         ValueError: a dense model without masks; masks naming unknown groups, of the wrong
-            length or removing a whole group; a layer with no registered surgery.
+            length or removing a whole group; a layer with no registered surgery; a
+            ``calibration_steps`` that is not a positive integer.
 
     Example:
         >>> small = chipnet_tf.strip_pruning(pruned)  # doctest: +SKIP
         >>> small = chipnet_tf.strip_pruning(dense_model, masks=chipnet_tf.load_masks("masks.npz"))  # doctest: +SKIP
+        >>> small = chipnet_tf.strip_pruning(pruned, calibration_data=x_train[:640])  # doctest: +SKIP
     """
     graph_lib.check_model(model)
+    if calibration_data is not None:
+        check_steps(calibration_steps, "calibration_steps")
+        calibration_data = as_dataset(calibration_data, "calibration_data")
     graph = graph_lib.flatten(model)
     wrapped = bool(controllers(model))
     if wrapped:
@@ -174,7 +193,10 @@ def strip_pruning(model, masks=None, round_to=1):
     by_group = _resolve_masks(analysis, masks)
     keeps = _keep_vectors(analysis, by_group)
     plan = plan_empty_groups(analysis, keeps)
-    return _rebuild(model, graph, analysis, keeps, plan)
+    small = _rebuild(model, graph, analysis, keeps, plan)
+    if calibration_data is not None:
+        recalibrate_batch_norm(small, calibration_data, calibration_steps)
+    return small
 
 
 def removed_layers(model, masks):
