@@ -87,7 +87,7 @@ def test_best_hard_masks_bad_arguments_are_clear(digits):
 
 
 def test_recalibrate_batch_norm_averages_batch_statistics_and_restores(digits):
-    from chipnet_tf.search.callbacks import recalibrate_batch_norm, restore_batch_norm
+    from chipnet_tf import recalibrate_batch_norm, restore_batch_norm
 
     x = digits[0][:96]
     keras.utils.set_random_seed(0)
