@@ -17,7 +17,6 @@ import numpy as np
 import chipnet_tf
 from chipnet_tf import export
 from chipnet_tf.compat import keras
-from chipnet_tf.search.callbacks import recalibrate_batch_norm
 
 
 def load_digits(seed=0):
@@ -89,11 +88,12 @@ def main(argv=None):
 
     print("== 3/6 hard masks that meet the budget; strip into a smaller plain Keras model")
     masks = chipnet_tf.get_masks(pruned)
-    chipnet_tf.apply_masks(pruned, masks)
-    # Removing channels shifts the statistics the later BatchNormalizations see. BestHardMasks
-    # re-estimated them before validating; do the same here so that the hard network, and the
-    # stripped model that inherits its statistics, start from the accuracy the epoch was kept for.
-    recalibrate_batch_norm(pruned, x[:640])
+    # The search's BatchNorm statistics fit no fixed network (its gates flip from step to step)
+    # and removing channels shifts what the later BatchNormalizations see. BestHardMasks
+    # re-estimated them before validating; calibration_data does the same here, so that the hard
+    # network, and the stripped model that inherits its statistics, start from the accuracy the
+    # epoch was kept for.
+    chipnet_tf.apply_masks(pruned, masks, calibration_data=x[:640])
     hard_acc = pruned.evaluate(xt, yt, verbose=0, return_dict=True)["accuracy"]
     report = chipnet_tf.budget_report(pruned)
     small = chipnet_tf.strip_pruning(pruned)
