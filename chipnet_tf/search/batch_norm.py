@@ -38,6 +38,11 @@ def check_steps(steps, name="steps"):
     return int(steps)
 
 
+def _short(text, limit=80):
+    text = " ".join(text.split())  # one line
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def as_dataset(data, name="data"):
     """``data`` as a dataset of batches: a dataset as it is; ``(x, y)`` / ``(x,)`` tuples and
     arrays of inputs in batches of 64."""
@@ -47,7 +52,8 @@ def as_dataset(data, name="data"):
         data = data[0]  # (x, y) or (x, y, sample_weight): the inputs
     if data is None or isinstance(data, (str, bytes, dict)):
         raise TypeError(
-            f"{name} must be a tf.data.Dataset of x or (x, y) batches, or an array of inputs. Received: {data!r}"
+            f"{name} must be a tf.data.Dataset of x or (x, y) batches, or an array of inputs. "
+            f"Received: {_short(repr(data))}"
         )
     try:
         array = np.asarray(data)
@@ -56,7 +62,7 @@ def as_dataset(data, name="data"):
     if array is None or array.dtype == object or array.ndim == 0 or not np.issubdtype(array.dtype, np.number):
         raise TypeError(
             f"{name} must be a tf.data.Dataset of x or (x, y) batches, or an array of inputs. "
-            f"Received: {type(data).__name__} {str(data)[:80]!r}"
+            f"Received: {type(data).__name__} {_short(repr(data))}"
         )
     if array.shape[0] == 0:
         raise ValueError(f"{name} holds no examples (an array of shape {array.shape}).")
