@@ -1,6 +1,6 @@
 """Compares two quick accuracy benchmark files field by field, ignoring timings and dates.
 
-    python experiments/package-layout-check-2026-12/compare.py A.json B.json
+python experiments/package-layout-check-2026-12/compare.py A.json B.json
 """
 
 import json
