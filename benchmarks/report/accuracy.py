@@ -143,17 +143,20 @@ def plot_accuracy(accuracy, path):
 def _training_text(cfg):
     if "epochs_per_method" in cfg:
         return (
+            "Every method's mask becomes a real smaller model through `strip_pruning(..., masks=...)`. "
             f"Training: {cfg['optimizer']}. ChipNet: {cfg['chipnet']}. Slimming: "
             f"{cfg['slimming']}. Taylor: {cfg['taylor']}. Uniform width: {cfg['uniform']}. Scratch: {cfg['scratch']}. "
             "tfmot keeps the budget's fraction of the Conv2D/Dense weights (unstructured: the model keeps its dense "
             "shape and FLOPs)."
         )
     return (
-        f"Every method's mask gets the same fine-tuning ({cfg['finetune_epochs']} epochs, "
+        "Every method's mask becomes a real smaller model through `strip_pruning(..., masks=...)` and gets the "
+        f"same fine-tuning ({cfg['finetune_epochs']} epochs, "
         f"{cfg['optimizer']}). ChipNet searched for {cfg['prune_epochs']} epochs ({cfg['chipnet']}); slimming "
-        f"trained {cfg['prune_epochs']} epochs with its BN-gamma L1 penalty; L1-norm and random are one-shot. tfmot "
-        "keeps the budget's fraction of the Conv2D/Dense weights (unstructured: the model keeps its dense shape and "
-        "FLOPs)."
+        f"trained {cfg['prune_epochs']} epochs with its BN-gamma L1 penalty (a fixed lambda; the code of this "
+        "protocol cut slimming's masks from the dense model's BatchNorm scales, not the sparsity-trained model's); "
+        "L1-norm and random are one-shot. tfmot keeps the budget's fraction of the Conv2D/Dense weights "
+        "(unstructured: the model keeps its dense shape and FLOPs)."
     )
 
 
