@@ -7,7 +7,7 @@ The method (datasets, the methods, what is recorded, mask transfer) is in
 Run::
 
     python -m benchmarks.accuracy            # the digits grid, ~30 minutes on 2 cores
-    python -m benchmarks.accuracy --quick    # one seed, one budget, few epochs (~5 min)
+    python -m benchmarks.accuracy --quick    # one seed, one budget, few epochs (~7 min)
     python -m benchmarks.accuracy --dataset=fashion_mnist   # make bench-fashion
 """
 
@@ -62,7 +62,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--transfer_budgets", type=float, nargs="*", default=None, help="default: digits 0.25 0.05")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2, one TF thread each)")
-    p.add_argument("--quick", action="store_true", help="1 seed, budget 0.05, 2/2/1 epochs (~1 min)")
+    p.add_argument("--quick", action="store_true", help="1 seed, budget 0.05, 2/2/1 epochs (~7 min on 2 cores)")
     p.add_argument("--output", type=Path, default=None, help=f"JSON results path (default {RESULTS} for digits)")
     args = p.parse_args(argv)
     for name, value in EPOCHS[args.dataset].items():
@@ -82,6 +82,11 @@ def parse_args(argv=None):
             p.error(f"--{name} must be >= 1. Received: {getattr(args, name)}")
     if args.workers < 1:
         p.error(f"--workers must be >= 1. Received: {args.workers}")
+    args.search_fraction_source = (
+        "--search_fraction"
+        if args.search_fraction is not None
+        else "default: today's ratio prune_epochs / (prune_epochs + finetune_epochs); no held-out choice made yet"
+    )
     if args.search_fraction is None:
         args.search_fraction = protocol.default_search_fraction(args)
     elif not 0 < args.search_fraction < 1:
@@ -102,8 +107,7 @@ def _config(args):
         "protocol": args.protocol,
         "protocol_text": protocol.describe(args),
         "search_fraction": args.search_fraction if args.protocol == "equal" else None,
-        "search_fraction_source": "today's ratio prune_epochs / (prune_epochs + finetune_epochs); no held-out choice "
-        "made yet",
+        "search_fraction_source": args.search_fraction_source,
         "epochs_per_method": protocol.plan(args),
         "batch_size": BATCH,
         "optimizer": f"SGD(lr {LR}, momentum 0.9, Nesterov, weight decay {WEIGHT_DECAY}), x0.1 at 50% and 75%",

@@ -15,6 +15,16 @@ def _mean_std(values):
     }
 
 
+def _stability(runs):
+    return {
+        "accuracy": _mean_std([r["accuracy"] for r in runs]),
+        "min_accuracy": min(r["accuracy"] for r in runs),
+        "all_finite": all(r["finite"] for r in runs),
+        "max_groups_with_one_channel": max(r["groups_with_one_channel"] for r in runs),
+        "minimal_network_runs": sum(r["minimal_network"] for r in runs),
+    }
+
+
 def cost(seeds_out):
     """Per method: mean seconds of search (search, sparsity training or iterative pruning) and
     of fine-tuning over every run, and its training epochs (after the dense pretraining)."""
@@ -79,15 +89,6 @@ def summarize(seeds_out, transfer_out):
     }
     smallest = min((r["budget"] for r in structured), default=None)
     extreme = [r for r in structured if r["budget"] == smallest]
-
-    def _stability(runs):
-        return {
-            "accuracy": _mean_std([r["accuracy"] for r in runs]),
-            "min_accuracy": min(r["accuracy"] for r in runs),
-            "all_finite": all(r["finite"] for r in runs),
-            "max_groups_with_one_channel": max(r["groups_with_one_channel"] for r in runs),
-            "minimal_network_runs": sum(r["minimal_network"] for r in runs),
-        }
 
     stability = {
         "budget": smallest,
