@@ -13,7 +13,8 @@ import pytest
 
 from benchmarks.accuracy import __main__ as accuracy_cli
 from benchmarks.accuracy import data as acc_data
-from benchmarks.accuracy.methods import STRUCTURED, bn_gamma_scores
+from benchmarks.accuracy import protocol
+from benchmarks.accuracy.methods import METHODS, STRUCTURED, bn_gamma_scores
 from benchmarks.accuracy.run import RESULTS as ACCURACY_RESULTS
 from benchmarks.accuracy.tasks import _task_file, run_tasks
 from benchmarks.latency import __main__ as latency_cli
@@ -70,6 +71,12 @@ STRUCTURED_KEYS = {
     "finite",
     "final_train_loss",
     "seconds",
+    "search_seconds",
+    "finetune_seconds",
+    "search_epochs",
+    "finetune_epochs",
+    "train_epochs",
+    "total_epochs",
 }
 
 
@@ -123,7 +130,7 @@ def test_bench_quick_accuracy_schema_and_exactness(quick_suite):
     assert seed["dense"]["params"] == 221_914 and seed["dense"]["flops"] == seed["dense"]["flops_profiler"]
     structured = [r for r in seed["runs"] if r["method"] != "tfmot"]
     tfmot = [r for r in seed["runs"] if r["method"] == "tfmot"]
-    # 2 budget types x 1 budget x 4 structured methods, and tfmot once per budget.
+    # 2 budget types x 1 budget x every structured method, and tfmot once per budget.
     assert sorted((r["budget_type"], r["budget"], r["method"]) for r in structured) == sorted(
         (t, 0.05, m) for t in ("flops", "channels") for m in STRUCTURED
     )
@@ -142,16 +149,17 @@ def test_bench_quick_accuracy_schema_and_exactness(quick_suite):
         assert abs(r["nonzero_kernel_fraction"] - r["budget"]) < 0.005, r
         assert r["nonzero_kernel_fraction"] < r["nonzero_params_fraction"] < 1.0
     summary = result["summary"]
-    assert summary["exactness"]["runs"] == 8
-    assert summary["exactness"]["within_budget"] == 8
-    assert summary["exactness"]["params_equal_prediction"] == 8
-    assert summary["exactness"]["flops_equal_profiler"] == 8
+    runs = 2 * len(STRUCTURED)
+    assert summary["exactness"]["runs"] == runs
+    assert summary["exactness"]["within_budget"] == runs
+    assert summary["exactness"]["params_equal_prediction"] == runs
+    assert summary["exactness"]["flops_equal_profiler"] == runs
     assert summary["stability"]["budget"] == 0.05
     assert set(summary["stability"]["by_type"]) == {"flops", "channels"}
     for by_method in summary["stability"]["by_type"].values():
         assert set(by_method) == set(STRUCTURED)
         assert all(s["all_finite"] and s["accuracy"]["n"] == 1 for s in by_method.values())
-    assert len(summary["table"]) == 2 * 4 + 1
+    assert len(summary["table"]) == 2 * len(STRUCTURED) + 1
     (transfer,) = result["transfer"]
     assert sorted(r["method"] for r in transfer["runs"]) == ["direct", "direct_masks", "random", "transferred"]
     by_variant = {r["method"]: r for r in transfer["runs"]}
@@ -161,7 +169,42 @@ def test_bench_quick_accuracy_schema_and_exactness(quick_suite):
     for name in ("transferred", "random"):
         assert 0.0 <= by_variant[name]["mask_overlap_with_direct"] <= 1.0
         assert by_variant[name]["within_budget"]
-    assert len(verdicts(result)) == 2 * 4
+    assert len(verdicts(result)) == 2 * (len(METHODS) - 1)
+
+
+@pytest.mark.slow
+def test_bench_quick_every_method_trains_the_same_epochs(quick_suite):
+    """Protocol `equal`: after the shared dense pretraining every method trains T epochs (scratch
+    trains pretraining + T from a random start), and records its search and fine-tuning seconds."""
+    out, _ = quick_suite
+    result = _load(out, "accuracy")
+    cfg = result["config"]
+    assert cfg["protocol"] == "equal" and 0 < cfg["search_fraction"] < 1
+    t = cfg["prune_epochs"] + cfg["finetune_epochs"]
+    (seed,) = result["seeds"]
+    assert {r["method"] for r in seed["runs"]} == set(METHODS)
+    for r in seed["runs"]:
+        assert r["search_epochs"] + r["finetune_epochs"] == r["train_epochs"], r["method"]
+        assert r["total_epochs"] == cfg["pretrain_epochs"] + t, r["method"]
+        assert r["train_epochs"] == (cfg["pretrain_epochs"] + t if r["method"] == "scratch" else t), r["method"]
+        assert r["search_seconds"] >= 0 and r["finetune_seconds"] > 0, r["method"]
+    assert set(result["summary"]["cost"]) == set(METHODS)
+    for r in seed["runs"]:
+        if r["method"] == "scratch":  # ChipNet's widths, fresh weights
+            chipnet = next(c for c in seed["runs"] if c["method"] == "chipnet" and c["budget_type"] == r["budget_type"])
+            assert r["kept_per_group"] == chipnet["kept_per_group"]
+            assert r["kernels_equal_to_pruned_dense"] == 0
+        if r["method"] == "taylor":
+            steps = r["taylor_steps"]
+            assert [s["target"] for s in steps] == sorted((s["target"] for s in steps), reverse=True)
+            assert steps[-1]["target"] == pytest.approx(r["budget"]) and steps[-1]["achieved"] == r["achieved"]
+            assert r["within_budget"]
+    slimming = seed["slimming"]
+    assert slimming["split"] == "val" and slimming["lambda"] in slimming["lambda_grid"]
+    chosen = next(t for t in slimming["tried"] if t["lambda"] == slimming["lambda"])
+    assert chosen["val_accuracy"] == slimming["val_accuracy"]
+    page = (out / "RESULTS.md").read_text()
+    assert "**Protocol `equal`**" in page and "| method | epochs (search + fine-tuning) |" in page
 
 
 @pytest.mark.slow
@@ -235,6 +278,115 @@ def test_accuracy_benchmark_defaults_follow_the_dataset():
     assert fashion.transfer_budgets == [] and fashion.output.name == "accuracy_fashion_mnist.json"
     full = accuracy_cli.parse_args(["--dataset", "fashion_mnist", "--prune_epochs", "6"])
     assert (full.pretrain_epochs, full.prune_epochs, full.finetune_epochs) == (15, 6, 2)
+    assert digits.protocol == "equal" and digits.search_fraction == 0.5  # today's ratio, 20 of 40
+    assert fashion.search_fraction == pytest.approx(2 / 3)
+    with pytest.raises(SystemExit):
+        accuracy_cli.parse_args(["--search_fraction", "1.0"])
+
+
+@pytest.mark.parametrize("fraction", [None, 0.25, 0.9])
+def test_equal_protocol_gives_every_method_the_same_epochs(fraction):
+    argv = ["--dataset", "fashion_mnist"] + ([] if fraction is None else ["--search_fraction", str(fraction)])
+    args = accuracy_cli.parse_args(argv)
+    plan = protocol.plan(args)
+    assert set(plan) == set(METHODS)
+    t = args.prune_epochs + args.finetune_epochs
+    for method, (search, finetune) in plan.items():
+        assert finetune >= 1
+        assert search + finetune == (args.pretrain_epochs + t if method == "scratch" else t), method
+    assert plan["chipnet"][0] == (4 if fraction is None else {0.25: 2, 0.9: 5}[fraction])
+    assert plan["slimming"] == [4, 2] and plan["l1"] == [0, 6] and plan["taylor"] == [3, 3]
+    old = accuracy_cli.parse_args(["--dataset", "fashion_mnist", "--protocol", "search_extra"])
+    assert protocol.plan(old)["chipnet"] == [4, 2] and protocol.plan(old)["l1"] == [0, 2]
+
+
+def _small_preresnet():
+    import chipnet_tf
+    from chipnet_tf import architectures
+
+    keras.utils.set_random_seed(0)
+    model = architectures.preresnet(depth=11, input_shape=(8, 8, 1))
+    return model, chipnet_tf.analyze(model, warn=False)
+
+
+@pytest.mark.parametrize("budget_type, budget", [("channels", 0.3), ("flops", 0.2), ("params", 0.1)])
+def test_uniform_width_keeps_one_fraction_per_group_and_meets_the_budget(budget_type, budget):
+    import chipnet_tf
+    from benchmarks.accuracy.baselines import uniform_scores
+    from benchmarks.latency.models import channel_scores
+
+    model, analysis = _small_preresnet()
+    spec = analysis.spec
+    within = channel_scores(model, analysis, 0)[0]
+    masks = chipnet_tf.select_masks(spec, uniform_scores(analysis, within), budget, budget_type)
+    kept = np.array([masks[n].sum() for n in spec.group_names], dtype=float)
+    sizes = np.array(spec.group_sizes, dtype=float)
+    # one fraction t for every group, within one channel: max((k - 1) / n) <= min((k + 1) / n)
+    assert ((kept - 1) / sizes).max() <= ((kept + 1) / sizes).min() + 1e-12, kept / sizes
+    achieved = spec.fraction(kept, budget_type)
+    assert achieved <= budget * (1 + 1e-9)
+    # exact as the shared selection is: one more channel in the next group in line would overshoot
+    nxt = np.argmin((kept + 0.5) / sizes + (kept >= sizes))
+    grown = kept.copy()
+    grown[nxt] += 1
+    assert kept[nxt] >= sizes[nxt] or spec.fraction(grown, budget_type) > budget
+    for name in spec.group_names:  # within a group, the channels with the largest L1 norms
+        m = masks[name]
+        assert within[name][m].min() >= within[name][~m].max() if (~m).any() else True
+
+
+def test_scratch_reinitialises_the_stripped_network():
+    import chipnet_tf
+    from benchmarks.accuracy.methods import _kernels_equal, reinitialise
+
+    model, analysis = _small_preresnet()
+    masks = chipnet_tf.select_masks(analysis.spec, random_scores_for(analysis), 0.5, "channels")
+    small = chipnet_tf.strip_pruning(model, masks=masks)
+    fresh = reinitialise(small, seed=1)
+    assert [w.shape for w in fresh.weights] == [w.shape for w in small.weights]
+    assert _kernels_equal(fresh, small) == 0 and _kernels_equal(small, small) > 0
+    x = np.random.default_rng(0).random((4, 8, 8, 1)).astype("float32")
+    assert not np.allclose(fresh(x).numpy(), small(x).numpy())
+
+
+def random_scores_for(analysis):
+    from benchmarks.accuracy.methods import random_scores
+
+    return random_scores(analysis, 0)
+
+
+def test_taylor_masks_meet_the_budget_and_zero_the_pruned_channels():
+    """Iterative Taylor pruning on the wrapped model: the targets fall geometrically to the budget,
+    the final masks meet it, and the wrapped model under them computes the stripped model."""
+    import chipnet_tf
+    from benchmarks.accuracy.taylor import taylor_prune
+
+    model, analysis = _small_preresnet()
+    rng = np.random.default_rng(0)
+    data = {"train": (rng.random((192, 8, 8, 1)).astype("float32"), rng.integers(0, 10, 192))}
+    wrapped, masks, minimal, info = taylor_prune(model, data, analysis, 0.25, "flops", 0, epochs=1, steps=3)
+    targets = [s["target"] for s in info["taylor_steps"]]
+    np.testing.assert_allclose(targets, [0.25 ** (1 / 3), 0.25 ** (2 / 3), 0.25])
+    assert all(s["achieved"] <= s["target"] + 1e-9 for s in info["taylor_steps"]) and not minimal
+    counts = [masks[n].sum() for n in analysis.spec.group_names]
+    assert analysis.spec.fraction(counts, "flops") <= 0.25 + 1e-9
+    x = data["train"][0][:8]
+    small = chipnet_tf.strip_pruning(wrapped, masks=masks)
+    np.testing.assert_allclose(wrapped(x, training=False).numpy(), small(x).numpy(), atol=1e-4)
+
+
+def test_slimming_lambda_is_chosen_on_the_validation_split(monkeypatch):
+    """The largest lambda within one point of dense on `val`; test-split accuracy plays no part."""
+    from benchmarks.accuracy import baselines
+
+    val = {"dense": 0.90, 1e-2: 0.80, 3e-3: 0.892, 1e-3: 0.895}
+    test = {"dense": 0.90, 1e-2: 0.95, 3e-3: 0.10, 1e-3: 0.99}  # would pick otherwise
+    monkeypatch.setattr(baselines, "slimming_train", lambda dense, data, seed, epochs, lam: lam)
+    monkeypatch.setattr(baselines, "accuracy", lambda m, data, split="test": (val if split == "val" else test)[m])
+    model, record = baselines.select_slimming("dense", {}, 0, 2)
+    assert model == 3e-3 and record["lambda"] == 3e-3 and record["val_accuracy"] == 0.892
+    assert record["split"] == "val" and [t["lambda"] for t in record["tried"]] == [1e-2, 3e-3]
+    assert record["dense_val_accuracy"] == 0.90 and record["lambda_grid"] == list(baselines.SLIMMING_LAMBDAS)
 
 
 def test_verdict_rule():

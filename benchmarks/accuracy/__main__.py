@@ -1,4 +1,5 @@
-"""Accuracy at a budget: ChipNet against L1-norm, network slimming, random and tfmot.
+"""Accuracy at a budget: ChipNet against L1-norm, network slimming, random, uniform width,
+Taylor iterative pruning, ChipNet's widths trained from scratch, and tfmot.
 
 The method (datasets, the methods, what is recorded, mask transfer) is in
 ``benchmarks/README.md``.
@@ -6,7 +7,7 @@ The method (datasets, the methods, what is recorded, mask transfer) is in
 Run::
 
     python -m benchmarks.accuracy            # the digits grid, ~30 minutes on 2 cores
-    python -m benchmarks.accuracy --quick    # one seed, one budget, few epochs (~5 min)
+    python -m benchmarks.accuracy --quick    # one seed, one budget, few epochs (~7 min)
     python -m benchmarks.accuracy --dataset=fashion_mnist   # make bench-fashion
 """
 
@@ -16,7 +17,9 @@ from pathlib import Path
 
 from benchmarks import common
 from benchmarks.accuracy import data as acc_data
-from benchmarks.accuracy.methods import BATCH, LR, METHODS, SEARCHES, SLIMMING_TOTAL_SHRINK, WEIGHT_DECAY
+from benchmarks.accuracy import protocol
+from benchmarks.accuracy.baselines import SLIMMING_LAMBDAS, SLIMMING_RULE
+from benchmarks.accuracy.methods import BATCH, LR, METHODS, SEARCHES, WEIGHT_DECAY
 from benchmarks.accuracy.run import (
     DEFAULT_BUDGETS,
     DEFAULT_TYPES,
@@ -29,6 +32,7 @@ from benchmarks.accuracy.run import (
 )
 from benchmarks.accuracy.summary import summarize
 from benchmarks.accuracy.tasks import run_tasks
+from benchmarks.accuracy.taylor import TAYLOR_STEPS
 
 
 # -- main -----------------------------------------------------------------------------
@@ -42,9 +46,23 @@ def parse_args(argv=None):
     p.add_argument("--pretrain_epochs", type=int, default=None, help="default: per dataset (digits 30, fashion 15)")
     p.add_argument("--prune_epochs", type=int, default=None, help="default: per dataset (digits 20, fashion 4)")
     p.add_argument("--finetune_epochs", type=int, default=None, help="default: per dataset (digits 20, fashion 2)")
+    p.add_argument(
+        "--protocol",
+        choices=protocol.PROTOCOLS,
+        default="equal",
+        help="equal: every method trains prune_epochs + finetune_epochs after pretraining (default); "
+        "search_extra: ChipNet and slimming train prune_epochs more than the others (earlier results)",
+    )
+    p.add_argument(
+        "--search_fraction",
+        type=float,
+        default=None,
+        help="under --protocol equal, the fraction of the epochs ChipNet spends searching (default: "
+        "prune_epochs / (prune_epochs + finetune_epochs) of the dataset); choose it on held-out data only",
+    )
     p.add_argument("--transfer_budgets", type=float, nargs="*", default=None, help="default: digits 0.25 0.05")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2, one TF thread each)")
-    p.add_argument("--quick", action="store_true", help="1 seed, budget 0.05, 2/2/1 epochs (~1 min)")
+    p.add_argument("--quick", action="store_true", help="1 seed, budget 0.05, 2/2/1 epochs (~7 min on 2 cores)")
     p.add_argument("--output", type=Path, default=None, help=f"JSON results path (default {RESULTS} for digits)")
     args = p.parse_args(argv)
     for name, value in EPOCHS[args.dataset].items():
@@ -64,6 +82,15 @@ def parse_args(argv=None):
             p.error(f"--{name} must be >= 1. Received: {getattr(args, name)}")
     if args.workers < 1:
         p.error(f"--workers must be >= 1. Received: {args.workers}")
+    args.search_fraction_source = (
+        "--search_fraction"
+        if args.search_fraction is not None
+        else "default: today's ratio prune_epochs / (prune_epochs + finetune_epochs); no held-out choice made yet"
+    )
+    if args.search_fraction is None:
+        args.search_fraction = protocol.default_search_fraction(args)
+    elif not 0 < args.search_fraction < 1:
+        p.error(f"--search_fraction must be in (0, 1). Received: {args.search_fraction}")
     return args
 
 
@@ -77,16 +104,30 @@ def _config(args):
         "pretrain_epochs": args.pretrain_epochs,
         "prune_epochs": args.prune_epochs,
         "finetune_epochs": args.finetune_epochs,
+        "protocol": args.protocol,
+        "protocol_text": protocol.describe(args),
+        "search_fraction": args.search_fraction if args.protocol == "equal" else None,
+        "search_fraction_source": args.search_fraction_source,
+        "epochs_per_method": protocol.plan(args),
         "batch_size": BATCH,
         "optimizer": f"SGD(lr {LR}, momentum 0.9, Nesterov, weight decay {WEIGHT_DECAY}), x0.1 at 50% and 75%",
         "chipnet": f"prune_low_budget, search {args.search!r} ({SEARCHES[args.search]['text']}); AdamW(1e-3, weight "
         "decay 1e-3, none on zeta); UpdatePruningStep + BestHardMasks(held-out 10%, BN re-estimated on training "
         "images)",
         "l1": "per-channel filter L1 / layer mean, averaged over a group's writers; select_masks",
-        "slimming": "L1 on BN gammas for prune_epochs (lambda = total_shrink / (lr * steps)); |gamma|; select_masks",
-        "slimming_total_shrink": SLIMMING_TOTAL_SHRINK,
+        "slimming": "L1 on BN gammas for its search epochs, lambda chosen per seed on the validation split; |gamma| "
+        "of the sparsity-trained model; select_masks",
+        "slimming_lambdas": list(SLIMMING_LAMBDAS),
+        "slimming_rule": SLIMMING_RULE,
         "random": "N(0, 1) scores; select_masks",
-        "tfmot": "prune_low_magnitude(ConstantSparsity(1 - budget)) fine-tuned like the others, strip_pruning",
+        "uniform": "every group keeps the same fraction (within one channel), channels by L1 norm; select_masks",
+        "taylor": f"Molchanov et al. 2019: (gamma dL/dgamma + beta dL/dbeta)^2 of the BN layers reading a group, "
+        f"summed over training minibatches; {TAYLOR_STEPS} pruning steps over its search epochs, target "
+        "geometric from 1 to the budget; select_masks with pruned channels at -inf; SGD at the recipe's starting "
+        "rate while pruning",
+        "scratch": "ChipNet's masks on the dense architecture, re-initialised (clone_model) and trained from "
+        "scratch with the SGD recipe",
+        "tfmot": "prune_low_magnitude(ConstantSparsity(1 - budget)) trained like the others, strip_pruning",
         "transfer": {
             "from": "digits 0-4",
             "to": "digits 5-9",

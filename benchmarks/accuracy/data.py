@@ -62,6 +62,6 @@ def describe_split(dataset):
     """How the dataset's splits are used, for the results' config."""
     train = "train[:90%]" if TRAIN_IMAGES[dataset] is None else f"the first {TRAIN_IMAGES[dataset]:,} of train[:90%]"
     return (
-        f"{dataset} (tfds builder recipes/datasets/{dataset}.py): {train} trains, train[90%:] is ChipNet's "
-        "selection hold-out, test is reported"
+        f"{dataset} (tfds builder recipes/datasets/{dataset}.py): {train} trains, train[90%:] is the held-out "
+        "set for model selection (ChipNet's best epoch, slimming's lambda), test is reported"
     )

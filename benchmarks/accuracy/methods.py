@@ -13,12 +13,12 @@ from chipnet_tf.search.callbacks import recalibrate_batch_norm, restore_batch_no
 from chipnet_tf.search.schedules import SQRT2
 from tests.flops_profiler import profiler_flops
 
-STRUCTURED = ("chipnet", "l1", "slimming", "random")
+STRUCTURED = ("chipnet", "l1", "slimming", "random", "uniform", "taylor", "scratch")
 METHODS = STRUCTURED + ("tfmot",)
 BATCH = 64
 LR = 0.05
 WEIGHT_DECAY = 1e-3
-SLIMMING_TOTAL_SHRINK = 1e-4 * 0.1 * 62_400  # Liu et al. CIFAR: lambda x lr x steps
+SLIMMING_TOTAL_SHRINK = 1e-4 * 0.1 * 62_400  # Liu et al. CIFAR: lambda x lr x steps (results before the grid)
 
 
 # ChipNet's search configurations, each one change from the previous (the ablation,
@@ -160,29 +160,26 @@ def chipnet_prune(dense, data, budget, budget_type, seed, epochs, search="defaul
     return pruned, masks, info
 
 
-def slimming_train(dense, data, seed, epochs):
-    """Liu et al.'s sparsity training: L1 on every BatchNorm gamma. Returns (model, lambda)."""
+def slimming_train(dense, data, seed, epochs, lam):
+    """Liu et al.'s sparsity training: ``lam`` x L1 on every BatchNorm gamma. Returns the model."""
     model = clone(dense)
-    steps = epochs * math.ceil(len(data["train"][1]) / BATCH)
-    lam = SLIMMING_TOTAL_SHRINK / (LR * max(steps, 1))
     bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
     model.add_loss(lambda: lam * tf.add_n([tf.reduce_sum(tf.abs(bn.gamma)) for bn in bns]))
     model.compile(_sgd(), _loss(), metrics=["accuracy"])
     _fit(model, data, epochs, seed, [_step_decay(epochs)])
     plain = clone(dense)  # without the added loss: what gets stripped and fine-tuned
     plain.set_weights(model.get_weights())
-    return plain, lam
+    return plain
 
 
-def bn_gamma_scores(model, analysis):
-    """``{group: mean |gamma| over the BatchNorm layers that normalise exactly that group}``.
+def bn_readers(analysis):
+    """``[(BatchNormalization layer, group index)]``: the BatchNorm layers that normalise exactly
+    one group's channels, in order.
 
-    A BatchNorm counts for a group when its input is the group's channels in order: the BN
-    after a conv (post-activation) and the BN at the start of a pre-activation block, which
-    Liu et al. use for pre-ResNets (with their channel-selection layer).
+    The BN after a conv (post-activation) and the BN at the start of a pre-activation block,
+    which Liu et al. use for pre-ResNets (with their channel-selection layer).
     """
-    sums = [np.zeros(g.size) for g in analysis.groups]
-    counts = [0] * len(analysis.groups)
+    out = []
     for fnode in analysis.graph.nodes:
         if not isinstance(fnode.layer, keras.layers.BatchNormalization) or len(fnode.in_keys) != 1:
             continue
@@ -191,11 +188,21 @@ def bn_gamma_scores(model, analysis):
             continue
         g, size = layout[0][0]
         if g is not None and size == analysis.groups[g].size:
-            sums[g] += np.abs(fnode.layer.gamma.numpy())
-            counts[g] += 1
-    missing = [analysis.groups[g].name for g, c in enumerate(counts) if not c]
+            out.append((fnode.layer, g))
+    missing = sorted({g.name for g in analysis.groups} - {analysis.groups[g].name for _, g in out})
     if missing:
         raise ValueError(f"groups without a BatchNormalization to score: {missing}")
+    return out
+
+
+def bn_gamma_scores(model, analysis):
+    """``{group: mean |gamma| over the BatchNorm layers that normalise exactly that group}``
+    (``bn_readers``; ``model`` has the analysed model's layer names)."""
+    sums = [np.zeros(g.size) for g in analysis.groups]
+    counts = [0] * len(analysis.groups)
+    for layer, g in bn_readers(analysis):
+        sums[g] += np.abs(model.get_layer(layer.name).gamma.numpy())
+        counts[g] += 1
     return {g.name: s / c for g, s, c in zip(analysis.groups, sums, counts)}
 
 
@@ -252,14 +259,37 @@ def _one_shot_accuracy(small, data):
     return acc
 
 
-def structured_run(method, source, masks, minimal, budget, budget_type, spec, data, seed, args, extra=None):
+def reinitialise(model, seed):
+    """The same architecture with fresh weights from its layers' initialisers (``clone_model``)."""
+    keras.utils.set_random_seed(seed)
+    return keras.models.clone_model(model)
+
+
+def _kernels_equal(a, b):
+    """How many Conv/Dense kernels of ``a`` equal ``b``'s (same layer order)."""
+    ka = [w.numpy() for w in a.weights if "kernel" in w.name]
+    kb = [w.numpy() for w in b.weights if "kernel" in w.name]
+    return int(sum(x.shape == y.shape and np.array_equal(x, y) for x, y in zip(ka, kb)))
+
+
+def structured_run(method, source, masks, minimal, budget, budget_type, spec, data, seed, args, extra=None, **options):
+    """Strips ``source`` with ``masks``, measures it and fine-tunes it ``finetune_epochs``
+    (default ``args.finetune_epochs``); ``reinit=True`` re-initialises the stripped network
+    first (training from scratch). Records fine-tuning seconds apart from the total."""
     t0 = time.perf_counter()
     small = chipnet_tf.strip_pruning(source, masks=masks)
     record = {"method": method, "budget_type": budget_type, "budget": budget, "seed": seed}
     record.update(measure(small, masks, budget, budget_type, spec))
     record["minimal_network"] = minimal
+    if options.get("reinit"):
+        fresh = reinitialise(small, seed)
+        record["kernels_equal_to_pruned_dense"] = _kernels_equal(fresh, small)
+        small = fresh
     record["accuracy_before_finetune"] = _one_shot_accuracy(small, data)
-    history, finite = finetune(small, data, seed, args.finetune_epochs)
+    t1 = time.perf_counter()
+    epochs = options.get("finetune_epochs") or args.finetune_epochs
+    history, finite = finetune(small, data, seed, epochs)
+    record["finetune_seconds"] = time.perf_counter() - t1
     record["accuracy"] = accuracy(small, data)
     record["finite"] = finite
     record["final_train_loss"] = history.get("loss", [None])[-1]

@@ -31,11 +31,15 @@ EPOCHS = {
 # benchmark itself, the latency benchmark's channel scores and the latency tasks' FLOPs matching.
 DIGESTED = (
     "accuracy/__main__.py",
+    "accuracy/baselines.py",
     "accuracy/data.py",
+    "accuracy/grid.py",
     "accuracy/methods.py",
+    "accuracy/protocol.py",
     "accuracy/run.py",
     "accuracy/summary.py",
     "accuracy/tasks.py",
+    "accuracy/taylor.py",
     "latency/models.py",
     "latency/budget.py",
 )
@@ -92,3 +96,26 @@ def write_and_clean(output, payload, work, log):
         os.rmdir(os.path.dirname(work))
     log(f"wrote {output}")
     return payload
+
+
+# -- a run's files in its work directory ------------------------------------------------
+def task_file(work, key):
+    """The result file of the task ``key`` in the work directory."""
+    return os.path.join(work, "-".join(str(k) for k in key) + ".json")
+
+
+def weights_path(work, name):
+    return os.path.join(work, f"{name}.weights.h5")
+
+
+def save_weights(model, work, name):
+    target = weights_path(work, name)
+    tmp = target[: -len(".weights.h5")] + ".tmp.weights.h5"
+    model.save_weights(tmp)
+    os.replace(tmp, target)
+
+
+def load_weights(args, work, name, num_classes=None):
+    model = acc_data.model(args.dataset, num_classes)
+    model.load_weights(weights_path(work, name))
+    return model

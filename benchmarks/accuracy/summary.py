@@ -15,6 +15,40 @@ def _mean_std(values):
     }
 
 
+def _stability(runs):
+    return {
+        "accuracy": _mean_std([r["accuracy"] for r in runs]),
+        "min_accuracy": min(r["accuracy"] for r in runs),
+        "all_finite": all(r["finite"] for r in runs),
+        "max_groups_with_one_channel": max(r["groups_with_one_channel"] for r in runs),
+        "minimal_network_runs": sum(r["minimal_network"] for r in runs),
+    }
+
+
+def cost(seeds_out):
+    """Per method: mean seconds of search (search, sparsity training or iterative pruning) and
+    of fine-tuning over every run, and its training epochs (after the dense pretraining)."""
+    by_method = {}
+    for seed_out in seeds_out:
+        for r in seed_out["runs"]:
+            by_method.setdefault(r["method"], []).append(r)
+    out = {}
+    for method in sorted(by_method, key=METHODS.index):
+        runs = by_method[method]
+        out[method] = {
+            "runs": len(runs),
+            "search_seconds": float(np.mean([r["search_seconds"] for r in runs])),
+            "finetune_seconds": float(np.mean([r["finetune_seconds"] for r in runs])),
+            "search_epochs": sorted({r["search_epochs"] for r in runs}),
+            "finetune_epochs": sorted({r["finetune_epochs"] for r in runs}),
+            "train_epochs": sorted({r["train_epochs"] for r in runs}),
+        }
+    selection = [s["slimming"]["selection_seconds"] for s in seeds_out if "selection_seconds" in s.get("slimming", {})]
+    if selection and "slimming" in out:
+        out["slimming"]["lambda_selection_seconds_per_seed"] = float(np.mean(selection))
+    return out
+
+
 def summarize(seeds_out, transfer_out):
     """Mean +- std over seeds per (budget type, budget, method), stability and exactness checks."""
     rows = {}
@@ -56,15 +90,6 @@ def summarize(seeds_out, transfer_out):
     smallest = min((r["budget"] for r in structured), default=None)
     extreme = [r for r in structured if r["budget"] == smallest]
 
-    def _stability(runs):
-        return {
-            "accuracy": _mean_std([r["accuracy"] for r in runs]),
-            "min_accuracy": min(r["accuracy"] for r in runs),
-            "all_finite": all(r["finite"] for r in runs),
-            "max_groups_with_one_channel": max(r["groups_with_one_channel"] for r in runs),
-            "minimal_network_runs": sum(r["minimal_network"] for r in runs),
-        }
-
     stability = {
         "budget": smallest,
         "chance": 0.1,
@@ -93,6 +118,7 @@ def summarize(seeds_out, transfer_out):
     ]
     return {
         "dense_accuracy": dense,
+        "cost": cost(seeds_out),
         "table": table,
         "exactness": exact,
         "stability": stability,

@@ -10,18 +10,21 @@ import numpy as np
 
 import chipnet_tf
 from benchmarks.accuracy import data as acc_data
+from benchmarks.accuracy import protocol
+from benchmarks.accuracy.baselines import select_slimming
+from benchmarks.accuracy.grid import task_grid
 from benchmarks.accuracy.methods import (
     STRUCTURED,
     accuracy,
-    bn_gamma_scores,
     chipnet_prune,
     pretrain,
     random_scores,
     select_quietly,
-    slimming_train,
     structured_run,
     tfmot_finetune,
 )
+from benchmarks.accuracy.run import load_weights, save_weights
+from benchmarks.accuracy.run import task_file as _task_file
 from benchmarks.latency.models import channel_scores, prunable_kernel_params
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
@@ -34,25 +37,9 @@ from tests.flops_profiler import profiler_flops
 # thread each: these models are too small for intra-op parallelism to pay) and write their
 # results atomically into a work directory; a rerun of the same configuration skips the
 # finished tasks, so an interrupted run resumes and loses nothing.
-def _weights_path(work, name):
-    return os.path.join(work, f"{name}.weights.h5")
-
-
-def _save_weights(model, work, name):
-    target = _weights_path(work, name)
-    tmp = target[: -len(".weights.h5")] + ".tmp.weights.h5"
-    model.save_weights(tmp)
-    os.replace(tmp, target)
-
-
-def _load_weights(args, work, name, num_classes=None):
-    model = acc_data.model(args.dataset, num_classes)
-    model.load_weights(_weights_path(work, name))
-    return model
-
-
 def task_dense(args, work, seed):
-    """Pretrains the seed's dense model and its slimming (sparsity-trained) copy."""
+    """Pretrains the seed's dense model and its slimming (sparsity-trained) copy, slimming's
+    penalty chosen on the validation split."""
     data = acc_data.load(args.dataset)
     t0 = time.perf_counter()
     dense, history = pretrain(lambda: acc_data.model(args.dataset), data, seed, args.pretrain_epochs)
@@ -64,50 +51,19 @@ def task_dense(args, work, seed):
         "final_train_loss": history.get("loss", [None])[-1],
         "seconds": time.perf_counter() - t0,
     }
-    _save_weights(dense, work, f"dense_{seed}")
+    save_weights(dense, work, f"dense_{seed}")
     if "slimming" not in getattr(args, "methods", STRUCTURED):  # the ablation: ChipNet only
         return {"seed": seed, "dense": record}
-    t0 = time.perf_counter()
-    slim, lam = slimming_train(dense, data, seed, args.prune_epochs)
-    slimming = {"lambda": lam, "seconds": time.perf_counter() - t0, "accuracy": accuracy(slim, data)}
-    _save_weights(slim, work, f"slimming_{seed}")
+    slim, slimming = select_slimming(dense, data, seed, protocol.plan(args)["slimming"][0])
+    save_weights(slim, work, f"slimming_{seed}")
     return {"seed": seed, "dense": record, "slimming": slimming}
-
-
-def task_grid(args, work, seed, budget_type, budget):
-    """The four structured methods at one (seed, budget type, budget)."""
-    data = acc_data.load(args.dataset)
-    dense = _load_weights(args, work, f"dense_{seed}")
-    slim_source = _load_weights(args, work, f"slimming_{seed}")
-    analysis = chipnet_tf.analyze(dense, warn=False)
-    spec = analysis.spec
-    records = []
-    for method in STRUCTURED:
-        if method == "chipnet":
-            t0 = time.perf_counter()
-            pruned, masks, info = chipnet_prune(dense, data, budget, budget_type, seed, args.prune_epochs, args.search)
-            info["prune_seconds"] = time.perf_counter() - t0
-            records.append(
-                structured_run(method, pruned, masks, False, budget, budget_type, spec, data, seed, args, info)
-            )
-            continue
-        if method == "l1":
-            scores = channel_scores(dense, analysis, seed)[0]
-        elif method == "slimming":
-            scores = bn_gamma_scores(slim_source, analysis)
-        else:
-            scores = random_scores(analysis, 1000 * seed + int(1000 * budget))
-        source = slim_source if method == "slimming" else dense
-        masks, minimal = select_quietly(spec, scores, budget, budget_type)
-        records.append(structured_run(method, source, masks, minimal, budget, budget_type, spec, data, seed, args))
-    return records
 
 
 def task_tfmot(args, work, seed, budget):
     data = acc_data.load(args.dataset)
-    dense = _load_weights(args, work, f"dense_{seed}")
+    dense = load_weights(args, work, f"dense_{seed}")
     t0 = time.perf_counter()
-    stripped, history, finite = tfmot_finetune(dense, data, budget, seed, args.finetune_epochs)
+    stripped, history, finite = tfmot_finetune(dense, data, budget, seed, protocol.plan(args)["tfmot"][1])
     nonzero = int(sum(np.count_nonzero(w) for w in stripped.get_weights()))
     kernels = [
         layer.kernel.numpy()
@@ -131,7 +87,10 @@ def task_tfmot(args, work, seed, budget):
             "flops": int(flops),
             "flops_fraction": flops / chipnet_tf.count_flops(dense),
             "final_train_loss": history.get("loss", [None])[-1],
+            "search_seconds": 0.0,
+            "finetune_seconds": time.perf_counter() - t0,
             "seconds": time.perf_counter() - t0,
+            **protocol.epochs_record(args, "tfmot"),
         }
     ]
 
@@ -147,7 +106,7 @@ def task_transfer_dense(args, work, seed):
         task = acc_data.task_subset(data, list(classes))
         dense, _ = pretrain(lambda: acc_data.model(args.dataset, 5), task, seed, args.pretrain_epochs)
         out[f"dense_{name}_accuracy"] = accuracy(dense, task)
-        _save_weights(dense, work, f"transfer_{name}_{seed}")
+        save_weights(dense, work, f"transfer_{name}_{seed}")
     return out
 
 
@@ -161,8 +120,8 @@ def task_transfer(args, work, seed, budget):
     """Masks from digits 0-4 applied to 5-9, against pruning 5-9 directly, at one FLOPs budget."""
     data = acc_data.load(args.dataset)
     task_a, task_b = acc_data.task_subset(data, list(TASK_A)), acc_data.task_subset(data, list(TASK_B))
-    dense_a = _load_weights(args, work, f"transfer_a_{seed}", num_classes=5)
-    dense_b = _load_weights(args, work, f"transfer_b_{seed}", num_classes=5)
+    dense_a = load_weights(args, work, f"transfer_a_{seed}", num_classes=5)
+    dense_b = load_weights(args, work, f"transfer_b_{seed}", num_classes=5)
     analysis = chipnet_tf.analyze(dense_b, warn=False)
     _, masks_a, _ = chipnet_prune(dense_a, task_a, budget, "flops", seed, args.prune_epochs, args.search)
     pruned_b, masks_b, _ = chipnet_prune(dense_b, task_b, budget, "flops", seed, args.prune_epochs, args.search)
@@ -185,7 +144,7 @@ def task_transfer(args, work, seed, budget):
 def task_ablation(args, work, seed, budget_type, budget, search):
     """ChipNet alone under one named search configuration (benchmarks/accuracy/ablation.py)."""
     data = acc_data.load(args.dataset)
-    dense = _load_weights(args, work, f"dense_{seed}")
+    dense = load_weights(args, work, f"dense_{seed}")
     spec = chipnet_tf.analyze(dense, warn=False).spec
     t0 = time.perf_counter()
     pruned, masks, info = chipnet_prune(dense, data, budget, budget_type, seed, args.prune_epochs, search)
@@ -217,7 +176,7 @@ def task_latency_search(args, work, seed, kind, budget):
     from benchmarks.latency.budget import flops_budget_at_latency
 
     data = acc_data.load(args.dataset)
-    dense = _load_weights(args, work, f"dense_{seed}")
+    dense = load_weights(args, work, f"dense_{seed}")
     table = LatencyTable.load(_latency_table_path(work))
     analysis = chipnet_tf.analyze(dense, warn=False)
     spec = attach(analysis, table)
@@ -257,10 +216,6 @@ TASKS = {
     "transfer_dense": task_transfer_dense,
     "transfer": task_transfer,
 }
-
-
-def _task_file(work, key):
-    return os.path.join(work, "-".join(str(k) for k in key) + ".json")
 
 
 def _worker_init(threads):

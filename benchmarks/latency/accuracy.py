@@ -31,8 +31,9 @@ from benchmarks import common
 from benchmarks.accuracy import data as acc_data
 from benchmarks.accuracy.ablation import reuse_tasks
 from benchmarks.accuracy.run import EPOCHS, RESULTS_DIR, protocol_config, run_logger, work_directory, write_and_clean
+from benchmarks.accuracy.run import load_weights as _load_weights
 from benchmarks.accuracy.summary import _mean_std
-from benchmarks.accuracy.tasks import _latency_table_path, _load_weights, run_tasks
+from benchmarks.accuracy.tasks import _latency_table_path, run_tasks
 from benchmarks.latency import timing as lat_timing
 from benchmarks.latency.budget import _convert
 from benchmarks.latency.models import make_interpreter

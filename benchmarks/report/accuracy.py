@@ -10,24 +10,29 @@ import matplotlib.ticker
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from benchmarks.report.accuracy_checks import (  # noqa: E402
+    dataset_label,
+    exactness_section,
+    search_section,
+    stability_section,
+    transfer_section,
+)
 from benchmarks.report.search import _pm  # noqa: E402
 from chipnet_tf.io import atomic_write  # noqa: E402
 
-BASELINES = ("l1", "slimming", "random", "tfmot")
+BASELINES = ("l1", "slimming", "random", "uniform", "taylor", "scratch", "tfmot")
 LABELS = {
     "chipnet": "ChipNet",
     "l1": "L1-norm (Li et al.)",
     "slimming": "Network slimming (Liu et al.)",
     "random": "Random channels",
+    "uniform": "Uniform width",
+    "taylor": "Taylor iterative (Molchanov et al.)",
+    "scratch": "ChipNet's widths from scratch",
     "tfmot": "tfmot prune_low_magnitude (unstructured)",
 }
-DATASET_LABELS = {"digits": "digits", "fashion_mnist": "Fashion-MNIST"}
-
-
-def dataset_label(accuracy):
-    """The dataset's display name from a results file's config (digits when absent)."""
-    name = "fashion_mnist" if "fashion" in accuracy["config"]["dataset"].lower() else "digits"
-    return DATASET_LABELS[name]
+SHORT = {"chipnet": "ChipNet", "l1": "L1-norm", "slimming": "slimming", "random": "random", "uniform": "uniform"}
+SHORT.update(taylor="Taylor", scratch="scratch", tfmot="tfmot")
 
 
 def verdict(a, b):
@@ -49,6 +54,31 @@ def _cells(summary):
     for row in summary["table"]:
         cells[(row["budget_type"], row["budget"], row["method"])] = row
     return cells
+
+
+def present(accuracy, methods=("chipnet",) + BASELINES):
+    """The ``methods`` that have rows in the results (older files lack the newer baselines)."""
+    found = {row["method"] for row in accuracy["summary"]["table"]}
+    return tuple(m for m in methods if m in found)
+
+
+def protocol_line(cfg):
+    """One line: the training protocol and every method's epochs after the dense pretraining."""
+    if "epochs_per_method" not in cfg:  # results recorded before the protocol was a choice
+        p, f = cfg["prune_epochs"], cfg["finetune_epochs"]
+        plan = {"chipnet": [p, f], "slimming": [p, f], "l1": [0, f], "random": [0, f], "tfmot": [0, f]}
+        name = "search_extra"
+    else:
+        plan, name = cfg["epochs_per_method"], cfg["protocol"]
+    parts = [
+        f"{SHORT.get(m, m)} {s} + {f}" if s else f"{SHORT.get(m, m)} {f}" for m, (s, f) in plan.items() if m in SHORT
+    ]
+    fraction = cfg.get("search_fraction")
+    fraction = f"; ChipNet's search fraction {fraction:.3g}" if fraction is not None else ""
+    return (
+        f"**Protocol `{name}`**: epochs after {cfg['pretrain_epochs']} dense pretraining epochs (search + "
+        f"fine-tuning; scratch from a random start): {', '.join(parts)}{fraction}."
+    )
 
 
 def verdicts(accuracy):
@@ -77,7 +107,7 @@ def plot_accuracy(accuracy, path):
     fig, axes = plt.subplots(1, len(types), figsize=(6 * len(types), 5.2), squeeze=False)
     dense = summary["dense_accuracy"]["mean"]
     for ax, budget_type in zip(axes[0], types):
-        for method in ("chipnet",) + BASELINES:
+        for method in present(accuracy):
             key_type = "weights" if method == "tfmot" else budget_type
             pts = [(b, cells[(key_type, b, method)]["accuracy"]) for b in budgets if (key_type, b, method) in cells]
             if not pts:
@@ -110,21 +140,81 @@ def plot_accuracy(accuracy, path):
     plt.close(fig)
 
 
+def _training_text(cfg):
+    if "epochs_per_method" in cfg:
+        return (
+            "Every method's mask becomes a real smaller model through `strip_pruning(..., masks=...)`. "
+            f"Training: {cfg['optimizer']}. ChipNet: {cfg['chipnet']}. Slimming: "
+            f"{cfg['slimming']}. Taylor: {cfg['taylor']}. Uniform width: {cfg['uniform']}. Scratch: {cfg['scratch']}. "
+            "tfmot keeps the budget's fraction of the Conv2D/Dense weights (unstructured: the model keeps its dense "
+            "shape and FLOPs)."
+        )
+    return (
+        "Every method's mask becomes a real smaller model through `strip_pruning(..., masks=...)` and gets the "
+        f"same fine-tuning ({cfg['finetune_epochs']} epochs, "
+        f"{cfg['optimizer']}). ChipNet searched for {cfg['prune_epochs']} epochs ({cfg['chipnet']}); slimming "
+        f"trained {cfg['prune_epochs']} epochs with its BN-gamma L1 penalty (a fixed lambda; the code of this "
+        "protocol cut slimming's masks from the dense model's BatchNorm scales, not the sparsity-trained model's); "
+        "L1-norm and random are one-shot. tfmot keeps the budget's fraction of the Conv2D/Dense weights "
+        "(unstructured: the model keeps its dense shape and FLOPs)."
+    )
+
+
+def _slimming_lines(accuracy):
+    chosen = [s["slimming"] for s in accuracy["seeds"] if "tried" in s.get("slimming", {})]
+    if not chosen:
+        return []
+    text = "; ".join(
+        f"seed {s['seed']}: lambda {c['lambda']:g} (validation {100 * c['val_accuracy']:.1f} % against dense "
+        f"{100 * c['dense_val_accuracy']:.1f} %)"
+        for s, c in zip([s for s in accuracy["seeds"] if "tried" in s.get("slimming", {})], chosen)
+    )
+    grid = ", ".join(f"{v:g}" for v in chosen[0]["lambda_grid"])
+    return [f"Slimming's lambda, chosen on the validation split from {{{grid}}} ({chosen[0]['rule']}): {text}.", ""]
+
+
+def cost_lines(accuracy):
+    """Per method: mean seconds of search and of fine-tuning (one run, the same machine and run)."""
+    cost = accuracy["summary"].get("cost")
+    if not cost:
+        return []
+    lines = [
+        "Wall-clock per run (mean seconds, all cells and seeds of this run; search = ChipNet's search, slimming's "
+        "sparsity training, Taylor's iterative pruning, or the scoring and cut; scratch reuses ChipNet's masks):",
+        "",
+        "| method | epochs (search + fine-tuning) | search (s) | fine-tuning (s) | total (s) |",
+        "|---|---|---|---|---|",
+    ]
+    for method, c in cost.items():
+        epochs = "/".join(f"{s} + {f}" for s in c["search_epochs"] for f in c["finetune_epochs"])
+        total = c["search_seconds"] + c["finetune_seconds"]
+        lines.append(
+            f"| {LABELS.get(method, method)} | {epochs} | {c['search_seconds']:.1f} | {c['finetune_seconds']:.1f} | "
+            f"{total:.1f} |"
+        )
+    if "lambda_selection_seconds_per_seed" in cost.get("slimming", {}):
+        lines += ["", f"Slimming's lambda selection: {cost['slimming']['lambda_selection_seconds_per_seed']:.1f} s "
+                  "per seed (every lambda tried), once per seed."]  # fmt: skip
+    lines.append("")
+    return lines
+
+
 def accuracy_section(accuracy, png_name):
     cfg, summary = accuracy["config"], accuracy["summary"]
     cells = _cells(summary)
+    methods = present(accuracy)
+    before = [m for m in methods if m not in ("tfmot", "scratch")]
     lines = [
         f"## Accuracy at a budget — {dataset_label(accuracy)}",
+        "",
+        protocol_line(cfg),
         "",
         f"Model: `{cfg['model']}`. Data: {cfg['dataset']}. Seeds: {cfg['seeds']} (mean ± std over seeds, "
         f"test accuracy in %). Dense: {_pm(summary['dense_accuracy'])}.",
         "",
-        f"Every method's mask becomes a real smaller model through `strip_pruning(..., masks=...)` and gets the "
-        f"same fine-tuning ({cfg['finetune_epochs']} epochs, {cfg['optimizer']}). ChipNet searched for "
-        f"{cfg['prune_epochs']} epochs ({cfg['chipnet']}); slimming trained {cfg['prune_epochs']} epochs with its "
-        f"BN-gamma L1 penalty; L1-norm and random are one-shot. tfmot keeps the budget's fraction of the "
-        "Conv2D/Dense weights (unstructured: the model keeps its dense shape and FLOPs).",
+        _training_text(cfg),
         "",
+        *_slimming_lines(accuracy),
         f"![accuracy vs budget]({png_name})",
         "",
     ]
@@ -132,12 +222,12 @@ def accuracy_section(accuracy, png_name):
         lines += [
             f"### {budget_type} budget",
             "",
-            "| budget | " + " | ".join(LABELS[m] for m in ("chipnet",) + BASELINES) + " |",
-            "|---|" + "---|" * (1 + len(BASELINES)),
+            "| budget | " + " | ".join(LABELS[m] for m in methods) + " |",
+            "|---|" + "---|" * len(methods),
         ]
         for budget in cfg["budgets"]:
             row = [f"{budget:g}"]
-            for method in ("chipnet",) + BASELINES:
+            for method in methods:
                 key = ("weights", budget, method) if method == "tfmot" else (budget_type, budget, method)
                 row.append(_pm(cells[key]["accuracy"]) if key in cells else "—")
             lines.append("| " + " | ".join(row) + " |")
@@ -145,16 +235,17 @@ def accuracy_section(accuracy, png_name):
         lines += [
             "Before fine-tuning (stripped, BatchNorm statistics re-estimated on 10 training batches):",
             "",
-            "| budget | " + " | ".join(LABELS[m] for m in ("chipnet", "l1", "slimming", "random")) + " |",
-            "|---|---|---|---|---|",
+            "| budget | " + " | ".join(LABELS[m] for m in before) + " |",
+            "|---|" + "---|" * len(before),
         ]
         for budget in cfg["budgets"]:
             row = [f"{budget:g}"]
-            for method in ("chipnet", "l1", "slimming", "random"):
+            for method in before:
                 cell = cells.get((budget_type, budget, method))
                 row.append(_pm(cell["accuracy_before_finetune"]) if cell else "—")
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
+    lines += cost_lines(accuracy)
     return lines
 
 
@@ -174,7 +265,8 @@ def summary_section(accuracy):
         f"## Summary — {dataset_label(accuracy)}",
         "",
         f"- Against the structured baselines ({len(structured)} comparisons: every budget type, budget and "
-        f"method), ChipNet **wins {total['win']}, ties {total['tie']}, loses {total['lose']}** (rule below).",
+        f"method), ChipNet **wins {total['win']}, ties {total['tie']}, loses {total['lose']}** (rule below; training "
+        f"protocol `{cfg.get('protocol', 'search_extra')}`, epochs per method in the accuracy section).",
     ]
     if unstructured:
         lines.append(
@@ -186,7 +278,7 @@ def summary_section(accuracy):
     for budget_type in cfg["budget_types"]:
         at = {
             m: cells[(budget_type, smallest, m)]["accuracy"]
-            for m in ("chipnet",) + BASELINES
+            for m in present(accuracy)
             if m != "tfmot" and (budget_type, smallest, m) in cells
         }
         if not at:
@@ -244,122 +336,6 @@ def verdict_section(accuracy):
         diff = 100 * (ours["mean"] - theirs["mean"])
         lines.append(
             f"| {budget_type} | {budget:g} | {LABELS[base]} | **{v}** | {_pm(ours)} | {_pm(theirs)} | {diff:+.1f} |"
-        )
-    lines.append("")
-    return lines
-
-
-def search_section(accuracy):
-    """Did ChipNet's soft search converge? Final soft budget vs target, selected epoch."""
-    runs = [r for s in accuracy["seeds"] for r in s["runs"] if r["method"] == "chipnet"]
-    if not runs:
-        return []
-    groups = {}
-    for r in runs:
-        groups.setdefault((r["budget_type"], r["budget"]), []).append(r)
-    lines = [
-        f"## ChipNet's search: did the soft budget converge? — {dataset_label(accuracy)}",
-        "",
-        "Soft budget V (from the gates, what the budget loss sees) at the last pruning epoch against the "
-        "target, the epoch `BestHardMasks` selected, and the hard network's held-out accuracy there "
-        "(BatchNorm re-estimated, before fine-tuning). A search that converged ends with V near the target.",
-        "",
-        "| budget type | budget | final soft V (mean) | converged runs (V within 0.05 of target) | selected epochs | "
-        "hard held-out accuracy at the selected epoch (%) |",
-        "|---|---|---|---|---|---|",
-    ]
-    converged_total = 0
-    for (budget_type, budget), rs in groups.items():
-        finals = [r["soft_budget_per_epoch"][-1] for r in rs if r["soft_budget_per_epoch"]]
-        converged = sum(abs(v - budget) <= 0.05 for v in finals)
-        converged_total += converged
-        epochs = [r["best_epoch"] for r in rs]
-        hard = [r["hard_val_accuracy_per_epoch"][r["best_epoch"] - 1] for r in rs if r["hard_val_accuracy_per_epoch"]]
-        lines.append(
-            f"| {budget_type} | {budget:g} | {sum(finals) / max(len(finals), 1):.3f} | {converged}/{len(rs)} | "
-            f"{sorted(epochs)} | {100 * sum(hard) / max(len(hard), 1):.1f} |"
-        )
-    lines += [
-        "",
-        f"Converged: {converged_total} of {len(runs)} ChipNet runs.",
-        "",
-    ]
-    return lines
-
-
-def exactness_section(accuracy):
-    summary = accuracy["summary"]
-    ex = summary["exactness"]
-    lines = [
-        f"## Budget exactness — {dataset_label(accuracy)}",
-        "",
-        f"Structured runs: {ex['runs']}. Within the target budget: {ex['within_budget']}. "
-        f"Stripped `count_params()` equal to the count predicted from the masks: {ex['params_equal_prediction']}. "
-        f"`chipnet_tf.count_flops` of the stripped model equal to the TensorFlow profiler's independent count: "
-        f"{ex['flops_equal_profiler']}. Largest overshoot of the target: {ex['max_overshoot']:.2e}; largest "
-        f"shortfall (budget left unused because channels are discrete or one channel per group is the floor): "
-        f"{ex['max_shortfall']:.4f}.",
-        "",
-        "| budget type | budget | method | achieved (mean) | achieved (max) | params fraction | FLOPs fraction |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for row in summary["table"]:
-        if row["method"] == "tfmot":
-            continue
-        lines.append(
-            f"| {row['budget_type']} | {row['budget']:g} | {row['method']} | {row['achieved']['mean']:.4f} | "
-            f"{row['max_achieved']:.4f} | {row['params_fraction']['mean']:.4f} | {row['flops_fraction']['mean']:.4f} |"
-        )
-    lines.append("")
-    return lines
-
-
-def stability_section(accuracy):
-    st = accuracy["summary"]["stability"]
-    lines = [
-        f"## Stability at the most extreme budget ({st['budget']:g}) — {dataset_label(accuracy)}",
-        "",
-        f"Every run at this budget, all seeds, per budget type. A group always keeps at least one channel (by "
-        f"construction), so no layer is ever removed; the table counts the groups (of {st['groups']}) cut to that "
-        "floor - at a 0.02 channel budget most groups must be - and the runs that could not meet the budget even "
-        "at the floor (`minimal network`).",
-        "",
-        "| budget type | method | accuracy (%) | worst run (%) | chance (%) | all finite | "
-        "max groups at 1 channel | minimal-network runs |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for budget_type, by_method in st["by_type"].items():
-        for method, s in by_method.items():
-            lines.append(
-                f"| {budget_type} | {method} | {_pm(s['accuracy'])} | {100 * s['min_accuracy']:.1f} | "
-                f"{100 * st['chance']:.0f} | {s['all_finite']} | {s['max_groups_with_one_channel']} | "
-                f"{s['minimal_network_runs']} |"
-            )
-    lines.append("")
-    return lines
-
-
-def transfer_section(accuracy):
-    rows = accuracy["summary"]["transfer"]
-    if not rows:
-        return []
-    t = accuracy["config"]["transfer"]
-    dense = [s["dense_b_accuracy"] for s in accuracy["transfer"]]
-    lines = [
-        f"## Mask transfer ({t['from']} → {t['to']}, {t['budget_type']} budget)",
-        "",
-        f"5-class models; dense accuracy on {t['to']}: "
-        + ", ".join(f"{100 * d:.1f}%" for d in dense)
-        + ". `direct`: ChipNet pruned on the target task (its own weights); `direct_masks`: those masks on the "
-        "target's dense weights; `transferred`: masks found on the source task, on the target's dense weights; "
-        "`random`: random masks at the same budget. Same fine-tuning for all.",
-        "",
-        "| budget | variant | accuracy (%) | mask overlap with direct (IoU) |",
-        "|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['budget']:g} | {r['variant']} | {_pm(r['accuracy'])} | {r['mask_overlap_with_direct']['mean']:.3f} |"
         )
     lines.append("")
     return lines
