@@ -8,8 +8,8 @@ import numpy as np
 
 import chipnet_tf
 from benchmarks import common
+from chipnet_tf import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.search.callbacks import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.search.schedules import SQRT2
 from tests.flops_profiler import profiler_flops
 
