@@ -199,6 +199,13 @@ def cost_lines(accuracy):
     return lines
 
 
+def _budget_table(budgets, methods, cell):
+    """A markdown table: one row per budget, one column per method, ``cell(budget, method)``."""
+    lines = ["| budget | " + " | ".join(LABELS[m] for m in methods) + " |", "|---|" + "---|" * len(methods)]
+    lines += ["| " + " | ".join([f"{b:g}"] + [cell(b, m) for m in methods]) + " |" for b in budgets]
+    return lines + [""]
+
+
 def accuracy_section(accuracy, png_name):
     cfg, summary = accuracy["config"], accuracy["summary"]
     cells = _cells(summary)
@@ -219,32 +226,19 @@ def accuracy_section(accuracy, png_name):
         "",
     ]
     for budget_type in cfg["budget_types"]:
-        lines += [
-            f"### {budget_type} budget",
-            "",
-            "| budget | " + " | ".join(LABELS[m] for m in methods) + " |",
-            "|---|" + "---|" * len(methods),
-        ]
-        for budget in cfg["budgets"]:
-            row = [f"{budget:g}"]
-            for method in methods:
-                key = ("weights", budget, method) if method == "tfmot" else (budget_type, budget, method)
-                row.append(_pm(cells[key]["accuracy"]) if key in cells else "—")
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
-        lines += [
-            "Before fine-tuning (stripped, BatchNorm statistics re-estimated on 10 training batches):",
-            "",
-            "| budget | " + " | ".join(LABELS[m] for m in before) + " |",
-            "|---|" + "---|" * len(before),
-        ]
-        for budget in cfg["budgets"]:
-            row = [f"{budget:g}"]
-            for method in before:
-                cell = cells.get((budget_type, budget, method))
-                row.append(_pm(cell["accuracy_before_finetune"]) if cell else "—")
-            lines.append("| " + " | ".join(row) + " |")
-        lines.append("")
+
+        def after(budget, method, budget_type=budget_type):
+            key = ("weights", budget, method) if method == "tfmot" else (budget_type, budget, method)
+            return _pm(cells[key]["accuracy"]) if key in cells else "—"
+
+        def before_ft(budget, method, budget_type=budget_type):
+            cell = cells.get((budget_type, budget, method))
+            return _pm(cell["accuracy_before_finetune"]) if cell else "—"
+
+        lines += [f"### {budget_type} budget", ""]
+        lines += _budget_table(cfg["budgets"], methods, after)
+        lines += ["Before fine-tuning (stripped, BatchNorm statistics re-estimated on 10 training batches):", ""]
+        lines += _budget_table(cfg["budgets"], before, before_ft)
     lines += cost_lines(accuracy)
     return lines
 
