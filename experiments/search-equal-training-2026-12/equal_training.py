@@ -104,7 +104,7 @@ def kd_loss(weight, temperature):
     def loss(y, logits):
         labels = tf.cast(y[:, 0], tf.int64)
         teacher = y[:, 1:]
-        ce = tf.keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits)
         p_t = tf.nn.softmax(teacher / temperature)
         log_s = tf.nn.log_softmax(logits / temperature)
         log_t = tf.nn.log_softmax(teacher / temperature)
