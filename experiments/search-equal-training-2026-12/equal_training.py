@@ -349,67 +349,33 @@ def main(argv=None):
                 if all(run_key(v) in done for v in variants):
                     continue
                 t0 = time.perf_counter()
+                ctx = {"data": data, "seed": seed, "kd": kd, "spec": spec, "models": models_dir, "out": args.out}
                 if method == "chipnet":
                     pruned, masks, info = chipnet_search(dense, data, budget, budget_type, seed, S, kd)
                     search_seconds = time.perf_counter() - t0
                     rec.update(info, minimal_network=False, search_seconds=search_seconds)
                     if run_key(rec) not in done:
-                        rec.update(
-                            finish(
-                                pruned,
-                                masks,
-                                data,
-                                seed,
-                                T - S,
-                                kd,
-                                spec,
-                                budget_type,
-                                os.path.join(models_dir, model_name(run_key(rec))),
-                            )
-                        )
-                        rec["seconds"] = time.perf_counter() - t0
-                        append(args.out, rec)
-                        report(rec)
+                        finish_and_record(rec, pruned, masks, T - S, t0, ctx)
                     if len(variants) > 1 and run_key(variants[1]) not in done:
-                        t1 = time.perf_counter()
                         other = variants[1]
                         other.update(info, minimal_network=False, search_seconds=search_seconds)
-                        other.update(
-                            finish(
-                                dense,
-                                masks,
-                                data,
-                                seed,
-                                T,
-                                kd,
-                                spec,
-                                budget_type,
-                                os.path.join(models_dir, model_name(run_key(other))),
-                            )
-                        )
-                        other["seconds"] = time.perf_counter() - t1
-                        append(args.out, other)
-                        report(other)
+                        finish_and_record(other, dense, masks, T, time.perf_counter(), ctx)
                     continue
                 scores = one_shot_scores(method, dense, analysis, seed, budget)
                 masks, minimal = select_quietly(spec, scores, budget, budget_type)
                 rec["minimal_network"] = minimal
-                rec.update(
-                    finish(
-                        dense,
-                        masks,
-                        data,
-                        seed,
-                        T,
-                        kd,
-                        spec,
-                        budget_type,
-                        os.path.join(models_dir, model_name(run_key(rec))),
-                    )
-                )
-                rec["seconds"] = time.perf_counter() - t0
-                append(args.out, rec)
-                report(rec)
+                finish_and_record(rec, dense, masks, T, t0, ctx)
+
+
+def finish_and_record(rec, source, masks, epochs, t0, ctx):
+    """Strips ``source`` with ``masks``, fine-tunes ``epochs`` and appends the run's record."""
+    model_path = os.path.join(ctx["models"], model_name(run_key(rec)))
+    rec.update(
+        finish(source, masks, ctx["data"], ctx["seed"], epochs, ctx["kd"], ctx["spec"], rec["budget_type"], model_path)
+    )
+    rec["seconds"] = time.perf_counter() - t0
+    append(ctx["out"], rec)
+    report(rec)
 
 
 def report(rec):
