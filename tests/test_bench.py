@@ -189,6 +189,10 @@ def test_bench_quick_every_method_trains_the_same_epochs(quick_suite):
         assert r["train_epochs"] == (cfg["pretrain_epochs"] + t if r["method"] == "scratch" else t), r["method"]
         assert r["search_seconds"] >= 0 and r["finetune_seconds"] > 0, r["method"]
     assert set(result["summary"]["cost"]) == set(METHODS)
+    ours = {r["method"]: r for r in seed["runs"] if r["method"].startswith("chipnet")}
+    assert ours["chipnet"]["weights_from"] == "dense" and ours["chipnet_search_weights"]["weights_from"] == "search"
+    assert ours["chipnet"]["kept_per_group"] == ours["chipnet_search_weights"]["kept_per_group"]
+    assert 0 < ours["chipnet"]["final_soft_budget"] < 1
     for r in seed["runs"]:
         if r["method"] == "scratch":  # ChipNet's widths, fresh weights
             chipnet = next(c for c in seed["runs"] if c["method"] == "chipnet" and c["budget_type"] == r["budget_type"])
@@ -278,8 +282,9 @@ def test_accuracy_benchmark_defaults_follow_the_dataset():
     assert fashion.transfer_budgets == [] and fashion.output.name == "accuracy_fashion_mnist.json"
     full = accuracy_cli.parse_args(["--dataset", "fashion_mnist", "--prune_epochs", "6"])
     assert (full.pretrain_epochs, full.prune_epochs, full.finetune_epochs) == (15, 6, 2)
-    assert digits.protocol == "equal" and digits.search_fraction == 0.5  # today's ratio, 20 of 40
-    assert fashion.search_fraction == pytest.approx(2 / 3)
+    assert digits.protocol == "equal" and digits.search_fraction == fashion.search_fraction == 1 / 6
+    assert protocol.search_epochs(digits) == 7 and protocol.search_epochs(full) == 1  # round(T / 6)
+    assert digits.latency_budgets == [0.25, 0.1] and fashion.latency_budgets == []  # --quick: none
     with pytest.raises(SystemExit):
         accuracy_cli.parse_args(["--search_fraction", "1.0"])
 
@@ -294,7 +299,8 @@ def test_equal_protocol_gives_every_method_the_same_epochs(fraction):
     for method, (search, finetune) in plan.items():
         assert finetune >= 1
         assert search + finetune == (args.pretrain_epochs + t if method == "scratch" else t), method
-    assert plan["chipnet"][0] == (4 if fraction is None else {0.25: 2, 0.9: 5}[fraction])
+    assert plan["chipnet"][0] == (1 if fraction is None else {0.25: 2, 0.9: 5}[fraction])
+    assert plan["chipnet_search_weights"] == plan["chipnet"]
     assert plan["slimming"] == [4, 2] and plan["l1"] == [0, 6] and plan["taylor"] == [3, 3]
     old = accuracy_cli.parse_args(["--dataset", "fashion_mnist", "--protocol", "search_extra"])
     assert protocol.plan(old)["chipnet"] == [4, 2] and protocol.plan(old)["l1"] == [0, 2]

@@ -24,6 +24,7 @@ from benchmarks.accuracy.run import (
     DEFAULT_BUDGETS,
     DEFAULT_TYPES,
     EPOCHS,
+    LATENCY_BUDGETS,
     RESULTS,
     RESULTS_DIR,
     run_logger,
@@ -41,6 +42,13 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budgets", type=float, nargs="+", default=list(DEFAULT_BUDGETS))
     p.add_argument("--budget_types", nargs="+", choices=DEFAULT_TYPES, default=list(DEFAULT_TYPES))
+    p.add_argument(
+        "--latency_budgets",
+        type=float,
+        nargs="*",
+        default=list(LATENCY_BUDGETS),
+        help="latency budgets (LiteRT float32, 1 thread, a table profiled once per run); none to skip",
+    )
     p.add_argument("--dataset", choices=sorted(acc_data.DATASETS), default="digits")
     p.add_argument("--search", choices=list(SEARCHES), default="default", help="ChipNet's search configuration")
     p.add_argument("--pretrain_epochs", type=int, default=None, help="default: per dataset (digits 30, fashion 15)")
@@ -57,8 +65,8 @@ def parse_args(argv=None):
         "--search_fraction",
         type=float,
         default=None,
-        help="under --protocol equal, the fraction of the epochs ChipNet spends searching (default: "
-        "prune_epochs / (prune_epochs + finetune_epochs) of the dataset); choose it on held-out data only",
+        help="under --protocol equal, the fraction of the epochs ChipNet spends searching (default 1/6, chosen "
+        "on held-out data for every dataset); choose another on held-out data only",
     )
     p.add_argument("--transfer_budgets", type=float, nargs="*", default=None, help="default: digits 0.25 0.05")
     p.add_argument("--workers", type=int, default=2, help="worker processes (default 2, one TF thread each)")
@@ -71,10 +79,10 @@ def parse_args(argv=None):
     if args.output is None:
         args.output = RESULTS if args.dataset == "digits" else RESULTS_DIR / f"accuracy_{args.dataset}.json"
     if args.quick:
-        args.seeds, args.budgets = [0], [0.05]
+        args.seeds, args.budgets, args.latency_budgets = [0], [0.05], []
         args.transfer_budgets = [0.05] if args.dataset == "digits" else []
         args.pretrain_epochs, args.prune_epochs, args.finetune_epochs = 2, 2, 1
-    for b in args.budgets + args.transfer_budgets:
+    for b in args.budgets + args.transfer_budgets + args.latency_budgets:
         if not 0 < b <= 1:
             p.error(f"budgets must be in (0, 1]. Received: {b}")
     for name in ("pretrain_epochs", "prune_epochs", "finetune_epochs"):
@@ -83,9 +91,7 @@ def parse_args(argv=None):
     if args.workers < 1:
         p.error(f"--workers must be >= 1. Received: {args.workers}")
     args.search_fraction_source = (
-        "--search_fraction"
-        if args.search_fraction is not None
-        else "default: today's ratio prune_epochs / (prune_epochs + finetune_epochs); no held-out choice made yet"
+        "--search_fraction" if args.search_fraction is not None else protocol.SEARCH_FRACTION_SOURCE
     )
     if args.search_fraction is None:
         args.search_fraction = protocol.default_search_fraction(args)
@@ -101,6 +107,9 @@ def _config(args):
         "seeds": args.seeds,
         "budgets": args.budgets,
         "budget_types": args.budget_types,
+        "latency_budgets": args.latency_budgets,
+        "latency": "predicted by a LatencyTable of the dataset's model (chipnet_tf.latency.profile: LiteRT float32, "
+        "1 thread), profiled once per run; every method selects its masks under it",
         "pretrain_epochs": args.pretrain_epochs,
         "prune_epochs": args.prune_epochs,
         "finetune_epochs": args.finetune_epochs,
@@ -148,18 +157,22 @@ def main(argv=None):
     work = str(work_directory(args.output, {k: v for k, v in config.items() if k != "workers"}))
     acc_data.load(args.dataset)  # prepares the tfds dataset here, once, before two workers race to build it
     log(
-        f"accuracy benchmark: {len(args.seeds)} seeds x {len(args.budget_types)} budget types x "
-        f"{len(args.budgets)} budgets x {len(METHODS)} methods; work directory {work}"
+        f"accuracy benchmark: {len(args.seeds)} seeds x ({len(args.budget_types)} budget types x "
+        f"{len(args.budgets)} budgets + {len(args.latency_budgets)} latency budgets) x {len(METHODS)} methods; "
+        f"{protocol.describe(args)}; work directory {work}"
     )
     first = [("dense", s) for s in args.seeds] + [("transfer_dense", s) for s in args.seeds if args.transfer_budgets]
+    first += [("latency_table",)] if args.latency_budgets else []
     second = [("transfer", s, b) for s in args.seeds for b in args.transfer_budgets]
-    second += [("grid", s, t, b) for s in args.seeds for t in args.budget_types for b in args.budgets]
+    cells = [(t, b) for t in args.budget_types for b in args.budgets]
+    cells += [("latency", b) for b in args.latency_budgets]
+    second += [("grid", s, t, b) for s in args.seeds for t, b in cells]
     second += [("tfmot", s, b) for s in args.seeds for b in args.budgets]
     results = run_tasks([first, second], args, work, log)
 
     seeds_out = []
     for seed in args.seeds:
-        runs = [r for t in args.budget_types for b in args.budgets for r in results[("grid", seed, t, b)]]
+        runs = [r for t, b in cells for r in results[("grid", seed, t, b)]]
         runs += [r for b in args.budgets for r in results[("tfmot", seed, b)]]
         seeds_out.append({**results[("dense", seed)], "runs": runs})
     transfer_out = [

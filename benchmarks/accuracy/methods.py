@@ -13,7 +13,7 @@ from chipnet_tf.compat import keras, tf
 from chipnet_tf.search.schedules import SQRT2
 from tests.flops_profiler import profiler_flops
 
-STRUCTURED = ("chipnet", "l1", "slimming", "random", "uniform", "taylor", "scratch")
+STRUCTURED = ("chipnet", "chipnet_search_weights", "l1", "slimming", "random", "uniform", "taylor", "scratch")
 METHODS = STRUCTURED + ("tfmot",)
 BATCH = 64
 LR = 0.05
@@ -153,6 +153,9 @@ def chipnet_prune(dense, data, budget, budget_type, seed, epochs, search="defaul
     masks = chipnet_tf.get_masks(pruned)
     info = {
         "best_epoch": int(best.best_epoch) + 1 if epochs else None,
+        # the soft budget V of the selected logits (the history's "budget" is an epoch mean,
+        # which on a short search still includes the target's ramp from 1)
+        "final_soft_budget": float(chipnet_tf.prune.controllers(pruned)[0].penalties()[0]),
         "soft_budget_per_epoch": history.get("budget", []),
         "crispness_per_epoch": history.get("crispness", []),
         "hard_val_accuracy_per_epoch": history.get("hard_accuracy", []),

@@ -17,6 +17,7 @@ RESULTS_DIR = Path(__file__).resolve().parent.parent / "results"
 RESULTS = RESULTS_DIR / "accuracy.json"
 DEFAULT_BUDGETS = (0.5, 0.25, 0.1, 0.05, 0.02)
 DEFAULT_TYPES = ("flops", "channels")
+LATENCY_BUDGETS = (0.25, 0.1)
 # Epochs per dataset. Digits: 1,293 training images, 21 steps per epoch at batch 64.
 # Fashion-MNIST: 12,000 training images (acc_data.TRAIN_IMAGES), 188 steps per epoch;
 # ~300 images/s for the wrapped model on 2 cores, so the 4 search epochs (752 steps, above

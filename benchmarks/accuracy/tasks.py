@@ -12,7 +12,7 @@ import chipnet_tf
 from benchmarks.accuracy import data as acc_data
 from benchmarks.accuracy import protocol
 from benchmarks.accuracy.baselines import select_slimming
-from benchmarks.accuracy.grid import task_grid
+from benchmarks.accuracy.grid import latency_table_path, task_grid
 from benchmarks.accuracy.methods import (
     STRUCTURED,
     accuracy,
@@ -153,17 +153,13 @@ def task_ablation(args, work, seed, budget_type, budget, search):
     return structured_run("chipnet", pruned, masks, False, budget, budget_type, spec, data, seed, args, info)
 
 
-def _latency_table_path(work):
-    return os.path.join(work, "profiled.latency.json")  # not "latency_table.json": the task's own result file
-
-
 def task_latency_table(args, work):
     """Profiles the dataset's model for LiteRT float32 at 1 thread (benchmarks/latency/accuracy.py).
     Latency does not depend on the weights, so one table serves every seed."""
     model = acc_data.model(args.dataset)
     cache = os.path.join(work, "latency_cache")
     table = chipnet_tf.latency.profile(model, threads=1, cache_dir=cache, progress=False)
-    table.save(_latency_table_path(work))
+    table.save(latency_table_path(work))
     return {"stats": table.stats, "meta": table.meta, "dense_ms": table.dense_ms, "load_average": os.getloadavg()[0]}
 
 
@@ -177,7 +173,7 @@ def task_latency_search(args, work, seed, kind, budget):
 
     data = acc_data.load(args.dataset)
     dense = load_weights(args, work, f"dense_{seed}")
-    table = LatencyTable.load(_latency_table_path(work))
+    table = LatencyTable.load(latency_table_path(work))
     analysis = chipnet_tf.analyze(dense, warn=False)
     spec = attach(analysis, table)
     t0 = time.perf_counter()

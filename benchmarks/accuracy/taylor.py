@@ -66,11 +66,13 @@ def _batches(n, epochs, seed):
     return out
 
 
-def taylor_prune(dense, data, analysis, budget, budget_type, seed, epochs, steps=TAYLOR_STEPS):
-    """Iterative Taylor pruning for ``epochs`` epochs. Returns (wrapped model, masks, info)."""
+def taylor_prune(dense, data, analysis, budget, budget_type, seed, epochs, steps=TAYLOR_STEPS, latency_table=None):
+    """Iterative Taylor pruning for ``epochs`` epochs (``latency_table``: for latency budgets,
+    whose ``analysis.spec`` must have it attached). Returns (wrapped model, masks, info)."""
     keras.utils.set_random_seed(seed)
     spec = analysis.spec
-    wrapped = chipnet_tf.prune_low_budget(clone(dense), budget=budget, budget_type=budget_type)
+    extra = {} if latency_table is None else {"latency_table": latency_table}
+    wrapped = chipnet_tf.prune_low_budget(clone(dense), budget=budget, budget_type=budget_type, **extra)
     masks = {g.name: np.ones(g.size, bool) for g in analysis.groups}
     chipnet_tf.apply_masks(wrapped, masks)
     for ctl in chipnet_tf.prune.controllers(wrapped):

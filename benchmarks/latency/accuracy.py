@@ -30,10 +30,11 @@ import chipnet_tf
 from benchmarks import common
 from benchmarks.accuracy import data as acc_data
 from benchmarks.accuracy.ablation import reuse_tasks
+from benchmarks.accuracy.grid import latency_table_path
 from benchmarks.accuracy.run import EPOCHS, RESULTS_DIR, protocol_config, run_logger, work_directory, write_and_clean
 from benchmarks.accuracy.run import load_weights as _load_weights
 from benchmarks.accuracy.summary import _mean_std
-from benchmarks.accuracy.tasks import _latency_table_path, run_tasks
+from benchmarks.accuracy.tasks import run_tasks
 from benchmarks.latency import timing as lat_timing
 from benchmarks.latency.budget import _convert
 from benchmarks.latency.models import make_interpreter
@@ -96,7 +97,7 @@ def grid_rows(path, seeds, budgets):
 def time_networks(args, work, runs):
     """Measured ms and ratio to dense of every run's network, timed interleaved with the dense model."""
     dense = _load_weights(args, work, f"dense_{args.seeds[0]}")
-    table = LatencyTable.load(_latency_table_path(work))
+    table = LatencyTable.load(latency_table_path(work))
     spec = attach(chipnet_tf.analyze(dense, warn=False), table)
     x = np.random.default_rng(0).standard_normal((1, *dense.inputs[0].shape[1:])).astype("float32")
     interps = {"dense": make_interpreter(_convert(dense, None), x)}
