@@ -2,8 +2,6 @@
 Fashion-MNIST) becomes its summary, verdicts, tables, plot, search, exactness, stability and
 transfer sections, every heading naming the dataset."""
 
-import math
-
 import matplotlib
 import matplotlib.ticker
 
@@ -11,55 +9,24 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from benchmarks.report.accuracy_checks import (  # noqa: E402
+    budgets_by_type,
     dataset_label,
     exactness_section,
     search_section,
     stability_section,
     transfer_section,
 )
+from benchmarks.report.claims import (  # noqa: E402
+    LABELS,
+    SHORT,
+    cell_key,
+    present,
+    summary_section,
+    table_cells,
+    verdict_section,
+)
 from benchmarks.report.search import _pm  # noqa: E402
 from chipnet_tf.io import atomic_write  # noqa: E402
-
-BASELINES = ("l1", "slimming", "random", "uniform", "taylor", "scratch", "tfmot")
-LABELS = {
-    "chipnet": "ChipNet",
-    "l1": "L1-norm (Li et al.)",
-    "slimming": "Network slimming (Liu et al.)",
-    "random": "Random channels",
-    "uniform": "Uniform width",
-    "taylor": "Taylor iterative (Molchanov et al.)",
-    "scratch": "ChipNet's widths from scratch",
-    "tfmot": "tfmot prune_low_magnitude (unstructured)",
-}
-SHORT = {"chipnet": "ChipNet", "l1": "L1-norm", "slimming": "slimming", "random": "random", "uniform": "uniform"}
-SHORT.update(taylor="Taylor", scratch="scratch", tfmot="tfmot")
-
-
-def verdict(a, b):
-    """``win``/``tie``/``lose`` of mean ``a`` against ``b`` (dicts with mean, std, n).
-
-    A difference counts only when it exceeds the pooled spread of the two methods over
-    seeds: |mean_a - mean_b| > sqrt(std_a^2 + std_b^2), and at least one accuracy point.
-    """
-    diff = a["mean"] - b["mean"]
-    spread = math.sqrt(a["std"] ** 2 + b["std"] ** 2)
-    if abs(diff) <= max(spread, 0.01):
-        return "tie"
-    return "win" if diff > 0 else "lose"
-
-
-def _cells(summary):
-    """{(budget_type, budget, method): row}; tfmot rows are filed under both budget types."""
-    cells = {}
-    for row in summary["table"]:
-        cells[(row["budget_type"], row["budget"], row["method"])] = row
-    return cells
-
-
-def present(accuracy, methods=("chipnet",) + BASELINES):
-    """The ``methods`` that have rows in the results (older files lack the newer baselines)."""
-    found = {row["method"] for row in accuracy["summary"]["table"]}
-    return tuple(m for m in methods if m in found)
 
 
 def protocol_line(cfg):
@@ -81,35 +48,21 @@ def protocol_line(cfg):
     )
 
 
-def verdicts(accuracy):
-    """[(budget_type, budget, baseline, verdict, chipnet stat, baseline stat)] for every cell."""
-    summary = accuracy["summary"]
-    cells = _cells(summary)
-    out = []
-    for budget_type in accuracy["config"]["budget_types"]:
-        for budget in accuracy["config"]["budgets"]:
-            ours = cells.get((budget_type, budget, "chipnet"))
-            if ours is None:
-                continue
-            for base in BASELINES:
-                key = ("weights", budget, base) if base == "tfmot" else (budget_type, budget, base)
-                if key in cells:
-                    theirs = cells[key]["accuracy"]
-                    out.append((budget_type, budget, base, verdict(ours["accuracy"], theirs), ours["accuracy"], theirs))
-    return out
-
-
 def plot_accuracy(accuracy, path):
+    """One panel per budget type with results (latency included): accuracy against budget, every method."""
     summary = accuracy["summary"]
-    cells = _cells(summary)
-    types = accuracy["config"]["budget_types"]
-    budgets = sorted(accuracy["config"]["budgets"])
+    cells = table_cells(summary)
+    types = {
+        t: sorted(bs)
+        for t, bs in budgets_by_type(accuracy["config"]).items()
+        if any(k[0] == t and k[1] in bs for k in cells)
+    }
     fig, axes = plt.subplots(1, len(types), figsize=(6 * len(types), 5.2), squeeze=False)
     dense = summary["dense_accuracy"]["mean"]
-    for ax, budget_type in zip(axes[0], types):
+    for ax, (budget_type, budgets) in zip(axes[0], types.items()):
         for method in present(accuracy):
-            key_type = "weights" if method == "tfmot" else budget_type
-            pts = [(b, cells[(key_type, b, method)]["accuracy"]) for b in budgets if (key_type, b, method) in cells]
+            keys = [(b, cell_key(budget_type, b, method)) for b in budgets]
+            pts = [(b, cells[key]["accuracy"]) for b, key in keys if key in cells]
             if not pts:
                 continue
             xs = [p[0] for p in pts]
@@ -119,7 +72,7 @@ def plot_accuracy(accuracy, path):
                 yerr=[100 * p[1]["std"] for p in pts],
                 marker="o",
                 capsize=3,
-                linestyle="--" if method == "tfmot" else "-",
+                linestyle={"tfmot": "--", "chipnet_search_weights": "-."}.get(method, "-"),
                 label=LABELS[method] + (" (x = weights kept)" if method == "tfmot" else ""),
             )
         ax.axhline(100 * dense, color="black", linewidth=0.8, linestyle=":", label="dense")
@@ -140,11 +93,29 @@ def plot_accuracy(accuracy, path):
     plt.close(fig)
 
 
-def _training_text(cfg):
+def _weights_text(accuracy):
+    """What ChipNet's masks were fine-tuned from, as the records say (``weights_from``)."""
+    runs = [r for s in accuracy["seeds"] for r in s["runs"] if r["method"] == "chipnet"]
+    sources = {r.get("weights_from") for r in runs}
+    if sources == {"search"}:
+        return " ChipNet's masks are fine-tuned from the weights the search ended with (`weights_from: search`)."
+    if sources != {"dense"}:
+        return ""
+    text = " ChipNet's masks are fine-tuned from the dense model's weights (`weights_from: dense`)"
+    if "chipnet_search_weights" in present(accuracy):
+        text += (
+            f"; {SHORT['chipnet_search_weights']} fine-tunes the same masks from the weights the search ended "
+            "with, a variant of ChipNet that is not counted as a baseline"
+        )
+    return text + "."
+
+
+def _training_text(accuracy):
+    cfg = accuracy["config"]
     if "epochs_per_method" in cfg:
         return (
             "Every method's mask becomes a real smaller model through `strip_pruning(..., masks=...)`. "
-            f"Training: {cfg['optimizer']}. ChipNet: {cfg['chipnet']}. Slimming: "
+            f"Training: {cfg['optimizer']}. ChipNet: {cfg['chipnet']}.{_weights_text(accuracy)} Slimming: "
             f"{cfg['slimming']}. Taylor: {cfg['taylor']}. Uniform width: {cfg['uniform']}. Scratch: {cfg['scratch']}. "
             "tfmot keeps the budget's fraction of the Conv2D/Dense weights (unstructured: the model keeps its dense "
             "shape and FLOPs)."
@@ -208,7 +179,7 @@ def _budget_table(budgets, methods, cell):
 
 def accuracy_section(accuracy, png_name):
     cfg, summary = accuracy["config"], accuracy["summary"]
-    cells = _cells(summary)
+    cells = table_cells(summary)
     methods = present(accuracy)
     before = [m for m in methods if m not in ("tfmot", "scratch")]
     lines = [
@@ -219,16 +190,16 @@ def accuracy_section(accuracy, png_name):
         f"Model: `{cfg['model']}`. Data: {cfg['dataset']}. Seeds: {cfg['seeds']} (mean ± std over seeds, "
         f"test accuracy in %). Dense: {_pm(summary['dense_accuracy'])}.",
         "",
-        _training_text(cfg),
+        _training_text(accuracy),
         "",
         *_slimming_lines(accuracy),
         f"![accuracy vs budget]({png_name})",
         "",
     ]
-    for budget_type in cfg["budget_types"]:
+    for budget_type, budgets in budgets_by_type(cfg).items():
 
         def after(budget, method, budget_type=budget_type):
-            key = ("weights", budget, method) if method == "tfmot" else (budget_type, budget, method)
+            key = cell_key(budget_type, budget, method)
             return _pm(cells[key]["accuracy"]) if key in cells else "—"
 
         def before_ft(budget, method, budget_type=budget_type):
@@ -236,102 +207,18 @@ def accuracy_section(accuracy, png_name):
             return _pm(cell["accuracy_before_finetune"]) if cell else "—"
 
         lines += [f"### {budget_type} budget", ""]
-        lines += _budget_table(cfg["budgets"], methods, after)
+        if budget_type == "latency":
+            how = f", {cfg['latency']}" if "latency" in cfg else ""
+            lines += [
+                f"Budget: a fraction of the dense model's latency{how}. No tfmot column: its models keep the "
+                "dense shape and latency.",
+                "",
+            ]
+        columns = [m for m in methods if budget_type != "latency" or m != "tfmot"]
+        lines += _budget_table(budgets, columns, after)
         lines += ["Before fine-tuning (stripped, BatchNorm statistics re-estimated on 10 training batches):", ""]
-        lines += _budget_table(cfg["budgets"], before, before_ft)
+        lines += _budget_table(budgets, before, before_ft)
     lines += cost_lines(accuracy)
-    return lines
-
-
-def summary_section(accuracy):
-    """Plain statements computed from the numbers (no hand-picked cells)."""
-    summary, cfg = accuracy["summary"], accuracy["config"]
-    cells = _cells(summary)
-    rows = verdicts(accuracy)
-    structured = [r for r in rows if r[2] != "tfmot"]
-    unstructured = [r for r in rows if r[2] == "tfmot"]
-
-    def tally(rs):
-        return {v: sum(1 for r in rs if r[3] == v) for v in ("win", "tie", "lose")}
-
-    total, vs_tfmot = tally(structured), tally(unstructured)
-    lines = [
-        f"## Summary — {dataset_label(accuracy)}",
-        "",
-        f"- Against the structured baselines ({len(structured)} comparisons: every budget type, budget and "
-        f"method), ChipNet **wins {total['win']}, ties {total['tie']}, loses {total['lose']}** (rule below; training "
-        f"protocol `{cfg.get('protocol', 'search_extra')}`, epochs per method in the accuracy section).",
-    ]
-    if unstructured:
-        lines.append(
-            f"- Against tfmot's unstructured pruning at the same fraction of weights ({len(unstructured)} "
-            f"comparisons; tfmot's models keep their dense shape and FLOPs): wins {vs_tfmot['win']}, ties "
-            f"{vs_tfmot['tie']}, loses {vs_tfmot['lose']}."
-        )
-    smallest = min(cfg["budgets"])
-    for budget_type in cfg["budget_types"]:
-        at = {
-            m: cells[(budget_type, smallest, m)]["accuracy"]
-            for m in present(accuracy)
-            if m != "tfmot" and (budget_type, smallest, m) in cells
-        }
-        if not at:
-            continue
-        best = max(at, key=lambda m: at[m]["mean"])
-        lines.append(
-            f"- At {smallest:g} of {budget_type}: "
-            + ", ".join(f"{m} {_pm(a)}" for m, a in at.items())
-            + f" (dense {_pm(summary['dense_accuracy'])}); best structured method: {best}."
-        )
-    runs = [r for s in accuracy["seeds"] for r in s["runs"] if r["method"] == "chipnet" and r["soft_budget_per_epoch"]]
-    if runs:
-        converged = sum(abs(r["soft_budget_per_epoch"][-1] - r["budget"]) <= 0.05 for r in runs)
-        final = sum(r["soft_budget_per_epoch"][-1] for r in runs) / len(runs)
-        lines.append(
-            f"- ChipNet's soft search converged (final soft budget within 0.05 of the target) in {converged} of "
-            f"{len(runs)} runs; the mean final soft budget was {final:.3f}. Where it did not converge, ChipNet's "
-            "masks are the budget-aware cut of barely trained gate logits (see the search section)."
-        )
-    ex = summary["exactness"]
-    lines += [
-        f"- Budgets are exact: {ex['within_budget']}/{ex['runs']} structured runs within the target, "
-        f"{ex['params_equal_prediction']}/{ex['runs']} with `count_params()` equal to the prediction, "
-        f"{ex['flops_equal_profiler']}/{ex['runs']} with FLOPs equal to the TensorFlow profiler's count.",
-        "",
-    ]
-    return lines
-
-
-def verdict_section(accuracy):
-    rows = verdicts(accuracy)
-    counts = {}
-    for _, _, base, v, _, _ in rows:
-        counts.setdefault(base, {"win": 0, "tie": 0, "lose": 0})[v] += 1
-    lines = [
-        f"## Where ChipNet wins, ties or loses — {dataset_label(accuracy)}",
-        "",
-        "Rule, applied to every cell: ChipNet's mean test accuracy minus the other method's; a *win* or "
-        "*loss* only when the difference exceeds both one accuracy point and the pooled spread over seeds "
-        "(sqrt(std_a² + std_b²)); otherwise a *tie*.",
-        "",
-        "| vs | wins | ties | losses |",
-        "|---|---|---|---|",
-    ]
-    for base in BASELINES:
-        if base in counts:
-            c = counts[base]
-            lines.append(f"| {LABELS[base]} | {c['win']} | {c['tie']} | {c['lose']} |")
-    lines += [
-        "",
-        "| budget type | budget | vs | verdict | ChipNet | other | difference (points) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for budget_type, budget, base, v, ours, theirs in rows:
-        diff = 100 * (ours["mean"] - theirs["mean"])
-        lines.append(
-            f"| {budget_type} | {budget:g} | {LABELS[base]} | **{v}** | {_pm(ours)} | {_pm(theirs)} | {diff:+.1f} |"
-        )
-    lines.append("")
     return lines
 
 

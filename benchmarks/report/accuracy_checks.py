@@ -4,6 +4,8 @@ exactness, stability at the most extreme budget and mask transfer."""
 from benchmarks.report.search import _pm
 
 DATASET_LABELS = {"digits": "digits", "fashion_mnist": "Fashion-MNIST"}
+CONVERGENCE_CELLS = (("channels", 0.1), ("channels", 0.05))  # where the search's convergence is judged
+CONVERGENCE_TOLERANCE = 0.02
 
 
 def dataset_label(accuracy):
@@ -12,20 +14,77 @@ def dataset_label(accuracy):
     return DATASET_LABELS[name]
 
 
+def grid_cells(cfg):
+    """[(budget_type, budget)] of a results file: every budget type at every budget, then the latency cells."""
+    cells = [(budget_type, budget) for budget_type in cfg["budget_types"] for budget in cfg["budgets"]]
+    return cells + [("latency", budget) for budget in cfg.get("latency_budgets", [])]
+
+
+def budgets_by_type(cfg):
+    """{budget_type: [budget]} of the grid, in the grid's order."""
+    out = {}
+    for budget_type, budget in grid_cells(cfg):
+        out.setdefault(budget_type, []).append(budget)
+    return out
+
+
+def final_soft_budget(run):
+    """A ChipNet run's soft budget V at the end of its search: ``final_soft_budget`` when recorded, else the
+    last epoch's mean (older files); None when neither is."""
+    if run.get("final_soft_budget") is not None:
+        return run["final_soft_budget"]
+    return run["soft_budget_per_epoch"][-1] if run.get("soft_budget_per_epoch") else None
+
+
+def soft_budget_source(runs):
+    """Which value :func:`final_soft_budget` read for ``runs``, as a phrase."""
+    final = sum(r.get("final_soft_budget") is not None for r in runs)
+    if final == len(runs):
+        return "V is the soft budget of the selected logits at the end of the search (`final_soft_budget`)"
+    ramp = "epoch means include the target's ramp from 1, so on a short search they overstate the final V"
+    if final == 0:
+        return f"V is the last search epoch's mean ({ramp}); this file records no final soft budget"
+    return (
+        f"V is the end-of-search value for {final} runs and the last search epoch's mean for the other "
+        f"{len(runs) - final} ({ramp})"
+    )
+
+
+def convergence_line(runs):
+    """Runs whose final V is within ``CONVERGENCE_TOLERANCE`` of the target at ``CONVERGENCE_CELLS``."""
+    parts, hit, total = [], 0, 0
+    for budget_type, budget in CONVERGENCE_CELLS:
+        values = [
+            final_soft_budget(r)
+            for r in runs
+            if (r["budget_type"], r["budget"]) == (budget_type, budget) and final_soft_budget(r) is not None
+        ]
+        if values:
+            n = sum(abs(v - budget) <= CONVERGENCE_TOLERANCE for v in values)
+            parts.append(f"{budget_type} {budget:g}: {n}/{len(values)}")
+            hit, total = hit + n, total + len(values)
+    cells = " and ".join(f"{t} {b:g}" for t, b in CONVERGENCE_CELLS)
+    head = f"Convergence target (final V within {CONVERGENCE_TOLERANCE:g} of the target at {cells})"
+    if not total:
+        return f"{head}: no ChipNet run at these cells in this file."
+    return f"{head}: {hit} of {total} runs ({', '.join(parts)})."
+
+
 def search_section(accuracy):
     """Did ChipNet's soft search converge? Final soft budget vs target, selected epoch."""
     runs = [r for s in accuracy["seeds"] for r in s["runs"] if r["method"] == "chipnet"]
     if not runs:
         return []
-    groups = {}
+    groups = {cell: [] for cell in grid_cells(accuracy["config"])}
     for r in runs:
         groups.setdefault((r["budget_type"], r["budget"]), []).append(r)
     lines = [
         f"## ChipNet's search: did the soft budget converge? — {dataset_label(accuracy)}",
         "",
-        "Soft budget V (from the gates, what the budget loss sees) at the last pruning epoch against the "
+        "Soft budget V (from the gates, what the budget loss sees) at the end of the search against the "
         "target, the epoch `BestHardMasks` selected, and the hard network's held-out accuracy there "
-        "(BatchNorm re-estimated, before fine-tuning). A search that converged ends with V near the target.",
+        f"(BatchNorm re-estimated, before fine-tuning). A search that converged ends with V near the target. "
+        f"{soft_budget_source(runs)}.",
         "",
         "| budget type | budget | final soft V (mean) | converged runs (V within 0.05 of target) | selected epochs | "
         "hard held-out accuracy at the selected epoch (%) |",
@@ -33,7 +92,9 @@ def search_section(accuracy):
     ]
     converged_total = 0
     for (budget_type, budget), rs in groups.items():
-        finals = [r["soft_budget_per_epoch"][-1] for r in rs if r["soft_budget_per_epoch"]]
+        if not rs:
+            continue
+        finals = [v for v in map(final_soft_budget, rs) if v is not None]
         converged = sum(abs(v - budget) <= 0.05 for v in finals)
         converged_total += converged
         epochs = [r["best_epoch"] for r in rs]
@@ -45,6 +106,8 @@ def search_section(accuracy):
     lines += [
         "",
         f"Converged: {converged_total} of {len(runs)} ChipNet runs.",
+        "",
+        convergence_line(runs),
         "",
     ]
     return lines

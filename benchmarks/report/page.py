@@ -3,7 +3,7 @@
 Everything in the page is computed from ``accuracy.json`` (digits), ``accuracy_fashion_mnist.json``,
 ``ablation_fashion_mnist.json``, ``latency.json``, ``latency_zoo.json``,
 ``overhead.json`` and ``strip_speed.json``; the win/tie/lose verdicts follow one stated rule
-(see :func:`benchmarks.report.accuracy.verdict`), applied to every cell, so no number is picked by hand.
+(see :func:`benchmarks.report.claims.verdict`), applied to every cell, so no number is picked by hand.
 
 The command line is ``python -m benchmarks.report``.
 """
