@@ -20,7 +20,17 @@ from benchmarks.accuracy.tasks import _task_file, run_tasks
 from benchmarks.latency import __main__ as latency_cli
 from benchmarks.latency.variants import pad_to_tile
 from benchmarks.overhead.stats import paired_comparison
-from benchmarks.report.claims import verdict, verdicts
+from benchmarks.report.accuracy import accuracy_section, accuracy_sections
+from benchmarks.report.accuracy_checks import convergence_line, grid_cells
+from benchmarks.report.claims import (
+    lowest_run_line,
+    summary_section,
+    target_failures,
+    target_line,
+    verdict,
+    verdict_section,
+    verdicts,
+)
 from benchmarks.report.page import write_results
 from benchmarks.report.speed import zoo_latency_section
 from chipnet_tf.compat import keras
@@ -406,6 +416,142 @@ def test_verdict_rule():
     # below one accuracy point: a tie even with zero spread
     assert verdict(stat(0.905, 0.0), stat(0.90, 0.0)) == "tie"
     assert verdict(stat(0.92, 0.0), stat(0.90, 0.0)) == "win"
+
+
+def _equal_results(accuracies, finite=True):
+    """A results file of protocol ``equal``: seeds 0 and 1, one FLOPs cell and one latency cell at 0.1;
+    ``accuracies`` maps (budget_type, method) to the two seeds' accuracies."""
+    cfg = {
+        "dataset": "digits (synthetic)",
+        "model": "preresnet(depth=20)",
+        "seeds": [0, 1],
+        "budgets": [0.1],
+        "budget_types": ["flops"],
+        "latency_budgets": [0.1],
+        "latency": "predicted by a LatencyTable",
+        "protocol": "equal",
+        "pretrain_epochs": 2,
+        "epochs_per_method": {m: [1, 2] if m.startswith("chipnet") else [0, 3] for _, m in accuracies},
+        "optimizer": "SGD",
+    }
+    cfg.update({m: m for m in ("chipnet", "slimming", "taylor", "uniform", "scratch")})
+    seeds = [{"seed": seed, "runs": []} for seed in (0, 1)]
+    table = []
+    for (budget_type, method), accs in accuracies.items():
+        for seed, acc in zip(seeds, accs):
+            run = {"method": method, "budget_type": budget_type, "budget": 0.1, "seed": seed["seed"], "accuracy": acc}
+            run["finite"] = finite or (method, budget_type, seed["seed"]) != ("chipnet", "flops", 1)
+            if method.startswith("chipnet"):
+                run.update(final_soft_budget=0.1, soft_budget_per_epoch=[0.5], best_epoch=1)
+                run.update(hard_val_accuracy_per_epoch=[0.5], weights_from="search" if "search" in method else "dense")
+            seed["runs"].append(run)
+        mean = sum(accs) / 2
+        stat = {"mean": mean, "std": abs(accs[0] - accs[1]) / 2**0.5, "n": 2}
+        table.append({"budget_type": budget_type, "budget": 0.1, "method": method, "accuracy": stat})
+        table[-1]["accuracy_before_finetune"] = {"mean": 0.1, "std": 0.0, "n": 2}
+    exactness = {"runs": 0, "within_budget": 0, "params_equal_prediction": 0, "flops_equal_profiler": 0}
+    summary = {"dense_accuracy": {"mean": 0.9, "std": 0.0, "n": 2}, "table": table, "exactness": exactness}
+    summary["stability"] = {"chance": 0.1}
+    return {"config": cfg, "seeds": seeds, "summary": summary}
+
+
+def _grid(latency_l1, latency_random):
+    """ChipNet wins every FLOPs comparison; at latency it trails L1 and ties random unless told otherwise. The
+    search-weights variant is far below everything (it must never count), and its runs are the lowest."""
+    return {
+        ("flops", "chipnet"): [0.80, 0.82],
+        ("flops", "chipnet_search_weights"): [0.50, 0.52],
+        ("flops", "l1"): [0.70, 0.70],
+        ("flops", "random"): [0.70, 0.70],
+        ("flops", "uniform"): [0.70, 0.70],
+        ("latency", "chipnet"): [0.60, 0.64],
+        ("latency", "chipnet_search_weights"): [0.40, 0.40],
+        ("latency", "l1"): [latency_l1] * 2,
+        ("latency", "random"): [latency_random] * 2,
+        ("latency", "uniform"): [0.50, 0.50],
+    }
+
+
+def test_verdicts_cover_latency_cells_and_leave_out_the_search_weights_variant():
+    results = _equal_results(_grid(latency_l1=0.70, latency_random=0.61))
+    assert grid_cells(results["config"]) == [("flops", 0.1), ("latency", 0.1)]
+    assert [row[:4] for row in verdicts(results)] == [
+        ("flops", 0.1, "l1", "win"),
+        ("flops", 0.1, "random", "win"),
+        ("flops", 0.1, "uniform", "win"),
+        ("latency", 0.1, "l1", "lose"),
+        ("latency", 0.1, "random", "tie"),
+        ("latency", 0.1, "uniform", "win"),
+    ]
+    section = "\n".join(verdict_section(results))
+    assert (
+        "| Random channels | 1 | 1 | 0 |" in section and "| latency | 0.1 | L1-norm (Li et al.) | **lose** |" in section
+    )
+    assert "ChipNet, fine-tuned from the search's weights: a variant of ChipNet (the same masks)" in section
+    assert "| ChipNet, fine-tuned from the search's weights |" not in section
+
+
+def test_search_target_names_its_failing_cells():
+    missed = _equal_results(_grid(latency_l1=0.70, latency_random=0.61))
+    assert target_failures(missed) == [("latency", 0.1, "l1", "lose"), ("latency", 0.1, "random", "tie")]
+    assert target_line(missed).endswith(
+        "**not met** (2 failing: latency 0.1 vs L1-norm: lose; latency 0.1 vs random: tie)."
+    )
+    met = _equal_results(_grid(latency_l1=0.50, latency_random=0.50))
+    assert target_failures(met) == []
+    assert target_line(met).endswith("latency included): **met**.")
+    summary = summary_section(met)
+    assert target_line(met) in summary and "- At 0.1 of latency: chipnet 62.0 ± 2.8" in "\n".join(summary)
+
+
+def test_lowest_chipnet_run_and_finiteness():
+    results = _equal_results(_grid(latency_l1=0.70, latency_random=0.61))
+    assert lowest_run_line(results) == (
+        "- ChipNet's lowest single run (every cell and seed): 60.0 % at latency 0.1, seed 0; above chance + 10 "
+        "points (20 %). 0 of the 4 ChipNet runs ended fine-tuning with a non-finite weight or loss."
+    )
+    broken = _equal_results(_grid(latency_l1=0.70, latency_random=0.61), finite=False)
+    assert lowest_run_line(broken).endswith(
+        "1 of the 4 ChipNet runs ended fine-tuning with a non-finite weight or loss (flops 0.1 seed 1)."
+    )
+
+
+def test_convergence_line_reads_the_final_soft_budget():
+    def run(budget, **soft):
+        return {"budget_type": "channels", "budget": budget, **soft}
+
+    runs = [
+        run(0.1, final_soft_budget=0.115, soft_budget_per_epoch=[0.6]),  # the epoch mean alone would miss
+        run(0.1, soft_budget_per_epoch=[0.5, 0.2]),  # older file: the last epoch mean, a miss
+        run(0.05, final_soft_budget=0.03),
+        {"budget_type": "flops", "budget": 0.1, "final_soft_budget": 0.1},  # not a convergence cell
+    ]
+    assert convergence_line(runs) == (
+        "Convergence target (final V within 0.02 of the target at channels 0.1 and channels 0.05): 1 of 3 runs "
+        "(channels 0.1: 1/2, channels 0.05: 0/1)."
+    )
+
+
+def test_accuracy_tables_include_the_latency_cells_and_the_variant():
+    results = _equal_results(_grid(latency_l1=0.70, latency_random=0.61))
+    text = "\n".join(accuracy_section(results, "plot.png"))
+    assert "### flops budget" in text and "### latency budget" in text
+    assert "| budget | ChipNet | ChipNet, fine-tuned from the search's weights | L1-norm (Li et al.) |" in text
+    assert "| 0.1 | 62.0 ± 2.8 | 40.0 ± 0.0 | 70.0 ± 0.0 | 61.0 ± 0.0 | 50.0 ± 0.0 |" in text
+    assert "ChipNet's masks are fine-tuned from the dense model's weights (`weights_from: dense`)" in text
+
+
+@pytest.mark.parametrize("name", ["accuracy", "accuracy_fashion_mnist"])
+def test_recorded_accuracy_results_still_render(name, tmp_path):
+    """Files from before the latency cells, the final soft budget and the search-weights variant."""
+    with open(ACCURACY_RESULTS.parent / f"{name}.json") as f:
+        results = json.load(f)
+    text = "\n".join(accuracy_sections(results, tmp_path, "."))
+    assert "### flops budget" in text and "### channels budget" in text and "### latency budget" not in text
+    assert "- Search target (" in text and "this file records no final soft budget" in text
+    assert "- ChipNet's lowest single run (every cell and seed): " in text
+    (png,) = tmp_path.glob("*.png")
+    assert png.read_bytes().startswith(PNG_MAGIC)
 
 
 def test_slimming_scores_cover_pre_activation_groups():
