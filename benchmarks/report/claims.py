@@ -83,8 +83,9 @@ def verdicts(accuracy):
 
 def target_failures(accuracy):
     """[(budget_type, budget, baseline, verdict)] of the cells that miss the search target: ChipNet wins or
-    ties every comparison with a structured baseline (tfmot keeps the dense shape), and wins against ``TARGET_BASELINES`` at every budget <= ``TARGET_MAX_BUDGET``
-    of every budget type (latency included). A missing comparison at such a budget fails as ``no run``."""
+    ties every comparison with a structured baseline (tfmot keeps the dense shape), and wins against
+    ``TARGET_BASELINES`` at every budget <= ``TARGET_MAX_BUDGET`` of every budget type (latency
+    included). A missing comparison at such a budget fails as ``no run``."""
     found = {(t, b, base): v for t, b, base, v, _, _ in verdicts(accuracy)}
     failures = []
     for budget_type, budget in grid_cells(accuracy["config"]):
