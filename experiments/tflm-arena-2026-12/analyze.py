@@ -20,8 +20,10 @@ def main():
         groups[(r["family"], r.get("dtype", "int8"))].append(r)
 
     print("### Per model (every measurement)\n")
-    print("| family | dtype | v | widths | head (TFLM) | head (pred) | diff | pred w/o scratch | live LB | tail (TFLM) "
-          "| tail (pred) | min arena | file | file (pred) |")
+    print(
+        "| family | dtype | v | widths | head (TFLM) | head (pred) | diff | pred w/o scratch | live LB | tail (TFLM) "
+        "| tail (pred) | min arena | file | file (pred) |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     summary = []
     for (fam, dt), rs in groups.items():
@@ -42,23 +44,29 @@ def main():
                 file_errs.append(file_pred - r["file_bytes"])
             file_naive.append(r["file_bytes"] - r["weights"])
             w = " ".join(f"{k}={v}" for k, v in r["widths"].items())
-            print(f"| {fam} | {dt} | {r['variant']} | {w} | {r['head']} | {r['pred_head']} | {d:+d} | "
-                  f"{r['pred_head_noscratch']} | {r['live_lower_bound']} | {r['tail']} | "
-                  f"{tail_pred}{'' if r is not base else ' (calib.)'} | {r.get('min_arena', '')} | {r['file_bytes']} | "
-                  f"{file_pred}{'' if r is not base else ' (calib.)'} |")
+            print(
+                f"| {fam} | {dt} | {r['variant']} | {w} | {r['head']} | {r['pred_head']} | {d:+d} | "
+                f"{r['pred_head_noscratch']} | {r['live_lower_bound']} | {r['tail']} | "
+                f"{tail_pred}{'' if r is not base else ' (calib.)'} | {r.get('min_arena', '')} | {r['file_bytes']} | "
+                f"{file_pred}{'' if r is not base else ' (calib.)'} |"
+            )
         summary.append((fam, dt, rs, exact, exact_ns, max_err, tail_errs, file_errs, file_naive))
 
     print("\n### Summary\n")
-    print("| family | dtype | models | head exact | max abs head err | exact w/o MEAN scratch | greedy > live LB "
-          "| tail err (min..max) | file err (min..max) | file - weights (min..max) | min arena == head+tail |")
+    print(
+        "| family | dtype | models | head exact | max abs head err | exact w/o MEAN scratch | greedy > live LB "
+        "| tail err (min..max) | file err (min..max) | file - weights (min..max) | min arena == head+tail |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for fam, dt, rs, exact, exact_ns, max_err, te, fe, fn in summary:
         probes = [r for r in rs if "min_arena" in r]
         mins = sum(r["min_arena"] == r["head"] + r["tail"] for r in probes)
         gap = sum(r["pred_head"] > r["live_lower_bound"] for r in rs)
-        print(f"| {fam} | {dt} | {len(rs)} | {exact}/{len(rs)} | {max_err} | {exact_ns}/{len(rs)} | {gap}/{len(rs)} | "
-              f"{min(te, default=0):+d}..{max(te, default=0):+d} | {min(fe, default=0):+d}..{max(fe, default=0):+d} | "
-              f"{min(fn)}..{max(fn)} | {mins}/{len(probes)} |")
+        print(
+            f"| {fam} | {dt} | {len(rs)} | {exact}/{len(rs)} | {max_err} | {exact_ns}/{len(rs)} | {gap}/{len(rs)} | "
+            f"{min(te, default=0):+d}..{max(te, default=0):+d} | {min(fe, default=0):+d}..{max(fe, default=0):+d} | "
+            f"{min(fn)}..{max(fn)} | {mins}/{len(probes)} |"
+        )
 
     t = defaultdict(list)
     for r in rows:

@@ -175,9 +175,7 @@ def tflm_measure(model_bytes, arena_size=8 << 20):
     for key in ("total", "head", "tail"):
         m = re.search(rf"Arena allocation {key} (\d+) bytes", cap.text)
         rep[key] = int(m.group(1))
-    rep["breakdown"] = {
-        m.group(1): int(m.group(2)) for m in re.finditer(r"'([^']+)' used (\d+) bytes", cap.text)
-    }
+    rep["breakdown"] = {m.group(1): int(m.group(2)) for m in re.finditer(r"'([^']+)' used (\d+) bytes", cap.text)}
     rep["init_s"], rep["invoke_s"] = t1 - t0, t2 - t1
     rep["init_log"] = cap_init.text.strip()
     return rep
@@ -239,12 +237,25 @@ def main():
             meas = tflm_measure(data)
             parts = tflm_predict.flash_parts(data)
             row = dict(
-                family=fam, dtype="float32" if args.float else "int8", variant=k, widths=w, file_bytes=len(data), **parts,
-                head=meas["head"], tail=meas["tail"], total=meas["total"], breakdown=meas["breakdown"],
-                pred_head=pred["head"], pred_head_noscratch=pred_noscratch["head"],
-                live_lower_bound=pred["lower_bound"], n_planned=pred["n_buffers"],
+                family=fam,
+                dtype="float32" if args.float else "int8",
+                variant=k,
+                widths=w,
+                file_bytes=len(data),
+                **parts,
+                head=meas["head"],
+                tail=meas["tail"],
+                total=meas["total"],
+                breakdown=meas["breakdown"],
+                pred_head=pred["head"],
+                pred_head_noscratch=pred_noscratch["head"],
+                live_lower_bound=pred["lower_bound"],
+                n_planned=pred["n_buffers"],
                 tail_width_term=tflm_predict.tail_width_term(data),
-                convert_s=t_conv, predict_s=t_pred, tflm_init_s=meas["init_s"], tflm_invoke_s=meas["invoke_s"],
+                convert_s=t_conv,
+                predict_s=t_pred,
+                tflm_init_s=meas["init_s"],
+                tflm_invoke_s=meas["invoke_s"],
             )
             if k < args.probe:
                 with tempfile.NamedTemporaryFile(suffix=".tflite", delete=False) as f:
@@ -262,8 +273,8 @@ def main():
                 f"{fam:7s} v{k:<2d} head {meas['head']:7d} pred {pred['head']:7d} "
                 f"(no scratch {pred_noscratch['head']:7d}, live LB {pred['lower_bound']:7d}) tail {meas['tail']:6d} "
                 f"file {len(data):7d} w {parts['weights']:7d} q {parts['quant']:5d} "
-                f"min_arena {row.get('min_arena', '-')} conv {t_conv:.1f}s tflm {meas['init_s']*1e3:.1f}ms "
-                f"pred {t_pred*1e3:.1f}ms {w}",
+                f"min_arena {row.get('min_arena', '-')} conv {t_conv:.1f}s tflm {meas['init_s'] * 1e3:.1f}ms "
+                f"pred {t_pred * 1e3:.1f}ms {w}",
                 flush=True,
             )
     with open(args.out, "w") as f:

@@ -21,9 +21,18 @@ ALIGN = 16  # MicroArenaBufferAlignment()
 ONLINE = -1  # kOnlinePlannedBuffer
 
 _DTYPE_BYTES = {
-    fb.TensorType.FLOAT32: 4, fb.TensorType.FLOAT16: 2, fb.TensorType.INT32: 4, fb.TensorType.UINT8: 1,
-    fb.TensorType.INT64: 8, fb.TensorType.BOOL: 1, fb.TensorType.INT16: 2, fb.TensorType.INT8: 1,
-    fb.TensorType.FLOAT64: 8, fb.TensorType.UINT64: 8, fb.TensorType.UINT32: 4, fb.TensorType.UINT16: 2,
+    fb.TensorType.FLOAT32: 4,
+    fb.TensorType.FLOAT16: 2,
+    fb.TensorType.INT32: 4,
+    fb.TensorType.UINT8: 1,
+    fb.TensorType.INT64: 8,
+    fb.TensorType.BOOL: 1,
+    fb.TensorType.INT16: 2,
+    fb.TensorType.INT8: 1,
+    fb.TensorType.FLOAT64: 8,
+    fb.TensorType.UINT64: 8,
+    fb.TensorType.UINT32: 4,
+    fb.TensorType.UINT16: 2,
 }
 _OPNAME = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
 
@@ -43,7 +52,7 @@ def op_name(model, op):
 
 def tensor_bytes(t):
     n = 1
-    for d in (t.shape if t.shape is not None else []):
+    for d in t.shape if t.shape is not None else []:
         n *= int(d)
     return n * _DTYPE_BYTES[t.type]
 
@@ -108,7 +117,7 @@ def allocation_info(model, include_scratch=True):
                 last[t] = scope
         for t in op.outputs:
             last[t] = scope
-        for (j, nbytes) in scratch:
+        for j, nbytes in scratch:
             if j == i:
                 scratch_life.append((nbytes, scope, scope, f"scratch op{i}"))
     for t in sg.outputs:  # graph outputs live to the end of the subgraph
@@ -123,8 +132,8 @@ def allocation_info(model, include_scratch=True):
         if not has_data and not t.isVariable and nbytes != 0:  # needs_allocating
             name = t.name.decode() if isinstance(t.name, bytes) else t.name
             buffers.append(dict(size=align_up(nbytes), first=first[i], last=last[i], what=f"t{i} {name}"))
-    for nbytes, f, l, what in scratch_life:
-        buffers.append(dict(size=align_up(nbytes), first=f, last=l, what=what))
+    for nbytes, first_step, last_step, what in scratch_life:
+        buffers.append(dict(size=align_up(nbytes), first=first_step, last=last_step, what=what))
     return buffers
 
 
@@ -148,15 +157,15 @@ def greedy_plan(buffers):
     offsets = [None] * count
     placed = []  # (offset, id), kept sorted by offset; equal offsets: new entry after existing ones
 
-    def overlaps(j, f, l):
-        return not (buffers[j]["first"] > l or f > buffers[j]["last"])
+    def overlaps(j, first_step, last_step):
+        return not (buffers[j]["first"] > last_step or first_step > buffers[j]["last"])
 
     offsets[ids[0]] = 0
     placed.append((0, ids[0]))
     for bid in ids[1:]:
-        want, f, l = buffers[bid]["size"], buffers[bid]["first"], buffers[bid]["last"]
+        want, first_step, last_step = buffers[bid]["size"], buffers[bid]["first"], buffers[bid]["last"]
         candidate = 0
-        active = [(o, j) for (o, j) in placed if overlaps(j, f, l)]  # in offset order
+        active = [(o, j) for (o, j) in placed if overlaps(j, first_step, last_step)]  # in offset order
         prior = None
         k = 0
         while True:
@@ -235,8 +244,12 @@ def tail_width_term(model_bytes):
             n = int(w.shape[0])
         elif name == "DEPTHWISE_CONV_2D":
             n = int(w.shape[3])
-        elif name == "FULLY_CONNECTED" and w.quantization is not None and w.quantization.scale is not None \
-                and len(w.quantization.scale) > 1:
+        elif (
+            name == "FULLY_CONNECTED"
+            and w.quantization is not None
+            and w.quantization.scale is not None
+            and len(w.quantization.scale) > 1
+        ):
             n = len(w.quantization.scale)
         else:
             continue
