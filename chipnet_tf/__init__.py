@@ -32,6 +32,7 @@ from chipnet_tf.search import (
     recalibrate_batch_norm,
     restore_batch_norm,
     save_masks,
+    search_optimizer,
     select_masks,
 )
 from chipnet_tf.surgery import strip_pruning
@@ -70,6 +71,7 @@ __all__ = [
     "registry",
     "restore_batch_norm",
     "save_masks",
+    "search_optimizer",
     "select_masks",
     "strip_pruning",
 ]

@@ -1,10 +1,11 @@
 import math
+import re
 
 import numpy as np
 import pytest
 
 import chipnet_tf
-from chipnet_tf.compat import keras
+from chipnet_tf.compat import keras, tf
 from chipnet_tf.search.schedules import HeavisideSchedule
 from tests.models import pruning_optimizer, residual_cnn
 
@@ -198,3 +199,29 @@ def test_set_total_steps_rescales_logits_so_no_gate_moves(tmp_path):
 def test_update_pruning_step_rejects_bad_lengths():
     with pytest.raises(ValueError, match="total_steps must be a positive integer or None. Received: total_steps=0"):
         chipnet_tf.UpdatePruningStep(total_steps=0)
+
+
+def test_search_optimizer_decays_to_zero_and_spares_the_logits():
+    opt = chipnet_tf.search_optimizer(total_steps=10, learning_rate=0.1, weight_decay=0.5)
+    schedule = keras.optimizers.schedules.deserialize(opt.get_config()["learning_rate"])
+    assert [float(schedule(s)) for s in (0, 5, 10)] == pytest.approx([0.1, 0.05, 0.0], abs=1e-7)
+    zeta = tf.Variable([1.0, 1.0], name="zeta")
+    kernel = tf.Variable([1.0, 1.0], name="kernel")
+    opt.apply_gradients([(tf.zeros(2), zeta), (tf.zeros(2), kernel)])  # zero gradient: only the decay acts
+    assert zeta.numpy() == pytest.approx([1.0, 1.0]) and kernel.numpy() == pytest.approx([0.95, 0.95])
+    again = keras.optimizers.deserialize(keras.optimizers.serialize(opt))
+    assert again.get_config()["learning_rate"] == opt.get_config()["learning_rate"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"total_steps": 0}, "total_steps must be a positive integer. Received: 0"),
+        ({"total_steps": 2.5}, "total_steps must be a positive integer. Received: 2.5"),
+        ({"total_steps": 10, "learning_rate": 0}, "learning_rate must be a finite number > 0.0. Received"),
+        ({"total_steps": 10, "weight_decay": -1}, "weight_decay must be a finite number >= 0.0. Received"),
+    ],
+)
+def test_search_optimizer_rejects_bad_values(kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        chipnet_tf.search_optimizer(**kwargs)

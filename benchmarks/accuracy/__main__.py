@@ -120,9 +120,9 @@ def _config(args):
         "epochs_per_method": protocol.plan(args),
         "batch_size": BATCH,
         "optimizer": f"SGD(lr {LR}, momentum 0.9, Nesterov, weight decay {WEIGHT_DECAY}), x0.1 at 50% and 75%",
-        "chipnet": f"prune_low_budget, search {args.search!r} ({SEARCHES[args.search]['text']}); AdamW(1e-3, weight "
-        "decay 1e-3, none on zeta); UpdatePruningStep + BestHardMasks(held-out 10%, BN re-estimated on training "
-        "images)",
+        "chipnet": f"prune_low_budget, search {args.search!r} ({SEARCHES[args.search]['text']}); "
+        "chipnet_tf.search_optimizer (AdamW 1e-3 cosine-decayed to 0 over the search, weight decay 1e-3, none on "
+        "zeta); UpdatePruningStep + BestHardMasks(held-out 10%, BN re-estimated on training images)",
         "l1": "per-channel filter L1 / layer mean, averaged over a group's writers; select_masks",
         "slimming": "L1 on BN gammas for its search epochs, lambda chosen per seed on the validation split; |gamma| "
         "of the sparsity-trained model; select_masks",

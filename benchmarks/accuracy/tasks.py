@@ -147,7 +147,9 @@ def task_ablation(args, work, seed, budget_type, budget, search):
     dense = load_weights(args, work, f"dense_{seed}")
     spec = chipnet_tf.analyze(dense, warn=False).spec
     t0 = time.perf_counter()
-    pruned, masks, info = chipnet_prune(dense, data, budget, budget_type, seed, args.prune_epochs, search)
+    pruned, masks, info = chipnet_prune(
+        dense, data, budget, budget_type, seed, args.prune_epochs, search, lr="constant"
+    )  # the paper's constant learning rate, as in the ablation's recorded rows
     info["prune_seconds"] = time.perf_counter() - t0
     info["search"] = search
     return structured_run("chipnet", pruned, masks, False, budget, budget_type, spec, data, seed, args, info)

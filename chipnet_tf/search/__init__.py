@@ -12,6 +12,7 @@ from chipnet_tf.search.layers import (
     PruneLowBudget,
 )
 from chipnet_tf.search.masks import apply_masks, get_masks, load_masks, save_masks, select_masks
+from chipnet_tf.search.optimizer import search_optimizer
 from chipnet_tf.search.schedules import HeavisideSchedule
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "recalibrate_batch_norm",
     "restore_batch_norm",
     "save_masks",
+    "search_optimizer",
     "select_masks",
 ]
