@@ -13,6 +13,8 @@ import os
 import sys
 import time
 
+import numpy as np
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import equal_training as et  # noqa: E402
@@ -20,14 +22,17 @@ import equal_training as et  # noqa: E402
 NO_KD = {"weight": 0.0}
 
 
-def search(dense, data, budget, budget_type, seed, epochs, kwargs):
-    """equal_training.chipnet_search with search keyword arguments."""
+def search(dense, data, budget, budget_type, seed, epochs, kwargs, cosine=False):
+    """equal_training.chipnet_search with search keyword arguments (``cosine``: AdamW's
+    learning rate decays to 0 over the search, cosine)."""
     import chipnet_tf
     from chipnet_tf.compat import keras
 
     keras.utils.set_random_seed(seed)
     pruned = chipnet_tf.prune_low_budget(et.clone(dense), budget=budget, budget_type=budget_type, **kwargs)
-    opt = keras.optimizers.AdamW(1e-3, weight_decay=1e-3)
+    steps = epochs * -(-len(data["train"][1]) // et.BATCH)
+    lr = keras.optimizers.schedules.CosineDecay(1e-3, steps) if cosine else 1e-3
+    opt = keras.optimizers.AdamW(lr, weight_decay=1e-3)
     opt.exclude_from_weight_decay(var_names=["zeta"])
     loss, metrics = et.compile_args(NO_KD)
     pruned.compile(opt, loss, metrics=metrics)
@@ -45,6 +50,7 @@ def main():
     p.add_argument("--ramp", type=float, default=0.5, help="budget_ramp of the progress schedule")
     p.add_argument("--budget-weight", type=float, default=30.0)
     p.add_argument("--finetune", action="store_true", help="also fine-tune the masks on the dense weights")
+    p.add_argument("--cosine", action="store_true", help="AdamW's learning rate cosine-decayed to 0 over the search")
     p.add_argument("--out", default=os.path.join(HERE, "final_soft_budget.jsonl"))
     args = p.parse_args()
     et.setup_tf()
@@ -54,19 +60,23 @@ def main():
     dense, _ = et.dense_model(data, 0, 6, "/tmp/search-equal-training-2026-12")
     spec = chipnet_tf.analyze(dense, warn=False).spec
     kwargs = {
-        "schedule": chipnet_tf.HeavisideSchedule.progress(budget_ramp=args.ramp),
+        "schedule": chipnet_tf.HeavisideSchedule.progress(budget_ramp=args.ramp, gamma_factor=1.0),
         "budget_weight": args.budget_weight,
     }
     for cell in args.cells.split(","):
         kind, budget = cell.split(":")
         t0 = time.perf_counter()
-        _, masks, final, means = search(dense, data, float(budget), kind, 0, args.epochs, kwargs)
+        pruned, masks, final, means = search(dense, data, float(budget), kind, 0, args.epochs, kwargs, args.cosine)
+        z = np.asarray(chipnet_tf.prune.controllers(pruned)[0].soft_gates()[0])
+        hard = [float((part > 0.5).sum()) for part in np.split(z, np.cumsum(spec.group_sizes)[:-1])]
         rec = {
             "cell": cell,
             "search_epochs": args.epochs,
             "ramp": args.ramp,
             "budget_weight": args.budget_weight,
+            "cosine": args.cosine,
             "final_soft_budget": final,
+            "hard_gates_budget": float(spec.fraction(hard, kind)),
             "epoch_mean": means,
         }
         if args.finetune:
