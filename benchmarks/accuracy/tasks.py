@@ -1,7 +1,9 @@
 """Accuracy benchmark, tasks: the units of work, run in a pool of worker processes."""
 
+import concurrent.futures
 import json
 import logging
+import multiprocessing
 import os
 import time
 import warnings
@@ -25,6 +27,7 @@ from benchmarks.accuracy.methods import (
 )
 from benchmarks.accuracy.run import load_weights, save_weights
 from benchmarks.accuracy.run import task_file as _task_file
+from benchmarks.latency.budget import flops_budget_at_latency
 from benchmarks.latency.models import channel_scores, prunable_kernel_params
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
@@ -171,8 +174,6 @@ def task_latency_search(args, work, seed, kind, budget):
     budget): searched at the FLOPs budget where the L1-norm cut is predicted at the latency
     network's predicted latency, then its learned gates cut at the FLOPs budget where their
     own cut is predicted there (at most, and as close below as the cut allows)."""
-    from benchmarks.latency.budget import flops_budget_at_latency
-
     data = acc_data.load(args.dataset)
     dense = load_weights(args, work, f"dense_{seed}")
     table = LatencyTable.load(latency_table_path(work))
@@ -257,9 +258,6 @@ def _describe(key, result):
 def run_tasks(phases, args, work, log):
     """Runs the tasks of each phase in turn (a phase may use the previous phases' results) in
     one pool of ``args.workers`` processes, skipping finished tasks; returns {key: result}."""
-    import concurrent.futures
-    import multiprocessing
-
     results, todo = {}, []
     keys = [key for phase in phases for key in phase]
     for key in keys:

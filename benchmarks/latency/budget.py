@@ -26,6 +26,7 @@ import json
 import os
 import statistics
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -80,8 +81,6 @@ def flops_budget_at_latency(spec, masks_at, target_ms):
 
 
 def _select(spec, scores, budget, budget_type):
-    import warnings
-
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return chipnet_tf.select_masks(spec, scores, budget, budget_type)
