@@ -152,7 +152,9 @@ def test_bench_quick_accuracy_schema_and_exactness(quick_suite):
         assert r["flops"] == r["flops_profiler"], r
         assert 0.0 <= r["accuracy"] <= 1.0 and r["finite"] is True
     chipnet = [r for r in structured if r["method"] == "chipnet"]
-    assert all(len(r["soft_budget_per_epoch"]) == 2 and r["best_epoch"] in (1, 2) for r in chipnet)
+    # --quick: T = 3 epochs, ChipNet searches round(T / 6) -> 1 of them (at least one)
+    for r in chipnet:
+        assert r["search_epochs"] == 1 and len(r["soft_budget_per_epoch"]) == 1 and r["best_epoch"] == 1, r
     for r in tfmot:
         # unstructured: the dense shape stays, `budget` of the Conv2D/Dense kernels are non-zero
         assert r["params"] == 221_914 and r["flops_fraction"] == 1.0
