@@ -79,7 +79,16 @@ with native_log_filter():
 
     tf.config.list_physical_devices()  # CUDA's probe logs here, inside the filter
 
-__all__ = ["keras", "tf", "is_keras3_object", "native_log_filter", "register"]
+__all__ = [
+    "KERAS3_NOT_YET",
+    "keras",
+    "keras3",
+    "tf",
+    "is_keras3_object",
+    "native_log_filter",
+    "register",
+    "reject_keras3",
+]
 
 
 def register(cls):
@@ -94,3 +103,44 @@ def is_keras3_object(obj) -> bool:
         if module == "keras" or (module.startswith("keras.") and not module.startswith("keras_cv")):
             return True
     return False
+
+
+def keras3():
+    """The Keras 3 package (``import keras``), imported on first use only.
+
+    chipnet_tf never imports Keras 3 at import time: it is imported when a Keras 3 model
+    is handed to :func:`chipnet_tf.analyze` or :func:`chipnet_tf.count_flops`, at which
+    point the user's process has already imported it.
+
+    Example:
+        >>> chipnet_tf.compat.keras3().__version__  # doctest: +SKIP
+        '3.15.1'
+    """
+    import keras as keras3_module  # lazy: never at chipnet_tf import time
+
+    return keras3_module
+
+
+KERAS3_NOT_YET = (
+    "chipnet_tf can analyse and count Keras 3 models (chipnet_tf.analyze, chipnet_tf.count_flops) "
+    "but cannot prune them yet: pruning needs a tf_keras (Keras 2) model, and it received a Keras 3 object "
+    "of type {type}. Build the model with `import tf_keras as keras` (pip install tf-keras), or import "
+    "chipnet_tf before anything accesses tf.keras so that TF_USE_LEGACY_KERAS=1 makes tf.keras the tf_keras "
+    "Keras 2."
+)
+
+
+def reject_keras3(obj):
+    """Raises the one-line TypeError of :data:`KERAS3_NOT_YET` when ``obj`` is a Keras 3
+    layer or model (every entry point that prunes, strips or exports calls it).
+
+    Example:
+        >>> import keras  # doctest: +SKIP
+        >>> reject_keras3(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))  # doctest: +SKIP
+        Traceback (most recent call last):
+        ...
+        TypeError: chipnet_tf can analyse and count Keras 3 models (chipnet_tf.analyze, ...
+    """
+    if is_keras3_object(obj):
+        klass = type(obj)
+        raise TypeError(KERAS3_NOT_YET.format(type=f"{klass.__module__}.{klass.__name__}"))

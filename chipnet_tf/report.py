@@ -7,6 +7,7 @@ import numpy as np
 from chipnet_tf import latency
 from chipnet_tf.analysis import groups as graph_lib
 from chipnet_tf.budgets import ALL_BUDGET_TYPES, LATENCY
+from chipnet_tf.compat import reject_keras3
 from chipnet_tf.registry import layer_flops
 from chipnet_tf.search.layers.controller import controllers
 from chipnet_tf.search.masks import check_masks, get_masks
@@ -139,6 +140,7 @@ def budget_report(model, masks=None, exclude=None, latency_table=None):
     Returns:
         A :class:`BudgetReport`.
     """
+    reject_keras3(model)
     ctls = controllers(model)
     if not ctls:
         analysis = graph_lib.analyze(model, exclude=exclude, warn=False)
@@ -180,13 +182,14 @@ def count_flops(model):
     The convention of the budgets (the paper's): multiply-accumulates of convolutions and
     dense layers plus their bias adds; see :func:`chipnet_tf.registry.layer_flops`. Works on
     any tf_keras functional/Sequential model, e.g. to check a stripped model against the
-    ``budget_report`` predicted from the masks.
+    ``budget_report`` predicted from the masks, and on a Keras 3 one (TensorFlow backend),
+    where it equals the count of the same architecture built with tf_keras.
 
     Example:
         >>> chipnet_tf.count_flops(chipnet_tf.strip_pruning(pruned))  # doctest: +SKIP
     """
     total = 0
-    for fnode in graph_lib.flatten(model).nodes:
+    for fnode in graph_lib.flatten_any(model).nodes:
         if fnode.in_shapes and fnode.out_shapes:
             total += layer_flops(fnode.layer, fnode.in_shapes[0], fnode.out_shapes[0])
     return int(total)

@@ -9,7 +9,7 @@ import weakref
 import numpy as np
 
 from chipnet_tf import registry
-from chipnet_tf.compat import is_keras3_object, keras, tf
+from chipnet_tf.compat import keras, reject_keras3, tf
 
 
 class UnsupportedModelError(ValueError):
@@ -128,14 +128,9 @@ def _trace(layer, shape):
 
 
 def check_model(model):
-    """Raises a clear error unless ``model`` is a built tf_keras functional/Sequential model."""
-    if is_keras3_object(model):
-        raise TypeError(
-            f"chipnet_tf needs a tf_keras (Keras 2) model, but received a Keras 3 object of type "
-            f"{type(model).__module__}.{type(model).__name__}. Build the model with "
-            "`import tf_keras as keras` (pip install tf-keras), or import chipnet_tf before "
-            "TensorFlow so that TF_USE_LEGACY_KERAS=1 makes tf.keras the tf_keras Keras 2."
-        )
+    """Raises a clear error unless ``model`` is a built tf_keras functional/Sequential model
+    (a Keras 3 model: the TypeError of :func:`chipnet_tf.compat.reject_keras3`)."""
+    reject_keras3(model)
     if not isinstance(model, keras.Model):
         raise TypeError(f"Expected a tf_keras Model. Received: {type(model).__name__} {model!r}")
     if isinstance(model, keras.Sequential) and not model.built:

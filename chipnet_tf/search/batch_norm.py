@@ -10,7 +10,7 @@ another one (see ``experiments/inference-bn-statistics-2026-12``). :func:`apply_
 
 import numpy as np
 
-from chipnet_tf.compat import keras, tf
+from chipnet_tf.compat import keras, reject_keras3, tf
 from chipnet_tf.search.layers.controller import controllers
 
 DEFAULT_STEPS = 10
@@ -108,6 +108,7 @@ def recalibrate_batch_norm(model, data, steps=DEFAULT_STEPS):
             array of inputs.
         ValueError: ``steps`` is not a positive integer, or ``data`` holds no batch.
     """
+    reject_keras3(model)
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a tf_keras Model. Received: model={model!r}")
     steps = check_steps(steps)

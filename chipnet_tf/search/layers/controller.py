@@ -3,7 +3,7 @@
 import numpy as np
 
 from chipnet_tf.budgets import CostSpec, check_budget_type
-from chipnet_tf.compat import keras, register, tf
+from chipnet_tf.compat import keras, register, reject_keras3, tf
 from chipnet_tf.search import heaviside
 from chipnet_tf.search.schedules import HeavisideSchedule
 from chipnet_tf.validators import check_budget, check_gate_leak, check_weight
@@ -329,7 +329,8 @@ def controllers(model):
 
 
 def require_controllers(model, purpose):
-    """:func:`controllers` of ``model``; a ValueError naming ``purpose`` when it has none.
+    """:func:`controllers` of ``model``; a ValueError naming ``purpose`` when it has none (a
+    Keras 3 model: the TypeError of :func:`chipnet_tf.compat.reject_keras3`).
 
     Example:
         >>> require_controllers(keras.Sequential(name="dense"), "reading its masks")
@@ -338,6 +339,7 @@ def require_controllers(model, purpose):
         ValueError: 'dense' is not pruned by chipnet_tf (it has no chipnet_tf gates): wrap it with \
 chipnet_tf.prune_low_budget before reading its masks.
     """
+    reject_keras3(model)
     found = controllers(model)
     if not found:
         raise ValueError(
