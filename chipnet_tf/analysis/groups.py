@@ -31,8 +31,9 @@ from chipnet_tf.analysis.flat_graph import (  # re-exported: groups.flatten etc.
     check_model,
     flatten,
 )
+from chipnet_tf.analysis.keras3_graph import flatten_keras3
 from chipnet_tf.budgets import CostSpecBuilder
-from chipnet_tf.compat import keras
+from chipnet_tf.compat import is_keras3_object, keras
 from chipnet_tf.registry import Kind, probe
 from chipnet_tf.registry.layouts import DEFAULT_LAYOUT, Layout, LayoutContext, Spaces, shape_last
 
@@ -66,11 +67,30 @@ class Analysis:
         return [g.name for g in self.groups]
 
 
+def flatten_any(model):
+    """The :class:`FlatGraph` of a tf_keras model (:func:`flatten`) or of a Keras 3 model
+    (:func:`chipnet_tf.analysis.keras3_graph.flatten_keras3`), by the model's own Keras.
+
+    Example:
+        >>> [n.name for n in flatten_any(model).nodes]  # doctest: +SKIP
+        ['conv', 'bn', 'relu', 'gap', 'dense']
+    """
+    return flatten_keras3(model) if is_keras3_object(model) else flatten(model)
+
+
 def analyze(model_or_graph, exclude=None, warn=True):
     """Finds the channel groups, the gate points and the exact cost model of a model.
 
+    A Keras 3 functional/Sequential model (TensorFlow backend, ``import keras``) gives the
+    same groups, layouts and :class:`chipnet_tf.CostSpec` as the same architecture built with
+    tf_keras; only tf_keras models can be pruned so far.
+
+    Example:
+        >>> analysis = chipnet_tf.analyze(model)  # doctest: +SKIP
+        >>> [(g.name, g.size) for g in analysis.groups], analysis.spec.dense("flops")  # doctest: +SKIP
+
     Args:
-        model_or_graph: a tf_keras functional/Sequential model, or a :class:`FlatGraph`.
+        model_or_graph: a tf_keras or Keras 3 functional/Sequential model, or a :class:`FlatGraph`.
         exclude: layer names whose output channels are never pruned.
         warn: emit a warning naming layers that stop groups, and one naming the custom
             layers whose rule was inferred by a numerical probe (:mod:`chipnet_tf.registry.probe`).
@@ -81,7 +101,7 @@ def analyze(model_or_graph, exclude=None, warn=True):
     Raises:
         ValueError: ``exclude`` names a layer that is not in the model.
     """
-    graph = model_or_graph if isinstance(model_or_graph, FlatGraph) else flatten(model_or_graph)
+    graph = model_or_graph if isinstance(model_or_graph, FlatGraph) else flatten_any(model_or_graph)
     names = {n.name for n in graph.nodes}
     exclude = list(exclude or [])
     unknown = [e for e in exclude if e not in names]
@@ -265,7 +285,7 @@ def _gate_points(graph, spaces, layout, kinds):
             continue
         while k not in outputs and len(consumers.get(k, [])) == 1:
             i = consumers[k][0]
-            if not isinstance(graph.nodes[i].layer, keras.layers.BatchNormalization) or kinds[i] != Kind.CHANNELWISE:
+            if not _is_layer(graph.nodes[i].layer, keras.layers.BatchNormalization) or kinds[i] != Kind.CHANNELWISE:
                 break
             k = graph.nodes[i].out_keys[0]
         gates.add(k)
@@ -288,7 +308,7 @@ def _gate_points(graph, spaces, layout, kinds):
                     for ok, k in zip(ins, fnode.in_keys)
                     if layout[k].length == out_len and spaces.prunable(layout[k])
                 ]
-                c = any(full) if isinstance(fnode.layer, keras.layers.Multiply) else all(full)
+                c = any(full) if _is_layer(fnode.layer, keras.layers.Multiply) else all(full)
             elif kind == Kind.CONCAT:
                 c = all(ins)
             else:  # producer/depthwise/channelwise write non-zeros; opaque outputs are fixed
@@ -298,6 +318,15 @@ def _gate_points(graph, spaces, layout, kinds):
         if not added:
             break
     return {k: fnode.name for fnode in graph.nodes for k in fnode.out_keys if k in gates}
+
+
+def _is_layer(layer, tf_keras_class):
+    """``isinstance(layer, tf_keras_class)``; for a Keras 3 layer or ``keras.ops`` call,
+    whether a class of its own is the tf_keras class's namesake (``keras.ops.multiply`` is
+    a ``Multiply`` like ``keras.layers.Multiply``)."""
+    if isinstance(layer, tf_keras_class):
+        return True
+    return is_keras3_object(layer) and any(k.__name__ == tf_keras_class.__name__ for k in type(layer).__mro__)
 
 
 def _cost_spec(graph, glayouts, kinds, groups, rules):
@@ -352,4 +381,5 @@ __all__ = [
     "analyze",
     "check_model",
     "flatten",
+    "flatten_any",
 ]

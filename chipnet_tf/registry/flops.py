@@ -22,7 +22,7 @@ def add_costs(rule, builder, ctx):
     # Opaque (or cost-less) layers: constants. A grouped conv or a depthwise conv with
     # depth_multiplier > 1 is opaque but still costs FLOPs.
     if ctx.first_call:
-        n = ctx.layer.count_params() if ctx.layer.built else 0
+        n = ctx.layer.count_params() if getattr(ctx.layer, "built", False) else 0  # a keras.ops call has none
         builder.add("params", ctx.name, n, builder.one)
     builder.add("flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape), builder.one)
 

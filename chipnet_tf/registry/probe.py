@@ -25,7 +25,7 @@ import json
 
 import numpy as np
 
-from chipnet_tf.compat import keras, tf
+from chipnet_tf.compat import is_keras3_object, keras, tf
 from chipnet_tf.registry.table import has_rule, lookup
 from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
 
@@ -111,6 +111,8 @@ def _probeable(fnode):
     # Keras' own layers without a rule (Lambda, Softmax, Attention, ...) stay opaque; the
     # custom layers of keras.applications (ConvNeXt's LayerScale) are probed like any other.
     if module.startswith(_NOT_PROBED) or isinstance(layer, keras.Model):
+        return False
+    if is_keras3_object(layer):  # the probe runs tf_keras-style calls: a Keras 3 custom layer stays opaque
         return False
     if len(fnode.in_keys) != 1 or len(fnode.out_keys) != 1 or not layer.built:
         return False

@@ -3,10 +3,17 @@ found through the class hierarchy (a subclass uses its nearest registered base c
 rule; a class with none is opaque). The built-in rules are installed by
 :mod:`chipnet_tf.registry` from the plain dicts of :mod:`chipnet_tf.registry.builtin` and
 :mod:`chipnet_tf.registry.tfops`.
+
+A Keras 3 class with no rule of its own (nor a registered base class) resolves by name: a
+class of ``keras.src.layers`` uses the rule of its tf_keras namesake (Keras 3's ``Conv2D``
+the rule of tf_keras' ``Conv2D``, including a rule a user registered for it), a class of
+``keras.src.ops`` (a ``keras.ops`` call) the rule of :data:`chipnet_tf.registry.keras3ops.OP_RULES`.
+Keras 3 is never imported for this.
 """
 
 import contextlib
 
+from chipnet_tf.registry.keras3ops import OP_RULES
 from chipnet_tf.registry.vocabulary import Kind, LayerRule
 
 _OPAQUE = LayerRule(Kind.OPAQUE)
@@ -92,6 +99,22 @@ def _lookup_type(layer_class):
     for klass in layer_class.__mro__:
         if klass in _REGISTRY:
             return _REGISTRY[klass]
+    return _keras3_namesake(layer_class)
+
+
+_KERAS3_LAYERS, _KERAS3_OPS = "keras.src.layers.", "keras.src.ops."
+
+
+def _keras3_namesake(layer_class):
+    """The rule of a Keras 3 class by name (see the module docstring), else opaque."""
+    for klass in layer_class.__mro__:
+        module = getattr(klass, "__module__", "") or ""
+        if module.startswith(_KERAS3_LAYERS):
+            for registered_class, rule in _REGISTRY.items():
+                if registered_class.__name__ == klass.__name__ and registered_class.__module__.startswith("tf_keras."):
+                    return rule
+        elif module.startswith(_KERAS3_OPS) and klass.__name__ in OP_RULES:
+            return OP_RULES[klass.__name__]
     return _OPAQUE
 
 
