@@ -13,7 +13,7 @@ into, as for tf_keras. Custom layers are not traced into (they stay one call eac
 Keras 3 is imported here only when a Keras 3 model is walked (:func:`chipnet_tf.compat.keras3`).
 
 Example:
-    >>> import keras  # doctest: +SKIP
+    >>> import keras
     >>> x = keras.Input((8, 8, 3))
     >>> y = keras.ops.relu(keras.layers.Conv2D(4, 3, name="conv")(x))
     >>> graph = flatten_keras3(keras.Model(x, y))
