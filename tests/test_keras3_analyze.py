@@ -1,0 +1,229 @@
+"""Keras 3 models (TensorFlow backend) analysed and counted like their tf_keras twins.
+
+Every architecture is built twice in one process with the same layer names: with tf_keras
+(chipnet_tf.compat.keras) and with Keras 3 (``import keras``). The groups, the CostSpec and
+count_flops must agree; pruning a Keras 3 model must still be refused with a clear message.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import chipnet_tf
+from chipnet_tf.compat import keras as tf_keras
+
+BUDGET_TYPES = ("params", "flops", "channels", "volume")
+
+
+@pytest.fixture(scope="module")
+def keras3():
+    import keras
+
+    assert keras.__version__.startswith("3.")
+    return keras
+
+
+def _residual(K, ops=None):
+    L = K.layers
+    x = K.Input((16, 16, 3), name="img")
+    a = L.Conv2D(8, 3, padding="same", name="conv1")(x)
+    a = L.BatchNormalization(name="bn1")(a)
+    a = L.ReLU(name="relu1")(a)
+    b = L.Conv2D(8, 3, padding="same", name="conv2")(a)
+    b = L.BatchNormalization(name="bn2")(b)
+    b = L.Activation("relu", name="act2")(b)
+    s = L.Add(name="add")([a, b])
+    s = L.MaxPooling2D(name="pool")(s)
+    c = L.Conv2D(12, 3, strides=2, padding="same", name="conv3")(s)
+    c = L.BatchNormalization(name="bn3")(c)
+    c = L.ReLU(name="relu3")(c)
+    g = L.GlobalAveragePooling2D(name="gap")(c)
+    g = L.Dropout(0.1, name="drop")(g)
+    return K.Model(x, L.Dense(10, activation="softmax", name="fc")(g))
+
+
+def _separable(K, ops=None):
+    L = K.layers
+    x = K.Input((12, 12, 3), name="img")
+    a = L.Conv2D(6, 3, padding="same", name="stem")(x)
+    a = L.BatchNormalization(name="stem_bn")(a)
+    a = L.ReLU(6.0, name="stem_relu")(a)
+    a = L.ZeroPadding2D(1, name="pad")(a)
+    d = L.DepthwiseConv2D(3, name="dw")(a)
+    d = L.BatchNormalization(name="dw_bn")(d)
+    d = L.ReLU(name="dw_relu")(d)
+    p = L.Conv2D(10, 1, name="pw")(d)
+    p = L.BatchNormalization(name="pw_bn")(p)
+    s = L.SeparableConv2D(7, 3, padding="same", name="sep")(p)
+    g = L.GlobalAveragePooling2D(name="gap")(s)
+    return K.Model(x, L.Dense(4, name="fc")(g))
+
+
+def _concat(K, ops=None):
+    L = K.layers
+    x = K.Input((10, 10, 3), name="img")
+    a = L.Conv2D(5, 3, padding="same", activation="relu", name="left")(x)
+    b = L.Conv2D(7, 1, name="right")(x)
+    b = L.BatchNormalization(name="right_bn")(b)
+    c = L.Concatenate(name="cat")([a, b])
+    c = L.Conv2D(6, 3, name="mix")(c)
+    f = L.Flatten(name="flat")(c)
+    return K.Model(x, L.Dense(3, name="fc")(f))
+
+
+def _ops_between_layers(K, ops=None):
+    """Keras 3: keras.ops.add / multiply / relu / concatenate between layers; tf_keras:
+    the layers that do the same."""
+    L = K.layers
+    x = K.Input((8, 8, 3), name="img")
+    a = L.Conv2D(6, 3, padding="same", name="conv_a")(x)
+    b = L.Conv2D(6, 3, padding="same", name="conv_b")(x)
+    if ops is None:
+        s = L.ReLU(name="relu")(L.Add(name="add")([a, b]))
+        m = L.Multiply(name="mul")([s, L.Conv2D(6, 1, activation="sigmoid", name="gate")(s)])
+        c = L.Concatenate(name="cat")([m, a])
+    else:
+        s = ops.relu(ops.add(a, b))
+        m = ops.multiply(s, L.Conv2D(6, 1, activation="sigmoid", name="gate")(s))
+        c = ops.concatenate([m, a], axis=-1)
+    c = L.Conv2D(5, 3, name="head")(c)
+    g = L.GlobalAveragePooling2D(name="gap")(c)
+    return K.Model(x, L.Dense(3, name="fc")(g))
+
+
+def _sequential(K, ops=None):
+    L = K.layers
+    return K.Sequential(
+        [
+            K.Input((12, 12, 1)),
+            L.Conv2D(4, 3, name="c1"),
+            L.BatchNormalization(name="bn1"),
+            L.ReLU(name="r1"),
+            L.AveragePooling2D(2, name="pool"),
+            L.Conv2D(8, 3, padding="same", name="c2"),
+            L.Flatten(name="flat"),
+            L.Dense(16, activation="relu", name="d1"),
+            L.Dense(3, name="out"),
+        ],
+        name="seq",
+    )
+
+
+ARCHITECTURES = {
+    "residual": _residual,
+    "separable": _separable,
+    "concat": _concat,
+    "ops": _ops_between_layers,
+    "sequential": _sequential,
+}
+
+
+@pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
+def test_keras3_analysis_equals_tf_keras(arch, keras3):
+    build = ARCHITECTURES[arch]
+    old_model, new_model = build(tf_keras), build(keras3, keras3.ops)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing may stop a group in either
+        old, new = chipnet_tf.analyze(old_model), chipnet_tf.analyze(new_model)
+    assert [(g.name, g.size) for g in new.groups] == [(g.name, g.size) for g in old.groups]
+    assert old.groups  # something is prunable
+    assert [g.writers for g in new.groups] == [g.writers for g in old.groups]
+    assert sorted(new.gate_origin.values()) == sorted(old.gate_origin.values())
+    for t in BUDGET_TYPES:
+        assert new.spec.dense(t) == old.spec.dense(t), t
+    assert new.spec.dense("params") == new_model.count_params() == old_model.count_params()
+    assert chipnet_tf.count_flops(new_model) == chipnet_tf.count_flops(old_model) > 0
+    rng = np.random.default_rng(0)
+    kept = np.array([rng.integers(1, g.size + 1) for g in old.groups], dtype=np.float64)
+    for t in BUDGET_TYPES:
+        assert new.spec.fraction(kept, t) == pytest.approx(old.spec.fraction(kept, t), rel=1e-12), t
+
+
+def test_ops_model_maps_keras_ops_to_the_layer_kinds(keras3):
+    analysis = chipnet_tf.analyze(_ops_between_layers(keras3, keras3.ops))
+    kinds = {type(n.layer).__name__: k for n, k in zip(analysis.graph.nodes, analysis.kinds)}
+    assert kinds["Add"] == "merge" and kinds["Multiply"] == "merge"
+    assert kinds["Relu"] == "passthrough" and kinds["Concatenate"] == "concat"
+
+
+def test_constant_arithmetic_ops_keep_or_stop_zero_channels(keras3):
+    L = keras3.layers
+    x = keras3.Input((6, 6, 2))
+    a = L.Conv2D(4, 3, name="conv")(x)
+    y = L.Conv2D(3, 1, name="head")((a * 2.0) + 1.0)
+    analysis = chipnet_tf.analyze(keras3.Model(x, y))
+    kinds = {type(n.layer).__name__: k for n, k in zip(analysis.graph.nodes, analysis.kinds)}
+    assert kinds["Multiply"] == "passthrough" and kinds["Add"] == "channelwise"
+    assert [(g.name, g.size) for g in analysis.groups] == [("conv", 4)]
+
+
+def test_unknown_keras3_op_stops_its_group_with_the_warning(keras3):
+    L = keras3.layers
+    x = keras3.Input((8, 8, 3))
+    a = L.Conv2D(6, 3, name="conv")(x)
+    b = keras3.ops.cumsum(a, axis=-1)  # mixes channels: no rule
+    c = L.Conv2D(4, 3, name="conv2")(b)
+    model = keras3.Model(x, L.Dense(2, name="fc")(L.GlobalAveragePooling2D()(c)))
+    with pytest.warns(UserWarning, match="cannot be seen through.*cumsum"):
+        analysis = chipnet_tf.analyze(model)
+    assert "conv" not in analysis.group_names and "conv2" in analysis.group_names
+    assert chipnet_tf.count_flops(model) == chipnet_tf.count_flops(_cumsum_twin()) > 0
+
+
+def _cumsum_twin():
+    L = tf_keras.layers
+    x = tf_keras.Input((8, 8, 3))
+    c = L.Conv2D(4, 3, name="conv2")(L.Conv2D(6, 3, name="conv")(x))
+    return tf_keras.Model(x, L.Dense(2, name="fc")(L.GlobalAveragePooling2D()(c)))
+
+
+def test_nested_keras3_model_is_walked_into(keras3):
+    L = keras3.layers
+    inner_in = keras3.Input((8, 8, 4))
+    inner = keras3.Model(inner_in, L.BatchNormalization(name="inner_bn")(inner_in), name="inner")
+    x = keras3.Input((8, 8, 3))
+    y = L.Conv2D(2, 1, name="head")(inner(L.Conv2D(4, 3, padding="same", name="conv")(x)))
+    analysis = chipnet_tf.analyze(keras3.Model(x, y))
+    assert [n.name for n in analysis.graph.nodes] == ["conv", "inner_bn", "head"]
+    assert [(g.name, g.size) for g in analysis.groups] == [("conv", 4)]
+
+
+def test_pruning_a_keras3_model_is_refused_with_what_works(keras3):
+    model = _residual(keras3)
+    message = (
+        "chipnet_tf can analyse and count Keras 3 models (chipnet_tf.analyze, chipnet_tf.count_flops) "
+        "but cannot prune them yet"
+    )
+    for call in (
+        lambda: chipnet_tf.prune_low_budget(model, budget=0.5),
+        lambda: chipnet_tf.strip_pruning(model),
+        lambda: chipnet_tf.get_masks(model),
+        lambda: chipnet_tf.budget_report(model),
+    ):
+        with pytest.raises(TypeError) as info:
+            call()
+        text = str(info.value)
+        assert text.startswith(message) and "\n" not in text
+        assert "import tf_keras as keras" in text and "keras.src.models.functional.Functional" in text
+
+
+def test_unbuilt_and_subclassed_keras3_models_are_explained(keras3):
+    with pytest.raises(chipnet_tf.analysis.UnsupportedModelError, match="not built"):
+        chipnet_tf.analyze(keras3.Sequential([keras3.layers.Dense(2)]))
+
+    class Net(keras3.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(chipnet_tf.analysis.UnsupportedModelError, match="subclassed"):
+        chipnet_tf.count_flops(Net())
+
+
+def test_importing_chipnet_tf_does_not_import_keras3():
+    import subprocess
+    import sys
+
+    code = "import sys, chipnet_tf; print('keras' in sys.modules, chipnet_tf.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "False", out
