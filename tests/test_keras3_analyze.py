@@ -110,7 +110,19 @@ def _sequential(K, ops=None):
     )
 
 
+def _transposed(K, ops=None):
+    """FLOPs of a transposed conv are counted at its input positions in both Kerases."""
+    L = K.layers
+    x = K.Input((6, 6, 3), name="img")
+    a = L.Conv2D(5, 3, padding="same", name="enc")(x)
+    a = L.Conv2DTranspose(4, 3, strides=2, padding="same", name="up")(a)
+    a = L.BatchNormalization(name="up_bn")(a)
+    a = L.UpSampling2D(name="ups")(a)
+    return K.Model(x, L.Conv2D(2, 1, name="out")(a))
+
+
 ARCHITECTURES = {
+    "transposed": _transposed,
     "residual": _residual,
     "separable": _separable,
     "concat": _concat,
