@@ -239,3 +239,18 @@ def test_importing_chipnet_tf_does_not_import_keras3():
     code = "import sys, chipnet_tf; print('keras' in sys.modules, chipnet_tf.__file__)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "False", out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["MobileNetV2", "ResNet50", "EfficientNetB0"])
+def test_keras3_applications_equal_tf_keras(name, keras3):
+    """keras.applications of both Kerases (weights=None): the same groups and costs."""
+    old_model = getattr(tf_keras.applications, name)(weights=None)
+    new_model = getattr(keras3.applications, name)(weights=None)
+    old, new = chipnet_tf.analyze(old_model, warn=False), chipnet_tf.analyze(new_model, warn=False)
+    assert [(g.name, g.size) for g in new.groups] == [(g.name, g.size) for g in old.groups]
+    assert new.stopped == old.stopped == []
+    for t in BUDGET_TYPES:
+        assert new.spec.dense(t) == old.spec.dense(t), t
+    assert new.spec.dense("params") == new_model.count_params()
+    assert chipnet_tf.count_flops(new_model) == chipnet_tf.count_flops(old_model)
