@@ -151,10 +151,32 @@ def check_model(model):
 def flatten(model):
     """Walks a functional model (recursing into nested functional models) in call order."""
     check_model(model)
+
+    def call_of(node):
+        if node.is_input:
+            return None
+        return node.layer, tf.nest.flatten(node.keras_inputs), tf.nest.flatten(node.outputs)
+
+    def nested_of(layer, node):
+        return layer if _is_functional(layer) else composite(layer, node)
+
+    return walk_functional(model, call_of, nested_of, tf.nest.flatten)
+
+
+def walk_functional(top, call_of, nested_of, flat):
+    """The :class:`FlatGraph` of a functional model of either Keras, walked in call order.
+
+    Args:
+        top: the functional model (it has ``inputs``, ``outputs`` and ``_nodes_by_depth``).
+        call_of: ``node -> (layer, input tensors, output tensors)``, None for an input node.
+        nested_of: ``(layer, node) -> the functional model to walk into, or None``.
+        flat: flattens a nest of tensors into a list.
+    """
+    inputs = list(flat(top.inputs))
     graph = FlatGraph(
         nodes=[],
-        input_keys=[(0, id(t)) for t in model.inputs],
-        input_tensors=list(model.inputs),
+        input_keys=[(0, id(t)) for t in inputs],
+        input_tensors=inputs,
         output_keys=[],
         layer_names={},
     )
@@ -183,19 +205,18 @@ def flatten(model):
     def walk(m, scope, prefix):
         for depth in sorted(m._nodes_by_depth, reverse=True):
             for node in m._nodes_by_depth[depth]:
-                if node.is_input:
+                call = call_of(node)
+                if call is None:
                     continue
-                layer = node.layer
-                in_kts = tf.nest.flatten(node.keras_inputs)
-                out_kts = tf.nest.flatten(node.outputs)
-                sub = layer if _is_functional(layer) else composite(layer, node)
+                layer, in_kts, out_kts = call
+                sub = nested_of(layer, node)
                 if sub is not None:
                     counter[0] += 1
                     inner = counter[0]
-                    for inner_in, outer_in in zip(tf.nest.flatten(sub.inputs), in_kts):
+                    for inner_in, outer_in in zip(flat(sub.inputs), in_kts):
                         alias[(inner, id(inner_in))] = key(scope, outer_in)
                     walk(sub, inner, layer.name)
-                    for inner_out, outer_out in zip(tf.nest.flatten(sub.outputs), out_kts):
+                    for inner_out, outer_out in zip(flat(sub.outputs), out_kts):
                         alias[(scope, id(outer_out))] = key(inner, inner_out)
                     continue
                 nodes.append(
@@ -213,6 +234,6 @@ def flatten(model):
                 )
                 called.add(id(layer))
 
-    walk(model, 0, "")
-    graph.output_keys = [key(0, t) for t in tf.nest.flatten(model.outputs)]
+    walk(top, 0, "")
+    graph.output_keys = [key(0, t) for t in flat(top.outputs)]
     return graph

@@ -21,7 +21,7 @@ Example:
     ['conv', 'relu']
 """
 
-from chipnet_tf.analysis.flat_graph import FlatGraph, FlatNode, UnsupportedModelError
+from chipnet_tf.analysis.flat_graph import UnsupportedModelError, walk_functional
 from chipnet_tf.compat import is_keras3_object, keras3
 
 
@@ -64,67 +64,16 @@ def flatten_keras3(model):
         the Layer or ``keras.ops`` Operation it calls).
     """
     check_keras3_model(model)
-    top = _functional(model)
-    graph = FlatGraph(
-        nodes=[],
-        input_keys=[(0, id(t)) for t in top.inputs],
-        input_tensors=list(top.inputs),
-        output_keys=[],
-        layer_names={},
-    )
-    alias, nodes, layer_names = graph.alias, graph.nodes, graph.layer_names
-    used_names, called, counter = set(), set(), [0]
 
-    def key(scope, kt):
-        return graph.resolve((scope, id(kt)))
+    def call_of(node):
+        if node.is_input:
+            return None
+        return node.operation, list(node.input_tensors), list(node.output_tensors)
 
-    def name_of(op, prefix):
-        if id(op) not in layer_names:
-            name = op.name
-            if name in used_names and prefix:
-                name = f"{prefix}_{op.name}"
-            base, i = name, 1
-            while name in used_names:
-                name, i = f"{base}_{i}", i + 1
-            used_names.add(name)
-            layer_names[id(op)] = name
-        return layer_names[id(op)]
+    def nested_of(op, node):
+        return _functional(op) if is_keras3_object(op) else None
 
-    def walk(functional, scope, prefix):
-        for depth in sorted(functional._nodes_by_depth, reverse=True):
-            for node in functional._nodes_by_depth[depth]:
-                if node.is_input:
-                    continue
-                op = node.operation
-                in_kts, out_kts = list(node.input_tensors), list(node.output_tensors)
-                sub = _functional(op) if is_keras3_object(op) else None
-                if sub is not None:
-                    counter[0] += 1
-                    inner = counter[0]
-                    for inner_in, outer_in in zip(sub.inputs, in_kts):
-                        alias[(inner, id(inner_in))] = key(scope, outer_in)
-                    walk(sub, inner, op.name)
-                    for inner_out, outer_out in zip(_flat(sub.outputs), out_kts):
-                        alias[(scope, id(outer_out))] = key(inner, inner_out)
-                    continue
-                nodes.append(
-                    FlatNode(
-                        layer=op,
-                        name=name_of(op, prefix),
-                        node=node,
-                        scope=scope,
-                        in_keys=[key(scope, t) for t in in_kts],
-                        out_keys=[(scope, id(t)) for t in out_kts],
-                        out_shapes=[tuple(t.shape) for t in out_kts],
-                        in_shapes=[tuple(t.shape) for t in in_kts],
-                        first_call=id(op) not in called,
-                    )
-                )
-                called.add(id(op))
-
-    walk(top, 0, "")
-    graph.output_keys = [key(0, t) for t in _flat(top.outputs)]
-    return graph
+    return walk_functional(_functional(model), call_of, nested_of, _flat)
 
 
 def _flat(tensors):
