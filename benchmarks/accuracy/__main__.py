@@ -6,7 +6,7 @@ The method (datasets, the methods, what is recorded, mask transfer) is in
 
 Run::
 
-    python -m benchmarks.accuracy            # the digits grid, ~30 minutes on 2 cores
+    python -m benchmarks.accuracy            # the digits grid, about 3 hours on 2 cores
     python -m benchmarks.accuracy --quick    # one seed, one budget, few epochs (~7 min)
     python -m benchmarks.accuracy --dataset=fashion_mnist   # make bench-fashion
 """
