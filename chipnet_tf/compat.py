@@ -84,6 +84,7 @@ __all__ = [
     "keras",
     "keras3",
     "tf",
+    "is_instance",
     "is_keras3_object",
     "native_log_filter",
     "register",
@@ -103,6 +104,22 @@ def is_keras3_object(obj) -> bool:
         if module == "keras" or (module.startswith("keras.") and not module.startswith("keras_cv")):
             return True
     return False
+
+
+def is_instance(obj, classes):
+    """``isinstance(obj, classes)`` for tf_keras ``classes``, and for a Keras 3 layer or
+    ``keras.ops`` call whether one of its own classes has the name of one of ``classes``
+    (Keras 3's ``Conv2DTranspose`` and ``keras.ops.multiply``'s ``Multiply`` are the
+    namesakes of tf_keras' classes).
+
+    Example:
+        >>> is_instance(keras.layers.Multiply(), keras.layers.Multiply)
+        True
+    """
+    if isinstance(obj, classes):
+        return True
+    names = {c.__name__ for c in (classes if isinstance(classes, tuple) else (classes,))}
+    return is_keras3_object(obj) and any(k.__name__ in names for k in type(obj).__mro__)
 
 
 def keras3():

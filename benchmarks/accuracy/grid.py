@@ -28,7 +28,7 @@ def latency_table_path(work):
     return os.path.join(work, "profiled.latency.json")  # not "latency_table.json": the task's own result file
 
 
-def _analysis_and_table(dense, work, budget_type):
+def analysis_and_table(dense, work, budget_type):
     """The dense model's analysis (its spec with the profiled latency table attached for
     latency budgets) and the table (None for the counted budget types)."""
     analysis = chipnet_tf.analyze(dense, warn=False)
@@ -57,7 +57,7 @@ def task_grid(args, work, seed, budget_type, budget):
     slim_source = load_weights(args, work, f"slimming_{seed}")
     with open(task_file(work, ("dense", seed))) as f:
         slimming_seconds = json.load(f)["slimming"]["seconds"]
-    analysis, table = _analysis_and_table(dense, work, budget_type)
+    analysis, table = analysis_and_table(dense, work, budget_type)
     spec = analysis.spec
     plan = protocol.plan(args)
 

@@ -14,7 +14,7 @@ import chipnet_tf
 from benchmarks.accuracy import data as acc_data
 from benchmarks.accuracy import protocol
 from benchmarks.accuracy.baselines import select_slimming
-from benchmarks.accuracy.grid import latency_table_path, task_grid
+from benchmarks.accuracy.grid import analysis_and_table, latency_table_path, task_grid
 from benchmarks.accuracy.methods import (
     STRUCTURED,
     accuracy,
@@ -31,7 +31,6 @@ from benchmarks.latency.budget import flops_budget_at_latency
 from benchmarks.latency.models import channel_scores, prunable_kernel_params
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
-from chipnet_tf.latency.table import LatencyTable, attach
 from tests.flops_profiler import profiler_flops
 
 
@@ -176,9 +175,8 @@ def task_latency_search(args, work, seed, kind, budget):
     own cut is predicted there (at most, and as close below as the cut allows)."""
     data = acc_data.load(args.dataset)
     dense = load_weights(args, work, f"dense_{seed}")
-    table = LatencyTable.load(latency_table_path(work))
-    analysis = chipnet_tf.analyze(dense, warn=False)
-    spec = attach(analysis, table)
+    analysis, table = analysis_and_table(dense, work, "latency")
+    spec = analysis.spec
     t0 = time.perf_counter()
     if kind == "latency":
         pruned, masks, info = chipnet_prune(

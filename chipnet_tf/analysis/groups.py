@@ -33,7 +33,7 @@ from chipnet_tf.analysis.flat_graph import (  # re-exported: groups.flatten etc.
 )
 from chipnet_tf.analysis.keras3_graph import flatten_keras3
 from chipnet_tf.budgets import CostSpecBuilder
-from chipnet_tf.compat import is_keras3_object, keras
+from chipnet_tf.compat import is_instance, is_keras3_object, keras
 from chipnet_tf.registry import Kind, probe
 from chipnet_tf.registry.layouts import DEFAULT_LAYOUT, Layout, LayoutContext, Spaces, shape_last
 
@@ -285,7 +285,7 @@ def _gate_points(graph, spaces, layout, kinds):
             continue
         while k not in outputs and len(consumers.get(k, [])) == 1:
             i = consumers[k][0]
-            if not _is_layer(graph.nodes[i].layer, keras.layers.BatchNormalization) or kinds[i] != Kind.CHANNELWISE:
+            if not is_instance(graph.nodes[i].layer, keras.layers.BatchNormalization) or kinds[i] != Kind.CHANNELWISE:
                 break
             k = graph.nodes[i].out_keys[0]
         gates.add(k)
@@ -308,7 +308,7 @@ def _gate_points(graph, spaces, layout, kinds):
                     for ok, k in zip(ins, fnode.in_keys)
                     if layout[k].length == out_len and spaces.prunable(layout[k])
                 ]
-                c = any(full) if _is_layer(fnode.layer, keras.layers.Multiply) else all(full)
+                c = any(full) if is_instance(fnode.layer, keras.layers.Multiply) else all(full)
             elif kind == Kind.CONCAT:
                 c = all(ins)
             else:  # producer/depthwise/channelwise write non-zeros; opaque outputs are fixed
@@ -318,15 +318,6 @@ def _gate_points(graph, spaces, layout, kinds):
         if not added:
             break
     return {k: fnode.name for fnode in graph.nodes for k in fnode.out_keys if k in gates}
-
-
-def _is_layer(layer, tf_keras_class):
-    """``isinstance(layer, tf_keras_class)``; for a Keras 3 layer or ``keras.ops`` call,
-    whether a class of its own is the tf_keras class's namesake (``keras.ops.multiply`` is
-    a ``Multiply`` like ``keras.layers.Multiply``)."""
-    if isinstance(layer, tf_keras_class):
-        return True
-    return is_keras3_object(layer) and any(k.__name__ == tf_keras_class.__name__ for k in type(layer).__mro__)
 
 
 def _cost_spec(graph, glayouts, kinds, groups, rules):

@@ -7,7 +7,7 @@ A user's layer is added the same way, with :func:`chipnet_tf.register_layer`.
 
 import numpy as np
 
-from chipnet_tf.compat import is_keras3_object, keras, tf
+from chipnet_tf.compat import is_instance, keras, tf
 from chipnet_tf.registry.vocabulary import (
     CHANNELWISE_ACTIVATIONS,
     ZERO_PRESERVING_ACTIVATIONS,
@@ -22,14 +22,6 @@ from chipnet_tf.registry.vocabulary import (
 
 L = keras.layers
 _TRANSPOSED = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-_TRANSPOSED_NAMES = frozenset(c.__name__ for c in _TRANSPOSED)
-
-
-def _transposed(layer):
-    """A transposed conv of tf_keras, or of Keras 3 (its classes have the same names)."""
-    if isinstance(layer, _TRANSPOSED):
-        return True
-    return is_keras3_object(layer) and any(k.__name__ in _TRANSPOSED_NAMES for k in type(layer).__mro__)
 
 
 # -- kinds -----------------------------------------------------------------------------
@@ -120,7 +112,7 @@ def _conv_costs(builder, ctx):
     k = prod(layer.kernel_size)
     a = _spatial(ctx)
     # A transposed conv does its multiply-accumulates at the input positions.
-    macs_at = prod(ctx.in_shape[1:-1]) if _transposed(layer) else a
+    macs_at = prod(ctx.in_shape[1:-1]) if is_instance(layer, _TRANSPOSED) else a
     groups = int(getattr(layer, "groups", 1) or 1)
     bias = 1 if layer.use_bias else 0
     fin, fout = ctx.in_forms[0], ctx.out_form
@@ -204,7 +196,7 @@ def _prelu_costs(builder, ctx):
 # -- surgery ---------------------------------------------------------------------------
 def _conv_surgery(ctx):
     layer, w = ctx.layer, ctx.weights
-    out_axis, in_axis = (-2, -1) if _transposed(layer) else (-1, -2)
+    out_axis, in_axis = (-2, -1) if is_instance(layer, _TRANSPOSED) else (-1, -2)
     in_keep = ctx.in_keep
     groups = int(getattr(layer, "groups", 1) or 1)
     if groups != 1 and in_keep is not None and not _grouped_depthwise(layer):
