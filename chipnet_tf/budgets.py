@@ -25,7 +25,7 @@ A spec has latency terms only when a table was attached (:func:`chipnet_tf.laten
 
 import numpy as np
 
-from chipnet_tf.compat import tf
+from chipnet_tf import tf_ops
 
 # The four counted resources: every spec has them. LATENCY needs a measured table.
 BUDGET_TYPES = ("channels", "volume", "params", "flops")
@@ -156,43 +156,54 @@ class LatencyLookups:
             + ti * tj * v[rows, i1, j1]
         )
 
-    def tf_total(self, forms):
+    def ops_total(self, forms, ops):
         """Sum of the lookups at (soft) form values ``forms``: piecewise-bilinear, no
-        staircase, so the gradient is the table's local slope (TensorFlow)."""
+        staircase, so the gradient is the table's local slope (``ops``: ``keras.ops`` or
+        :mod:`chipnet_tf.tf_ops`)."""
         if len(self.layers) == 0:
-            return tf.constant(self.fixed_ms, tf.float32)
-        x, y = tf.gather(forms, self.f_in), tf.gather(forms, self.f_out)
-        i0, i1, ti = _interval(tf, tf.constant(self.in_grid, tf.float32), x)
-        j0, j1, tj = _interval(tf, tf.constant(self.out_grid, tf.float32), y)
-        rows = tf.range(len(self.layers))
-        v = tf.constant(self.values, tf.float32)
+            return ops.convert_to_tensor(np.float32(self.fixed_ms))
+        x, y = ops.take(forms, self.f_in), ops.take(forms, self.f_out)
+        i0, i1, ti = _ops_interval(ops, self.in_grid, x)
+        j0, j1, tj = _ops_interval(ops, self.out_grid, y)
+        _, gi, go = self.values.shape
+        base = np.arange(len(self.layers)) * gi * go
+        flat = ops.convert_to_tensor(self.values.reshape(-1).astype(np.float32))
 
         def at(i, j):
-            return tf.gather_nd(v, tf.stack([rows, i, j], axis=1))
+            return ops.take(flat, base + i * go + j)
 
         total = (1 - ti) * (1 - tj) * at(i0, j0) + (1 - ti) * tj * at(i0, j1)
         total += ti * (1 - tj) * at(i1, j0) + ti * tj * at(i1, j1)
-        return tf.reduce_sum(total) + self.fixed_ms
+        return ops.sum(total) + self.fixed_ms
 
 
 def _interval(xp, grid, x):
     """For each row: ``(i0, i1, t)`` with ``x`` between ``grid[i0]`` and ``grid[i1]`` at
-    fraction ``t`` (clamped to the grid's ends). ``xp`` is numpy or tf."""
+    fraction ``t`` (clamped to the grid's ends), numpy."""
     g = grid.shape[1]
-    if xp is np:
-        x = np.clip(x, grid[:, 0], grid[:, -1])
-        i0 = np.minimum(np.sum(grid[:, 1:] < x[:, None], axis=1), g - 1).astype(np.int64)
-        i1 = np.minimum(i0 + 1, g - 1)
-        lo, hi = grid[np.arange(len(x)), i0], grid[np.arange(len(x)), i1]
-        t = np.where(hi > lo, (x - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
-        return i0, i1, np.clip(t, 0.0, 1.0)
-    x = tf.clip_by_value(tf.cast(x, tf.float32), grid[:, 0], grid[:, -1])
-    i0 = tf.minimum(tf.reduce_sum(tf.cast(grid[:, 1:] < x[:, None], tf.int32), axis=1), g - 1)
-    i1 = tf.minimum(i0 + 1, g - 1)
-    lo, hi = tf.gather(grid, i0, batch_dims=1), tf.gather(grid, i1, batch_dims=1)
+    x = np.clip(x, grid[:, 0], grid[:, -1])
+    i0 = np.minimum(np.sum(grid[:, 1:] < x[:, None], axis=1), g - 1).astype(np.int64)
+    i1 = np.minimum(i0 + 1, g - 1)
+    lo, hi = grid[np.arange(len(x)), i0], grid[np.arange(len(x)), i1]
+    t = np.where(hi > lo, (x - lo) / np.where(hi > lo, hi - lo, 1.0), 0.0)
+    return i0, i1, np.clip(t, 0.0, 1.0)
+
+
+def _ops_interval(ops, grid, x):
+    """:func:`_interval` on tensors (``grid`` a numpy array), differentiable in ``x``."""
+    g = grid.shape[1]
+    rows = np.arange(len(grid)) * g
+    flat = ops.convert_to_tensor(grid.reshape(-1).astype(np.float32))
+    first = ops.convert_to_tensor(grid[:, 0].astype(np.float32))
+    last = ops.convert_to_tensor(grid[:, -1].astype(np.float32))
+    x = ops.minimum(ops.maximum(ops.cast(x, "float32"), first), last)
+    inner = ops.convert_to_tensor(grid[:, 1:].astype(np.float32))
+    i0 = ops.minimum(ops.sum(ops.cast(inner < x[:, None], "int32"), axis=1), g - 1)
+    i1 = ops.minimum(i0 + 1, g - 1)
+    lo, hi = ops.take(flat, rows + i0), ops.take(flat, rows + i1)
     span = hi - lo
-    t = tf.where(span > 0, (x - lo) / tf.where(span > 0, span, tf.ones_like(span)), tf.zeros_like(x))
-    return i0, i1, tf.clip_by_value(t, 0.0, 1.0)
+    t = ops.where(span > 0, (x - lo) / ops.where(span > 0, span, ops.ones_like(span)), ops.zeros_like(x))
+    return i0, i1, ops.clip(t, 0.0, 1.0)
 
 
 class CostSpec:
@@ -290,22 +301,25 @@ class CostSpec:
 
     # -- TensorFlow (differentiable) ---------------------------------------------
     def tf_fraction(self, counts, budget_type):
-        """Differentiable fraction of the dense resource at (soft) ``counts``."""
+        """Differentiable fraction of the dense resource at (soft) ``counts`` (TensorFlow)."""
+        return self.ops_fraction(counts, budget_type, tf_ops)
+
+    def ops_fraction(self, counts, budget_type, ops):
+        """:meth:`tf_fraction` in ``ops`` (``keras.ops`` for a Keras 3 model, any backend)."""
         dense = self.dense(budget_type)
         if budget_type == LATENCY:
-            return self.latency.tf_total(self._tf_forms(counts)) / dense
+            return self.latency.ops_total(self._ops_forms(counts, ops), ops) / dense
         coef, f1, f2, _ = self.terms[budget_type]
         if len(coef) == 0 or dense == 0:
-            return tf.constant(1.0, tf.float32)
-        forms = self._tf_forms(counts)
-        values = tf.constant(coef / dense, tf.float32) * tf.gather(forms, f1) * tf.gather(forms, f2)
-        return tf.reduce_sum(values)
+            return ops.convert_to_tensor(np.float32(1.0))
+        forms = self._ops_forms(counts, ops)
+        values = ops.convert_to_tensor((coef / dense).astype(np.float32)) * ops.take(forms, f1) * ops.take(forms, f2)
+        return ops.sum(values)
 
-    def _tf_forms(self, counts):
-        counts = tf.cast(counts, tf.float32)
-        return tf.constant(self.form_const, tf.float32) + tf.linalg.matvec(
-            tf.constant(self.form_matrix, tf.float32), counts
-        )
+    def _ops_forms(self, counts, ops):
+        counts = ops.cast(counts, "float32")
+        matrix = ops.convert_to_tensor(self.form_matrix.astype(np.float32))
+        return ops.convert_to_tensor(self.form_const.astype(np.float32)) + ops.matmul(matrix, counts)
 
     # -- serialisation -----------------------------------------------------------
     def get_config(self):

@@ -2,8 +2,9 @@
 
 import numpy as np
 
+from chipnet_tf import tf_ops
 from chipnet_tf.budgets import CostSpec, check_budget_type
-from chipnet_tf.compat import keras, register, reject_keras3, tf
+from chipnet_tf.compat import keras, register, tf
 from chipnet_tf.search import heaviside
 from chipnet_tf.search.schedules import HeavisideSchedule
 from chipnet_tf.validators import check_budget, check_gate_leak, check_weight
@@ -18,52 +19,16 @@ _NO_CALLBACK = (
 )
 
 
-@register
-class ChipNetController(keras.layers.Layer):
-    """Owns the gates of one pruned network: logits, schedule state and penalties.
+class ControllerLogic:
+    """What :class:`ChipNetController` computes and keeps, for either Keras.
 
-    One controller per pruned model holds a mask logit ``zeta`` per prunable channel (all
-    groups concatenated, initialised uniformly in [0, 0.01)), the schedule state (beta,
-    gamma, steepness, epoch, step) and, after :func:`chipnet_tf.apply_masks`, fixed hard
-    masks. Called on the model input (whose values it ignores) it returns one soft mask per
-    group, which :class:`ChannelGate` layers multiply into the channels. Each call adds
-    ``budget_weight * (V - target)^2 + crispness_weight * mean((z - z_i)^2)`` (the target is
-    the budget, or the schedule's ramp towards it, see ``budget_ramp``) to the layer's
-    losses (so to ``model.losses``) and reports ``budget`` (V, the soft fraction of the chosen
-    resource) and ``crispness`` as metrics.
-
-    Users do not build controllers by hand: :func:`chipnet_tf.prune_low_budget` does.
-
-    Example:
-        >>> from chipnet_tf.budgets import CostSpecBuilder
-        >>> b = CostSpecBuilder(["g"], [4])
-        >>> b.add("channels", "conv", 1, b.form(0, {0: 1}))
-        >>> ctl = ChipNetController([["g", 4]], b.build().get_config(), 0.5, "channels")
-        >>> [m.shape.as_list() for m in ctl(tf.zeros((1, 1)))]
-        [[4]]
-
-    Args:
-        groups: ``[[name, size], ...]`` of the prunable channel groups.
-        cost_spec: config of a :class:`chipnet_tf.budgets.CostSpec` for those groups.
-        budget: target fraction of the dense resource, in (0, 1].
-        budget_type: one of ``"channels"``, ``"volume"``, ``"params"``, ``"flops"``.
-        budget_weight: weight of the budget loss (paper: 30).
-        crispness_weight: weight of the crispness loss (paper: 10).
-        schedule: a :class:`HeavisideSchedule` (or its config); None for the default.
-        gate_forward: ``"soft"`` (the paper: channels are multiplied by the soft gate
-            ``z``) or ``"hard"`` (they are multiplied by ``z > 0.5``, the channel kept or
-            removed, and the gradient passes straight through to ``z``).
-        gate_logits: ``"absolute"`` (the paper: a channel's gate is its logit's) or
-            ``"relative"`` (each group's logits are measured from the group's largest, so
-            its best channel's gate sits at the logistic's midpoint; see :meth:`logits`).
-        gate_leak: with ``gate_forward="hard"``, the factor a closed channel is multiplied
-            by in the forward pass instead of 0 (the paper and 0: removed). A small leak
-            lets the task loss reach closed channels (see :meth:`call`); no effect on soft
-            gates, the masks or the budget.
-
-    The constructor's defaults are the paper's, so that models saved before the other
-    options existed load unchanged; :func:`chipnet_tf.prune_low_budget` chooses its own.
+    A Keras' controller class mixes this into its ``Layer`` and sets ``_ops`` (the ops
+    namespace its math runs in), ``_keras`` (its Keras) and the two hooks
+    ``_check_started`` and ``_report``.
     """
+
+    _ops = tf_ops
+    _keras = keras
 
     def __init__(
         self,
@@ -119,26 +84,23 @@ class ChipNetController(keras.layers.Layer):
         self.zeta = self.add_weight(
             name="zeta",
             shape=(self.total,),
-            initializer=keras.initializers.RandomUniform(0.0, 0.01),
+            initializer=self._keras.initializers.RandomUniform(0.0, 0.01),
             trainable=True,
         )
         self.hard_mask = self.add_weight(name="hard_mask", shape=(self.total,), initializer="ones", trainable=False)
         self.use_hard = self.add_weight(name="use_hard", shape=(), initializer="zeros", trainable=False)
         init = self.schedule
-        self.beta = self.add_weight(
-            name="beta", shape=(), initializer=keras.initializers.Constant(init.beta(0)), trainable=False
-        )
-        self.gamma = self.add_weight(
-            name="gamma", shape=(), initializer=keras.initializers.Constant(init.gamma(0)), trainable=False
-        )
+        constant = self._keras.initializers.Constant
+        self.beta = self.add_weight(name="beta", shape=(), initializer=constant(init.beta(0)), trainable=False)
+        self.gamma = self.add_weight(name="gamma", shape=(), initializer=constant(init.gamma(0)), trainable=False)
         self.steepness = self.add_weight(
-            name="steepness", shape=(), initializer=keras.initializers.Constant(init.steepness(0)), trainable=False
+            name="steepness", shape=(), initializer=constant(init.steepness(0)), trainable=False
         )
         self.pruning_epoch = self.add_weight(
-            name="pruning_epoch", shape=(), dtype=tf.int64, initializer="zeros", trainable=False
+            name="pruning_epoch", shape=(), dtype="int64", initializer="zeros", trainable=False
         )
         self.pruning_step = self.add_weight(
-            name="pruning_step", shape=(), dtype=tf.int64, initializer=keras.initializers.Constant(-1), trainable=False
+            name="pruning_step", shape=(), dtype="int64", initializer=constant(-1), trainable=False
         )
         # Progress schedules: the search's length in optimizer steps (0: not known yet) and
         # the factor on the logits that follows from it (HeavisideSchedule.logit_scale).
@@ -147,15 +109,13 @@ class ChipNetController(keras.layers.Layer):
         self.total_steps = self.logit_scale = None
         if self.schedule.unit == "progress":
             self.total_steps = self.add_weight(
-                name="total_steps", shape=(), dtype=tf.int64, initializer="zeros", trainable=False
+                name="total_steps", shape=(), dtype="int64", initializer="zeros", trainable=False
             )
             self.logit_scale = self.add_weight(name="logit_scale", shape=(), initializer="ones", trainable=False)
         # The budget loss's target, when the schedule ramps it (budget_ramp > 0).
         self.target = None
         if self.schedule.budget_ramp:
-            self.target = self.add_weight(
-                name="target", shape=(), initializer=keras.initializers.Constant(1.0), trainable=False
-            )
+            self.target = self.add_weight(name="target", shape=(), initializer=constant(1.0), trainable=False)
         super().build(input_shape)
 
     # -- math, usable outside call() -------------------------------------------------
@@ -170,10 +130,11 @@ class ChipNetController(keras.layers.Layer):
         the task loss does not see, so nothing resisted it and groups collapsed to one
         channel). The best channel of every group sits at the midpoint, so no group empties.
         """
-        logits = self.zeta if self.logit_scale is None else self.zeta * self.logit_scale
+        zeta = self._ops.convert_to_tensor(self.zeta)
+        logits = zeta if self.logit_scale is None else zeta * self._ops.convert_to_tensor(self.logit_scale)
         if self.gate_logits == "relative":
-            best = tf.math.segment_max(logits, self._segment_ids)
-            logits = logits - tf.gather(best, self._segment_ids)
+            best = self._ops.segment_max(logits, self._segment_ids, num_segments=len(self.sizes), sorted=True)
+            logits = logits - self._ops.take(best, self._segment_ids)
         return logits
 
     def scores(self):
@@ -185,73 +146,72 @@ class ChipNetController(keras.layers.Layer):
         """``(z, z_i)``: continuous Heaviside gates and their logistic, float32."""
         logits = self.logits()
         return (
-            heaviside.continuous_heaviside(logits, self.beta, self.gamma),
-            heaviside.logistic(logits, self.beta),
+            heaviside.continuous_heaviside(logits, self.beta, self.gamma, self._ops),
+            heaviside.logistic(logits, self.beta, self._ops),
         )
 
     def soft_counts(self, z=None):
         """Soft kept-channel count per group, ``R_g = sum_j r_j``."""
         if z is None:
             z = self.soft_gates()[0]
-        r = heaviside.smooth_round(z, self.steepness)
-        return tf.math.segment_sum(r, self._segment_ids)
+        r = heaviside.smooth_round(z, self.steepness, self._ops)
+        return self._ops.segment_sum(r, self._segment_ids, num_segments=len(self.sizes), sorted=True)
 
     def hard_counts(self):
-        return tf.math.segment_sum(self.hard_mask, self._segment_ids)
+        hard = self._ops.convert_to_tensor(self.hard_mask)
+        return self._ops.segment_sum(hard, self._segment_ids, num_segments=len(self.sizes), sorted=True)
 
     def penalties(self):
         """``(budget fraction V, budget loss, crispness loss)`` at the current state."""
         return self._penalties(*self.soft_gates())
 
     def _penalties(self, z, z_i):
-        fraction = self.spec.tf_fraction(self.soft_counts(z), self.budget_type)
-        target = self.budget if self.target is None else self.target
-        budget_loss = tf.square(fraction - target)
-        crisp = tf.square(z - z_i)
+        ops = self._ops
+        fraction = self.spec.ops_fraction(self.soft_counts(z), self.budget_type, ops)
+        target = self.budget if self.target is None else ops.convert_to_tensor(self.target)
+        budget_loss = ops.square(fraction - target)
+        crisp = ops.square(z - z_i)
         if self.gate_logits == "relative":
             # Each group's best channel sits at the logistic's midpoint by construction: its
             # term is a constant (no gradient reaches it) and is left out of the mean.
-            crisp = tf.where(z_i < 0.5, crisp, tf.zeros_like(crisp))
-        crisp = tf.reduce_mean(crisp)
+            crisp = ops.where(z_i < 0.5, crisp, ops.zeros_like(crisp))
+        crisp = ops.mean(crisp)
         if self.target is not None:
             # While the target ramps, no crispness: it pushes every gate below the midpoint
             # further down, and the gates it pushes far enough stop moving (the Heaviside's
             # slope underflows as gamma grows) before the task loss has said which channels
             # it needs. Crispness starts when the target reaches the budget.
-            crisp = crisp * tf.cast(target <= self.budget + 1e-6, crisp.dtype)
+            crisp = crisp * ops.cast(target <= self.budget + 1e-6, "float32")
         return fraction, budget_loss, crisp
 
     def call(self, inputs, training=None):
         if training is True:
             # Python-level check: fit() passes training=True, so this runs at trace time
             # only when the flag is known; the assert itself runs every step.
-            tf.debugging.assert_non_negative(self.pruning_step, message=_NO_CALLBACK)
+            self._check_started()
+        ops = self._ops
         z, z_i = self.soft_gates()
         fraction, budget_loss, crisp = self._penalties(z, z_i)
-        hard = self.use_hard
+        hard = ops.convert_to_tensor(self.use_hard)
         soft = 1.0 - hard
         self.add_loss(soft * (self.budget_weight * budget_loss + self.crispness_weight * crisp))
-        hard_fraction = self.spec.tf_fraction(self.hard_counts(), self.budget_type)
-        self.add_metric(soft * fraction + hard * hard_fraction, name="budget", aggregation="mean")
-        self.add_metric(soft * crisp, name="crispness", aggregation="mean")
+        hard_fraction = self.spec.ops_fraction(self.hard_counts(), self.budget_type, ops)
+        self._report(soft * fraction + hard * hard_fraction, soft * crisp)
         if self.gate_forward == "hard":
             # Straight-through: the forward pass is the network with the channels whose
             # gate is below 1/2 removed, so a soft count is never met by a gate that merely
             # shrinks (a following BatchNormalization would undo the shrink); the gradient
             # of z flows as if the gate were soft.
-            hard_z = tf.cast(z > 0.5, z.dtype)
+            hard_z = ops.cast(z > 0.5, "float32")
             if self.gate_leak:
                 # A closed channel passes gate_leak * x: a channel multiplied by exactly 0
                 # feeds 0 into the ReLU after it, whose gradient there is 0, so the task
                 # loss could never say that re-opening it would help; with the leak it can,
                 # and the search re-allocates channels instead of freezing its first cuts.
                 hard_z = hard_z + self.gate_leak * (1.0 - hard_z)
-            z = z + tf.stop_gradient(hard_z - z)
-        mask = soft * z + hard * self.hard_mask
-        return tf.split(mask, self.sizes)
-
-    def compute_output_shape(self, input_shape):
-        return [tf.TensorShape([s]) for s in self.sizes]
+            z = z + ops.stop_gradient(hard_z - z)
+        mask = soft * z + hard * ops.convert_to_tensor(self.hard_mask)
+        return ops.split(mask, np.cumsum(self.sizes)[:-1].tolist())
 
     # -- schedule --------------------------------------------------------------------
     def set_schedule_state(self, epoch, fraction=0.0, step=None):
@@ -264,11 +224,11 @@ class ChipNetController(keras.layers.Layer):
         self.pruning_epoch.assign(int(epoch))
         if step is not None:
             self.pruning_step.assign(int(step))
-        total = 0 if self.total_steps is None else int(self.total_steps.numpy())
+        total = 0 if self.total_steps is None else int(np.asarray(self.total_steps))
         if self.schedule.unit == "progress" and total <= 0:
             t = 0.0  # before the first fit: the schedule's start
         else:
-            t = self.schedule.position(max(0, int(self.pruning_step.numpy())), total, epoch, fraction)
+            t = self.schedule.position(max(0, int(np.asarray(self.pruning_step))), total, epoch, fraction)
         self.set_schedule_values(t)
 
     def set_schedule_values(self, t):
@@ -286,10 +246,10 @@ class ChipNetController(keras.layers.Layer):
         total_steps = int(total_steps)
         if total_steps <= 0:
             raise ValueError(f"total_steps must be a positive integer. Received: total_steps={total_steps!r}")
-        old = float(self.logit_scale.numpy())
+        old = float(np.asarray(self.logit_scale))
         new = float(self.schedule.logit_scale(total_steps))
         if new != old:
-            self.zeta.assign(self.zeta * (old / new))
+            self.zeta.assign(np.asarray(self.zeta) * np.float32(old / new))
             self.logit_scale.assign(new)
         self.total_steps.assign(total_steps)
 
@@ -317,20 +277,78 @@ class ChipNetController(keras.layers.Layer):
         return {**base_config, **config}
 
 
+@register
+class ChipNetController(ControllerLogic, keras.layers.Layer):
+    """Owns the gates of one pruned network: logits, schedule state and penalties.
+
+    One controller per pruned model holds a mask logit ``zeta`` per prunable channel (all
+    groups concatenated, initialised uniformly in [0, 0.01)), the schedule state (beta,
+    gamma, steepness, epoch, step) and, after :func:`chipnet_tf.apply_masks`, fixed hard
+    masks. Called on the model input (whose values it ignores) it returns one soft mask per
+    group, which :class:`ChannelGate` layers multiply into the channels. Each call adds
+    ``budget_weight * (V - target)^2 + crispness_weight * mean((z - z_i)^2)`` (the target is
+    the budget, or the schedule's ramp towards it, see ``budget_ramp``) to the layer's
+    losses (so to ``model.losses``) and reports ``budget`` (V, the soft fraction of the chosen
+    resource) and ``crispness`` as metrics.
+
+    Users do not build controllers by hand: :func:`chipnet_tf.prune_low_budget` does.
+
+    Example:
+        >>> from chipnet_tf.budgets import CostSpecBuilder
+        >>> b = CostSpecBuilder(["g"], [4])
+        >>> b.add("channels", "conv", 1, b.form(0, {0: 1}))
+        >>> ctl = ChipNetController([["g", 4]], b.build().get_config(), 0.5, "channels")
+        >>> [m.shape.as_list() for m in ctl(tf.zeros((1, 1)))]
+        [[4]]
+
+    Args:
+        groups: ``[[name, size], ...]`` of the prunable channel groups.
+        cost_spec: config of a :class:`chipnet_tf.budgets.CostSpec` for those groups.
+        budget: target fraction of the dense resource, in (0, 1].
+        budget_type: one of ``"channels"``, ``"volume"``, ``"params"``, ``"flops"``.
+        budget_weight: weight of the budget loss (paper: 30).
+        crispness_weight: weight of the crispness loss (paper: 10).
+        schedule: a :class:`HeavisideSchedule` (or its config); None for the default.
+        gate_forward: ``"soft"`` (the paper: channels are multiplied by the soft gate
+            ``z``) or ``"hard"`` (they are multiplied by ``z > 0.5``, the channel kept or
+            removed, and the gradient passes straight through to ``z``).
+        gate_logits: ``"absolute"`` (the paper: a channel's gate is its logit's) or
+            ``"relative"`` (each group's logits are measured from the group's largest, so
+            its best channel's gate sits at the logistic's midpoint; see :meth:`logits`).
+        gate_leak: with ``gate_forward="hard"``, the factor a closed channel is multiplied
+            by in the forward pass instead of 0 (the paper and 0: removed). A small leak
+            lets the task loss reach closed channels (see :meth:`call`); no effect on soft
+            gates, the masks or the budget.
+
+    The constructor's defaults are the paper's, so that models saved before the other
+    options existed load unchanged; :func:`chipnet_tf.prune_low_budget` chooses its own.
+    """
+
+    def _check_started(self):
+        tf.debugging.assert_non_negative(self.pruning_step, message=_NO_CALLBACK)
+
+    def _report(self, budget, crispness):
+        self.add_metric(budget, name="budget", aggregation="mean")
+        self.add_metric(crispness, name="crispness", aggregation="mean")
+
+    def compute_output_shape(self, input_shape):
+        return [tf.TensorShape([s]) for s in self.sizes]
+
+
 def controllers(model):
-    """All :class:`ChipNetController` layers in ``model`` (including inside wrappers)."""
-    if isinstance(model, ChipNetController):
+    """All controllers (:class:`ChipNetController`, or a Keras 3 model's) in ``model``
+    (including inside wrappers)."""
+    if isinstance(model, ControllerLogic):
         return [model]
     found = []
-    for layer in getattr(model, "submodules", ()):
-        if isinstance(layer, ChipNetController) and layer not in found:
+    for layer in _submodules(model):
+        if isinstance(layer, ControllerLogic) and layer not in found:
             found.append(layer)
     return found
 
 
 def require_controllers(model, purpose):
-    """:func:`controllers` of ``model``; a ValueError naming ``purpose`` when it has none (a
-    Keras 3 model: the TypeError of :func:`chipnet_tf.compat.reject_keras3`).
+    """:func:`controllers` of ``model``; a ValueError naming ``purpose`` when it has none.
 
     Example:
         >>> require_controllers(keras.Sequential(name="dense"), "reading its masks")
@@ -339,7 +357,6 @@ def require_controllers(model, purpose):
         ValueError: 'dense' is not pruned by chipnet_tf (it has no chipnet_tf gates): wrap it with \
 chipnet_tf.prune_low_budget before reading its masks.
     """
-    reject_keras3(model)
     found = controllers(model)
     if not found:
         raise ValueError(
@@ -347,3 +364,12 @@ chipnet_tf.prune_low_budget before reading its masks.
             f"wrap it with chipnet_tf.prune_low_budget before {purpose}."
         )
     return found
+
+
+def _submodules(model):
+    """Every layer inside ``model``: tf_keras' ``submodules``, Keras 3's recursive
+    ``_flatten_layers`` (Keras 3 models have no ``submodules``)."""
+    if hasattr(model, "submodules"):
+        return model.submodules
+    flatten = getattr(model, "_flatten_layers", None)
+    return list(flatten(include_self=False, recursive=True)) if flatten else ()

@@ -1,19 +1,66 @@
 """GatedLayerNormalization: LayerNormalization over channels whose statistics skip pruned channels."""
 
-from chipnet_tf.compat import keras, register, tf
+from chipnet_tf import tf_ops
+from chipnet_tf.compat import keras, register
 from chipnet_tf.search.layers.segments import check_segments, data_shape, expand_mask, segments_config
 
 
 def can_gate(layer, rank):
-    """Whether ``layer`` is a LayerNormalization over the last (channel) axis only."""
-    if type(layer) is not keras.layers.LayerNormalization or not rank:
+    """Whether ``layer`` is a LayerNormalization (of either Keras) over the last (channel)
+    axis only, without Keras 3's RMS scaling."""
+    klass = type(layer)
+    if (
+        klass.__name__ != "LayerNormalization"
+        or not klass.__module__.startswith(("tf_keras.", "keras."))
+        or getattr(layer, "rms_scaling", False)
+        or not rank
+    ):
         return False
     axis = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
     return [a % rank for a in axis] == [rank - 1]
 
 
+class GatedLayerNormLogic:
+    """What :class:`GatedLayerNormalization` computes, for either Keras (``_ops``)."""
+
+    _ops = tf_ops
+
+    def __init__(self, segments, repeat=1, **kwargs):
+        super().__init__(**kwargs)
+        self.segments, self.repeat = check_segments("GatedLayerNormalization", segments, repeat)
+
+    def build(self, input_shape):
+        input_shape = data_shape(input_shape)
+        super().build(input_shape)
+        rank = len(input_shape)
+        axis = self.axis if isinstance(self.axis, (list, tuple)) else [self.axis]
+        if [a % rank for a in axis] != [rank - 1]:
+            raise ValueError(f"GatedLayerNormalization normalizes the last axis only. Received axis={self.axis}.")
+
+    def call(self, inputs):
+        ops = self._ops
+        x, masks = inputs[0], inputs[1:]
+        m = expand_mask(self.segments, self.repeat, masks, ops)
+        xf = ops.cast(x, "float32")
+        total = ops.maximum(ops.sum(m), 1e-12)
+        mean = ops.sum(xf * m, axis=-1, keepdims=True) / total
+        var = ops.sum(ops.square(xf - mean) * m, axis=-1, keepdims=True) / total
+        y = (xf - mean) * ops.rsqrt(var + self.epsilon)
+        if self.scale:
+            y = y * ops.cast(self.gamma, "float32")
+        if self.center:
+            y = y + ops.cast(self.beta, "float32")
+        return ops.cast(y, self.compute_dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        return {**super().get_config(), **segments_config(self)}
+
+
 @register
-class GatedLayerNormalization(keras.layers.LayerNormalization):
+class GatedLayerNormalization(GatedLayerNormLogic, keras.layers.LayerNormalization):
     """LayerNormalization over channels whose mean and variance are weighted by the masks.
 
     Called as ``ln([x, mask_a, ...])`` with the masks of its *input* channel layout. A
@@ -36,33 +83,5 @@ class GatedLayerNormalization(keras.layers.LayerNormalization):
     """
 
     def __init__(self, segments, repeat=1, **kwargs):
-        super().__init__(**kwargs)
-        self.segments, self.repeat = check_segments("GatedLayerNormalization", segments, repeat)
+        super().__init__(segments, repeat, **kwargs)
         self._autocast = False
-
-    def build(self, input_shape):
-        input_shape = data_shape(input_shape)
-        super().build(input_shape)
-        rank = len(input_shape)
-        if [a % rank for a in self.axis] != [rank - 1]:
-            raise ValueError(f"GatedLayerNormalization normalizes the last axis only. Received axis={self.axis}.")
-
-    def call(self, inputs):
-        x, masks = inputs[0], inputs[1:]
-        m = expand_mask(self.segments, self.repeat, masks)
-        xf = tf.cast(x, tf.float32)
-        total = tf.maximum(tf.reduce_sum(m), 1e-12)
-        mean = tf.reduce_sum(xf * m, axis=-1, keepdims=True) / total
-        var = tf.reduce_sum(tf.square(xf - mean) * m, axis=-1, keepdims=True) / total
-        y = (xf - mean) * tf.math.rsqrt(var + self.epsilon)
-        if self.scale:
-            y = y * tf.cast(self.gamma, tf.float32)
-        if self.center:
-            y = y + tf.cast(self.beta, tf.float32)
-        return tf.cast(y, self.compute_dtype)
-
-    def compute_output_shape(self, input_shape):
-        return input_shape[0]
-
-    def get_config(self):
-        return {**super().get_config(), **segments_config(self)}

@@ -6,7 +6,7 @@ described by ``segments`` (``[[group name or None, length], ...]``, None marking
 that are never pruned) tiled ``repeat`` times (a flattened feature map).
 """
 
-from chipnet_tf.compat import tf
+from chipnet_tf import tf_ops
 
 
 def check_segments(owner, segments, repeat):
@@ -17,15 +17,16 @@ def check_segments(owner, segments, repeat):
     return out, int(repeat)
 
 
-def expand_mask(segments, repeat, masks):
-    """The full float32 channel mask for a ``segments``/``repeat`` layout."""
+def expand_mask(segments, repeat, masks, ops=tf_ops):
+    """The full float32 channel mask for a ``segments``/``repeat`` layout (``ops``:
+    ``keras.ops`` in a Keras 3 layer, :mod:`chipnet_tf.tf_ops` in a tf_keras one)."""
     masks = list(masks)
     pieces = []
     for group, n in segments:
-        pieces.append(tf.ones((n,), tf.float32) if group is None else tf.cast(masks.pop(0), tf.float32))
-    mask = pieces[0] if len(pieces) == 1 else tf.concat(pieces, axis=0)
+        pieces.append(ops.ones((n,), "float32") if group is None else ops.cast(masks.pop(0), "float32"))
+    mask = pieces[0] if len(pieces) == 1 else ops.concatenate(pieces, axis=0)
     if repeat > 1:
-        mask = tf.tile(mask, [repeat])
+        mask = ops.tile(mask, [repeat])
     return mask
 
 
