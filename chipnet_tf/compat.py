@@ -86,6 +86,7 @@ __all__ = [
     "tf",
     "is_instance",
     "is_keras3_object",
+    "keras_of",
     "native_log_filter",
     "register",
     "reject_keras3",
@@ -126,8 +127,8 @@ def keras3():
     """The Keras 3 package (``import keras``), imported on first use only.
 
     chipnet_tf never imports Keras 3 at import time: it is imported when a Keras 3 model
-    is handed to :func:`chipnet_tf.analyze` or :func:`chipnet_tf.count_flops`, at which
-    point the user's process has already imported it.
+    is handed to chipnet_tf (analysed, counted, pruned, stripped), at which point the
+    user's process has already imported it.
 
     Example:
         >>> chipnet_tf.compat.keras3().__version__  # doctest: +SKIP
@@ -138,25 +139,35 @@ def keras3():
     return keras3_module
 
 
+def keras_of(obj):
+    """The Keras package ``obj`` (a model or layer) was built with: tf_keras or Keras 3.
+
+    Example:
+        >>> keras_of(keras.layers.Dense(2)) is keras
+        True
+    """
+    return keras3() if is_keras3_object(obj) else keras
+
+
 KERAS3_NOT_YET = (
-    "chipnet_tf can analyse and count Keras 3 models (chipnet_tf.analyze, chipnet_tf.count_flops) "
-    "but cannot prune them yet: pruning needs a tf_keras (Keras 2) model, and it received a Keras 3 object "
-    "of type {type}. Build the model with `import tf_keras as keras` (pip install tf-keras), or import "
-    "chipnet_tf before anything accesses tf.keras so that TF_USE_LEGACY_KERAS=1 makes tf.keras the tf_keras "
-    "Keras 2."
+    "chipnet_tf prunes, trains and strips Keras 3 models (TensorFlow backend), but its TFLite export, LiteRT "
+    "verification, latency profiling and command line need a tf_keras (Keras 2) model for now; it received a "
+    "Keras 3 object of type {type}. Convert a stripped Keras 3 model with "
+    "tf.lite.TFLiteConverter.from_keras_model(model), or build the model with `import tf_keras as keras` "
+    "(pip install tf-keras)."
 )
 
 
 def reject_keras3(obj):
     """Raises the one-line TypeError of :data:`KERAS3_NOT_YET` when ``obj`` is a Keras 3
-    layer or model (every entry point that prunes, strips or exports calls it).
+    layer or model (the tf_keras-only entry points call it: export, LiteRT, latency).
 
     Example:
         >>> import keras  # doctest: +SKIP
         >>> reject_keras3(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))  # doctest: +SKIP
         Traceback (most recent call last):
         ...
-        TypeError: chipnet_tf can analyse and count Keras 3 models (chipnet_tf.analyze, ...
+        TypeError: chipnet_tf prunes, trains and strips Keras 3 models (TensorFlow backend), but ...
     """
     if is_keras3_object(obj):
         klass = type(obj)

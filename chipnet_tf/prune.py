@@ -2,15 +2,17 @@
 
 from chipnet_tf import latency
 from chipnet_tf.analysis import groups as graph_lib
-from chipnet_tf.analysis.flat_graph import from_config
+from chipnet_tf.analysis.flat_graph import from_config, input_name
+from chipnet_tf.analysis.keras3_graph import check_keras3_model, inputs_like
 from chipnet_tf.budgets import NO_TABLE, check_budget_type
-from chipnet_tf.compat import is_keras3_object, keras, tf
+from chipnet_tf.compat import is_keras3_object, keras, keras3, keras_of, tf
 from chipnet_tf.search.layers import (
     ChannelGate,
     ChipNetController,
     GatedBatchNormalization,
     GatedLayerNormalization,
     PruneLowBudget,
+    classes_for,
     gated_layer_norm,
 )
 from chipnet_tf.search.layers.controller import (
@@ -180,8 +182,7 @@ def prune_low_budget(
             subclassed model, nothing prunable, or ``exclude`` naming unknown layers.
         TypeError: a Keras 3 model or something that is not a Keras model/layer.
     """
-    if is_keras3_object(to_prune):
-        graph_lib.check_model(to_prune)  # raises the Keras 3 explanation
+    _check_model_or_layer(to_prune)
     budget = check_budget(budget)
     check_budget_type(budget_type)
     if budget_type == "latency" and latency_table is None:
@@ -212,7 +213,6 @@ def prune_low_budget(
         ):
             raise ValueError(f"Layer {to_prune.name!r} is already pruned by chipnet_tf.")
         return PruneLowBudget(to_prune, budget=budget, budget_type=budget_type, **kwargs)
-    graph_lib.check_model(to_prune)
     if is_pruned(to_prune):
         raise ValueError(
             f"Model {to_prune.name!r} is already wrapped by chipnet_tf.prune_low_budget. Wrap the dense "
@@ -231,10 +231,31 @@ def prune_low_budget(
     return build_pruned_model(to_prune, analysis, budget, budget_type, **kwargs)
 
 
+def _check_model_or_layer(obj):
+    """Raises a clear error unless ``obj`` is a tf_keras layer, or a functional/Sequential
+    model of either Keras."""
+    if not is_keras3_object(obj):
+        if not (isinstance(obj, keras.layers.Layer) and not isinstance(obj, keras.Model)):
+            graph_lib.check_model(obj)
+        return
+    if not isinstance(obj, keras3().Model):
+        raise TypeError(
+            f"prune_low_budget wraps single layers of tf_keras models only; received the Keras 3 layer "
+            f"{getattr(obj, 'name', obj)!r} ({type(obj).__name__}). Prune the Keras 3 functional or Sequential "
+            "model that contains it."
+        )
+    check_keras3_model(obj)
+
+
+def _flat(model, structure):
+    return keras3().tree.flatten(structure) if is_keras3_object(model) else tf.nest.flatten(structure)
+
+
 def build_pruned_model(model, analysis, budget, budget_type, **search):
     """Rebuilds ``model``'s flat graph with gates and a controller (see prune_low_budget)."""
     graph = analysis.graph
-    controller = ChipNetController(
+    k, classes = keras_of(model), classes_for(model)
+    controller = classes.ChipNetController(
         [[g.name, g.size] for g in analysis.groups],
         analysis.spec,
         budget=budget,
@@ -244,9 +265,8 @@ def build_pruned_model(model, analysis, budget, budget_type, **search):
     tensors = {}
     new_inputs = []
     for key, kt in zip(graph.input_keys, graph.input_tensors):
-        layer = kt._keras_history.layer
-        sparse = kt.sparse if hasattr(kt, "sparse") else False
-        new = keras.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype, name=layer.name, sparse=sparse)
+        sparse = bool(getattr(kt, "sparse", False))
+        new = k.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype, name=input_name(kt), sparse=sparse)
         tensors[key] = new
         new_inputs.append(new)
     masks = controller(new_inputs[0])
@@ -270,7 +290,7 @@ def build_pruned_model(model, analysis, budget, budget_type, **search):
             # (GatedBatchNormalization multiplies BN's per-channel scale and offset by the
             # mask: exact, and no multiply over the whole activation); a LayerNormalization
             # over channels takes its statistics over the kept channels only.
-            cls = GatedBatchNormalization if i in folded else GatedLayerNormalization
+            cls = classes.GatedBatchNormalization if i in folded else classes.GatedLayerNormalization
             layout = analysis.gates[fnode.out_keys[0]] if i in folded else analysis.layouts[fnode.in_keys[0]]
             named, repeat, layout_masks = gated(layout)
             new_layer = cls(named, repeat, **{**layer.get_config(), "name": fnode.name})
@@ -282,22 +302,25 @@ def build_pruned_model(model, analysis, budget, budget_type, **search):
                 continue
         else:
             if id(layer) not in clones:
-                clones[id(layer)] = _clone_layer(layer, fnode.name)
+                # A Keras 3 ``keras.ops`` call (an Operation, not a Layer) has no weights: it is
+                # called again on the new tensors.
+                is_layer = isinstance(layer, k.layers.Layer)
+                clones[id(layer)] = _clone_layer(layer, fnode.name) if is_layer else layer
             new_layer = clones[id(layer)]
             outputs = new_layer(*args, **kwargs)
-            if fnode.first_call and layer.weights:
+            if fnode.first_call and getattr(layer, "weights", None):
                 new_layer.set_weights(layer.get_weights())
-        for key, out in zip(fnode.out_keys, tf.nest.flatten(outputs)):
+        for key, out in zip(fnode.out_keys, _flat(model, outputs)):
             if key in analysis.gates:
                 named, repeat, layout_masks = gated(analysis.gates[key])
                 name = f"{analysis.gate_origin[key]}_gate"
                 while name in gate_names:
                     name += "_"
                 gate_names.add(name)
-                out = ChannelGate(named, repeat, name=name)([out] + layout_masks)
+                out = classes.ChannelGate(named, repeat, name=name)([out] + layout_masks)
             tensors[key] = out
-    outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[k] for k in graph.output_keys])
-    return keras.Model(new_inputs, outputs, name=model.name)
+    outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[key] for key in graph.output_keys])
+    return k.Model(inputs_like(model, new_inputs), outputs, name=model.name)
 
 
 def _gated_layer_calls(analysis):

@@ -7,7 +7,6 @@ import numpy as np
 from chipnet_tf import latency
 from chipnet_tf.analysis import groups as graph_lib
 from chipnet_tf.budgets import ALL_BUDGET_TYPES, LATENCY
-from chipnet_tf.compat import reject_keras3
 from chipnet_tf.registry import layer_flops
 from chipnet_tf.search.layers.controller import controllers
 from chipnet_tf.search.masks import check_masks, get_masks
@@ -140,7 +139,6 @@ def budget_report(model, masks=None, exclude=None, latency_table=None):
     Returns:
         A :class:`BudgetReport`.
     """
-    reject_keras3(model)
     ctls = controllers(model)
     if not ctls:
         analysis = graph_lib.analyze(model, exclude=exclude, warn=False)
@@ -163,13 +161,13 @@ def budget_report(model, masks=None, exclude=None, latency_table=None):
     for ctl in ctls:
         if given is not None:
             hard = [given[n] for n in ctl.group_names]
-        elif float(ctl.use_hard.numpy()) == 1.0:
-            hard = np.split(ctl.hard_mask.numpy() > 0.5, np.cumsum(ctl.sizes)[:-1])
+        elif float(np.asarray(ctl.use_hard)) == 1.0:
+            hard = np.split(np.asarray(ctl.hard_mask) > 0.5, np.cumsum(ctl.sizes)[:-1])
         else:
             masks = get_masks(model) if masks is None else masks
             hard = [masks[n] for n in ctl.group_names]
         kept = np.array([m.sum() for m in hard], dtype=np.float64)
-        soft = ctl.soft_counts().numpy().astype(np.float64)
+        soft = np.asarray(ctl.soft_counts(), dtype=np.float64)
         removed = removed_layers(model, dict(zip(ctl.group_names, hard)))
         rows.append((ctl.spec, kept, soft, {}, removed))
     ctl = ctls[0]

@@ -12,6 +12,7 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf.compat import keras as tf_keras
+from tests.twins import ARCHITECTURES, ops_between_layers, residual
 
 BUDGET_TYPES = ("params", "flops", "channels", "volume")
 
@@ -22,113 +23,6 @@ def keras3():
 
     assert keras.__version__.startswith("3.")
     return keras
-
-
-def _residual(K, ops=None):
-    L = K.layers
-    x = K.Input((16, 16, 3), name="img")
-    a = L.Conv2D(8, 3, padding="same", name="conv1")(x)
-    a = L.BatchNormalization(name="bn1")(a)
-    a = L.ReLU(name="relu1")(a)
-    b = L.Conv2D(8, 3, padding="same", name="conv2")(a)
-    b = L.BatchNormalization(name="bn2")(b)
-    b = L.Activation("relu", name="act2")(b)
-    s = L.Add(name="add")([a, b])
-    s = L.MaxPooling2D(name="pool")(s)
-    c = L.Conv2D(12, 3, strides=2, padding="same", name="conv3")(s)
-    c = L.BatchNormalization(name="bn3")(c)
-    c = L.ReLU(name="relu3")(c)
-    g = L.GlobalAveragePooling2D(name="gap")(c)
-    g = L.Dropout(0.1, name="drop")(g)
-    return K.Model(x, L.Dense(10, activation="softmax", name="fc")(g))
-
-
-def _separable(K, ops=None):
-    L = K.layers
-    x = K.Input((12, 12, 3), name="img")
-    a = L.Conv2D(6, 3, padding="same", name="stem")(x)
-    a = L.BatchNormalization(name="stem_bn")(a)
-    a = L.ReLU(6.0, name="stem_relu")(a)
-    a = L.ZeroPadding2D(1, name="pad")(a)
-    d = L.DepthwiseConv2D(3, name="dw")(a)
-    d = L.BatchNormalization(name="dw_bn")(d)
-    d = L.ReLU(name="dw_relu")(d)
-    p = L.Conv2D(10, 1, name="pw")(d)
-    p = L.BatchNormalization(name="pw_bn")(p)
-    s = L.SeparableConv2D(7, 3, padding="same", name="sep")(p)
-    g = L.GlobalAveragePooling2D(name="gap")(s)
-    return K.Model(x, L.Dense(4, name="fc")(g))
-
-
-def _concat(K, ops=None):
-    L = K.layers
-    x = K.Input((10, 10, 3), name="img")
-    a = L.Conv2D(5, 3, padding="same", activation="relu", name="left")(x)
-    b = L.Conv2D(7, 1, name="right")(x)
-    b = L.BatchNormalization(name="right_bn")(b)
-    c = L.Concatenate(name="cat")([a, b])
-    c = L.Conv2D(6, 3, name="mix")(c)
-    f = L.Flatten(name="flat")(c)
-    return K.Model(x, L.Dense(3, name="fc")(f))
-
-
-def _ops_between_layers(K, ops=None):
-    """Keras 3: keras.ops.add / multiply / relu / concatenate between layers; tf_keras:
-    the layers that do the same."""
-    L = K.layers
-    x = K.Input((8, 8, 3), name="img")
-    a = L.Conv2D(6, 3, padding="same", name="conv_a")(x)
-    b = L.Conv2D(6, 3, padding="same", name="conv_b")(x)
-    if ops is None:
-        s = L.ReLU(name="relu")(L.Add(name="add")([a, b]))
-        m = L.Multiply(name="mul")([s, L.Conv2D(6, 1, activation="sigmoid", name="gate")(s)])
-        c = L.Concatenate(name="cat")([m, a])
-    else:
-        s = ops.relu(ops.add(a, b))
-        m = ops.multiply(s, L.Conv2D(6, 1, activation="sigmoid", name="gate")(s))
-        c = ops.concatenate([m, a], axis=-1)
-    c = L.Conv2D(5, 3, name="head")(c)
-    g = L.GlobalAveragePooling2D(name="gap")(c)
-    return K.Model(x, L.Dense(3, name="fc")(g))
-
-
-def _sequential(K, ops=None):
-    L = K.layers
-    return K.Sequential(
-        [
-            K.Input((12, 12, 1)),
-            L.Conv2D(4, 3, name="c1"),
-            L.BatchNormalization(name="bn1"),
-            L.ReLU(name="r1"),
-            L.AveragePooling2D(2, name="pool"),
-            L.Conv2D(8, 3, padding="same", name="c2"),
-            L.Flatten(name="flat"),
-            L.Dense(16, activation="relu", name="d1"),
-            L.Dense(3, name="out"),
-        ],
-        name="seq",
-    )
-
-
-def _transposed(K, ops=None):
-    """FLOPs of a transposed conv are counted at its input positions in both Kerases."""
-    L = K.layers
-    x = K.Input((6, 6, 3), name="img")
-    a = L.Conv2D(5, 3, padding="same", name="enc")(x)
-    a = L.Conv2DTranspose(4, 3, strides=2, padding="same", name="up")(a)
-    a = L.BatchNormalization(name="up_bn")(a)
-    a = L.UpSampling2D(name="ups")(a)
-    return K.Model(x, L.Conv2D(2, 1, name="out")(a))
-
-
-ARCHITECTURES = {
-    "transposed": _transposed,
-    "residual": _residual,
-    "separable": _separable,
-    "concat": _concat,
-    "ops": _ops_between_layers,
-    "sequential": _sequential,
-}
 
 
 @pytest.mark.parametrize("arch", sorted(ARCHITECTURES))
@@ -153,7 +47,7 @@ def test_keras3_analysis_equals_tf_keras(arch, keras3):
 
 
 def test_ops_model_maps_keras_ops_to_the_layer_kinds(keras3):
-    analysis = chipnet_tf.analyze(_ops_between_layers(keras3, keras3.ops))
+    analysis = chipnet_tf.analyze(ops_between_layers(keras3, keras3.ops))
     kinds = {type(n.layer).__name__: k for n, k in zip(analysis.graph.nodes, analysis.kinds)}
     assert kinds["Add"] == "merge" and kinds["Multiply"] == "merge"
     assert kinds["Relu"] == "passthrough" and kinds["Concatenate"] == "concat"
@@ -201,23 +95,14 @@ def test_nested_keras3_model_is_walked_into(keras3):
     assert [(g.name, g.size) for g in analysis.groups] == [("conv", 4)]
 
 
-def test_pruning_a_keras3_model_is_refused_with_what_works(keras3):
-    model = _residual(keras3)
-    message = (
-        "chipnet_tf can analyse and count Keras 3 models (chipnet_tf.analyze, chipnet_tf.count_flops) "
-        "but cannot prune them yet"
-    )
-    for call in (
-        lambda: chipnet_tf.prune_low_budget(model, budget=0.5),
-        lambda: chipnet_tf.strip_pruning(model),
-        lambda: chipnet_tf.get_masks(model),
-        lambda: chipnet_tf.budget_report(model),
-    ):
+def test_export_of_a_keras3_model_is_refused_with_what_works(keras3):
+    model = residual(keras3)
+    for call in (lambda: chipnet_tf.export.to_tflite(model), lambda: chipnet_tf.latency.profile(model)):
         with pytest.raises(TypeError) as info:
             call()
         text = str(info.value)
-        assert text.startswith(message) and "\n" not in text
-        assert "import tf_keras as keras" in text and "keras.src.models.functional.Functional" in text
+        assert text.startswith("chipnet_tf prunes, trains and strips Keras 3 models") and "\n" not in text
+        assert "TFLiteConverter.from_keras_model" in text and "keras.src.models.functional.Functional" in text
 
 
 def test_unbuilt_and_subclassed_keras3_models_are_explained(keras3):

@@ -58,9 +58,24 @@ class FlatGraph:
                 return tensors[self.resolve((fnode.scope, id(x)))]
             return c
 
-        args, kwargs = fnode.node.call_args, fnode.node.call_kwargs
+        args, kwargs = call_arguments(fnode.node)
         new_args, new_kwargs = (args, kwargs) if constants is None else constants
         return tf.nest.map_structure(sub, args, new_args), tf.nest.map_structure(sub, kwargs, new_kwargs)
+
+
+def call_arguments(node):
+    """``(args, kwargs)`` of a node's call, tensors included: tf_keras' ``call_args`` and
+    ``call_kwargs``, Keras 3's ``node.arguments``."""
+    arguments = getattr(node, "arguments", None)
+    if arguments is not None and not hasattr(node, "call_args"):
+        return tuple(arguments.args), dict(arguments.kwargs)
+    return node.call_args, node.call_kwargs
+
+
+def input_name(kt):
+    """The name of the Input layer that made the model input ``kt`` (either Keras)."""
+    history = kt._keras_history
+    return history.operation.name if hasattr(history, "operation") else history.layer.name
 
 
 def _is_functional(layer):

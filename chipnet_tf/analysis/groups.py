@@ -31,7 +31,7 @@ from chipnet_tf.analysis.flat_graph import (  # re-exported: groups.flatten etc.
     check_model,
     flatten,
 )
-from chipnet_tf.analysis.keras3_graph import flatten_keras3
+from chipnet_tf.analysis.keras3_graph import check_keras3_model, flatten_keras3
 from chipnet_tf.budgets import CostSpecBuilder
 from chipnet_tf.compat import is_instance, is_keras3_object, keras
 from chipnet_tf.registry import Kind, probe
@@ -76,6 +76,15 @@ def flatten_any(model):
         ['conv', 'bn', 'relu', 'gap', 'dense']
     """
     return flatten_keras3(model) if is_keras3_object(model) else flatten(model)
+
+
+def check_any_model(model):
+    """Raises a clear error unless ``model`` is a built functional/Sequential model of either
+    Keras (see :func:`check_model` and :func:`chipnet_tf.analysis.keras3_graph.check_keras3_model`)."""
+    if is_keras3_object(model):
+        check_keras3_model(model)
+    else:
+        check_model(model)
 
 
 def analyze(model_or_graph, exclude=None, warn=True):

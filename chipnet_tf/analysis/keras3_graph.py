@@ -25,7 +25,7 @@ from chipnet_tf.analysis.flat_graph import UnsupportedModelError, walk_functiona
 from chipnet_tf.compat import is_keras3_object, keras3
 
 
-def _functional(model):
+def functional_of(model):
     """The Functional that holds ``model``'s graph (a built Sequential's inner one), or None."""
     functional_class = keras3().src.models.functional.Functional
     if isinstance(model, functional_class):
@@ -43,7 +43,7 @@ def check_keras3_model(model):
     k3 = keras3()
     if not isinstance(model, k3.Model):
         raise TypeError(f"Expected a Keras model. Received: {type(model).__name__} {model!r}")
-    if _functional(model) is not None:
+    if functional_of(model) is not None:
         return
     if isinstance(model, k3.Sequential):
         raise UnsupportedModelError(
@@ -71,10 +71,18 @@ def flatten_keras3(model):
         return node.operation, list(node.input_tensors), list(node.output_tensors)
 
     def nested_of(op, node):
-        return _functional(op) if is_keras3_object(op) else None
+        return functional_of(op) if is_keras3_object(op) else None
 
-    return walk_functional(_functional(model), call_of, nested_of, _flat)
+    return walk_functional(functional_of(model), call_of, nested_of, _flat)
 
 
 def _flat(tensors):
     return keras3().tree.flatten(tensors)
+
+
+def inputs_like(model, new_inputs):
+    """``new_inputs`` (a flat list) in the structure of ``model``'s inputs: a Keras 3 model
+    built on one input tensor warns when it is called with a list. tf_keras: as given."""
+    if not is_keras3_object(model):
+        return new_inputs
+    return keras3().tree.pack_sequence_as(functional_of(model)._inputs_struct, new_inputs)

@@ -28,7 +28,7 @@ import warnings
 import numpy as np
 
 from chipnet_tf.analysis import groups as graph_lib
-from chipnet_tf.compat import keras
+from chipnet_tf.compat import keras, reject_keras3
 from chipnet_tf.io import write_json
 from chipnet_tf.latency import table as latency_table
 from chipnet_tf.latency.timing import (
@@ -254,8 +254,10 @@ def profile(
 
     Raises:
         ValueError: unknown quantization, threads < 1, or a model without timed layers.
+        TypeError: a Keras 3 model (profiling needs tf_keras for now).
     """
     t0 = time.perf_counter()
+    reject_keras3(model)
     latency_table.check_quantization(quantization)
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer. Received: threads={threads!r}")

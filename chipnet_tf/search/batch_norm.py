@@ -10,7 +10,7 @@ another one (see ``experiments/inference-bn-statistics-2026-12``). :func:`apply_
 
 import numpy as np
 
-from chipnet_tf.compat import keras, reject_keras3, tf
+from chipnet_tf.compat import is_instance, is_keras3_object, keras, keras3, tf
 from chipnet_tf.search.layers.controller import controllers
 
 DEFAULT_STEPS = 10
@@ -21,7 +21,7 @@ def _batch_norms(model):
     found = []
 
     def walk(layer):
-        if isinstance(layer, keras.layers.BatchNormalization):
+        if is_instance(layer, keras.layers.BatchNormalization):
             found.append(layer)
         for sub in getattr(layer, "layers", None) or []:
             walk(sub)
@@ -108,21 +108,20 @@ def recalibrate_batch_norm(model, data, steps=DEFAULT_STEPS):
             array of inputs.
         ValueError: ``steps`` is not a positive integer, or ``data`` holds no batch.
     """
-    reject_keras3(model)
-    if not isinstance(model, keras.Model):
-        raise TypeError(f"model must be a tf_keras Model. Received: model={model!r}")
+    if not isinstance(model, keras3().Model if is_keras3_object(model) else keras.Model):
+        raise TypeError(f"model must be a Keras Model. Received: model={model!r}")
     steps = check_steps(steps)
     data = as_dataset(data)
     layers = _batch_norms(model)
-    saved = [(bn, bn.momentum, bn.moving_mean.numpy(), bn.moving_variance.numpy()) for bn in layers]
+    saved = [(bn, bn.momentum, np.asarray(bn.moving_mean), np.asarray(bn.moving_variance)) for bn in layers]
     if not layers:
         return saved
-    strategy = model.distribute_strategy
+    strategy = getattr(model, "distribute_strategy", None)
     seen = 0
     # A wrapped model that never ran fit (mask transfer: wrap, apply masks, calibrate) has no
     # schedule step yet, and its controller refuses training-mode calls without one; these
     # calls train nothing, so the step is set for them and put back.
-    unstarted = [ctl for ctl in controllers(model) if int(ctl.pruning_step.numpy()) < 0]
+    unstarted = [ctl for ctl in controllers(model) if int(np.asarray(ctl.pruning_step)) < 0]
     for ctl in unstarted:
         ctl.pruning_step.assign(0)
     try:
@@ -130,7 +129,7 @@ def recalibrate_batch_norm(model, data, steps=DEFAULT_STEPS):
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             for bn in layers:
                 bn.momentum = t / (t + 1)
-            if strategy.num_replicas_in_sync > 1:
+            if strategy is not None and strategy.num_replicas_in_sync > 1:
                 strategy.run(lambda inputs: model(inputs, training=True), args=(x,))
             else:
                 model(x, training=True)

@@ -64,7 +64,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         params = getattr(self, "params", None) or {}
         if params.get("steps") and params.get("epochs"):
             return int(params["steps"]) * int(params["epochs"])
-        known = int(ctl.total_steps.numpy())
+        known = int(np.asarray(ctl.total_steps))
         if known > 0:
             return known
         raise ValueError(
@@ -79,20 +79,24 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self._epochs, self._totals = [], []
         for ctl in self._ctls:
             total = None
-            if ctl.schedule.unit == "progress" and float(ctl.use_hard.numpy()) == 1.0 and int(ctl.total_steps.numpy()):
-                total = int(ctl.total_steps.numpy())  # fixed masks (fine-tuning): the search state stays as it is
+            if (
+                ctl.schedule.unit == "progress"
+                and float(np.asarray(ctl.use_hard)) == 1.0
+                and int(np.asarray(ctl.total_steps))
+            ):
+                total = int(np.asarray(ctl.total_steps))  # fixed masks (fine-tuning): the search state stays as it is
             elif ctl.schedule.unit == "progress":
                 total = self._search_steps(ctl)
                 ctl.set_total_steps(total)
                 self._warn_if_short(total, ctl.schedule)
             elif self._steps and (getattr(self, "params", None) or {}).get("epochs"):
                 self._warn_if_short(int(self._steps) * int(self.params["epochs"]), ctl.schedule)
-            step = max(0, int(ctl.pruning_step.numpy()))
-            epoch = int(ctl.pruning_epoch.numpy())
+            step = max(0, int(np.asarray(ctl.pruning_step)))
+            epoch = int(np.asarray(ctl.pruning_epoch))
             ctl.set_schedule_state(epoch, 0.0, step)
             self._epochs.append(epoch)
             self._totals.append(total)
-        self._step = max(0, int(self._ctls[0].pruning_step.numpy())) if self._ctls else 0
+        self._step = max(0, int(np.asarray(self._ctls[0].pruning_step))) if self._ctls else 0
 
     def _warn_if_short(self, total, schedule):
         needed = schedule.minimum_steps() if self.min_steps is None else self.min_steps
@@ -108,9 +112,9 @@ class UpdatePruningStep(keras.callbacks.Callback):
         # Re-read once per epoch: a callback that runs after this one in on_train_begin
         # (BackupAndRestore) may have restored the controller's schedule state since.
         for i, ctl in enumerate(self._ctls):
-            self._epochs[i] = int(ctl.pruning_epoch.numpy())
+            self._epochs[i] = int(np.asarray(ctl.pruning_epoch))
         if self._ctls:
-            self._step = max(0, int(self._ctls[0].pruning_step.numpy()))
+            self._step = max(0, int(np.asarray(self._ctls[0].pruning_step)))
 
     def on_train_batch_begin(self, batch, logs=None):
         for ctl, epoch, total in zip(self._ctls, self._epochs, self._totals):
@@ -126,12 +130,12 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         for i, ctl in enumerate(self._ctls):
-            self._epochs[i] = int(ctl.pruning_epoch.numpy()) + 1
+            self._epochs[i] = int(np.asarray(ctl.pruning_epoch)) + 1
             ctl.set_schedule_state(self._epochs[i])
         if logs is not None and self._ctls:
             ctl = self._ctls[0]
-            logs["beta"] = float(ctl.beta.numpy())
-            logs["gamma"] = float(ctl.gamma.numpy())
+            logs["beta"] = float(np.asarray(ctl.beta))
+            logs["gamma"] = float(np.asarray(ctl.gamma))
 
 
 class PruningSummaries(keras.callbacks.Callback):
@@ -164,7 +168,7 @@ class PruningSummaries(keras.callbacks.Callback):
         masks = get_masks(self.model)
         with self._writer.as_default():
             for ctl in self._ctls:
-                step = int(ctl.pruning_epoch.numpy())
+                step = int(np.asarray(ctl.pruning_epoch))
                 fraction, _, crisp = ctl.penalties()
                 kept = np.array([masks[n].sum() for n in ctl.group_names], dtype=np.float64)
                 tf.summary.scalar("chipnet/budget", fraction, step=step)
@@ -173,7 +177,7 @@ class PruningSummaries(keras.callbacks.Callback):
                 tf.summary.scalar("chipnet/beta", ctl.beta, step=step)
                 tf.summary.scalar("chipnet/gamma", ctl.gamma, step=step)
                 tf.summary.scalar("chipnet/steepness", ctl.steepness, step=step)
-                soft = ctl.soft_counts().numpy()
+                soft = np.asarray(ctl.soft_counts())
                 for name, size, r in zip(ctl.group_names, ctl.sizes, soft):
                     tf.summary.scalar(f"chipnet_groups/{name}", float(r) / size, step=step)
         self._writer.flush()

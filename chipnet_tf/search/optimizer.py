@@ -2,7 +2,7 @@
 
 import math
 
-from chipnet_tf.compat import keras
+from chipnet_tf.compat import is_keras3_object, keras, keras3
 
 
 def _number(name, value, low, inclusive):
@@ -12,7 +12,7 @@ def _number(name, value, low, inclusive):
         raise ValueError(f"search_optimizer: {name} must be a finite number {bound}. Received: {name}={value!r}")
 
 
-def search_optimizer(total_steps, learning_rate=1e-3, weight_decay=1e-3):
+def search_optimizer(total_steps, learning_rate=1e-3, weight_decay=1e-3, model=None):
     """AdamW for a search of ``total_steps`` optimizer steps: the paper's settings (lr 1e-3,
     weight decay 1e-3, none on the mask logits ``zeta``) with the learning rate cosine-decayed
     to 0 over the search.
@@ -27,9 +27,11 @@ def search_optimizer(total_steps, learning_rate=1e-3, weight_decay=1e-3):
         total_steps: the search's optimizer steps (``epochs * steps_per_epoch``), > 0.
         learning_rate: the starting learning rate, > 0.
         weight_decay: AdamW's decoupled weight decay, >= 0; never applied to the mask logits.
+        model: the model it will train; a Keras 3 model gets a Keras 3 optimizer (default:
+            tf_keras).
 
     Returns:
-        A ``keras.optimizers.AdamW`` to pass to ``compile``.
+        A ``keras.optimizers.AdamW`` (of ``model``'s Keras) to pass to ``compile``.
 
     Raises:
         ValueError: a value outside the ranges above.
@@ -43,7 +45,8 @@ def search_optimizer(total_steps, learning_rate=1e-3, weight_decay=1e-3):
         raise ValueError(f"search_optimizer: total_steps must be a positive integer. Received: {total_steps!r}")
     _number("learning_rate", learning_rate, 0.0, inclusive=False)
     _number("weight_decay", weight_decay, 0.0, inclusive=True)
-    schedule = keras.optimizers.schedules.CosineDecay(float(learning_rate), total_steps)
-    optimizer = keras.optimizers.AdamW(schedule, weight_decay=float(weight_decay))
+    k = keras3() if model is not None and is_keras3_object(model) else keras
+    schedule = k.optimizers.schedules.CosineDecay(float(learning_rate), total_steps)
+    optimizer = k.optimizers.AdamW(schedule, weight_decay=float(weight_decay))
     optimizer.exclude_from_weight_decay(var_names=["zeta"])
     return optimizer

@@ -13,28 +13,27 @@ to an existing rule).
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
 from chipnet_tf.analysis import groups as graph_lib
-from chipnet_tf.analysis.flat_graph import from_config
-from chipnet_tf.compat import keras, tf
+from chipnet_tf.analysis.flat_graph import call_arguments, from_config, input_name
+from chipnet_tf.analysis.keras3_graph import inputs_like
+from chipnet_tf.compat import keras, keras_of, tf
 from chipnet_tf.registry import SurgeryContext, probe, register_surgery, take  # public here too
 from chipnet_tf.search.batch_norm import DEFAULT_STEPS, as_dataset, check_steps, recalibrate_batch_norm
-from chipnet_tf.search.layers import (
-    ChannelGate,
-    ChipNetController,
-    GatedBatchNormalization,
-    GatedLayerNormalization,
-    PruneLowBudget,
-)
-from chipnet_tf.search.layers.controller import controllers
+from chipnet_tf.search.layers import PruneLowBudget
+from chipnet_tf.search.layers.channel_gate import ChannelGateLogic
+from chipnet_tf.search.layers.controller import ControllerLogic, controllers
+from chipnet_tf.search.layers.gated_batch_norm import GatedBatchNormLogic
+from chipnet_tf.search.layers.gated_layer_norm import GatedLayerNormLogic
 from chipnet_tf.search.masks import check_masks, get_masks
 from chipnet_tf.surgery.empty_groups import plan_empty_groups
 from chipnet_tf.validators import first_line
 
-L = keras.layers
-_GATED = (GatedBatchNormalization, GatedLayerNormalization)
+# The chipnet_tf layers of either Keras (the tf_keras classes and their Keras 3 twins share these).
+_GATED = (GatedBatchNormLogic, GatedLayerNormLogic)
 
 
 # -- the dense view of a wrapped model ---------------------------------------------------
@@ -60,9 +59,9 @@ def _dense_view(graph):
                 "returned by chipnet_tf.prune_low_budget(model) (functional or Sequential), or on a dense "
                 "model with masks: strip_pruning(dense_model, masks=masks)."
             )
-        if isinstance(layer, ChipNetController):
+        if isinstance(layer, ControllerLogic):
             continue
-        if isinstance(layer, ChannelGate):
+        if isinstance(layer, ChannelGateLogic):
             view.alias[fnode.out_keys[0]] = view.resolve(fnode.in_keys[0])
             continue
         in_keys = [view.resolve(k) for k in fnode.in_keys]
@@ -172,11 +171,11 @@ def strip_pruning(model, masks=None, round_to=1, calibration_data=None, calibrat
         >>> small = chipnet_tf.strip_pruning(dense_model, masks=chipnet_tf.load_masks("masks.npz"))  # doctest: +SKIP
         >>> small = chipnet_tf.strip_pruning(pruned, calibration_data=x_train[:640])  # doctest: +SKIP
     """
-    graph_lib.check_model(model)
+    graph_lib.check_any_model(model)
     if calibration_data is not None:
         check_steps(calibration_steps, "calibration_steps")
         calibration_data = as_dataset(calibration_data, "calibration_data")
-    graph = graph_lib.flatten(model)
+    graph = graph_lib.flatten_any(model)
     wrapped = bool(controllers(model))
     if wrapped:
         view = _dense_view(graph)
@@ -204,7 +203,7 @@ def removed_layers(model, masks):
     ``masks`` keeps no channel (an empty set when every group keeps one)."""
     if not any(not np.asarray(m).any() for m in masks.values()):
         return set()
-    graph = graph_lib.flatten(model)
+    graph = graph_lib.flatten_any(model)
     view = _dense_view(graph) if controllers(model) else graph
     analysis = graph_lib.analyze(view, warn=False)
     keeps = _keep_vectors(analysis, _resolve_masks(analysis, masks))
@@ -214,48 +213,48 @@ def removed_layers(model, masks):
 def _rebuild(model, graph, analysis, keeps, plan):
     view = analysis.graph
     rules = {fnode.name: rule for fnode, rule in zip(view.nodes, analysis.rules)}
+    k = keras_of(model)
     tensors = {}
     inputs = []
     for key, kt in zip(graph.input_keys, graph.input_tensors):
-        layer = kt._keras_history.layer
-        new = keras.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype, name=layer.name)
+        new = k.Input(batch_shape=tuple(kt.shape), dtype=kt.dtype, name=input_name(kt))
         tensors[key] = new
         inputs.append(new)
     built = {}
     for fnode in graph.nodes:
         layer = fnode.layer
-        if isinstance(layer, ChipNetController) or fnode.name in plan.removed:
+        if isinstance(layer, ControllerLogic) or fnode.name in plan.removed:
             continue
-        if isinstance(layer, ChannelGate):
+        if isinstance(layer, ChannelGateLogic):
             source = view.resolve(fnode.out_keys[0])
             if source in tensors:
                 tensors[fnode.out_keys[0]] = tensors[source]
             continue
         if fnode.name in plan.adds or fnode.name in plan.concats:
-            tensors[fnode.out_keys[0]] = _rebuild_merge(fnode, plan, tensors)
+            tensors[fnode.out_keys[0]] = _rebuild_merge(k, fnode, plan, tensors)
             continue
         in_keys = fnode.in_keys
         in_keys = [view.resolve(k) for k in (in_keys[:1] if isinstance(layer, _GATED) else in_keys)]
         if id(layer) not in built:
-            built[id(layer)] = _new_layer(layer, fnode, in_keys, keeps, rules[fnode.name])
+            built[id(layer)] = _new_layer(k, layer, fnode, in_keys, keeps, rules[fnode.name])
         new_layer, weights, constants = built[id(layer)]
         if isinstance(layer, _GATED):
             # Called as bn([x, *masks]): the masks come from the dropped controller.
             args = (tensors[in_keys[0]],)
-            kwargs = {k: v for k, v in fnode.node.call_kwargs.items() if k == "training"}
+            kwargs = {key: v for key, v in call_arguments(fnode.node)[1].items() if key == "training"}
         else:
             args, kwargs = graph.resolve_args(fnode, tensors, constants)
         outputs = new_layer(*args, **kwargs)
         if weights is not None:
             _set_weights(new_layer, weights, fnode, layer)
             built[id(layer)] = (new_layer, None, constants)
-        if fnode.name in analysis.inferred and fnode.first_call:
+        if fnode.name in analysis.inferred and fnode.first_call and k is keras:
             out_keep = keeps.get(fnode.out_keys[0])
             probe.check_stripped(fnode.name, layer, new_layer, fnode.in_shapes[0], keeps.get(in_keys[0]), out_keep)
         for key, out in zip(fnode.out_keys, tf.nest.flatten(outputs)):
             tensors[key] = out
-    outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[view.resolve(k)] for k in graph.output_keys])
-    return keras.Model(inputs, outputs, name=model.name)
+    outputs = tf.nest.pack_sequence_as(model.outputs, [tensors[view.resolve(key)] for key in graph.output_keys])
+    return k.Model(inputs_like(model, inputs), outputs, name=model.name)
 
 
 def _set_weights(new_layer, weights, fnode, layer):
@@ -268,14 +267,19 @@ def _set_weights(new_layer, weights, fnode, layer):
         ) from e
 
 
-def _rebuild_merge(fnode, plan, tensors):
+def _rebuild_merge(k, fnode, plan, tensors):
     """An Add/Concatenate whose removed inputs are dropped (plus a constant offset)."""
     live, offset = plan.adds[fnode.name] if fnode.name in plan.adds else (plan.concats[fnode.name], None)
-    xs = [tensors[k] for k in live]
-    config = _plain_config(fnode.layer, fnode.name)
-    out = xs[0] if len(xs) == 1 else type(fnode.layer).from_config(config)(xs)
+    xs = [tensors[key] for key in live]
+    op = fnode.layer
+    if len(xs) == 1:
+        out = xs[0]
+    elif not isinstance(op, k.layers.Layer):  # a Keras 3 keras.ops call: add(a, b) or concatenate([...])
+        out = op(xs) if fnode.name in plan.concats else functools.reduce(op, xs)
+    else:
+        out = type(op).from_config(_plain_config(op, fnode.name))(xs)
     if offset is not None:
-        out = L.Rescaling(1.0, offset=[float(v) for v in offset], name=f"{fnode.name}_offset")(out)
+        out = k.layers.Rescaling(1.0, offset=[float(v) for v in offset], name=f"{fnode.name}_offset")(out)
     return out
 
 
@@ -296,15 +300,17 @@ def _is_mixed(dtype):
     return isinstance(dtype, str) and dtype.startswith("mixed_")
 
 
-def _new_layer(layer, fnode, in_keys, keeps, rule):
+def _new_layer(k, layer, fnode, in_keys, keeps, rule):
     """``(new layer, weights to set after its first call, call constants or None)`` for one
     flat node (the constants are the surgery's, see ``SurgeryContext.call_args``)."""
     in_keeps = [keeps.get(k) for k in in_keys]
     out_keep = keeps.get(fnode.out_keys[0]) if fnode.out_keys else None
+    if not isinstance(layer, k.layers.Layer):
+        return _reused_operation(layer, fnode, in_keeps, out_keep)
     config = _plain_config(layer, fnode.name)
     cls = type(layer)
     if isinstance(layer, _GATED):
-        cls = L.BatchNormalization if isinstance(layer, GatedBatchNormalization) else L.LayerNormalization
+        cls = k.layers.BatchNormalization if isinstance(layer, GatedBatchNormLogic) else k.layers.LayerNormalization
         config.pop("segments", None)
         config.pop("repeat", None)
     weights = layer.get_weights()
@@ -318,8 +324,8 @@ def _new_layer(layer, fnode, in_keys, keeps, rule):
             weights,
             in_keeps,
             out_keep,
-            call_args=fnode.node.call_args,
-            call_kwargs=dict(fnode.node.call_kwargs),
+            call_args=call_arguments(fnode.node)[0],
+            call_kwargs=dict(call_arguments(fnode.node)[1]),
             in_channels=[int(s[-1]) if s else 1 for s in fnode.in_shapes],
         )
         config, weights = surgery(ctx)
@@ -335,6 +341,25 @@ def _new_layer(layer, fnode, in_keys, keeps, rule):
     except Exception as e:  # noqa: BLE001 - re-raised with the layer's name
         raise ValueError(f"Could not rebuild layer {fnode.name!r} ({cls.__name__}) from its config: {e}") from e
     return new, (weights if weights else None), constants
+
+
+def _reused_operation(op, fnode, in_keeps, out_keep):
+    """A Keras 3 ``keras.ops`` call (an Operation: no weights, no config to slice) is called
+    again as it is: fine for the element-wise, merge and reduction calls whose rules keep
+    the channel axis, refused for one whose constants would need slicing."""
+    constants = [a for a in keras_of(op).tree.flatten(call_arguments(fnode.node)) if not hasattr(a, "_keras_history")]
+    sliced = out_keep is not None or any(keep is not None for keep in in_keeps)
+    if (
+        sliced
+        and type(op).__name__ in ("Reshape", "GetItem", "Split")
+        or (sliced and any(getattr(c, "shape", ()) for c in constants))
+    ):
+        raise ValueError(
+            f"strip_pruning cannot yet slice the keras.ops call {fnode.name!r} ({type(op).__name__}) of a Keras 3 "
+            "model: its constants depend on the channels it keeps. Exclude the layer that writes its input "
+            "(prune_low_budget(..., exclude=[...]))."
+        )
+    return op, None, None
 
 
 __all__ = ["SurgeryContext", "register_surgery", "strip_pruning", "take"]

@@ -133,7 +133,7 @@ class ControllerLogic:
         zeta = self._ops.convert_to_tensor(self.zeta)
         logits = zeta if self.logit_scale is None else zeta * self._ops.convert_to_tensor(self.logit_scale)
         if self.gate_logits == "relative":
-            best = self._ops.segment_max(logits, self._segment_ids, num_segments=len(self.sizes), sorted=True)
+            best = self._ops.segment_max(logits, self._segment_ids, num_segments=len(self.sizes))
             logits = logits - self._ops.take(best, self._segment_ids)
         return logits
 
@@ -155,11 +155,11 @@ class ControllerLogic:
         if z is None:
             z = self.soft_gates()[0]
         r = heaviside.smooth_round(z, self.steepness, self._ops)
-        return self._ops.segment_sum(r, self._segment_ids, num_segments=len(self.sizes), sorted=True)
+        return self._ops.segment_sum(r, self._segment_ids, num_segments=len(self.sizes))
 
     def hard_counts(self):
         hard = self._ops.convert_to_tensor(self.hard_mask)
-        return self._ops.segment_sum(hard, self._segment_ids, num_segments=len(self.sizes), sorted=True)
+        return self._ops.segment_sum(hard, self._segment_ids, num_segments=len(self.sizes))
 
     def penalties(self):
         """``(budget fraction V, budget loss, crispness loss)`` at the current state."""
@@ -211,6 +211,8 @@ class ControllerLogic:
                 hard_z = hard_z + self.gate_leak * (1.0 - hard_z)
             z = z + ops.stop_gradient(hard_z - z)
         mask = soft * z + hard * ops.convert_to_tensor(self.hard_mask)
+        if len(self.sizes) == 1:
+            return [mask]
         return ops.split(mask, np.cumsum(self.sizes)[:-1].tolist())
 
     # -- schedule --------------------------------------------------------------------
