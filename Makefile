@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export TF_USE_LEGACY_KERAS := 1
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: demo test lint docs format pytest bazel-test bench bench-quick bench-accuracy bench-overhead bench-strip bench-latency bench-fashion fashion-data reference clean
+.PHONY: demo test lint docs format pytest pytest-backends bazel-test bench bench-quick bench-accuracy bench-overhead bench-strip bench-latency bench-fashion fashion-data reference clean
 
 # $(call apt_install,PATH,PACKAGE): install the Debian PACKAGE when PATH does not exist
 # (offline data sets: the recipes and benchmarks read them from /usr/share/datasets).
@@ -19,7 +19,7 @@ FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
 $(STAMP): setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,recipes,export]"
+	$(PY) -m pip install --quiet -e ".[test,recipes,export,backends]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -36,6 +36,13 @@ format: $(STAMP)
 
 pytest: $(STAMP)
 	$(PY) -m pytest -ra --durations=15 tests
+
+# The Keras 3 tests again on Keras 3's JAX and PyTorch backends (the tf_keras cases and the
+# TensorFlow-only ones need no second run; the files choose by KERAS_BACKEND).
+KERAS3_TESTS := tests/test_keras3_prune.py tests/test_keras3_analyze.py
+pytest-backends: $(STAMP)
+	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not slow" -p no:cacheprovider $(KERAS3_TESTS)
+	KERAS_BACKEND=torch $(PY) -m pytest -q -m "not slow" -p no:cacheprovider $(KERAS3_TESTS)
 
 bazel-test: $(STAMP)
 	command -v bazel-4 >/dev/null 2>&1 || command -v bazel >/dev/null 2>&1 || \
@@ -54,7 +61,7 @@ docs: $(DOCS_STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # pytest runs last so that its summary line closes the output.
-test: lint docs bazel-test pytest
+test: lint docs bazel-test pytest-backends pytest
 
 # Rebuilds the committed reference set (saved_models/reference/digits_small_cnn).
 reference: $(STAMP)

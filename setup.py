@@ -20,6 +20,8 @@ setup(
         # are the releases tested with TF 2.21 under TF_USE_LEGACY_KERAS=1.
         "tensorflow>=2.21,<2.22",
         "tf-keras>=2.21,<2.22",
+        # Keras 3 models (import keras) are pruned too; tested with 3.15.1.
+        "keras>=3.15,<4",
         "tensorflow-model-optimization==0.8.1",
         "numpy>=1.26,<3",
         "absl-py>=1.4,<3",
@@ -37,6 +39,10 @@ setup(
             "matplotlib>=3.7,<4",
         ],
         "export": ["ai-edge-litert>=2.0,<3"],
+        # Keras 3's other backends (KERAS_BACKEND=jax / torch). torch is pinned to the CPU build
+        # that lies on this workplace's disk: any other release resolves to a CUDA build of
+        # several GB from PyPI. Tested with jax 0.10.2 and torch 2.13.0+cpu.
+        "backends": ["jax[cpu]>=0.10,<0.11", "torch==2.13.0"],
         # The documentation site (make docs): tested with mkdocs 1.6.1, mkdocs-material 9.8.2,
         # mkdocstrings 1.0.8 and mkdocstrings-python 2.0.11.
         "docs": [

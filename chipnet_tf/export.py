@@ -16,8 +16,8 @@ import os
 import numpy as np
 
 from chipnet_tf import litert
-from chipnet_tf.analysis.groups import check_model
-from chipnet_tf.compat import keras, native_log_filter, tf
+from chipnet_tf.analysis.groups import check_any_model
+from chipnet_tf.compat import is_keras3_object, keras, keras3, native_log_filter, tf
 from chipnet_tf.io import atomic_write
 from chipnet_tf.search.layers.controller import controllers
 from chipnet_tf.surgery.strip import strip_pruning
@@ -58,7 +58,14 @@ class VerifyReport:
 
 
 def _check_model(model):
-    check_model(model)
+    check_any_model(model)
+    if is_keras3_object(model) and keras3().backend.backend() != "tensorflow":
+        raise ValueError(
+            f"TFLite conversion traces the model with TensorFlow, and Keras 3 runs {model.name!r} on the "
+            f"{keras3().backend.backend()} backend. Save it (model.save('small.keras')) and convert it in a "
+            "process started with KERAS_BACKEND=tensorflow: "
+            "chipnet_tf.export.to_tflite(keras.saving.load_model('small.keras'))."
+        )
     if len(model.inputs) != 1:
         raise ValueError(f"to_tflite supports single-input models; {model.name!r} has {len(model.inputs)} inputs.")
 
@@ -206,8 +213,8 @@ def verify_tflite(tflite, keras_model, samples):
         A :class:`VerifyReport` with max/mean absolute output differences and the top-1
         agreement (fraction of samples whose argmax matches).
     """
-    if not isinstance(keras_model, keras.Model):
-        raise TypeError(f"verify_tflite expects a tf_keras Model. Received: {type(keras_model).__name__}")
+    if not isinstance(keras_model, keras3().Model if is_keras3_object(keras_model) else keras.Model):
+        raise TypeError(f"verify_tflite expects a Keras Model. Received: {type(keras_model).__name__}")
     samples = np.asarray(samples, dtype=np.float32)
     if samples.ndim < 2 or len(samples) == 0:
         raise ValueError(f"samples must be a non-empty batch (N, ...). Received shape {samples.shape}.")
@@ -234,6 +241,11 @@ def quantize_model(model, **kwargs):
     import tensorflow_model_optimization as tfmot
 
     _check_model(model)
+    if is_keras3_object(model):
+        raise TypeError(
+            f"tfmot quantizes tf_keras models only; {model.name!r} is a Keras 3 model. Use post-training "
+            "quantization instead: to_tflite(model, quantization='int8', representative_dataset=...)."
+        )
     if controllers(model):
         raise ValueError(
             f"{model.name!r} is a wrapped ChipNet model (gates and a controller layer), which tfmot cannot "

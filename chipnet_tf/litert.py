@@ -13,7 +13,7 @@ import tempfile
 
 import numpy as np
 
-from chipnet_tf.compat import native_log_filter, tf
+from chipnet_tf.compat import is_keras3_object, native_log_filter, tf
 
 _log = logging.getLogger("chipnet_tf")
 
@@ -29,7 +29,9 @@ def keras_converter(model):
     and output order, and converts 3-4x faster (DenseNet121: 9 s).
     """
     module = tf.Module()
-    module.model_variables = list(model.variables)
+    # A Keras 3 variable (TensorFlow backend) holds its tf.Variable in ``value``; that is what
+    # the traced function reads and what the SavedModel must track.
+    module.model_variables = [getattr(v, "value", v) if is_keras3_object(v) else v for v in model.variables]
     specs = [tf.TensorSpec(t.shape, t.dtype, name=t.name.split(":")[0]) for t in model.inputs]
     names = list(model.output_names)
 

@@ -161,13 +161,13 @@ def budget_report(model, masks=None, exclude=None, latency_table=None):
     for ctl in ctls:
         if given is not None:
             hard = [given[n] for n in ctl.group_names]
-        elif float(np.asarray(ctl.use_hard)) == 1.0:
-            hard = np.split(np.asarray(ctl.hard_mask) > 0.5, np.cumsum(ctl.sizes)[:-1])
+        elif float(ctl.to_numpy(ctl.use_hard)) == 1.0:
+            hard = np.split(ctl.to_numpy(ctl.hard_mask) > 0.5, np.cumsum(ctl.sizes)[:-1])
         else:
             masks = get_masks(model) if masks is None else masks
             hard = [masks[n] for n in ctl.group_names]
         kept = np.array([m.sum() for m in hard], dtype=np.float64)
-        soft = np.asarray(ctl.soft_counts(), dtype=np.float64)
+        soft = ctl.to_numpy(ctl.soft_counts()).astype(np.float64)
         removed = removed_layers(model, dict(zip(ctl.group_names, hard)))
         rows.append((ctl.spec, kept, soft, {}, removed))
     ctl = ctls[0]

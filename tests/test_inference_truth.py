@@ -92,7 +92,7 @@ def test_recalibrate_batch_norm_is_public_and_rejects_bad_input(digits, searched
             chipnet_tf.recalibrate_batch_norm(pruned, bad)
     with pytest.raises(TypeError, match=r"^calibration_data must be a tf.data.Dataset .* Received: 'x.npy'$"):
         chipnet_tf.strip_pruning(pruned, calibration_data="x.npy")
-    with pytest.raises(TypeError, match=r"^model must be a tf_keras Model. Received: model='pruned'$"):
+    with pytest.raises(TypeError, match=r"^model must be a Keras Model. Received: model='pruned'$"):
         chipnet_tf.recalibrate_batch_norm("pruned", x)
     with pytest.raises(ValueError, match=r"^data holds no examples \(an array of shape \(0, 8, 8, 1\)\)\.$"):
         chipnet_tf.recalibrate_batch_norm(pruned, x[:0])

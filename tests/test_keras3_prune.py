@@ -7,6 +7,7 @@ Keras 3 model.
 """
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -17,7 +18,10 @@ from chipnet_tf.compat import keras as tf_keras
 from chipnet_tf.search import heaviside
 from tests.twins import ops_between_layers, residual
 
-FLAVOURS = ("tf_keras", "keras3")
+# Keras 3's backend for this process. Under KERAS_BACKEND=jax (make test's second step)
+# only the Keras 3 cases run; tf_keras always runs on TensorFlow, so the first step covers it.
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+FLAVOURS = ("tf_keras", "keras3") if BACKEND == "tensorflow" else ("keras3",)
 
 
 def _keras(flavour):
@@ -41,6 +45,11 @@ def _data(shape, n=64, classes=10, seed=0):
 
 
 def _np(x):
+    """A tensor or variable of either Keras as a numpy array (torch tensors detached)."""
+    if hasattr(x, "detach") or is_keras3_object(x):
+        import keras
+
+        return keras.ops.convert_to_numpy(x)
     return np.asarray(x)
 
 
@@ -145,12 +154,58 @@ def test_keras_ops_calls_between_layers_are_pruned_and_stripped():
     assert isinstance(small, keras.Model)
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_stripped_model_exports_and_verifies_in_litert(flavour):
+    """float32 and int8 TFLite files of a stripped model of either Keras, run in LiteRT; on
+    another backend than TensorFlow a one-line error says how to convert."""
+    dense = _build(flavour)
+    if flavour == "keras3" and BACKEND != "tensorflow":
+        with pytest.raises(ValueError, match=f"on the {BACKEND} backend.*KERAS_BACKEND=tensorflow"):
+            chipnet_tf.export.to_tflite(dense)
+        return
+    x, _ = _data((16, 16, 3), n=32)
+    masks = {"conv1": np.arange(8) % 2 == 0, "conv3": np.arange(12) % 3 == 0}
+    small = chipnet_tf.strip_pruning(dense, masks=masks)
+    data = chipnet_tf.export.to_tflite(small, verify_samples=x)
+    float_report = chipnet_tf.export.verify_tflite(data, small, x)
+    assert float_report.max_abs_diff <= 1e-6 and float_report.top1_agreement == 1.0
+    int8 = chipnet_tf.export.to_tflite(small, quantization="int8", representative_dataset=x, io_type="int8")
+    # An untrained softmax is almost flat, so top-1 says little here: the outputs must be
+    # within a few quantization steps (the int8 output scale of a softmax is 1/256).
+    assert chipnet_tf.export.verify_tflite(int8, small, x).max_abs_diff <= 4 / 256
+    interp = chipnet_tf.export.interpreter(int8)
+    assert interp.get_input_details()[0]["dtype"] == np.int8
+    conv1 = [d for d in interp.get_tensor_details() if d["shape"].tolist()[-1:] == [4] and len(d["shape"]) == 4]
+    assert conv1, "the stripped conv1 (4 of 8 filters) is in the TFLite file"
+
+
+def _grad_of_sum(fn, x):
+    """The gradient of ``sum(fn(x))`` at ``x`` with the autodiff of Keras 3's backend."""
+    import keras
+
+    if BACKEND == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda v: keras.ops.sum(fn(v)))(x))
+    if BACKEND == "torch":
+        import torch
+
+        var = torch.tensor(x, requires_grad=True)
+        keras.ops.sum(fn(var)).backward()
+        return var.grad.numpy()
+    import tensorflow as tf
+
+    var = tf.Variable(x)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(fn(var))
+    return tape.gradient(total, var).numpy()
+
+
 @pytest.mark.parametrize("beta,gamma", [(1.0, 2.0), (5.0, 20.0), (20.0, 256.0)])
 def test_heaviside_gradient_matches_finite_differences_on_keras_ops(beta, gamma):
-    """The gate's gradient in keras.ops (TensorFlow backend) equals a float64 central
-    difference of the formula, and the tf_keras gate's gradient."""
+    """The gate's gradient in keras.ops (on this process's Keras 3 backend) equals a float64
+    central difference of the formula, and the tf_keras gate's gradient."""
     import keras
-    import tensorflow as tf
 
     zeta = np.array([-3.0, -0.7, -0.05, 0.0, 0.05, 0.4, 1.3, 3.0], np.float32)
 
@@ -160,13 +215,15 @@ def test_heaviside_gradient_matches_finite_differences_on_keras_ops(beta, gamma)
 
     h = 1e-6
     fd = np.array([(formula(float(v) + h) - formula(float(v) - h)) / (2 * h) for v in zeta])
-    grads = {}
-    for name, ops in (("keras3", keras.ops), ("tf_keras", chipnet_tf.tf_ops)):
-        var = tf.Variable(zeta)
-        with tf.GradientTape() as tape:
-            z = heaviside.continuous_heaviside(var, beta, gamma, ops)
-        grads[name] = tape.gradient(z, var).numpy()
-        np.testing.assert_allclose(_np(z), [formula(float(v)) for v in zeta], rtol=1e-5, atol=1e-6)
+    z = keras.ops.convert_to_numpy(heaviside.continuous_heaviside(zeta, beta, gamma, keras.ops))
+    np.testing.assert_allclose(z, [formula(float(v)) for v in zeta], rtol=1e-5, atol=1e-6)
+    grad = _grad_of_sum(lambda v: heaviside.continuous_heaviside(v, beta, gamma, keras.ops), zeta)
     mask = np.abs(fd) > 1e-4
-    np.testing.assert_allclose(grads["keras3"][mask], fd[mask], rtol=2e-3)
-    np.testing.assert_allclose(grads["keras3"], grads["tf_keras"], rtol=1e-6, atol=1e-12)
+    np.testing.assert_allclose(grad[mask], fd[mask], rtol=2e-3)
+    # The tf_keras gate (chipnet_tf.tf_ops) computes the same gradient.
+    import tensorflow as tf
+
+    var = tf.Variable(zeta)
+    with tf.GradientTape() as tape:
+        total = tf.reduce_sum(heaviside.continuous_heaviside(var, beta, gamma))
+    np.testing.assert_allclose(grad, tape.gradient(total, var).numpy(), rtol=1e-5, atol=1e-12)

@@ -121,7 +121,7 @@ def recalibrate_batch_norm(model, data, steps=DEFAULT_STEPS):
     # A wrapped model that never ran fit (mask transfer: wrap, apply masks, calibrate) has no
     # schedule step yet, and its controller refuses training-mode calls without one; these
     # calls train nothing, so the step is set for them and put back.
-    unstarted = [ctl for ctl in controllers(model) if int(np.asarray(ctl.pruning_step)) < 0]
+    unstarted = [ctl for ctl in controllers(model) if int(ctl.to_numpy(ctl.pruning_step)) < 0]
     for ctl in unstarted:
         ctl.pruning_step.assign(0)
     try:

@@ -15,6 +15,15 @@ from chipnet_tf.search.masks import apply_masks, get_masks
 from chipnet_tf.validators import check_round_to
 
 
+def _sync(model):
+    """Keras 3 on JAX keeps the variables outside the model during ``fit``: they are written
+    back before a callback reads or assigns one, and the trainer then reads them again for
+    the next step. A no-op elsewhere."""
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+
+
 class UpdatePruningStep(keras.callbacks.Callback):
     """Advances ChipNet's schedule (beta, gamma, steepness) every step. Required.
 
@@ -64,7 +73,7 @@ class UpdatePruningStep(keras.callbacks.Callback):
         params = getattr(self, "params", None) or {}
         if params.get("steps") and params.get("epochs"):
             return int(params["steps"]) * int(params["epochs"])
-        known = int(np.asarray(ctl.total_steps))
+        known = int(ctl.to_numpy(ctl.total_steps))
         if known > 0:
             return known
         raise ValueError(
@@ -81,22 +90,22 @@ class UpdatePruningStep(keras.callbacks.Callback):
             total = None
             if (
                 ctl.schedule.unit == "progress"
-                and float(np.asarray(ctl.use_hard)) == 1.0
-                and int(np.asarray(ctl.total_steps))
+                and float(ctl.to_numpy(ctl.use_hard)) == 1.0
+                and int(ctl.to_numpy(ctl.total_steps))
             ):
-                total = int(np.asarray(ctl.total_steps))  # fixed masks (fine-tuning): the search state stays as it is
+                total = int(ctl.to_numpy(ctl.total_steps))  # fixed masks (fine-tuning): the search state stays as it is
             elif ctl.schedule.unit == "progress":
                 total = self._search_steps(ctl)
                 ctl.set_total_steps(total)
                 self._warn_if_short(total, ctl.schedule)
             elif self._steps and (getattr(self, "params", None) or {}).get("epochs"):
                 self._warn_if_short(int(self._steps) * int(self.params["epochs"]), ctl.schedule)
-            step = max(0, int(np.asarray(ctl.pruning_step)))
-            epoch = int(np.asarray(ctl.pruning_epoch))
+            step = max(0, int(ctl.to_numpy(ctl.pruning_step)))
+            epoch = int(ctl.to_numpy(ctl.pruning_epoch))
             ctl.set_schedule_state(epoch, 0.0, step)
             self._epochs.append(epoch)
             self._totals.append(total)
-        self._step = max(0, int(np.asarray(self._ctls[0].pruning_step))) if self._ctls else 0
+        self._step = max(0, int(self._ctls[0].to_numpy(self._ctls[0].pruning_step))) if self._ctls else 0
 
     def _warn_if_short(self, total, schedule):
         needed = schedule.minimum_steps() if self.min_steps is None else self.min_steps
@@ -109,14 +118,16 @@ class UpdatePruningStep(keras.callbacks.Callback):
             )
 
     def on_epoch_begin(self, epoch, logs=None):
+        _sync(self.model)
         # Re-read once per epoch: a callback that runs after this one in on_train_begin
         # (BackupAndRestore) may have restored the controller's schedule state since.
         for i, ctl in enumerate(self._ctls):
-            self._epochs[i] = int(np.asarray(ctl.pruning_epoch))
+            self._epochs[i] = int(ctl.to_numpy(ctl.pruning_epoch))
         if self._ctls:
-            self._step = max(0, int(np.asarray(self._ctls[0].pruning_step)))
+            self._step = max(0, int(self._ctls[0].to_numpy(self._ctls[0].pruning_step)))
 
     def on_train_batch_begin(self, batch, logs=None):
+        _sync(self.model)
         for ctl, epoch, total in zip(self._ctls, self._epochs, self._totals):
             if total is not None:
                 ctl.set_schedule_values(ctl.schedule.position(self._step, total))
@@ -124,18 +135,25 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 ctl.steepness.assign(ctl.schedule.steepness(epoch + min(batch, self._steps) / self._steps))
 
     def on_train_batch_end(self, batch, logs=None):
+        _sync(self.model)
         self._step += 1
         for ctl in self._ctls:
             ctl.pruning_step.assign_add(1)
 
     def on_epoch_end(self, epoch, logs=None):
+        _sync(self.model)
+        if logs is not None and self._ctls and "budget" not in logs:
+            # A controller that cannot update metrics inside a step (Keras 3 on JAX) is read
+            # here: the values at the epoch's end, not its mean.
+            budget, crispness = self._ctls[0].reported_values()
+            logs["budget"], logs["crispness"] = float(budget), float(crispness)
         for i, ctl in enumerate(self._ctls):
-            self._epochs[i] = int(np.asarray(ctl.pruning_epoch)) + 1
+            self._epochs[i] = int(ctl.to_numpy(ctl.pruning_epoch)) + 1
             ctl.set_schedule_state(self._epochs[i])
         if logs is not None and self._ctls:
             ctl = self._ctls[0]
-            logs["beta"] = float(np.asarray(ctl.beta))
-            logs["gamma"] = float(np.asarray(ctl.gamma))
+            logs["beta"] = float(ctl.to_numpy(ctl.beta))
+            logs["gamma"] = float(ctl.to_numpy(ctl.gamma))
 
 
 class PruningSummaries(keras.callbacks.Callback):
@@ -168,7 +186,7 @@ class PruningSummaries(keras.callbacks.Callback):
         masks = get_masks(self.model)
         with self._writer.as_default():
             for ctl in self._ctls:
-                step = int(np.asarray(ctl.pruning_epoch))
+                step = int(ctl.to_numpy(ctl.pruning_epoch))
                 fraction, _, crisp = ctl.penalties()
                 kept = np.array([masks[n].sum() for n in ctl.group_names], dtype=np.float64)
                 tf.summary.scalar("chipnet/budget", fraction, step=step)
@@ -177,7 +195,7 @@ class PruningSummaries(keras.callbacks.Callback):
                 tf.summary.scalar("chipnet/beta", ctl.beta, step=step)
                 tf.summary.scalar("chipnet/gamma", ctl.gamma, step=step)
                 tf.summary.scalar("chipnet/steepness", ctl.steepness, step=step)
-                soft = np.asarray(ctl.soft_counts())
+                soft = ctl.to_numpy(ctl.soft_counts())
                 for name, size, r in zip(ctl.group_names, ctl.sizes, soft):
                     tf.summary.scalar(f"chipnet_groups/{name}", float(r) / size, step=step)
         self._writer.flush()

@@ -29,6 +29,12 @@ class ControllerLogic:
 
     _ops = tf_ops
     _keras = keras
+    _int_dtype = "int64"  # of the epoch/step counters
+    _to_numpy = staticmethod(np.asarray)
+
+    def to_numpy(self, value):
+        """A tensor or variable of this controller as a numpy array (any backend)."""
+        return np.asarray(self._to_numpy(value))
 
     def __init__(
         self,
@@ -97,10 +103,10 @@ class ControllerLogic:
             name="steepness", shape=(), initializer=constant(init.steepness(0)), trainable=False
         )
         self.pruning_epoch = self.add_weight(
-            name="pruning_epoch", shape=(), dtype="int64", initializer="zeros", trainable=False
+            name="pruning_epoch", shape=(), dtype=self._int_dtype, initializer="zeros", trainable=False
         )
         self.pruning_step = self.add_weight(
-            name="pruning_step", shape=(), dtype="int64", initializer=constant(-1), trainable=False
+            name="pruning_step", shape=(), dtype=self._int_dtype, initializer=constant(-1), trainable=False
         )
         # Progress schedules: the search's length in optimizer steps (0: not known yet) and
         # the factor on the logits that follows from it (HeavisideSchedule.logit_scale).
@@ -109,7 +115,7 @@ class ControllerLogic:
         self.total_steps = self.logit_scale = None
         if self.schedule.unit == "progress":
             self.total_steps = self.add_weight(
-                name="total_steps", shape=(), dtype="int64", initializer="zeros", trainable=False
+                name="total_steps", shape=(), dtype=self._int_dtype, initializer="zeros", trainable=False
             )
             self.logit_scale = self.add_weight(name="logit_scale", shape=(), initializer="ones", trainable=False)
         # The budget loss's target, when the schedule ramps it (budget_ramp > 0).
@@ -139,7 +145,7 @@ class ControllerLogic:
 
     def scores(self):
         """``{group name: np.ndarray}``: the logits by group, what the hard cut ranks."""
-        logits = np.asarray(self.logits(), dtype=np.float64)
+        logits = self.to_numpy(self.logits()).astype(np.float64)
         return dict(zip(self.group_names, np.split(logits, np.cumsum(self.sizes)[:-1])))
 
     def soft_gates(self):
@@ -184,6 +190,19 @@ class ControllerLogic:
             crisp = crisp * ops.cast(target <= self.budget + 1e-6, "float32")
         return fraction, budget_loss, crisp
 
+    def _reported(self, fraction, crisp):
+        """``(budget, crispness)`` as ``fit`` logs them: the soft values while searching, the
+        hard masks' fraction (and no crispness) once they are fixed."""
+        ops = self._ops
+        hard = ops.convert_to_tensor(self.use_hard)
+        hard_fraction = self.spec.ops_fraction(self.hard_counts(), self.budget_type, ops)
+        return (1.0 - hard) * fraction + hard * hard_fraction, (1.0 - hard) * crisp
+
+    def reported_values(self):
+        """``(budget, crispness)`` now, as floats (what ``fit`` logs; computed outside a step)."""
+        fraction, _, crisp = self.penalties()
+        return tuple(float(self.to_numpy(v)) for v in self._reported(fraction, crisp))
+
     def call(self, inputs, training=None):
         if training is True:
             # Python-level check: fit() passes training=True, so this runs at trace time
@@ -195,8 +214,7 @@ class ControllerLogic:
         hard = ops.convert_to_tensor(self.use_hard)
         soft = 1.0 - hard
         self.add_loss(soft * (self.budget_weight * budget_loss + self.crispness_weight * crisp))
-        hard_fraction = self.spec.ops_fraction(self.hard_counts(), self.budget_type, ops)
-        self._report(soft * fraction + hard * hard_fraction, soft * crisp)
+        self._report(*self._reported(fraction, crisp))
         if self.gate_forward == "hard":
             # Straight-through: the forward pass is the network with the channels whose
             # gate is below 1/2 removed, so a soft count is never met by a gate that merely
@@ -226,11 +244,11 @@ class ControllerLogic:
         self.pruning_epoch.assign(int(epoch))
         if step is not None:
             self.pruning_step.assign(int(step))
-        total = 0 if self.total_steps is None else int(np.asarray(self.total_steps))
+        total = 0 if self.total_steps is None else int(self.to_numpy(self.total_steps))
         if self.schedule.unit == "progress" and total <= 0:
             t = 0.0  # before the first fit: the schedule's start
         else:
-            t = self.schedule.position(max(0, int(np.asarray(self.pruning_step))), total, epoch, fraction)
+            t = self.schedule.position(max(0, int(self.to_numpy(self.pruning_step))), total, epoch, fraction)
         self.set_schedule_values(t)
 
     def set_schedule_values(self, t):
@@ -248,10 +266,10 @@ class ControllerLogic:
         total_steps = int(total_steps)
         if total_steps <= 0:
             raise ValueError(f"total_steps must be a positive integer. Received: total_steps={total_steps!r}")
-        old = float(np.asarray(self.logit_scale))
+        old = float(self.to_numpy(self.logit_scale))
         new = float(self.schedule.logit_scale(total_steps))
         if new != old:
-            self.zeta.assign(np.asarray(self.zeta) * np.float32(old / new))
+            self.zeta.assign(self.to_numpy(self.zeta) * np.float32(old / new))
             self.logit_scale.assign(new)
         self.total_steps.assign(total_steps)
 

@@ -9,7 +9,9 @@ been pruned or :func:`keras3_layers` called.
 
 The controller reports ``budget`` and ``crispness`` through two ``keras.metrics.Mean`` it
 owns (Keras 3 has no ``Layer.add_metric``); ``fit`` logs them under those names, as with
-tf_keras.
+tf_keras. On JAX, where a layer's metric cannot be updated inside the stateless train step,
+:class:`chipnet_tf.UpdatePruningStep` logs their values at each epoch's end instead, and
+writes the schedule's variables back into the model (``jax_state_sync``) before it sets them.
 
 Example:
     >>> import keras
@@ -46,19 +48,26 @@ def keras3_layers():
         __doc__ = "Keras 3 twin of :class:`chipnet_tf.ChipNetController`."
         _ops = k3.ops
         _keras = k3
+        _int_dtype = "int32"  # JAX has no int64 unless x64 is enabled
+        _to_numpy = staticmethod(k3.ops.convert_to_numpy)  # torch: also detached from autograd
 
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
-            self.budget_tracker = k3.metrics.Mean(name="budget")
-            self.crispness_tracker = k3.metrics.Mean(name="crispness")
+            # On JAX a layer's metric cannot be updated inside the stateless train step:
+            # UpdatePruningStep logs the values at each epoch's end there instead.
+            self._tracked = k3.backend.backend() == "tensorflow"
+            if self._tracked:
+                self.budget_tracker = k3.metrics.Mean(name="budget")
+                self.crispness_tracker = k3.metrics.Mean(name="crispness")
 
         def _check_started(self):
             if k3.backend.backend() == "tensorflow":
                 tf.debugging.assert_non_negative(self.pruning_step.value, message=_NO_CALLBACK)
 
         def _report(self, budget, crispness):
-            self.budget_tracker.update_state(budget)
-            self.crispness_tracker.update_state(crispness)
+            if self._tracked:
+                self.budget_tracker.update_state(budget)
+                self.crispness_tracker.update_state(crispness)
 
         def compute_output_shape(self, input_shape):
             return [(s,) for s in self.sizes]
