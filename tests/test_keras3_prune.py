@@ -6,6 +6,7 @@ trip. A Keras 3 model gets Keras 3 gate layers (``keras.ops`` math) and strips i
 Keras 3 model.
 """
 
+import json
 import math
 import os
 
@@ -105,6 +106,25 @@ def test_masks_report_and_strip_are_exact(searched):
     assert chipnet_tf.count_flops(small) == report.totals["flops"]["kept"]
     assert small.get_layer("conv1").filters == kept["conv1"]
     chipnet_tf.apply_masks(pruned, None)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_best_hard_masks_keeps_the_best_epoch(flavour, tmp_path):
+    """BestHardMasks evaluates the hard masks after every epoch on held-out data (the model's
+    own Keras evaluates them) and keeps the best, on file too."""
+    dense = _build(flavour)
+    x, y = _data((16, 16, 3))
+    pruned = chipnet_tf.prune_low_budget(dense, 0.4, "flops")
+    optimizer = chipnet_tf.search_optimizer(24, model=pruned)
+    pruned.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
+    best = chipnet_tf.BestHardMasks((x[:16], y[:16]), filepath=str(tmp_path / "best.npz"))
+    with pytest.warns(UserWarning, match="optimizer steps"):
+        pruned.fit(x, y, epochs=3, batch_size=8, callbacks=[chipnet_tf.UpdatePruningStep(), best], verbose=0)
+    assert 0 <= best.best_epoch < 3 and sorted(best.best_masks) == ["conv1", "conv3"]
+    with np.load(tmp_path / "best.npz") as f:
+        saved = json.loads(str(f["meta"]))
+    assert saved["epoch"] == best.best_epoch
+    assert saved["masks"] == {k: v.astype(int).tolist() for k, v in best.best_masks.items()}
 
 
 def test_keras_file_round_trip(searched, tmp_path):
