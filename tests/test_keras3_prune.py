@@ -127,6 +127,27 @@ def test_best_hard_masks_keeps_the_best_epoch(flavour, tmp_path):
     assert saved["masks"] == {k: v.astype(int).tolist() for k, v in best.best_masks.items()}
 
 
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_pruning_summaries_write_the_search_to_tensorboard(flavour, tmp_path):
+    import tensorflow as tf
+
+    dense = _build(flavour)
+    x, y = _data((16, 16, 3), n=32)
+    pruned = chipnet_tf.prune_low_budget(dense, 0.4, "flops")
+    pruned.compile(chipnet_tf.search_optimizer(8, model=pruned), "sparse_categorical_crossentropy")
+    callbacks = [chipnet_tf.UpdatePruningStep(), chipnet_tf.PruningSummaries(str(tmp_path))]
+    with pytest.warns(UserWarning, match="optimizer steps"):
+        pruned.fit(x, y, epochs=2, batch_size=8, callbacks=callbacks, verbose=0)
+    tags = {}
+    for path in tmp_path.glob("events.out.tfevents.*"):
+        for record in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in record.summary.value:
+                tags.setdefault(value.tag, []).append(record.step)
+    for tag in ("chipnet/budget", "chipnet/hard_budget", "chipnet/crispness", "chipnet/beta", "chipnet/gamma"):
+        assert tags[tag] == [1, 2], tag
+    assert tags["chipnet_groups/conv1"] == [1, 2] and tags["chipnet_groups/conv3"] == [1, 2]
+
+
 def test_keras_file_round_trip(searched, tmp_path):
     flavour, _, pruned, _, x = searched
     path = str(tmp_path / "pruned.keras")
