@@ -9,7 +9,10 @@ Usage::
     chipnet-tf profile MODEL --out=table.json [--threads=N] [--quantization=int8]
 
 CHECKPOINT is a ``.keras`` or ``.h5`` file, a SavedModel directory, or a
-``tf.train.Checkpoint`` / ``save_weights`` prefix; a prefix holds only weights, so give the
+``tf.train.Checkpoint`` / ``save_weights`` prefix. A file saved by Keras 3 (its
+``keras_version``) loads with Keras 3 (``KERAS_BACKEND``, TensorFlow by default, for
+``export`` and ``profile``), and ``strip`` writes a Keras 3 model: ``.keras``, ``.h5``, or
+for a directory an inference SavedModel (``model.export``). A prefix holds only weights, so give the
 model-building recipe too: ``--model=NAME`` (a :mod:`chipnet_tf.architectures` or
 ``keras.applications`` name), ``--model_kwargs='{"num_classes": 10}'``, and for a wrapped
 checkpoint ``--budget`` / ``--budget_type`` (``--checkpoint_of=dense`` for an unwrapped one).
@@ -104,7 +107,8 @@ def _is_prefix(path):
 
 
 def load_checkpoint(path):
-    """Loads CHECKPOINT (see the module docstring) as a tf_keras model."""
+    """Loads CHECKPOINT (see the module docstring): a ``.keras``/``.h5`` file saved by Keras 3
+    as a Keras 3 model (:func:`saved_keras_version`), everything else as a tf_keras model."""
     import chipnet_tf
     from chipnet_tf.compat import keras, tf
 
@@ -117,6 +121,9 @@ def load_checkpoint(path):
             raise CliError(
                 f"{path}: unsupported file type; expected .keras, .h5, a SavedModel directory or a checkpoint prefix"
             )
+        version = saved_keras_version(path)
+        if version.startswith("3."):
+            return _load_model(_keras3_for(path, version), path)
         return _load_model(keras, path)
     if _is_prefix(path):
         if not FLAGS.model:
@@ -139,6 +146,53 @@ def load_checkpoint(path):
                 ) from e
         return model
     raise CliError(f"{path}: no such file, directory or checkpoint prefix")
+
+
+def saved_keras_version(path):
+    """The version of the Keras that saved the ``.keras`` or ``.h5`` file at ``path``: its
+    ``keras_version`` (``metadata.json`` in a ``.keras`` zip, a root attribute of an HDF5
+    file), else ``"3"`` for a ``.keras`` config of Keras 3's ``DTypePolicy`` layers, else
+    ``""`` (not readable here: the tf_keras loader reports what is wrong with the file).
+
+    Example:
+        >>> saved_keras_version("small.keras")  # doctest: +SKIP
+        '3.15.1'
+    """
+    import zipfile
+
+    if not path.endswith(".keras"):
+        try:
+            import h5py
+
+            with h5py.File(path, "r") as f:
+                version = f.attrs.get("keras_version", "")
+        except (ImportError, OSError):
+            return ""
+        return version.decode() if isinstance(version, bytes) else str(version)
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if "metadata.json" in names:
+                version = json.loads(z.read("metadata.json")).get("keras_version")
+                if version:
+                    return str(version)
+            if "config.json" in names and b'"DTypePolicy"' in z.read("config.json"):
+                return "3"
+    except (zipfile.BadZipFile, OSError, ValueError):
+        pass
+    return ""
+
+
+def _keras3_for(path, version):
+    """Keras 3, with chipnet_tf's Keras 3 layers registered so that a wrapped model loads."""
+    try:
+        from chipnet_tf.compat import keras3
+        from chipnet_tf.search.layers import keras3_layers
+
+        keras3_layers()
+        return keras3()
+    except ImportError as e:
+        raise CliError(f"{path}: saved by Keras {version}; loading it needs Keras 3 (pip install keras): {e}") from e
 
 
 def _latency_table():
@@ -238,13 +292,19 @@ def cmd_report(checkpoint):
 
 def cmd_strip(checkpoint, out):
     import chipnet_tf
+    from chipnet_tf.compat import is_keras3_object
 
     if not out.endswith((".keras", ".h5")) and os.path.splitext(out)[1]:
         raise CliError(f"{out}: OUT must end in .keras or .h5, or be a directory name for a SavedModel")
     model = load_checkpoint(checkpoint)
     small = chipnet_tf.strip_pruning(model, masks=_masks(model))
     with _atomic_output(out) as tmp:
-        small.save(tmp) if os.path.splitext(out)[1] else small.save(tmp, save_format="tf")
+        if os.path.splitext(out)[1]:
+            small.save(tmp)
+        elif is_keras3_object(small):  # Keras 3 writes a SavedModel for inference (no Keras model in it)
+            small.export(tmp, format="tf_saved_model", verbose=False)
+        else:
+            small.save(tmp, save_format="tf")
     print(f"wrote {out}: {small.count_params():,} params, {chipnet_tf.count_flops(small):,} FLOPs")
 
 

@@ -150,23 +150,24 @@ def keras_of(obj):
 
 
 KERAS3_NOT_YET = (
-    "chipnet_tf prunes, trains, strips and exports Keras 3 models (TensorFlow backend), but its latency "
-    "profiling, tfmot quantization, single-layer wrapper and command line need a tf_keras (Keras 2) model for "
-    "now; it received a Keras 3 object of type {type}. Build the model with `import tf_keras as keras` "
-    "(pip install tf-keras) for those."
+    "chipnet_tf prunes, trains, strips, exports and profiles the latency of Keras 3 models, and its command "
+    "line reads their .keras files, but tfmot quantization, the single-layer wrapper and the tf_keras graph "
+    "functions (chipnet_tf.analysis.check_model/flatten) need a tf_keras (Keras 2) model; this one received a "
+    "Keras 3 object of type {type}. Build the model with `import tf_keras as keras` (pip install tf-keras) for "
+    "those."
 )
 
 
 def reject_keras3(obj):
     """Raises the one-line TypeError of :data:`KERAS3_NOT_YET` when ``obj`` is a Keras 3
-    layer or model (the tf_keras-only entry points call it: latency profiling, the CLI).
+    layer or model (the tf_keras-only entry points call it: the tf_keras graph walk).
 
     Example:
         >>> import keras  # doctest: +SKIP
         >>> reject_keras3(keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]))  # doctest: +SKIP
         Traceback (most recent call last):
         ...
-        TypeError: chipnet_tf prunes, trains, strips and exports Keras 3 models (TensorFlow backend), but ...
+        TypeError: chipnet_tf prunes, trains, strips, exports and profiles the latency of Keras 3 models, ...
     """
     if is_keras3_object(obj):
         klass = type(obj)

@@ -95,13 +95,25 @@ def test_nested_keras3_model_is_walked_into(keras3):
     assert [(g.name, g.size) for g in analysis.groups] == [("conv", 4)]
 
 
-def test_latency_profiling_of_a_keras3_model_is_refused_with_what_works(keras3):
+def test_what_still_needs_tf_keras_is_refused_with_what_works(keras3):
+    """tfmot quantization and the single-layer wrapper need tf_keras: one-line TypeErrors that
+    say what to do; the tf_keras graph walk's message lists what works on Keras 3 (latency
+    profiling and the command line among it) and what does not."""
     model = residual(keras3)
     with pytest.raises(TypeError) as info:
-        chipnet_tf.latency.profile(model)
+        chipnet_tf.export.quantize_model(model)
     text = str(info.value)
-    assert text.startswith("chipnet_tf prunes, trains, strips and exports Keras 3 models") and "\n" not in text
-    assert "import tf_keras as keras" in text and "keras.src.models.functional.Functional" in text
+    assert text.startswith("tfmot quantizes tf_keras models only") and "\n" not in text
+    assert "to_tflite(model, quantization='int8'" in text
+    with pytest.raises(TypeError, match=r"wraps single layers of tf_keras models only.*'conv1'"):
+        chipnet_tf.prune_low_budget(model.get_layer("conv1"), 0.5, "flops")
+    with pytest.raises(TypeError) as info:
+        chipnet_tf.analysis.check_model(model)
+    text = str(info.value)
+    assert "\n" not in text and "keras.src.models.functional.Functional" in text
+    works, needs = text.split(" but ", 1)
+    assert "profiles the latency" in works and "command line" in works
+    assert "tfmot quantization" in needs and "single-layer wrapper" in needs and "import tf_keras as keras" in needs
 
 
 def test_unbuilt_and_subclassed_keras3_models_are_explained(keras3):

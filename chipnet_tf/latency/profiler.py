@@ -17,6 +17,11 @@ channels, :func:`probe_tiles`) finds the tiles; the grids are multiples of them 
 tile. Results are cached per layer configuration, runtime, threads and quantization under
 ``cache_dir`` (default ``$CHIPNET_TF_CACHE`` or ``~/.cache/chipnet_tf/latency``), and per
 whole model, so profiling the same model again costs nothing.
+
+A Keras 3 model (TensorFlow backend) is profiled the same way: its one-op models are built
+with Keras 3 from its own layer configs (:func:`chipnet_tf.compat.keras_of`), since a Keras 3
+config carries keys tf_keras does not accept. The tile probe and the per-invoke overhead
+measure the runtime, not the model, and use tf_keras one-op models for either Keras.
 """
 
 import hashlib
@@ -28,7 +33,7 @@ import warnings
 import numpy as np
 
 from chipnet_tf.analysis import groups as graph_lib
-from chipnet_tf.compat import keras, reject_keras3
+from chipnet_tf.compat import is_keras3_object, keras, keras3, keras_of
 from chipnet_tf.io import write_json
 from chipnet_tf.latency import table as latency_table
 from chipnet_tf.latency.timing import (
@@ -97,11 +102,11 @@ def _cache_write(cache_dir, key, value):
 
 
 # -- profile --------------------------------------------------------------------------------
-def _measure_entry(signature, in_grid, out_grid, threads, quantization, overhead_s, rounds):
+def _measure_entry(signature, in_grid, out_grid, threads, quantization, overhead_s, rounds, keras_module=None):
     interps = []
     for ci in in_grid:
         for co in out_grid:
-            model, shapes = one_op_model(signature, ci, co)
+            model, shapes = one_op_model(signature, ci, co, keras_module)
             interps.append(ready_interpreter(convert_traced(model, shapes, quantization), threads))
     seconds = time_interleaved(interps, rounds=rounds)
     ms = np.maximum(np.asarray(seconds) - overhead_s, 0.0).reshape(len(in_grid), len(out_grid)) * 1e3
@@ -181,10 +186,15 @@ def calibrate(analysis, entries, dense_ms, small_ms, width):
     return dense_ms / at_dense, 0.0
 
 
-def _measure_entries(calls, analysis, tiles, meta, overhead_s, max_points, rounds, cache_dir, progress):
+def _measure_entries(
+    calls, analysis, tiles, meta, overhead_s, max_points, rounds, cache_dir, progress, keras_module=keras
+):
     """Each timed call's grid and values, identical configurations measured once (or read
-    from the cache); returns ``(entries, values per configuration, measured keys, cache hits)``."""
+    from the cache); returns ``(entries, values per configuration, measured keys, cache hits)``.
+    The one-op models are built with ``keras_module``, the Keras of the profiled model."""
     threads, quantization = meta["threads"], meta["quantization"]
+    # A Keras 3 signature is a Keras 3 layer config: keyed apart from tf_keras' (whose keys stay as they were).
+    flavour = () if keras_module is keras else ("keras3",)
     entries, measured, hits, done = {}, {}, 0, {}
     bar = keras.utils.Progbar(len(calls), unit_name="layer") if progress else None
     for i, c in enumerate(calls):
@@ -193,13 +203,13 @@ def _measure_entries(calls, analysis, tiles, meta, overhead_s, max_points, round
         tile_out = {"producer": tiles["conv_out"], "depthwise": tiles["depthwise"]}.get(c["kind"], 1)
         in_grid = grid(*latency_table.form_range(analysis.spec, c["f_in"]), tile_in, max_points[0])
         out_grid = grid(*latency_table.form_range(analysis.spec, c["f_out"]), int(tile_out), max_points[1])
-        key = _key("entry", meta, sig, in_grid, out_grid, rounds)
+        key = _key("entry", meta, sig, in_grid, out_grid, rounds, *flavour)
         if key in done:
             values = done[key]
         else:
             values = _cache_read(cache_dir, key)
             if values is None:
-                values = _measure_entry(sig, in_grid, out_grid, threads, quantization, overhead_s, rounds)
+                values = _measure_entry(sig, in_grid, out_grid, threads, quantization, overhead_s, rounds, keras_module)
                 _cache_write(cache_dir, key, values)
                 measured[key] = True
             else:
@@ -219,6 +229,19 @@ def _measure_entries(calls, analysis, tiles, meta, overhead_s, max_points, round
     return entries, done, measured, hits
 
 
+def _check_backend(model):
+    """A Keras 3 model is profiled on the TensorFlow backend: its one-op models and the whole
+    model are converted to TFLite by tracing them with TensorFlow."""
+    if is_keras3_object(model) and keras3().backend.backend() != "tensorflow":
+        raise ValueError(
+            f"chipnet_tf.latency.profile converts the model to TFLite with TensorFlow, and Keras 3 runs "
+            f"{model.name!r} on the {keras3().backend.backend()} backend: profile it in a process started with "
+            "KERAS_BACKEND=tensorflow (model.save('dense.keras'), then chipnet_tf.latency.profile("
+            "keras.saving.load_model('dense.keras')).save('table.json')) and load the table here with "
+            "chipnet_tf.latency.LatencyTable.load('table.json')."
+        )
+
+
 def profile(
     model,
     threads=1,
@@ -235,7 +258,11 @@ def profile(
     """Measures a :class:`chipnet_tf.latency.LatencyTable` of ``model`` on this machine.
 
     Args:
-        model: the dense tf_keras model (single input, fixed input shape).
+        model: the dense model (single input, fixed input shape): tf_keras, or Keras 3 on
+            the TensorFlow backend (its one-op models are built with Keras 3 too). A table
+            is JSON: profile a JAX or PyTorch model's twin in a process started with
+            ``KERAS_BACKEND=tensorflow`` (or its ``.keras`` file there), save the table and
+            load it where the model trains.
         threads: LiteRT interpreter threads, as deployed.
         quantization: None (float32) or ``"int8"`` (full-integer post-training
             quantization, as :func:`chipnet_tf.export.to_tflite` makes it).
@@ -253,11 +280,11 @@ def profile(
         A :class:`chipnet_tf.latency.LatencyTable`.
 
     Raises:
-        ValueError: unknown quantization, threads < 1, or a model without timed layers.
-        TypeError: a Keras 3 model (profiling needs tf_keras for now).
+        ValueError: unknown quantization, threads < 1, a model without timed layers, or a
+            Keras 3 model on another backend than TensorFlow.
     """
     t0 = time.perf_counter()
-    reject_keras3(model)
+    _check_backend(model)
     latency_table.check_quantization(quantization)
     if not isinstance(threads, int) or threads < 1:
         raise ValueError(f"threads must be a positive integer. Received: threads={threads!r}")
@@ -280,7 +307,7 @@ def profile(
         _cache_write(cache_dir, tiles_key, tiles)
     overhead_s = invoke_overhead(threads, quantization)
     entries, done, measured, hits = _measure_entries(
-        calls, analysis, tiles, meta, overhead_s, max_points, rounds, cache_dir, progress
+        calls, analysis, tiles, meta, overhead_s, max_points, rounds, cache_dir, progress, keras_of(model)
     )
     # Calibrated on the model's own groups: strip_pruning(model, masks) knows no exclude list.
     whole = graph_lib.analyze(model, warn=False) if exclude else analysis

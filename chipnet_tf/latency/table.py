@@ -11,8 +11,9 @@ vary (both calibrated on the measured dense network and a small one, 2 channels 
 
 Timed calls: conv/dense layers (``groups=1``), depthwise convs and element-wise merges
 (``Add`` ...). BatchNormalization folds into the conv and activations fuse into it in
-TFLite; everything else (pooling, padding, reshapes, the interpreter's per-invoke cost) is
-in ``fixed_ms``.
+TFLite; everything else (pooling, padding, reshapes, TF-op layers such as tf_keras' ``x + y``
+and Keras 3's ``keras.ops`` calls between layers, the interpreter's per-invoke cost) is in
+``fixed_ms``.
 
 Example::
 
@@ -31,7 +32,7 @@ import numpy as np
 from chipnet_tf.analysis import groups as graph_lib
 from chipnet_tf.analysis.groups import call_name
 from chipnet_tf.budgets import CostSpec
-from chipnet_tf.compat import keras
+from chipnet_tf.compat import is_instance, is_keras3_object, keras, keras3
 from chipnet_tf.io import atomic_write
 from chipnet_tf.registry import Kind
 from chipnet_tf.search.layers.controller import controllers
@@ -163,9 +164,13 @@ def _timed_kind(fnode, kind):
     layer = fnode.layer
     if not fnode.in_shapes or not fnode.out_shapes or None in fnode.in_shapes[0][1:]:
         return None
+    if is_keras3_object(layer) and not isinstance(layer, keras3().layers.Layer):
+        # A keras.ops call between layers (keras.ops.add, relu, ...): like tf_keras' TF-op
+        # layers (x + y), untimed: its cost is in the calibrated fixed cost.
+        return None
     if kind == Kind.PRODUCER and int(getattr(layer, "groups", 1) or 1) == 1:
         return "producer"
-    if kind == Kind.DEPTHWISE and isinstance(layer, keras.layers.DepthwiseConv2D):
+    if kind == Kind.DEPTHWISE and is_instance(layer, keras.layers.DepthwiseConv2D):
         return "depthwise"
     if kind == Kind.MERGE and type(layer).__name__ in _MERGES:
         if all(tuple(s) == tuple(fnode.out_shapes[0]) for s in fnode.in_shapes):

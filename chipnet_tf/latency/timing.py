@@ -10,7 +10,7 @@ from importlib import metadata
 import numpy as np
 
 from chipnet_tf import litert
-from chipnet_tf.compat import keras
+from chipnet_tf.compat import keras as tf_keras
 from chipnet_tf.litert import convert_traced
 
 PROBE_WIDTHS = tuple(range(1, 49))
@@ -68,8 +68,14 @@ def time_interleaved(interps, rounds=3, target_s=2e-3, max_invocations=30):
     return [min(m) for m in medians]
 
 
-def one_op_model(signature, c_in, c_out):
-    """A model of one layer call of ``signature`` at ``c_in`` input / ``c_out`` output channels."""
+def one_op_model(signature, c_in, c_out, keras_module=None):
+    """A model of one layer call of ``signature`` at ``c_in`` input / ``c_out`` output channels.
+
+    ``keras_module`` is the Keras the profiled model was built with (tf_keras when None):
+    the signature's config is that Keras' layer config, and the one-op model is built
+    from it with the same Keras (Keras 3's configs carry keys tf_keras does not accept).
+    """
+    keras = keras_module or tf_keras
     cls = getattr(keras.layers, signature["class"])
     config = dict(signature["config"])
     kind = signature["kind"]
