@@ -55,8 +55,8 @@ def keras3_layers():
             super().__init__(*args, **kwargs)
             # On JAX a layer's metric cannot be updated inside the stateless train step:
             # UpdatePruningStep logs the values at each epoch's end there instead.
-            self._tracked = k3.backend.backend() == "tensorflow"
-            if self._tracked:
+            self._metrics_in_step = k3.backend.backend() == "tensorflow"
+            if self._metrics_in_step:
                 self.budget_tracker = k3.metrics.Mean(name="budget")
                 self.crispness_tracker = k3.metrics.Mean(name="crispness")
 
@@ -65,7 +65,7 @@ def keras3_layers():
                 tf.debugging.assert_non_negative(self.pruning_step.value, message=_NO_CALLBACK)
 
         def _report(self, budget, crispness):
-            if self._tracked:
+            if self._metrics_in_step:
                 self.budget_tracker.update_state(budget)
                 self.crispness_tracker.update_state(crispness)
 
