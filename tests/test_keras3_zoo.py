@@ -3,6 +3,7 @@ gaps its models showed, and a fast sample of its rows.
 
 - Keras 3's ``Activation("hard_swish")`` (its MobileNetV3's) is ``hard_silu``: zero-preserving;
 - a custom Keras 3 layer (ConvNeXt's ``LayerScale``) is probed like a tf_keras one;
+- count_flops traces custom layers with their grouped convolutions inline;
 - the independent count: the TF profiler plus the bias adds Keras 3 writes as AddV2 (a
   one-channel bias) and the Einsum ops the profiler does not count.
 """
@@ -114,6 +115,29 @@ def test_split_and_channel_slice_cut_the_channel_space(keras):
     assert small.get_layer("ca").kernel.shape == (1, 1, 2, 2)
     assert small.get_layer("fc").kernel.shape == (3, 3)
     assert chipnet_tf.count_flops(small) == chipnet_tf.budget_report(model, masks=masks).totals["flops"]["kept"]
+
+
+@pytest.mark.parametrize("flavour", ["keras3", "tf_keras"])
+def test_count_flops_sees_grouped_convs_inside_custom_layers(keras, flavour):
+    """keras-hub's MobileNetV3 blocks are custom layers around Conv2D(groups=C): count_flops
+    traces them, and a grouped conv runs as an XLA call the trace did not show."""
+    from chipnet_tf.compat import keras as tf_keras
+
+    K = keras if flavour == "keras3" else tf_keras
+
+    class Block(K.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.dw = K.layers.Conv2D(8, 3, padding="same", groups=8, name="dw")
+            self.pw = K.layers.Conv2D(4, 1, name="pw")
+
+        def call(self, x):
+            return self.pw(self.dw(x))
+
+    x = K.Input((6, 6, 8))
+    model = K.Model(x, Block(name="block")(x))
+    model(np.zeros((1, 6, 6, 8), "float32"))
+    assert chipnet_tf.count_flops(model) == 36 * 8 * (9 + 1) + 36 * 4 * (8 + 1)
 
 
 def test_independent_count_sees_a_one_channel_bias(keras):
