@@ -140,6 +140,35 @@ def test_count_flops_sees_grouped_convs_inside_custom_layers(keras, flavour):
     assert chipnet_tf.count_flops(model) == 36 * 8 * (9 + 1) + 36 * 4 * (8 + 1)
 
 
+def test_count_flops_of_a_custom_transformer_block_leaves_out_attention_only(keras):
+    """A custom layer around MultiHeadAttention and an MLP (keras-hub's ViT encoder): its
+    trace counts the projections, their AddV2 biases and the MLP; attention's two Einsums
+    (QK^T, AV) are the only part count_flops leaves out."""
+    from benchmarks.strip import zoo_keras3
+
+    tokens, dim, heads, key_dim, hidden = 5, 8, 2, 4, 16
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.mha = keras.layers.MultiHeadAttention(heads, key_dim)
+            self.fc1 = keras.layers.Dense(hidden, activation="gelu")
+            self.fc2 = keras.layers.Dense(dim)
+
+        def call(self, x):
+            x = x + self.mha(x, x)
+            return x + self.fc2(self.fc1(x))
+
+    x = keras.Input((tokens, dim))
+    model = keras.Model(x, Block(name="block")(x))
+    counts = zoo_keras3.independent_counts(model)
+    projections = 4 * tokens * dim * heads * key_dim + 3 * tokens * heads * key_dim + tokens * dim
+    mlp = tokens * (dim * hidden + hidden) + tokens * (hidden * dim + dim)
+    assert counts["attention"] == 2 * heads * tokens * tokens * key_dim
+    assert counts["total"] - counts["attention"] == projections + mlp
+    assert chipnet_tf.count_flops(model) == projections + mlp
+
+
 def test_independent_count_sees_a_one_channel_bias(keras):
     from benchmarks.strip import zoo_keras3
 

@@ -134,6 +134,27 @@ def _traced_flops(layer, in_shape):
             transpose_a = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
             inner = a[-2] if transpose_a else a[-1]
             total += prod(op.outputs[0].shape) * int(inner)
-        elif op.type == "BiasAdd":
+        elif op.type == "BiasAdd" or (op.type in ("AddV2", "Add") and _is_bias_add(op)):
             total += prod(op.outputs[0].shape[1:])
     return int(total)
+
+
+_PRODUCER_OPS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
+
+
+def _through_reshapes(tensor):
+    op = tensor.op
+    while op.type in ("Reshape", "Identity") and op.inputs:
+        op = op.inputs[0].op
+    return op
+
+
+def _is_bias_add(op):
+    """A bias added with AddV2 rather than BiasAdd: Keras 3's EinsumDense (attention's query,
+    key and value projections, computed as a reshaped BatchMatMulV2) and a bias of one
+    channel. One operand is a weight, the other a conv's or matmul's output."""
+    if len(op.inputs) != 2:
+        return False
+    sources = [_through_reshapes(t) for t in op.inputs]
+    weights = [s.type in ("ReadVariableOp", "Const") for s in sources]
+    return sum(weights) == 1 and sources[weights.index(False)].type in _PRODUCER_OPS
