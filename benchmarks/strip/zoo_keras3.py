@@ -193,7 +193,7 @@ HUB = {
     ),
     "hub.ViT": (_vit, 32, "ViTImageClassifier", "token"),
     "hub.DeiT": (_deit, 32, "DeiTImageClassifier", "token"),
-    "hub.DINOV2": (_dinov2, 32, "DINOV2ImageClassifier", "token"),
+    "hub.DINOV2": (_dinov2, 32, None, "token"),  # keras-hub has no DINOv2 classifier: x[:, 0] -> Dense
 }
 TRANSFORMERS = ("hub.ViT", "hub.DeiT", "hub.DINOV2")
 MODELS = APPLICATIONS + tuple(HUB)
@@ -223,7 +223,10 @@ def build(name):
 
     backbone_of, size, head, pooling = HUB[name]
     backbone = backbone_of(keras_hub, (size, size, 3))
-    head_class = getattr(keras_hub.models, head, keras_hub.models.ImageClassifier)
+    if head is None:  # the class token of the backbone's output sequence
+        x = keras.Input((size, size, 3), name="images")
+        return keras.Model(x, keras.layers.Dense(CLASSES, name="predictions")(backbone(x)[:, 0]))
+    head_class = getattr(keras_hub.models, head)
     return head_class(backbone=backbone, num_classes=CLASSES, activation=None, pooling=pooling)
 
 

@@ -149,21 +149,34 @@ def row(name, strip=False, keras_version=2):
     return out
 
 
-def markdown(rows):
+def markdown(rows, keras_version=2):
+    """The rows as a Markdown table (Keras 3: the independent count's parts where it differs)."""
+    last = "params / FLOPs / profiler = predicted" if keras_version == 2 else "params / FLOPs / independent count exact"
     lines = [
-        "| model | smallest reachable FLOPs fraction (before → now) | stripped vs wrapped, rel. max diff "
-        "| params / FLOPs / profiler = predicted |",
+        f"| model | smallest reachable FLOPs fraction{' (before → now)' if keras_version == 2 else ''} "
+        f"| stripped vs wrapped, rel. max diff | {last} |",
         "|---|---|---|---|",
     ]
     for r in rows:
-        before = BEFORE.get(r["model"])
+        before = BEFORE.get(r["model"]) if keras_version == 2 else None
         reach = (
             f"{before:.3f} → {r['smallest_flops_fraction']:.3f}" if before else f"{r['smallest_flops_fraction']:.3f}"
         )
+        if not r["groups"]:
+            reach += " (no channel group)"
         diff = f"{r['rel_max_diff']:.1e}" if "rel_max_diff" in r else "—"
         exact = "—"
-        if "params_exact" in r:
-            exact = " / ".join("yes" if r[k] else "NO" for k in ("params_exact", "flops_exact", "profiler_exact"))
+        if "profiler_exact" in r:
+            exact = " / ".join(
+                ("yes" if r[k] else "NO") if k in r else "—" for k in ("params_exact", "flops_exact", "profiler_exact")
+            )
+        if "independent" in r and not r["profiler_exact"]:
+            parts = r["independent"]
+            exact += (
+                f" (count_flops {r['count_flops']:,}; independent {parts['total']:,} = profiler "
+                f"{parts['profiler']:,} + attention {parts['attention']:,} + AddV2 biases {parts['bias_as_add']:,}"
+                f" + Einsum projections {parts['projection']:,})"
+            )
         lines.append(f"| {r['model']} | {reach} | {diff} | {exact} |")
     return "\n".join(lines)
 
@@ -185,7 +198,7 @@ def main(argv=None):
         keras.backend.clear_session()
         rows.append(row(name, strip=args.strip, keras_version=args.keras))
         print(json.dumps(rows[-1]), flush=True)
-    print(markdown(rows))
+    print(markdown(rows, args.keras))
     if args.out:
         head = {"size": SIZE, "budget_for_strip_check": 0.1}
         if args.keras == 3:
