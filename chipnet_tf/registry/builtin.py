@@ -264,7 +264,7 @@ def _rescaling_surgery(ctx):
 
 
 def _reshape_surgery(ctx):
-    if isinstance(ctx.layer, L.Reshape) and ctx.out_keep is not None:
+    if is_instance(ctx.layer, L.Reshape) and ctx.out_keep is not None:
         target = list(ctx.config["target_shape"])
         target[-1] = len(ctx.out_keep)
         ctx.config["target_shape"] = tuple(target)

@@ -5,10 +5,11 @@ layers plus their bias adds. A conv/dense rule's own ``costs`` function is evalu
 full channel counts, so budgets and :func:`chipnet_tf.count_flops` share one formula.
 """
 
+import contextlib
 import weakref
 
 from chipnet_tf.budgets import CostSpecBuilder
-from chipnet_tf.compat import tf
+from chipnet_tf.compat import is_keras3_object, keras, keras3, tf
 from chipnet_tf.registry.table import lookup
 from chipnet_tf.registry.vocabulary import CostContext, Kind, channels_last, prod
 
@@ -81,9 +82,45 @@ def _sublayer_flops(layer, in_shape):
     return cache[key]
 
 
+@contextlib.contextmanager
+def _grouped_convs_inline(layer):
+    """On CPU both Kerases run a grouped convolution (a depthwise ``Conv2D(groups=C)``, as in
+    keras-hub's MobileNetV3 blocks) as a call of an XLA-compiled function whose ops the
+    traced graph does not show. The graph is only traced here, never run, so the
+    convolution is traced as the plain Conv2D op it is."""
+    if is_keras3_object(layer):
+        if keras3().backend.backend() != "tensorflow":
+            yield
+            return
+        from keras.src.backend.tensorflow import nn as owner  # the TF backend's conv
+
+        original = owner.conv
+
+        def replacement(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
+            if len(inputs.shape) != 4 or data_format not in (None, "channels_last"):
+                return original(inputs, kernel, strides, padding, data_format, dilation_rate)
+            return tf.nn.convolution(inputs, kernel, strides, padding.upper(), dilations=dilation_rate)
+
+        name = "conv"
+    else:
+        owner = next(c for c in keras.layers.Conv2D.__mro__ if "_jit_compiled_convolution_op" in vars(c))
+        original = owner._jit_compiled_convolution_op
+
+        def replacement(self, inputs, kernel):
+            return self.convolution_op(inputs, kernel)
+
+        name = "_jit_compiled_convolution_op"
+    setattr(owner, name, replacement)
+    try:
+        yield
+    finally:
+        setattr(owner, name, original)
+
+
 def _traced_flops(layer, in_shape):
     spec = tf.TensorSpec((1,) + tuple(in_shape[1:]), tf.float32)
-    graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec).graph
+    with _grouped_convs_inline(layer):
+        graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec).graph
     total = 0
     for op in graph.get_operations():
         if op.type in ("Conv2D", "Conv3D"):
@@ -97,6 +134,27 @@ def _traced_flops(layer, in_shape):
             transpose_a = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
             inner = a[-2] if transpose_a else a[-1]
             total += prod(op.outputs[0].shape) * int(inner)
-        elif op.type == "BiasAdd":
+        elif op.type == "BiasAdd" or (op.type in ("AddV2", "Add") and _is_bias_add(op)):
             total += prod(op.outputs[0].shape[1:])
     return int(total)
+
+
+_PRODUCER_OPS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
+
+
+def _through_reshapes(tensor):
+    op = tensor.op
+    while op.type in ("Reshape", "Identity") and op.inputs:
+        op = op.inputs[0].op
+    return op
+
+
+def _is_bias_add(op):
+    """A bias added with AddV2 rather than BiasAdd: Keras 3's EinsumDense (attention's query,
+    key and value projections, computed as a reshaped BatchMatMulV2) and a bias of one
+    channel. One operand is a weight, the other a conv's or matmul's output."""
+    if len(op.inputs) != 2:
+        return False
+    sources = [_through_reshapes(t) for t in op.inputs]
+    weights = [s.type in ("ReadVariableOp", "Const") for s in sources]
+    return sum(weights) == 1 and sources[weights.index(False)].type in _PRODUCER_OPS

@@ -25,7 +25,7 @@ import json
 
 import numpy as np
 
-from chipnet_tf.compat import is_keras3_object, keras, tf
+from chipnet_tf.compat import is_keras3_object, keras, keras3, tf
 from chipnet_tf.registry.table import has_rule, lookup
 from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
 
@@ -33,7 +33,17 @@ from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
 _CACHE = {}
 _RTOL = 1e-5
 _MAX_ELEMENTS = 1 << 22  # probe batches are chunked to about 16 MB of float32
-_NOT_PROBED = ("tf_keras.src.layers.", "tf_keras.src.engine.", "keras.", "chipnet_tf.")
+# Keras' own layers and ops (either Keras); keras.applications' custom layers are probed.
+_NOT_PROBED = (
+    "tf_keras.src.layers.",
+    "tf_keras.src.engine.",
+    "keras.src.layers.",
+    "keras.src.models.",
+    "keras.src.ops.",
+    "keras.layers.",
+    "keras.engine.",
+    "chipnet_tf.",
+)
 
 
 def _per_channel_weights(weights, channels):
@@ -109,10 +119,11 @@ def _probeable(fnode):
     layer = fnode.layer
     module = type(layer).__module__
     # Keras' own layers without a rule (Lambda, Softmax, Attention, ...) stay opaque; the
-    # custom layers of keras.applications (ConvNeXt's LayerScale) are probed like any other.
+    # custom layers of keras.applications (ConvNeXt's LayerScale) are probed like any other,
+    # in either Keras.
     if module.startswith(_NOT_PROBED) or isinstance(layer, keras.Model):
         return False
-    if is_keras3_object(layer):  # the probe runs tf_keras-style calls: a Keras 3 custom layer stays opaque
+    if is_keras3_object(layer) and isinstance(layer, keras3().Model):
         return False
     if len(fnode.in_keys) != 1 or len(fnode.out_keys) != 1 or not layer.built:
         return False
@@ -172,7 +183,7 @@ def _random_clone(layer, shape, rng):
     """``layer`` rebuilt from its config with random positive weights, or None."""
     try:
         clone = type(layer).from_config(layer.get_config())
-        clone(tf.zeros((1, *shape)), training=False)
+        _call(clone, np.zeros((1, *shape), "float32"))
         clone.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(w.dtype) for w in clone.get_weights()])
     except Exception:  # noqa: BLE001 - a layer that cannot be cloned is probed as it is
         return None
@@ -217,6 +228,10 @@ def _is_channel_local(layer, shape, rng):
 
 
 def _call(layer, x):
+    """``layer`` on the numpy array ``x`` (inference mode), as a numpy array."""
+    if is_keras3_object(layer):  # any Keras 3 backend
+        ops = keras3().ops
+        return np.asarray(ops.convert_to_numpy(layer(ops.convert_to_tensor(x), training=False)))
     return np.asarray(layer(tf.constant(x), training=False))
 
 

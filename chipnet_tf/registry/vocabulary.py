@@ -65,12 +65,14 @@ class Kind(enum.StrEnum):
 
 KINDS = tuple(k.value for k in Kind)
 
-# Activations with f(0) == 0: a pruned (zeroed) channel stays zero through them.
+# Activations with f(0) == 0: a pruned (zeroed) channel stays zero through them. Keras 3
+# adds hard_silu (its MobileNetV3's Activation("hard_swish")), celu and hard_tanh.
 ZERO_PRESERVING_ACTIVATIONS = frozenset(
     {"relu", "relu6", "elu", "selu", "gelu", "swish", "silu", "tanh", "linear", "leaky_relu", "mish", "softsign"}
+    | {"hard_silu", "hard_swish", "celu", "hard_tanh"}
 )
 # Per-channel activations with f(0) != 0.
-CHANNELWISE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "softplus", "exponential"})
+CHANNELWISE_ACTIVATIONS = frozenset({"sigmoid", "hard_sigmoid", "softplus", "exponential", "log_sigmoid"})
 
 
 def as_kind(value, owner=None):

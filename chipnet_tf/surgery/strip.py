@@ -22,6 +22,7 @@ from chipnet_tf.analysis.flat_graph import call_arguments, from_config, input_na
 from chipnet_tf.analysis.keras3_graph import inputs_like
 from chipnet_tf.compat import keras, keras_of, tf
 from chipnet_tf.registry import SurgeryContext, probe, register_surgery, take  # public here too
+from chipnet_tf.registry.keras3ops import resliced_call
 from chipnet_tf.search.batch_norm import DEFAULT_STEPS, as_dataset, check_steps, recalibrate_batch_norm
 from chipnet_tf.search.layers import PruneLowBudget
 from chipnet_tf.search.layers.channel_gate import ChannelGateLogic
@@ -248,7 +249,7 @@ def _rebuild(model, graph, analysis, keeps, plan):
         if weights is not None:
             _set_weights(new_layer, weights, fnode, layer)
             built[id(layer)] = (new_layer, None, constants)
-        if fnode.name in analysis.inferred and fnode.first_call and k is keras:
+        if fnode.name in analysis.inferred and fnode.first_call:
             out_keep = keeps.get(fnode.out_keys[0])
             probe.check_stripped(fnode.name, layer, new_layer, fnode.in_shapes[0], keeps.get(in_keys[0]), out_keep)
         for key, out in zip(fnode.out_keys, tf.nest.flatten(outputs)):
@@ -346,7 +347,13 @@ def _new_layer(k, layer, fnode, in_keys, keeps, rule):
 def _reused_operation(op, fnode, in_keeps, out_keep):
     """A Keras 3 ``keras.ops`` call (an Operation: no weights, no config to slice) is called
     again as it is: fine for the element-wise, merge and reduction calls whose rules keep
-    the channel axis, refused for one whose constants would need slicing."""
+    the channel axis; a channel ``Split`` or slice is called with the kept sizes or bounds
+    (:func:`chipnet_tf.registry.keras3ops.resliced_call`); refused for any other call whose
+    constants would need slicing."""
+    args, kwargs = call_arguments(fnode.node)
+    resliced = resliced_call(op, args, kwargs, in_keeps[0] if in_keeps else None)
+    if resliced is not None:
+        return resliced[0], None, resliced[1]
     constants = [a for a in keras_of(op).tree.flatten(call_arguments(fnode.node)) if not hasattr(a, "_keras_history")]
     sliced = out_keep is not None or any(keep is not None for keep in in_keeps)
     if (
