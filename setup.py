@@ -60,6 +60,8 @@ setup(
             "tensorflow-datasets==4.9.10",
             "importlib-resources>=6,<8",
             "ai-edge-litert>=2.0,<3",
+            # Keras 3 zoo tests: keras-hub backbones built from arguments (no presets).
+            "keras-hub==0.32.0",
         ],
     },
     entry_points={"console_scripts": ["chipnet-tf=chipnet_tf.cli:run"]},

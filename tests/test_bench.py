@@ -768,3 +768,26 @@ def test_latency_accuracy_takes_chipnet_flops_rows_of_the_grid(tmp_path):
     rows = latency_accuracy.grid_rows(path, [0, 1], [0.25, 0.1])
     assert [(r["seed"], r["budget"], r["kind"]) for r in rows] == [(0, 0.25, "grid_flops"), (1, 0.1, "grid_flops")]
     assert latency_accuracy.grid_rows(tmp_path / "missing.json", [0], [0.25]) == []
+
+
+def test_keras3_parity_verdict_is_one_point_or_the_pooled_spread():
+    from benchmarks.parity.summary import summarise, table
+
+    def rows(flavour, backend, accs):
+        return [
+            {"flavour": flavour, "backend": backend, "seed": i, "accuracy": a, "fraction": 0.1, "seconds": 1.0}
+            for i, a in enumerate(accs)
+        ]
+
+    summary = summarise(
+        rows("tf_keras", "tensorflow", [0.90, 0.92, 0.94])  # mean 0.92, std 0.02
+        + rows("keras3", "tensorflow", [0.905, 0.915, 0.925])  # 0.5 pt behind: within 1 point
+        + rows("keras3", "jax", [0.88, 0.89, 0.90])  # 3 pt behind, pooled std ~1.6 pt: no parity
+        + rows("keras3", "torch", [0.87, 0.90, 0.93])  # 2 pt behind, pooled std ~2.5 pt: parity
+    )
+    assert summary["keras3/tensorflow"]["parity"] is True
+    assert summary["keras3/jax"]["parity"] is False
+    assert summary["keras3/torch"]["parity"] is True
+    assert round(summary["keras3/jax"]["gap_points"], 6) == -3.0
+    assert "parity" not in summary["tf_keras/tensorflow"]
+    assert "| keras3/jax | 3 | 89.00 ± 1.00 | 0.1000 | -3.00 pt (pooled std 1.58) | no |" in table(summary)
