@@ -31,6 +31,7 @@ import tempfile
 
 from absl import app, flags
 
+from chipnet_tf.io import saved_keras_version
 from chipnet_tf.validators import first_line
 
 # chipnet_tf, TensorFlow and Keras are imported inside the commands, not here: `chipnet-tf
@@ -146,41 +147,6 @@ def load_checkpoint(path):
                 ) from e
         return model
     raise CliError(f"{path}: no such file, directory or checkpoint prefix")
-
-
-def saved_keras_version(path):
-    """The version of the Keras that saved the ``.keras`` or ``.h5`` file at ``path``: its
-    ``keras_version`` (``metadata.json`` in a ``.keras`` zip, a root attribute of an HDF5
-    file), else ``"3"`` for a ``.keras`` config of Keras 3's ``DTypePolicy`` layers, else
-    ``""`` (not readable here: the tf_keras loader reports what is wrong with the file).
-
-    Example:
-        >>> saved_keras_version("small.keras")  # doctest: +SKIP
-        '3.15.1'
-    """
-    import zipfile
-
-    if not path.endswith(".keras"):
-        try:
-            import h5py
-
-            with h5py.File(path, "r") as f:
-                version = f.attrs.get("keras_version", "")
-        except (ImportError, OSError):
-            return ""
-        return version.decode() if isinstance(version, bytes) else str(version)
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = set(z.namelist())
-            if "metadata.json" in names:
-                version = json.loads(z.read("metadata.json")).get("keras_version")
-                if version:
-                    return str(version)
-            if "config.json" in names and b'"DTypePolicy"' in z.read("config.json"):
-                return "3"
-    except (zipfile.BadZipFile, OSError, ValueError):
-        pass
-    return ""
 
 
 def _keras3_for(path, version):

@@ -16,9 +16,10 @@ import numpy as np
 import pytest
 
 import chipnet_tf
-from chipnet_tf import cli, latency
+from chipnet_tf import latency
 from chipnet_tf.compat import is_keras3_object, tf
 from chipnet_tf.compat import keras as tf_keras
+from chipnet_tf.io import saved_keras_version
 from chipnet_tf.latency import profiler as lp
 from tests.test_keras3_prune import BACKEND, FLAVOURS, _build, _data, _keras, _np
 from tests.twins import ops_between_layers, residual, separable
@@ -300,18 +301,18 @@ def files(tmp_path_factory, profiled):
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_saved_keras_version_reads_the_files_metadata(files, flavour, tmp_path):
     want = "3." if flavour == "keras3" else "2."
-    assert cli.saved_keras_version(str(files[flavour]["wrapped"])).startswith(want)
-    assert cli.saved_keras_version(str(files[flavour]["wrapped_h5"])).startswith(want)
+    assert saved_keras_version(str(files[flavour]["wrapped"])).startswith(want)
+    assert saved_keras_version(str(files[flavour]["wrapped_h5"])).startswith(want)
     # Without metadata.json, a Keras 3 config is known by its DTypePolicy layers.
     bare = tmp_path / "bare.keras"
     with zipfile.ZipFile(files[flavour]["dense"]) as src, zipfile.ZipFile(bare, "w") as dst:
         for name in src.namelist():
             if name != "metadata.json":
                 dst.writestr(name, src.read(name))
-    assert cli.saved_keras_version(str(bare)) == ("3" if flavour == "keras3" else "")
+    assert saved_keras_version(str(bare)) == ("3" if flavour == "keras3" else "")
     garbage = tmp_path / "garbage.keras"
     garbage.write_bytes(b"not a zip file")
-    assert cli.saved_keras_version(str(garbage)) == ""
+    assert saved_keras_version(str(garbage)) == ""
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
