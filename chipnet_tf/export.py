@@ -240,12 +240,12 @@ def quantize_model(model, **kwargs):
     # Lazy: importing tfmot costs seconds and only this function needs it.
     import tensorflow_model_optimization as tfmot
 
-    _check_model(model)
     if is_keras3_object(model):
         raise TypeError(
-            f"tfmot quantizes tf_keras models only; {model.name!r} is a Keras 3 model. Use post-training "
-            "quantization instead: to_tflite(model, quantization='int8', representative_dataset=...)."
+            f"tfmot quantizes tf_keras models only; {getattr(model, 'name', model)!r} is a Keras 3 model. Use "
+            "post-training quantization instead: to_tflite(model, quantization='int8', representative_dataset=...)."
         )
+    _check_model(model)
     if controllers(model):
         raise ValueError(
             f"{model.name!r} is a wrapped ChipNet model (gates and a controller layer), which tfmot cannot "
