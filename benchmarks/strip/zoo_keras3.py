@@ -26,7 +26,8 @@ the whole of it.
 import contextlib
 import math
 
-# The keras.applications models of the tf_keras table that Keras 3 has (no RegNet).
+# The keras.applications models of the tf_keras table that Keras 3 has (no RegNet); the tf_keras
+# table (benchmarks.strip.zoo_reach.MODELS) is the RegNets and these.
 APPLICATIONS = (
     "MobileNetV3Small",
     "MobileNetV3Large",
@@ -121,29 +122,25 @@ def _cspdarknet53(hub, shape):
     )
 
 
-def _resnet18(hub, shape):
+def _resnet(hub, shape, blocks, block_type, **kwargs):
     return hub.models.ResNetBackbone(
         input_conv_filters=[64],
         input_conv_kernel_sizes=[7],
         stackwise_num_filters=[64, 128, 256, 512],
-        stackwise_num_blocks=[2, 2, 2, 2],
+        stackwise_num_blocks=blocks,
         stackwise_num_strides=[1, 2, 2, 2],
-        block_type="basic_block",
+        block_type=block_type,
         image_shape=shape,
+        **kwargs,
     )
+
+
+def _resnet18(hub, shape):
+    return _resnet(hub, shape, [2, 2, 2, 2], "basic_block")
 
 
 def _resnet50_v2(hub, shape):
-    return hub.models.ResNetBackbone(
-        input_conv_filters=[64],
-        input_conv_kernel_sizes=[7],
-        stackwise_num_filters=[64, 128, 256, 512],
-        stackwise_num_blocks=[3, 4, 6, 3],
-        stackwise_num_strides=[1, 2, 2, 2],
-        block_type="bottleneck_block",
-        use_pre_activation=True,
-        image_shape=shape,
-    )
+    return _resnet(hub, shape, [3, 4, 6, 3], "bottleneck_block", use_pre_activation=True)
 
 
 def _vit(hub, shape):

@@ -41,20 +41,7 @@ MODELS = (
     "RegNetY004",
     "RegNetX016",
     "RegNetY016",
-    "MobileNetV3Small",
-    "MobileNetV3Large",
-    "ConvNeXtTiny",
-    "ResNet50",
-    "ResNet50V2",
-    "MobileNet",
-    "MobileNetV2",
-    "EfficientNetB0",
-    "EfficientNetV2B0",
-    "DenseNet121",
-    "InceptionV3",
-    "Xception",
-    "NASNetMobile",
-    "VGG16",
+    *zoo_keras3.APPLICATIONS,  # the same models in Keras 3, which has no RegNet
 )
 KERAS_CV = "keras_cv.MobileNetV3Backbone"
 # Reference fractions printed as "before → now": these models' smallest reachable fraction with an
