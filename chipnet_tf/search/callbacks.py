@@ -189,12 +189,16 @@ class PruningSummaries(keras.callbacks.Callback):
                 step = int(ctl.to_numpy(ctl.pruning_epoch))
                 fraction, _, crisp = ctl.penalties()
                 kept = np.array([masks[n].sum() for n in ctl.group_names], dtype=np.float64)
-                tf.summary.scalar("chipnet/budget", fraction, step=step)
-                tf.summary.scalar("chipnet/hard_budget", ctl.spec.fraction(kept, ctl.budget_type), step=step)
-                tf.summary.scalar("chipnet/crispness", crisp, step=step)
-                tf.summary.scalar("chipnet/beta", ctl.beta, step=step)
-                tf.summary.scalar("chipnet/gamma", ctl.gamma, step=step)
-                tf.summary.scalar("chipnet/steepness", ctl.steepness, step=step)
+                scalars = {
+                    "budget": fraction,
+                    "hard_budget": ctl.spec.fraction(kept, ctl.budget_type),
+                    "crispness": crisp,
+                    "beta": ctl.beta,
+                    "gamma": ctl.gamma,
+                    "steepness": ctl.steepness,
+                }
+                for tag, value in scalars.items():  # as numpy: any backend's tensors, torch's detached
+                    tf.summary.scalar(f"chipnet/{tag}", float(ctl.to_numpy(value)), step=step)
                 soft = ctl.to_numpy(ctl.soft_counts())
                 for name, size, r in zip(ctl.group_names, ctl.sizes, soft):
                     tf.summary.scalar(f"chipnet_groups/{name}", float(r) / size, step=step)
