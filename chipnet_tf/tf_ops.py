@@ -78,3 +78,9 @@ def split(x, indices_or_sections, axis=0):
         return tf.split(x, indices_or_sections, axis=axis)
     bounds = [0, *[int(i) for i in indices_or_sections], int(x.shape[axis])]
     return tf.split(x, list(np.diff(bounds)), axis=axis)
+
+
+def to_numpy(x):
+    """A tensor or variable as a numpy array (a distributed variable too: it has ``numpy()``
+    but no ``__array__`` that numpy accepts)."""
+    return x.numpy() if hasattr(x, "numpy") else np.asarray(x)

@@ -12,6 +12,7 @@ import numpy as np
 
 from chipnet_tf.compat import is_instance, is_keras3_object, keras, keras3, tf
 from chipnet_tf.search.layers.controller import controllers
+from chipnet_tf.tf_ops import to_numpy
 
 DEFAULT_STEPS = 10
 ARRAY_BATCH = 64
@@ -113,7 +114,7 @@ def recalibrate_batch_norm(model, data, steps=DEFAULT_STEPS):
     steps = check_steps(steps)
     data = as_dataset(data)
     layers = _batch_norms(model)
-    saved = [(bn, bn.momentum, np.asarray(bn.moving_mean), np.asarray(bn.moving_variance)) for bn in layers]
+    saved = [(bn, bn.momentum, to_numpy(bn.moving_mean), to_numpy(bn.moving_variance)) for bn in layers]
     if not layers:
         return saved
     strategy = getattr(model, "distribute_strategy", None)

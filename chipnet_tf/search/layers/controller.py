@@ -30,7 +30,7 @@ class ControllerLogic:
     _ops = tf_ops
     _keras = keras
     _int_dtype = "int64"  # of the epoch/step counters
-    _to_numpy = staticmethod(np.asarray)
+    _to_numpy = staticmethod(tf_ops.to_numpy)
 
     def to_numpy(self, value):
         """A tensor or variable of this controller as a numpy array (any backend)."""
