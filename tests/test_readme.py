@@ -36,6 +36,7 @@ EXPECTED = {
     ),
     "recipes.md": (["ChipNet budget: 0.5 of flops"], set()),
     "custom-layers.md": (["numerical probe"], set()),
+    "keras3.md": (["ChipNet budget: 0.25 of flops"], {"small.keras"}),
 }
 
 
