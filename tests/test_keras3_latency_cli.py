@@ -21,8 +21,17 @@ from chipnet_tf.compat import is_keras3_object, tf
 from chipnet_tf.compat import keras as tf_keras
 from chipnet_tf.io import saved_keras_version
 from chipnet_tf.latency import profiler as lp
-from tests.test_keras3_prune import BACKEND, FLAVOURS, _build, _data, _keras, _np
-from tests.twins import ops_between_layers, residual, separable
+from tests.twins import (
+    BACKEND,
+    FLAVOURS,
+    build,
+    keras_of_flavour,
+    ops_between_layers,
+    random_data,
+    residual,
+    separable,
+    to_numpy,
+)
 
 TILES = {"conv_out": 4, "conv_in": 1, "depthwise": 4}  # as tests/test_latency.py: no tile probe
 POINTS = (2, 3)
@@ -45,7 +54,7 @@ def profiled(cache):
     def get(flavour, arch=residual):
         key = (flavour, arch.__name__)
         if key not in done:
-            model = _build(flavour, arch)
+            model = build(flavour, arch)
             done[key] = model, latency.profile(model, max_points=POINTS, cache_dir=cache, progress=False)
         return done[key]
 
@@ -110,7 +119,7 @@ def test_keras_ops_between_layers_are_untimed_like_tf_op_layers():
     """keras.ops.add/multiply/relu/concatenate between layers are, like tf_keras' TF-op layers
     (``a + b``), not timed: their cost is in the calibrated fixed cost. The timed calls and
     the ranges of their channel forms are the same in both Kerases."""
-    K3, ops = _keras("keras3")
+    K3, ops = keras_of_flavour("keras3")
     K3.utils.set_random_seed(0)
     new = chipnet_tf.analyze(ops_between_layers(K3, ops), warn=False)
     old_model = _tf_op_twin()
@@ -151,7 +160,7 @@ def _tf_op_twin():
 
 @on_tensorflow
 def test_keras3_ops_model_profiles_with_the_ops_in_the_fixed_cost(cache):
-    K3, ops = _keras("keras3")
+    K3, ops = keras_of_flavour("keras3")
     K3.utils.set_random_seed(0)
     model = ops_between_layers(K3, ops)
     table = latency.profile(model, max_points=(2, 2), cache_dir=cache, progress=False)
@@ -189,7 +198,7 @@ def test_latency_search_fits_and_keras_file_keeps_the_table(profiled, flavour, t
     by the table, and a ``.keras`` round trip keeps the table and the masks."""
     model, table = profiled(flavour)
     pruned = chipnet_tf.prune_low_budget(model, 0.5, "latency", latency_table=table)
-    x, y = _data((16, 16, 3), n=32)
+    x, y = random_data((16, 16, 3), n=32)
     pruned.compile(chipnet_tf.search_optimizer(12, model=pruned), "sparse_categorical_crossentropy")
     with pytest.warns(UserWarning, match="optimizer steps"):
         history = pruned.fit(x, y, epochs=3, batch_size=8, callbacks=[chipnet_tf.UpdatePruningStep()], verbose=0)
@@ -199,7 +208,7 @@ def test_latency_search_fits_and_keras_file_keeps_the_table(profiled, flavour, t
     assert kept <= 0.5 * table.dense_ms * (1 + 1e-9) or all(m.sum() == 1 for m in masks.values())
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)
-    K, _ = _keras(flavour)
+    K, _ = keras_of_flavour(flavour)
     loaded = K.models.load_model(path, compile=False)
     ctl = chipnet_tf.prune.controllers(loaded)[0]
     assert ctl.budget_type == "latency" and ctl.spec.latency is not None
@@ -207,7 +216,7 @@ def test_latency_search_fits_and_keras_file_keeps_the_table(profiled, flavour, t
     assert chipnet_tf.budget_report(loaded).totals["latency"] == pytest.approx(
         chipnet_tf.budget_report(pruned).totals["latency"]
     )
-    np.testing.assert_array_equal(_np(loaded(x[:4], training=False)), _np(pruned(x[:4], training=False)))
+    np.testing.assert_array_equal(to_numpy(loaded(x[:4], training=False)), to_numpy(pruned(x[:4], training=False)))
 
 
 # -- other backends ---------------------------------------------------------------------------
@@ -261,7 +270,7 @@ def test_a_table_profiled_on_tensorflow_prunes_the_jax_model(profiled, tmp_path)
 
 @pytest.mark.skipif(BACKEND == "tensorflow", reason="the refusal of another backend")
 def test_profile_on_another_backend_says_where_to_profile():
-    model = _build("keras3")
+    model = build("keras3")
     with pytest.raises(ValueError, match=r"KERAS_BACKEND=tensorflow.*LatencyTable.load") as info:
         latency.profile(model)
     assert "\n" not in str(info.value)
@@ -293,7 +302,7 @@ def files(tmp_path_factory, profiled):
         pruned.save(tmp / f"wrapped_{flavour}.h5")
         paths["wrapped_h5"] = tmp / f"wrapped_{flavour}.h5"
         out[flavour] = {"model": model, "table": table, "pruned": pruned, **paths}
-    np.save(tmp / "x.npy", _data((16, 16, 3), n=16)[0])
+    np.save(tmp / "x.npy", random_data((16, 16, 3), n=16)[0])
     out["x"] = tmp / "x.npy"
     return out
 
@@ -332,7 +341,7 @@ def test_cli_strip_writes_the_same_keras_as_the_file(files, flavour, source, tmp
     f = files[flavour]
     want = chipnet_tf.strip_pruning(f["pruned"])
     x = np.load(files["x"])
-    K, _ = _keras(flavour)
+    K, _ = keras_of_flavour(flavour)
     out = tmp_path / "small.keras"
     code, stdout, stderr = run_cli("strip", f[source], out)
     assert code == 0, stderr[-2000:]
@@ -340,7 +349,7 @@ def test_cli_strip_writes_the_same_keras_as_the_file(files, flavour, source, tmp
     small = K.models.load_model(out, compile=False)
     assert is_keras3_object(small) == (flavour == "keras3")
     assert small.count_params() == want.count_params()
-    np.testing.assert_allclose(_np(small(x, training=False)), _np(want(x, training=False)), atol=1e-5)
+    np.testing.assert_allclose(to_numpy(small(x, training=False)), to_numpy(want(x, training=False)), atol=1e-5)
     assert [p.name for p in tmp_path.iterdir()] == ["small.keras"]  # no temporary left
 
 
@@ -352,7 +361,7 @@ def test_cli_strip_of_a_keras3_file_to_a_directory_writes_an_inference_saved_mod
     assert code == 0, stderr[-2000:]
     assert (out / "saved_model.pb").exists()
     x = np.load(files["x"])
-    want = _np(chipnet_tf.strip_pruning(f["pruned"])(x, training=False))
+    want = to_numpy(chipnet_tf.strip_pruning(f["pruned"])(x, training=False))
     loaded = tf.saved_model.load(str(out))  # held: its functions reference its variables
     got = loaded.serve(tf.constant(x)).numpy()
     np.testing.assert_allclose(got, want, atol=1e-5)

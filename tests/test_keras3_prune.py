@@ -8,57 +8,21 @@ Keras 3 model.
 
 import json
 import math
-import os
 
 import numpy as np
 import pytest
 
 import chipnet_tf
 from chipnet_tf.compat import is_keras3_object
-from chipnet_tf.compat import keras as tf_keras
 from chipnet_tf.search import heaviside
-from tests.twins import ops_between_layers, residual
-
-# Keras 3's backend for this process. Under KERAS_BACKEND=jax (make test's second step)
-# only the Keras 3 cases run; tf_keras always runs on TensorFlow, so the first step covers it.
-BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
-FLAVOURS = ("tf_keras", "keras3") if BACKEND == "tensorflow" else ("keras3",)
-
-
-def _keras(flavour):
-    if flavour == "tf_keras":
-        return tf_keras, None
-    import keras
-
-    assert keras.__version__.startswith("3.")
-    return keras, keras.ops
-
-
-def _build(flavour, arch=residual, seed=0):
-    K, ops = _keras(flavour)
-    K.utils.set_random_seed(seed)
-    return arch(K, ops)
-
-
-def _data(shape, n=64, classes=10, seed=0):
-    rng = np.random.default_rng(seed)
-    return rng.normal(size=(n, *shape)).astype("float32"), rng.integers(0, classes, n)
-
-
-def _np(x):
-    """A tensor or variable of either Keras as a numpy array (torch tensors detached)."""
-    if hasattr(x, "detach") or is_keras3_object(x):
-        import keras
-
-        return keras.ops.convert_to_numpy(x)
-    return np.asarray(x)
+from tests.twins import BACKEND, FLAVOURS, build, keras_of_flavour, ops_between_layers, random_data, to_numpy
 
 
 @pytest.fixture(scope="module", params=FLAVOURS)
 def searched(request):
     """A residual CNN of either Keras, wrapped at a FLOPs budget of 0.4 and fit 6 epochs."""
-    dense = _build(request.param)
-    x, y = _data((16, 16, 3))
+    dense = build(request.param)
+    x, y = random_data((16, 16, 3))
     pruned = chipnet_tf.prune_low_budget(dense, 0.4, "flops")
     pruned.compile(chipnet_tf.search_optimizer(48, model=pruned), "sparse_categorical_crossentropy")
     with pytest.warns(UserWarning, match="optimizer steps"):  # a short search is warned about
@@ -68,13 +32,15 @@ def searched(request):
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 def test_wrapped_model_is_the_dense_model_before_the_search(flavour):
-    dense = _build(flavour)
-    x, _ = _data((16, 16, 3), n=8)
+    dense = build(flavour)
+    x, _ = random_data((16, 16, 3), n=8)
     pruned = chipnet_tf.prune_low_budget(dense, 0.5, "flops")
     assert is_keras3_object(pruned) == (flavour == "keras3")
     kinds = sorted({type(layer).__name__ for layer in pruned.layers})
     assert "ChipNetController" in kinds and "GatedBatchNormalization" in kinds
-    np.testing.assert_allclose(_np(pruned(x, training=False)), _np(dense(x, training=False)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        to_numpy(pruned(x, training=False)), to_numpy(dense(x, training=False)), rtol=1e-6, atol=1e-7
+    )
     groups = chipnet_tf.prune.controllers(pruned)[0].groups
     assert groups == [["conv1", 8], ["conv3", 12]]
 
@@ -86,7 +52,7 @@ def test_fit_logs_the_budget_and_the_schedule(searched):
     # The soft budget starts at the dense network and falls towards the target of 0.4.
     assert history["budget"][0] > history["budget"][-1]
     ctl = chipnet_tf.prune.controllers(pruned)[0]
-    assert int(_np(ctl.pruning_step)) == 48 and int(_np(ctl.total_steps)) == 48
+    assert int(to_numpy(ctl.pruning_step)) == 48 and int(to_numpy(ctl.total_steps)) == 48
 
 
 def test_masks_report_and_strip_are_exact(searched):
@@ -100,7 +66,7 @@ def test_masks_report_and_strip_are_exact(searched):
     small = chipnet_tf.strip_pruning(pruned)
     assert is_keras3_object(small) == (flavour == "keras3")
     assert not any("Gate" in type(layer).__name__ or "Controller" in type(layer).__name__ for layer in small.layers)
-    expected, got = _np(pruned(x, training=False)), _np(small(x, training=False))
+    expected, got = to_numpy(pruned(x, training=False)), to_numpy(small(x, training=False))
     assert np.abs(got - expected).max() <= 1e-5 * (1 + np.abs(expected).max())
     # The stripped model's FLOPs are what the report counted for the hard masks.
     assert chipnet_tf.count_flops(small) == report.totals["flops"]["kept"]
@@ -112,8 +78,8 @@ def test_masks_report_and_strip_are_exact(searched):
 def test_best_hard_masks_keeps_the_best_epoch(flavour, tmp_path):
     """BestHardMasks evaluates the hard masks after every epoch on held-out data (the model's
     own Keras evaluates them) and keeps the best, on file too."""
-    dense = _build(flavour)
-    x, y = _data((16, 16, 3))
+    dense = build(flavour)
+    x, y = random_data((16, 16, 3))
     pruned = chipnet_tf.prune_low_budget(dense, 0.4, "flops")
     optimizer = chipnet_tf.search_optimizer(24, model=pruned)
     pruned.compile(optimizer, "sparse_categorical_crossentropy", metrics=["accuracy"])
@@ -131,8 +97,8 @@ def test_best_hard_masks_keeps_the_best_epoch(flavour, tmp_path):
 def test_pruning_summaries_write_the_search_to_tensorboard(flavour, tmp_path):
     import tensorflow as tf
 
-    dense = _build(flavour)
-    x, y = _data((16, 16, 3), n=32)
+    dense = build(flavour)
+    x, y = random_data((16, 16, 3), n=32)
     pruned = chipnet_tf.prune_low_budget(dense, 0.4, "flops")
     pruned.compile(chipnet_tf.search_optimizer(8, model=pruned), "sparse_categorical_crossentropy")
     callbacks = [chipnet_tf.UpdatePruningStep(), chipnet_tf.PruningSummaries(str(tmp_path))]
@@ -152,9 +118,9 @@ def test_keras_file_round_trip(searched, tmp_path):
     flavour, _, pruned, _, x = searched
     path = str(tmp_path / "pruned.keras")
     pruned.save(path)
-    K, _ = _keras(flavour)
+    K, _ = keras_of_flavour(flavour)
     loaded = K.models.load_model(path, compile=False)
-    np.testing.assert_array_equal(_np(loaded(x, training=False)), _np(pruned(x, training=False)))
+    np.testing.assert_array_equal(to_numpy(loaded(x, training=False)), to_numpy(pruned(x, training=False)))
     ctl, again = chipnet_tf.prune.controllers(pruned)[0], chipnet_tf.prune.controllers(loaded)[0]
     assert again.search_config() == ctl.search_config() and again.groups == ctl.groups
     assert {k: v.tolist() for k, v in chipnet_tf.get_masks(loaded).items()} == {
@@ -165,7 +131,7 @@ def test_keras_file_round_trip(searched, tmp_path):
 def test_masks_transfer_between_the_two_kerases():
     """The same architecture has the same groups in both Kerases: masks of one strip the
     other into the same shapes and FLOPs."""
-    old, new = _build("tf_keras"), _build("keras3")
+    old, new = build("tf_keras"), build("keras3")
     masks = {"conv1": np.array([1, 0, 1, 1, 0, 0, 1, 0], bool), "conv3": np.arange(12) % 3 == 0}
     small_old = chipnet_tf.strip_pruning(old, masks=masks)
     small_new = chipnet_tf.strip_pruning(new, masks=masks)
@@ -179,10 +145,10 @@ def test_keras_ops_calls_between_layers_are_pruned_and_stripped():
     called again in the stripped model."""
     import keras
 
-    dense = _build("keras3", ops_between_layers)
-    x, _ = _data((8, 8, 3), n=8)
+    dense = build("keras3", ops_between_layers)
+    x, _ = random_data((8, 8, 3), n=8)
     pruned = chipnet_tf.prune_low_budget(dense, 0.5, "channels")
-    np.testing.assert_allclose(_np(pruned(x)), _np(dense(x)), rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(to_numpy(pruned(x)), to_numpy(dense(x)), rtol=1e-6, atol=1e-7)
     ctl = chipnet_tf.prune.controllers(pruned)[0]
     masks = {name: np.arange(size) % 2 == 0 for name, size in ctl.groups}
     chipnet_tf.apply_masks(pruned, masks)
@@ -190,7 +156,7 @@ def test_keras_ops_calls_between_layers_are_pruned_and_stripped():
     layer_kinds = {type(layer).__name__ for layer in small.layers}
     ops_in_small = sorted({type(op).__name__ for op in small.operations} - layer_kinds)
     assert ops_in_small == ["Add", "Concatenate", "Multiply", "Relu"]
-    np.testing.assert_allclose(_np(small(x)), _np(pruned(x)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(to_numpy(small(x)), to_numpy(pruned(x)), rtol=1e-5, atol=1e-6)
     assert small.get_layer("head").kernel.shape[2] == 6  # 3 of the multiply's 6 + 3 of conv_a's 6
     assert isinstance(small, keras.Model)
 
@@ -199,12 +165,12 @@ def test_keras_ops_calls_between_layers_are_pruned_and_stripped():
 def test_stripped_model_exports_and_verifies_in_litert(flavour):
     """float32 and int8 TFLite files of a stripped model of either Keras, run in LiteRT; on
     another backend than TensorFlow a one-line error says how to convert."""
-    dense = _build(flavour)
+    dense = build(flavour)
     if flavour == "keras3" and BACKEND != "tensorflow":
         with pytest.raises(ValueError, match=f"on the {BACKEND} backend.*KERAS_BACKEND=tensorflow"):
             chipnet_tf.export.to_tflite(dense)
         return
-    x, _ = _data((16, 16, 3), n=32)
+    x, _ = random_data((16, 16, 3), n=32)
     masks = {"conv1": np.arange(8) % 2 == 0, "conv3": np.arange(12) % 3 == 0}
     small = chipnet_tf.strip_pruning(dense, masks=masks)
     data = chipnet_tf.export.to_tflite(small, verify_samples=x)

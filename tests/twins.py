@@ -1,6 +1,50 @@
 """Architectures built twice in one process with the same layer names: with tf_keras
-(``chipnet_tf.compat.keras``) and with Keras 3 (``import keras``). ``build(K, ops)``: ``K``
-is the Keras package, ``ops`` Keras 3's ``keras.ops`` (None for tf_keras)."""
+(``chipnet_tf.compat.keras``) and with Keras 3 (``import keras``). Each architecture is
+``arch(K, ops)``: ``K`` the Keras package, ``ops`` Keras 3's ``keras.ops`` (None for
+tf_keras). :func:`build` makes one for a flavour (``"tf_keras"`` or ``"keras3"``);
+:data:`FLAVOURS` are the flavours this process tests (Keras 3 only under another backend
+than TensorFlow)."""
+
+import os
+
+import numpy as np
+
+from chipnet_tf.compat import is_keras3_object
+from chipnet_tf.compat import keras as tf_keras
+
+# Keras 3's backend for this process. Under KERAS_BACKEND=jax (make test's second step)
+# only the Keras 3 cases run; tf_keras always runs on TensorFlow, so the first step covers it.
+BACKEND = os.environ.get("KERAS_BACKEND", "tensorflow")
+FLAVOURS = ("tf_keras", "keras3") if BACKEND == "tensorflow" else ("keras3",)
+
+
+def keras_of_flavour(flavour):
+    if flavour == "tf_keras":
+        return tf_keras, None
+    import keras
+
+    assert keras.__version__.startswith("3.")
+    return keras, keras.ops
+
+
+def build(flavour, arch=None, seed=0):
+    K, ops = keras_of_flavour(flavour)
+    K.utils.set_random_seed(seed)
+    return (arch or residual)(K, ops)
+
+
+def random_data(shape, n=64, classes=10, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, *shape)).astype("float32"), rng.integers(0, classes, n)
+
+
+def to_numpy(x):
+    """A tensor or variable of either Keras as a numpy array (torch tensors detached)."""
+    if hasattr(x, "detach") or is_keras3_object(x):
+        import keras
+
+        return keras.ops.convert_to_numpy(x)
+    return np.asarray(x)
 
 
 def residual(K, ops=None):
