@@ -21,6 +21,7 @@ from chipnet_tf.compat import is_keras3_object, tf
 from chipnet_tf.compat import keras as tf_keras
 from chipnet_tf.io import saved_keras_version
 from chipnet_tf.latency import profiler as lp
+from tests.latency_oracle import random_pruned, reference_ms, stripped_widths
 from tests.twins import (
     BACKEND,
     FLAVOURS,
@@ -59,28 +60,6 @@ def profiled(cache):
         return done[key]
 
     return get
-
-
-def _widths(small, name, kind):
-    """A stripped layer's kept (input, output) channels, as the table looks them up."""
-    layer = small.get_layer(name)
-    c_out = int(layer.output.shape[-1])
-    return (int(layer.input.shape[-1]) if kind == "producer" else 1), c_out
-
-
-def _lookup(entry, c_in, c_out):
-    """The table's lookup written out: widths up to the tile, then bilinear on the grid."""
-    c_in = min(-(-c_in // entry["tile_in"]) * entry["tile_in"], entry["in_grid"][-1])
-    c_out = min(-(-c_out // entry["tile_out"]) * entry["tile_out"], entry["out_grid"][-1])
-    per_in = [np.interp(c_out, entry["out_grid"], row) for row in np.asarray(entry["values"], float)]
-    return float(np.interp(c_in, entry["in_grid"], per_in))
-
-
-def _random_pruned(model, table, budget, seed=0):
-    pruned = chipnet_tf.prune_low_budget(model, budget, "latency", latency_table=table)
-    ctl = chipnet_tf.prune.controllers(pruned)[0]
-    ctl.zeta.assign(np.random.default_rng(seed).normal(size=ctl.total).astype("float32"))
-    return pruned
 
 
 # -- profiling ------------------------------------------------------------------------------
@@ -176,7 +155,7 @@ def test_latency_budget_masks_meet_the_tables_prediction(profiled, flavour, budg
     """Hard masks of a latency-wrapped model of either Keras meet the budget by the table's
     prediction, and the report's kept latency is the table's lookups at the stripped widths."""
     model, table = profiled(flavour)
-    pruned = _random_pruned(model, table, budget, seed=int(budget * 10))
+    pruned = random_pruned(model, table, budget, seed=int(budget * 10))
     assert is_keras3_object(pruned) == (flavour == "keras3")
     masks = chipnet_tf.get_masks(pruned)
     report = chipnet_tf.budget_report(pruned, masks=masks)
@@ -185,7 +164,9 @@ def test_latency_budget_masks_meet_the_tables_prediction(profiled, flavour, budg
     assert row["kept"] <= budget * row["dense"] * (1 + 1e-9) or all(m.sum() == 1 for m in masks.values())
     small = chipnet_tf.strip_pruning(pruned, masks=masks)
     assert is_keras3_object(small) == (flavour == "keras3")
-    oracle = table.fixed_ms + sum(_lookup(e, *_widths(small, name, e["kind"])) for name, e in table.entries.items())
+    oracle = table.fixed_ms + sum(
+        reference_ms(e, *stripped_widths(small, name, e["kind"])) for name, e in table.entries.items()
+    )
     assert row["kept"] == pytest.approx(oracle, rel=1e-9)
     assert table.predict_ms(model, masks=masks) == pytest.approx(oracle, rel=1e-9)
     assert "latency (predicted)" in str(report)
@@ -295,7 +276,7 @@ def files(tmp_path_factory, profiled):
     out = {}
     for flavour in FLAVOURS:
         model, table = profiled(flavour)
-        pruned = _random_pruned(model, table, 0.5)
+        pruned = random_pruned(model, table, 0.5)
         paths = {"dense": tmp / f"dense_{flavour}.keras", "wrapped": tmp / f"wrapped_{flavour}.keras"}
         model.save(paths["dense"])
         pruned.save(paths["wrapped"])

@@ -17,6 +17,7 @@ from chipnet_tf import latency
 from chipnet_tf.budgets import CostSpecBuilder
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.latency import profiler as lp
+from tests.latency_oracle import random_pruned, reference_ms, stripped_widths
 
 TILES = {"conv_out": 4, "conv_in": 1, "depthwise": 4}
 
@@ -52,29 +53,6 @@ def model():
 @pytest.fixture(scope="module")
 def table(model, cache):
     return latency.profile(model, max_points=(2, 3), cache_dir=cache, progress=False)
-
-
-def random_pruned(model, table, budget=0.5, seed=0):
-    pruned = chipnet_tf.prune_low_budget(model, budget, "latency", latency_table=table)
-    ctl = chipnet_tf.prune.controllers(pruned)[0]
-    ctl.zeta.assign(np.random.default_rng(seed).normal(size=ctl.total).astype("float32"))
-    return pruned
-
-
-def reference_ms(entry, c_in, c_out):
-    """The table's lookup, written out: widths up to the tile, then bilinear on the grid."""
-    c_in = min(-(-c_in // entry["tile_in"]) * entry["tile_in"], entry["in_grid"][-1])
-    c_out = min(-(-c_out // entry["tile_out"]) * entry["tile_out"], entry["out_grid"][-1])
-    values = np.asarray(entry["values"], float)
-    per_in = [np.interp(c_out, entry["out_grid"], row) for row in values]
-    return float(np.interp(c_in, entry["in_grid"], per_in))
-
-
-def stripped_widths(small, name, kind):
-    layer = small.get_layer(name)
-    c_out = int(layer.output_shape[-1])
-    c_in = int(layer.input_shape[-1]) if kind == "producer" else 1
-    return c_in, c_out
 
 
 # -- the table -------------------------------------------------------------------------------
