@@ -88,6 +88,7 @@ __all__ = [
     "is_keras3_object",
     "keras_of",
     "native_log_filter",
+    "non_tensorflow_backend",
     "register",
     "reject_keras3",
 ]
@@ -147,6 +148,20 @@ def keras_of(obj):
         True
     """
     return keras3() if is_keras3_object(obj) else keras
+
+
+def non_tensorflow_backend(obj):
+    """The Keras 3 backend ``obj`` runs on when it is a Keras 3 object and that backend is not
+    TensorFlow (``"jax"``, ``"torch"``); None otherwise (what TFLite conversion needs).
+
+    Example:
+        >>> non_tensorflow_backend(keras.layers.Dense(2)) is None
+        True
+    """
+    if not is_keras3_object(obj):
+        return None
+    backend = keras3().backend.backend()
+    return None if backend == "tensorflow" else backend
 
 
 KERAS3_NOT_YET = (

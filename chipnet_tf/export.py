@@ -17,7 +17,7 @@ import numpy as np
 
 from chipnet_tf import litert
 from chipnet_tf.analysis.groups import check_any_model
-from chipnet_tf.compat import is_keras3_object, keras, keras3, native_log_filter, tf
+from chipnet_tf.compat import is_keras3_object, keras, keras3, native_log_filter, non_tensorflow_backend, tf
 from chipnet_tf.io import atomic_write
 from chipnet_tf.search.layers.controller import controllers
 from chipnet_tf.surgery.strip import strip_pruning
@@ -59,10 +59,11 @@ class VerifyReport:
 
 def _check_model(model):
     check_any_model(model)
-    if is_keras3_object(model) and keras3().backend.backend() != "tensorflow":
+    backend = non_tensorflow_backend(model)
+    if backend:
         raise ValueError(
             f"TFLite conversion traces the model with TensorFlow, and Keras 3 runs {model.name!r} on the "
-            f"{keras3().backend.backend()} backend. Save it (model.save('small.keras')) and convert it in a "
+            f"{backend} backend. Save it (model.save('small.keras')) and convert it in a "
             "process started with KERAS_BACKEND=tensorflow: "
             "chipnet_tf.export.to_tflite(keras.saving.load_model('small.keras'))."
         )

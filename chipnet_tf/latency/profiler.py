@@ -33,7 +33,7 @@ import warnings
 import numpy as np
 
 from chipnet_tf.analysis import groups as graph_lib
-from chipnet_tf.compat import is_keras3_object, keras, keras3, keras_of
+from chipnet_tf.compat import keras, keras_of, non_tensorflow_backend
 from chipnet_tf.io import write_json
 from chipnet_tf.latency import table as latency_table
 from chipnet_tf.latency.timing import (
@@ -232,10 +232,11 @@ def _measure_entries(
 def _check_backend(model):
     """A Keras 3 model is profiled on the TensorFlow backend: its one-op models and the whole
     model are converted to TFLite by tracing them with TensorFlow."""
-    if is_keras3_object(model) and keras3().backend.backend() != "tensorflow":
+    backend = non_tensorflow_backend(model)
+    if backend:
         raise ValueError(
             f"chipnet_tf.latency.profile converts the model to TFLite with TensorFlow, and Keras 3 runs "
-            f"{model.name!r} on the {keras3().backend.backend()} backend: profile it in a process started with "
+            f"{model.name!r} on the {backend} backend: profile it in a process started with "
             "KERAS_BACKEND=tensorflow (model.save('dense.keras'), then chipnet_tf.latency.profile("
             "keras.saving.load_model('dense.keras')).save('table.json')) and load the table here with "
             "chipnet_tf.latency.LatencyTable.load('table.json')."
