@@ -81,6 +81,7 @@ with native_log_filter():
 
 __all__ = [
     "KERAS3_NOT_YET",
+    "call_arguments",
     "keras",
     "keras3",
     "tf",
@@ -187,3 +188,12 @@ def reject_keras3(obj):
     if is_keras3_object(obj):
         klass = type(obj)
         raise TypeError(KERAS3_NOT_YET.format(type=f"{klass.__module__}.{klass.__name__}"))
+
+
+def call_arguments(node):
+    """``(args, kwargs)`` of a node's call, tensors included: tf_keras' ``call_args`` and
+    ``call_kwargs``, Keras 3's ``node.arguments``."""
+    arguments = getattr(node, "arguments", None)
+    if arguments is not None and not hasattr(node, "call_args"):
+        return tuple(arguments.args), dict(arguments.kwargs)
+    return node.call_args, node.call_kwargs

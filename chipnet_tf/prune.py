@@ -11,6 +11,7 @@ from chipnet_tf.search.layers import (
     ChipNetController,
     GatedBatchNormalization,
     GatedLayerNormalization,
+    GatedMultiHeadAttention,
     PruneLowBudget,
     classes_for,
     gated_layer_norm,
@@ -20,6 +21,7 @@ from chipnet_tf.search.layers.controller import (
     GATE_LOGITS,
     controllers,  # also public as chipnet_tf.prune.controllers
 )
+from chipnet_tf.search.layers.gated_attention import MASK_ARGUMENTS
 from chipnet_tf.search.layers.gated_batch_norm import can_fold
 from chipnet_tf.search.schedules import HeavisideSchedule
 from chipnet_tf.validators import check_budget, check_gate_leak, check_weight
@@ -41,6 +43,7 @@ def prune_scope():
             "ChannelGate": ChannelGate,
             "GatedBatchNormalization": GatedBatchNormalization,
             "GatedLayerNormalization": GatedLayerNormalization,
+            "GatedMultiHeadAttention": GatedMultiHeadAttention,
             "PruneLowBudget": PruneLowBudget,
             "HeavisideSchedule": HeavisideSchedule,
         }
@@ -91,15 +94,28 @@ def is_pruned(model):
     return bool(controllers(model))
 
 
-def _clone_layer(layer, name):
-    """A copy of ``layer`` (own weights, named ``name``) made from its config.
+def _inner_masks(analysis, fnode, masks):
+    """The mask keyword arguments of a layer whose inner axes are pruned groups (an attention
+    layer's ``head_mask``), or ``{}``."""
+    out = {}
+    for label, (segments, _) in analysis.inner.get(fnode.name, {}).items():
+        group = segments[0][0]
+        if group is not None:
+            out[MASK_ARGUMENTS[label]] = masks[group]
+    return out
+
+
+def _clone_layer(layer, name, classes=None, inner_masks=None):
+    """A copy of ``layer`` (own weights, named ``name``) made from its config; the gated
+    class of an attention layer whose heads are pruned (``inner_masks``).
 
     Raises:
         ValueError: the config does not round-trip. Reusing the dense model's layer
             instead would make the pruned model silently share (and train) its weights.
     """
+    cls = classes.GatedMultiHeadAttention if inner_masks else layer.__class__
     try:
-        return from_config(layer.__class__, {**layer.get_config(), "name": name}, layer)
+        return from_config(cls, {**layer.get_config(), "name": name}, layer)
     except Exception as e:  # noqa: BLE001 - re-raised with the layer's name and the fix
         raise ValueError(
             f"prune_low_budget cannot copy layer {name!r} ({type(layer).__name__}): "
@@ -301,13 +317,14 @@ def build_pruned_model(model, analysis, budget, budget_type, **search):
                 tensors[fnode.out_keys[0]] = outputs
                 continue
         else:
+            inner_masks = _inner_masks(analysis, fnode, masks)
             if id(layer) not in clones:
                 # A Keras 3 ``keras.ops`` call (an Operation, not a Layer) has no weights: it is
                 # called again on the new tensors.
                 is_layer = isinstance(layer, k.layers.Layer)
-                clones[id(layer)] = _clone_layer(layer, fnode.name) if is_layer else layer
+                clones[id(layer)] = _clone_layer(layer, fnode.name, classes, inner_masks) if is_layer else layer
             new_layer = clones[id(layer)]
-            outputs = new_layer(*args, **kwargs)
+            outputs = new_layer(*args, **kwargs, **inner_masks)
             if fnode.first_call and getattr(layer, "weights", None):
                 new_layer.set_weights(layer.get_weights())
         for key, out in zip(fnode.out_keys, _flat(model, outputs)):

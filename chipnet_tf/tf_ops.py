@@ -24,6 +24,7 @@ exp = tf.exp
 maximum = tf.maximum
 minimum = tf.minimum
 ones = tf.ones
+reshape = tf.reshape
 rsqrt = tf.math.rsqrt
 sigmoid = tf.math.sigmoid
 square = tf.square

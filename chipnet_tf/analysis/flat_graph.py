@@ -9,7 +9,7 @@ import weakref
 import numpy as np
 
 from chipnet_tf import registry
-from chipnet_tf.compat import keras, reject_keras3, tf
+from chipnet_tf.compat import call_arguments, keras, reject_keras3, tf
 
 
 class UnsupportedModelError(ValueError):
@@ -61,15 +61,6 @@ class FlatGraph:
         args, kwargs = call_arguments(fnode.node)
         new_args, new_kwargs = (args, kwargs) if constants is None else constants
         return tf.nest.map_structure(sub, args, new_args), tf.nest.map_structure(sub, kwargs, new_kwargs)
-
-
-def call_arguments(node):
-    """``(args, kwargs)`` of a node's call, tensors included: tf_keras' ``call_args`` and
-    ``call_kwargs``, Keras 3's ``node.arguments``."""
-    arguments = getattr(node, "arguments", None)
-    if arguments is not None and not hasattr(node, "call_args"):
-        return tuple(arguments.args), dict(arguments.kwargs)
-    return node.call_args, node.call_kwargs
 
 
 def input_name(kt):

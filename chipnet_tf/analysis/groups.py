@@ -61,6 +61,8 @@ class Analysis:
     stopped: list  # names of opaque layers that stopped groups
     rules: list = dataclasses.field(default_factory=list)  # the LayerRule of each call in graph.nodes
     inferred: dict = dataclasses.field(default_factory=dict)  # layer name -> class name, rule inferred by a probe
+    # layer name -> {label: group layout} of the axes inside a layer pruned as groups (LayerRule(inner=...))
+    inner: dict = dataclasses.field(default_factory=dict)
 
     @property
     def group_names(self):
@@ -119,13 +121,17 @@ def analyze(model_or_graph, exclude=None, warn=True):
 
     rules, inferred = probe.rules_of(graph)
     spaces = Spaces()
-    layout, kinds, stopped = _propagate(graph, spaces, exclude, rules)
+    layout, kinds, stopped, inner = _propagate(graph, spaces, exclude, rules)
     for k in graph.output_keys:
         spaces.fix_all(layout[k])
     groups, group_of_root = _groups(graph, spaces, layout, kinds)
     glayouts = {k: _group_layout(spaces, groups, group_of_root, v) for k, v in layout.items()}
+    ginner = {
+        name: {label: _group_layout(spaces, groups, group_of_root, lay) for label, lay in axes.items()}
+        for name, axes in inner.items()
+    }
     gate_origin = _gate_points(graph, spaces, layout, kinds)
-    spec = _cost_spec(graph, glayouts, kinds, groups, rules)
+    spec = _cost_spec(graph, glayouts, kinds, groups, rules, ginner)
     inferred = {name: cls for name, cls in inferred.items() if name not in stopped}
     if warn:
         _warn(stopped, inferred)
@@ -140,6 +146,7 @@ def analyze(model_or_graph, exclude=None, warn=True):
         stopped=stopped,
         rules=rules,
         inferred=inferred,
+        inner=ginner,
     )
 
 
@@ -171,11 +178,13 @@ def _group_layout(spaces, groups, group_of_root, lay):
 def _propagate(graph, spaces, exclude, rules):
     """Layouts of every tensor and the kind of every call, coupling channel spaces.
 
-    Returns ``(layout, kinds, stopped)``: ``{tensor key: Layout}``, one Kind per node, and
-    the names of the opaque layers that stopped groups.
+    Returns ``(layout, kinds, stopped, inner)``: ``{tensor key: Layout}``, one Kind per node,
+    the names of the opaque layers that stopped groups, and ``{layer name: {label: Layout}}``
+    of the axes inside layers that are pruned as groups (``LayerRule(inner=...)``, one set
+    per layer, made at its first call).
     """
     layout = {key: spaces.fixed_layout(tuple(kt.shape)) for key, kt in zip(graph.input_keys, graph.input_tensors)}
-    kinds, stopped = [], []
+    kinds, stopped, inner = [], [], {}
     # A layer called more than once has one set of weights: the channels it reads (and,
     # for a producer, writes) must be the same groups at every call.
     first_call = {}
@@ -183,7 +192,7 @@ def _propagate(graph, spaces, exclude, rules):
         in_lays = [layout[k] for k in fnode.in_keys]
         rank = len(fnode.in_shapes[0]) if fnode.in_shapes else 0
         kind = rule.kind(fnode.layer, rank) if in_lays else Kind.OPAQUE
-        if kind == Kind.PRODUCER and len(in_lays) != 1:
+        if kind == Kind.PRODUCER and len(in_lays) != 1 and not rule.multi_input:
             kind = Kind.OPAQUE
         _couple_shared_call(spaces, first_call, fnode, in_lays, kind, rule)
         outs = _out_layouts(spaces, rule, kind, fnode, in_lays, first_call)
@@ -196,13 +205,18 @@ def _propagate(graph, spaces, exclude, rules):
             for lay in in_lays:
                 spaces.fix_all(lay)
             outs = [spaces.fixed_layout(shape) for shape in fnode.out_shapes]
+        if rule.inner is not None and kind != Kind.OPAQUE and fnode.first_call:
+            inner[fnode.name] = {
+                label: Layout(((spaces.new(n, origin=f"{fnode.name}/{label}"), int(n)),))
+                for label, n in rule.inner(fnode.layer)
+            }
         if fnode.name in exclude:
-            for lay in outs:
+            for lay in outs + list(inner.get(fnode.name, {}).values()):
                 spaces.fix_all(lay)
         kinds.append(kind)
         for k, lay in zip(fnode.out_keys, outs):
             layout[k] = lay
-    return layout, kinds, stopped
+    return layout, kinds, stopped, inner
 
 
 def _couple_shared_call(spaces, first_call, fnode, in_lays, kind, rule):
@@ -304,10 +318,12 @@ def _gate_points(graph, spaces, layout, kinds):
         added = False
         for fnode, kind in zip(graph.nodes, kinds):
             ins = [clean[k] or not spaces.prunable(layout[k]) for k in fnode.in_keys]
-            if kind == Kind.PRODUCER and not ins[0]:
-                gates.add(fnode.in_keys[0])
-                added = True
-                ins[0] = True
+            if kind == Kind.PRODUCER:  # a producer reads every input (an attention layer several)
+                for j, k in enumerate(fnode.in_keys):
+                    if not ins[j]:
+                        gates.add(k)
+                        added = True
+                        ins = [ok or key == k for ok, key in zip(ins, fnode.in_keys)]
             out_len = shape_last(fnode.out_shapes[0]) if fnode.out_shapes else 0
             if kind in (Kind.PASSTHROUGH, Kind.RESHAPE):
                 c = ins[0]
@@ -329,7 +345,7 @@ def _gate_points(graph, spaces, layout, kinds):
     return {k: fnode.name for fnode in graph.nodes for k in fnode.out_keys if k in gates}
 
 
-def _cost_spec(graph, glayouts, kinds, groups, rules):
+def _cost_spec(graph, glayouts, kinds, groups, rules, ginner):
     """The exact :class:`chipnet_tf.budgets.CostSpec`: every rule's cost terms."""
     builder = CostSpecBuilder([g.name for g in groups], [g.size for g in groups])
 
@@ -354,6 +370,9 @@ def _cost_spec(graph, glayouts, kinds, groups, rules):
             out_shape=fnode.out_shapes[0] if fnode.out_shapes else (),
             in_shape=fnode.in_shapes[0] if fnode.in_shapes else (),
             first_call=fnode.first_call,
+            in_shapes=list(fnode.in_shapes),
+            # a shared layer's calls share one name, and its inner groups
+            inner_forms={label: form(glay) for label, glay in ginner.get(fnode.name, {}).items()},
         )
         registry.add_costs(rule, builder, ctx)
         builder.call_forms[call_name(fnode, builder.call_forms)] = (

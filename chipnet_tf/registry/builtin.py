@@ -8,6 +8,7 @@ A user's layer is added the same way, with :func:`chipnet_tf.register_layer`.
 import numpy as np
 
 from chipnet_tf.compat import is_instance, keras, tf
+from chipnet_tf.registry.heads import MULTI_HEAD_ATTENTION
 from chipnet_tf.registry.vocabulary import (
     CHANNELWISE_ACTIVATIONS,
     ZERO_PRESERVING_ACTIVATIONS,
@@ -345,6 +346,7 @@ BUILTIN_RULES = {
     ),
     **dict.fromkeys((L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum, L.Average), _rule(Kind.MERGE)),
     L.Concatenate: _rule(Kind.CONCAT),
+    L.MultiHeadAttention: MULTI_HEAD_ATTENTION,
     L.Flatten: _RESHAPE,
     L.Reshape: _RESHAPE,
 }

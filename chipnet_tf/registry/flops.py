@@ -25,17 +25,18 @@ def add_costs(rule, builder, ctx):
     if ctx.first_call:
         n = ctx.layer.count_params() if getattr(ctx.layer, "built", False) else 0  # a keras.ops call has none
         builder.add("params", ctx.name, n, builder.one)
-    builder.add("flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape), builder.one)
+    builder.add("flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape, ctx.in_shapes), builder.one)
 
 
-def layer_flops(layer, in_shape, out_shape):
+def layer_flops(layer, in_shape, out_shape, in_shapes=None):
     """FLOPs of one call of ``layer`` from its input/output shapes (channels last).
 
     chipnet_tf's convention (the paper's): multiply-accumulates of convolutions
     (incl. transposed, depthwise, separable, grouped) and dense layers, plus their bias
     adds; every other layer costs 0. Batch dimension excluded. The count is the layer
     rule's own cost function evaluated at the full channel counts, so budgets and
-    :func:`chipnet_tf.count_flops` share one formula.
+    :func:`chipnet_tf.count_flops` share one formula. ``in_shapes`` lists every input's
+    shape for a layer with several (an attention layer's query, value and key).
     """
     if not in_shape or not out_shape:
         return 0
@@ -45,15 +46,17 @@ def layer_flops(layer, in_shape, out_shape):
     if not channels_last(layer):
         return 0
     builder = CostSpecBuilder([], [])
+    in_shapes = [tuple(s) for s in (in_shapes or [in_shape])]
     ctx = CostContext(
         layer=layer,
         name=layer.name,
         kind=Kind.OPAQUE,
-        in_forms=[builder.form(int(in_shape[-1]), {})],
+        in_forms=[builder.form(int(s[-1]), {}) for s in in_shapes],
         out_form=builder.form(int(out_shape[-1]), {}),
         out_shape=tuple(out_shape),
         in_shape=tuple(in_shape),
         first_call=False,
+        in_shapes=in_shapes,
     )
     rule.costs(builder, ctx)
     return int(round(builder.constant_value("flops")))

@@ -96,6 +96,9 @@ class CostContext:
         out_shape, in_shape: shapes of the first output and input (batch included).
         first_call: False for the second and later calls of a shared layer (count
             parameters once).
+        in_shapes: the shapes of every input (batch included).
+        inner_forms: ``{label: form}`` of the layer's own prunable axes (see
+            ``LayerRule(inner=...)``), e.g. ``{"heads": form}`` of an attention layer.
     """
 
     layer: object
@@ -106,6 +109,8 @@ class CostContext:
     out_shape: tuple
     in_shape: tuple
     first_call: bool
+    in_shapes: list = dataclasses.field(default_factory=list)
+    inner_forms: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -124,6 +129,8 @@ class SurgeryContext:
             of a ``tf.split``, a per-channel constant of ``x * c``) replaces them; the
             stripped model's calls then take their constants from here.
         in_channels: per input tensor, its channel count in the dense model.
+        inner_keeps: ``{label: kept indices or None}`` of the layer's own prunable axes
+            (``LayerRule(inner=...)``), e.g. the kept heads of an attention layer.
     """
 
     layer: object
@@ -134,6 +141,7 @@ class SurgeryContext:
     call_args: tuple = ()
     call_kwargs: dict = dataclasses.field(default_factory=dict)
     in_channels: list = dataclasses.field(default_factory=list)
+    inner_keeps: dict = dataclasses.field(default_factory=dict)
 
     @property
     def in_keep(self):
@@ -169,11 +177,28 @@ class LayerRule:
             call, for layers whose channel flow the kind alone does not describe (a grouped
             conv ties its channels per conv group, ``x[..., :k]`` maps channels by index).
             ``ctx.out`` is what the kind gives by default; None makes the call opaque.
+        inner: optional ``inner(layer) -> [(label, size), ...]``: axes inside the layer
+            that are pruned as groups of their own, with no tensor of the graph carrying
+            them (the heads of an attention layer). Each becomes a group named
+            ``"<layer name>/<label>"``; its form reaches ``costs`` as
+            ``ctx.inner_forms[label]``, its kept indices reach ``surgery`` as
+            ``ctx.inner_keeps[label]``, and the wrapped model gates it through the layer's
+            gated class (:func:`chipnet_tf.search.layers.inner_gated_class`).
+        multi_input: a ``producer`` that reads several channel inputs (an attention
+            layer's query, value and key); by default a producer has one input.
     """
 
-    def __init__(self, kind, costs=None, surgery=None, constant=None, flops=False, layout=None):
+    def __init__(
+        self, kind, costs=None, surgery=None, constant=None, flops=False, layout=None, inner=None, multi_input=False
+    ):
         self._kind = kind if callable(kind) and not isinstance(kind, str) else as_kind(kind)
-        for name, fn in (("costs", costs), ("surgery", surgery), ("constant", constant), ("layout", layout)):
+        for name, fn in (
+            ("costs", costs),
+            ("surgery", surgery),
+            ("constant", constant),
+            ("layout", layout),
+            ("inner", inner),
+        ):
             if fn is not None and not callable(fn):
                 raise TypeError(f"LayerRule {name} must be callable or None. Received: {name}={fn!r}")
         if flops and costs is None:
@@ -183,6 +208,8 @@ class LayerRule:
         self.constant = constant
         self.flops = bool(flops)
         self.layout = layout
+        self.inner = inner
+        self.multi_input = bool(multi_input)
 
     def kind(self, layer, rank):
         """The layer's :class:`Kind` given the rank of its (first) input."""
@@ -192,7 +219,7 @@ class LayerRule:
 
     def replace(self, **changes):
         """A copy of this rule with some of ``costs``, ``surgery``, ``constant``, ``flops``,
-        ``layout`` (or ``kind``) changed."""
+        ``layout``, ``inner``, ``multi_input`` (or ``kind``) changed."""
         fields = {
             "kind": self._kind,
             "costs": self.costs,
@@ -200,6 +227,8 @@ class LayerRule:
             "constant": self.constant,
             "flops": self.flops,
             "layout": self.layout,
+            "inner": self.inner,
+            "multi_input": self.multi_input,
         }
         return LayerRule(**{**fields, **changes})
 

@@ -9,6 +9,7 @@ from chipnet_tf.search.layers import (
     ChipNetController,
     GatedBatchNormalization,
     GatedLayerNormalization,
+    GatedMultiHeadAttention,
     PruneLowBudget,
 )
 from chipnet_tf.search.masks import apply_masks, get_masks, load_masks, save_masks, select_masks
@@ -21,6 +22,7 @@ __all__ = [
     "ChipNetController",
     "GatedBatchNormalization",
     "GatedLayerNormalization",
+    "GatedMultiHeadAttention",
     "HeavisideSchedule",
     "PruneLowBudget",
     "PruningSummaries",

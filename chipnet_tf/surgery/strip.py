@@ -27,6 +27,7 @@ from chipnet_tf.search.batch_norm import DEFAULT_STEPS, as_dataset, check_steps,
 from chipnet_tf.search.layers import PruneLowBudget
 from chipnet_tf.search.layers.channel_gate import ChannelGateLogic
 from chipnet_tf.search.layers.controller import ControllerLogic, controllers
+from chipnet_tf.search.layers.gated_attention import MASK_ARGUMENTS, GatedAttentionLogic
 from chipnet_tf.search.layers.gated_batch_norm import GatedBatchNormLogic
 from chipnet_tf.search.layers.gated_layer_norm import GatedLayerNormLogic
 from chipnet_tf.search.masks import check_masks, get_masks
@@ -35,6 +36,8 @@ from chipnet_tf.validators import first_line
 
 # The chipnet_tf layers of either Keras (the tf_keras classes and their Keras 3 twins share these).
 _GATED = (GatedBatchNormLogic, GatedLayerNormLogic)
+_PLAIN = {GatedBatchNormLogic: "BatchNormalization", GatedLayerNormLogic: "LayerNormalization"}
+_PLAIN[GatedAttentionLogic] = "MultiHeadAttention"
 
 
 # -- the dense view of a wrapped model ---------------------------------------------------
@@ -52,6 +55,7 @@ def _dense_view(graph):
         layer_names=graph.layer_names,
         alias=dict(graph.alias),
     )
+    masks = set()  # the controllers' outputs: mask inputs of the gated layers
     for fnode in graph.nodes:
         layer = fnode.layer
         if isinstance(layer, PruneLowBudget):
@@ -61,14 +65,14 @@ def _dense_view(graph):
                 "model with masks: strip_pruning(dense_model, masks=masks)."
             )
         if isinstance(layer, ControllerLogic):
+            masks.update(fnode.out_keys)
             continue
         if isinstance(layer, ChannelGateLogic):
             view.alias[fnode.out_keys[0]] = view.resolve(fnode.in_keys[0])
             continue
-        in_keys = [view.resolve(k) for k in fnode.in_keys]
-        in_shapes = list(fnode.in_shapes)
-        if isinstance(layer, _GATED):
-            in_keys, in_shapes = in_keys[:1], in_shapes[:1]
+        data = [k not in masks for k in fnode.in_keys]
+        in_keys = [view.resolve(k) for k, ok in zip(fnode.in_keys, data) if ok]
+        in_shapes = [shape for shape, ok in zip(fnode.in_shapes, data) if ok]
         view.nodes.append(dataclasses.replace(fnode, in_keys=in_keys, in_shapes=in_shapes))
     view.output_keys = [view.resolve(k) for k in graph.output_keys]
     return view
@@ -76,18 +80,35 @@ def _dense_view(graph):
 
 def _keep_vectors(analysis, masks_by_group):
     """``{tensor key: kept channel indices or None}`` from the analysis layouts."""
-    keeps = {}
-    for key, (segments, repeat) in analysis.layouts.items():
-        if all(g is None or masks_by_group[g] is None for g, _ in segments):
-            keeps[key] = None
-            continue
-        pieces = []
-        for g, n in segments:
-            m = None if g is None else masks_by_group[g]
-            pieces.append(np.ones(n, bool) if m is None else m)
-        vector = np.tile(np.concatenate(pieces), repeat)
-        keeps[key] = None if vector.all() else np.flatnonzero(vector)
-    return keeps
+    return {key: _keep_vector(glayout, masks_by_group) for key, glayout in analysis.layouts.items()}
+
+
+def _keep_vector(glayout, masks_by_group):
+    """The kept indices of one group layout (``(segments, repeat)``), or None for all."""
+    segments, repeat = glayout
+    if all(g is None or masks_by_group[g] is None for g, _ in segments):
+        return None
+    pieces = []
+    for g, n in segments:
+        m = None if g is None else masks_by_group[g]
+        pieces.append(np.ones(n, bool) if m is None else m)
+    vector = np.tile(np.concatenate(pieces), repeat)
+    return None if vector.all() else np.flatnonzero(vector)
+
+
+def _inner_keeps(analysis, masks_by_group):
+    """``{layer name: {label: kept indices or None}}`` of the layers' inner groups (an
+    attention layer's heads); a layer keeps at least one of each."""
+    out = {}
+    for name, axes in analysis.inner.items():
+        out[name] = {label: _keep_vector(glayout, masks_by_group) for label, glayout in axes.items()}
+        empty = [label for label, keep in out[name].items() if keep is not None and not len(keep)]
+        if empty:
+            raise ValueError(
+                f"masks remove every one of layer {name!r}'s {empty[0]}; keep at least one "
+                f"(group {name + '/' + empty[0]!r})."
+            )
+    return out
 
 
 def _resolve_masks(analysis, masks):
@@ -193,7 +214,7 @@ def strip_pruning(model, masks=None, round_to=1, calibration_data=None, calibrat
     by_group = _resolve_masks(analysis, masks)
     keeps = _keep_vectors(analysis, by_group)
     plan = plan_empty_groups(analysis, keeps)
-    small = _rebuild(model, graph, analysis, keeps, plan)
+    small = _rebuild(model, graph, analysis, (keeps, _inner_keeps(analysis, by_group)), plan)
     if calibration_data is not None:
         recalibrate_batch_norm(small, calibration_data, calibration_steps)
     return small
@@ -212,6 +233,7 @@ def removed_layers(model, masks):
 
 
 def _rebuild(model, graph, analysis, keeps, plan):
+    keeps, inner_keeps = keeps
     view = analysis.graph
     rules = {fnode.name: rule for fnode, rule in zip(view.nodes, analysis.rules)}
     k = keras_of(model)
@@ -224,7 +246,10 @@ def _rebuild(model, graph, analysis, keeps, plan):
     built = {}
     for fnode in graph.nodes:
         layer = fnode.layer
-        if isinstance(layer, ControllerLogic) or fnode.name in plan.removed:
+        if isinstance(layer, ControllerLogic):
+            tensors.update(dict.fromkeys(fnode.out_keys))  # masks: the gated layers' calls drop them
+            continue
+        if fnode.name in plan.removed:
             continue
         if isinstance(layer, ChannelGateLogic):
             source = view.resolve(fnode.out_keys[0])
@@ -234,10 +259,10 @@ def _rebuild(model, graph, analysis, keeps, plan):
         if fnode.name in plan.adds or fnode.name in plan.concats:
             tensors[fnode.out_keys[0]] = _rebuild_merge(k, fnode, plan, tensors)
             continue
-        in_keys = fnode.in_keys
-        in_keys = [view.resolve(k) for k in (in_keys[:1] if isinstance(layer, _GATED) else in_keys)]
+        in_keys = [view.resolve(key) for key in fnode.in_keys if tensors.get(key, 0) is not None]
         if id(layer) not in built:
-            built[id(layer)] = _new_layer(k, layer, fnode, in_keys, keeps, rules[fnode.name])
+            inner = inner_keeps.get(fnode.name, {})
+            built[id(layer)] = _new_layer(k, layer, fnode, in_keys, (keeps, inner), rules[fnode.name])
         new_layer, weights, constants = built[id(layer)]
         if isinstance(layer, _GATED):
             # Called as bn([x, *masks]): the masks come from the dropped controller.
@@ -245,6 +270,8 @@ def _rebuild(model, graph, analysis, keeps, plan):
             kwargs = {key: v for key, v in call_arguments(fnode.node)[1].items() if key == "training"}
         else:
             args, kwargs = graph.resolve_args(fnode, tensors, constants)
+            for name in MASK_ARGUMENTS.values():
+                kwargs.pop(name, None)
         outputs = new_layer(*args, **kwargs)
         if weights is not None:
             _set_weights(new_layer, weights, fnode, layer)
@@ -303,15 +330,18 @@ def _is_mixed(dtype):
 
 def _new_layer(k, layer, fnode, in_keys, keeps, rule):
     """``(new layer, weights to set after its first call, call constants or None)`` for one
-    flat node (the constants are the surgery's, see ``SurgeryContext.call_args``)."""
+    flat node (the constants are the surgery's, see ``SurgeryContext.call_args``).
+    ``keeps``: ``(tensor keeps, this layer's inner keeps)``."""
+    keeps, inner_keeps = keeps
     in_keeps = [keeps.get(k) for k in in_keys]
     out_keep = keeps.get(fnode.out_keys[0]) if fnode.out_keys else None
     if not isinstance(layer, k.layers.Layer):
         return _reused_operation(layer, fnode, in_keeps, out_keep)
     config = _plain_config(layer, fnode.name)
     cls = type(layer)
-    if isinstance(layer, _GATED):
-        cls = k.layers.BatchNormalization if isinstance(layer, GatedBatchNormLogic) else k.layers.LayerNormalization
+    gated = next((base for base in _PLAIN if isinstance(layer, base)), None)
+    if gated is not None:
+        cls = getattr(k.layers, _PLAIN[gated])
         config.pop("segments", None)
         config.pop("repeat", None)
     weights = layer.get_weights()
@@ -328,6 +358,7 @@ def _new_layer(k, layer, fnode, in_keys, keeps, rule):
             call_args=call_arguments(fnode.node)[0],
             call_kwargs=dict(call_arguments(fnode.node)[1]),
             in_channels=[int(s[-1]) if s else 1 for s in fnode.in_shapes],
+            inner_keeps=dict(inner_keeps),
         )
         config, weights = surgery(ctx)
         constants = (ctx.call_args, ctx.call_kwargs)

@@ -6,6 +6,7 @@ import types
 from chipnet_tf.compat import is_keras3_object
 from chipnet_tf.search.layers.channel_gate import ChannelGate
 from chipnet_tf.search.layers.controller import ChipNetController
+from chipnet_tf.search.layers.gated_attention import GatedMultiHeadAttention
 from chipnet_tf.search.layers.gated_batch_norm import GatedBatchNormalization
 from chipnet_tf.search.layers.gated_layer_norm import GatedLayerNormalization
 from chipnet_tf.search.layers.keras3 import keras3_layers
@@ -16,6 +17,7 @@ __all__ = [
     "ChipNetController",
     "GatedBatchNormalization",
     "GatedLayerNormalization",
+    "GatedMultiHeadAttention",
     "PruneLowBudget",
     "classes_for",
 ]
@@ -25,12 +27,14 @@ _TF_KERAS = types.SimpleNamespace(
     ChannelGate=ChannelGate,
     GatedBatchNormalization=GatedBatchNormalization,
     GatedLayerNormalization=GatedLayerNormalization,
+    GatedMultiHeadAttention=GatedMultiHeadAttention,
 )
 
 
 def classes_for(obj):
     """The gate layer classes (``ChipNetController``, ``ChannelGate``,
-    ``GatedBatchNormalization``, ``GatedLayerNormalization``) of ``obj``'s Keras.
+    ``GatedBatchNormalization``, ``GatedLayerNormalization``, ``GatedMultiHeadAttention``) of
+    ``obj``'s Keras.
 
     Example:
         >>> classes_for(keras.layers.Dense(2)).ChannelGate is ChannelGate

@@ -27,10 +27,17 @@ import types
 from chipnet_tf.compat import keras3, tf
 from chipnet_tf.search.layers.channel_gate import ChannelGateLogic
 from chipnet_tf.search.layers.controller import _NO_CALLBACK, ControllerLogic
+from chipnet_tf.search.layers.gated_attention import GatedAttentionLogic
 from chipnet_tf.search.layers.gated_batch_norm import GatedBatchNormLogic
 from chipnet_tf.search.layers.gated_layer_norm import GatedLayerNormLogic
 
-NAMES = ("ChipNetController", "ChannelGate", "GatedBatchNormalization", "GatedLayerNormalization")
+NAMES = (
+    "ChipNetController",
+    "ChannelGate",
+    "GatedBatchNormalization",
+    "GatedLayerNormalization",
+    "GatedMultiHeadAttention",
+)
 
 
 @functools.cache
@@ -39,7 +46,8 @@ def keras3_layers():
 
     Returns:
         A namespace with ``ChipNetController``, ``ChannelGate``,
-        ``GatedBatchNormalization`` and ``GatedLayerNormalization``.
+        ``GatedBatchNormalization``, ``GatedLayerNormalization`` and
+        ``GatedMultiHeadAttention``.
     """
     k3 = keras3()
     register = k3.saving.register_keras_serializable(package="chipnet_tf")
@@ -87,7 +95,20 @@ def keras3_layers():
         __doc__ = "Keras 3 twin of :class:`chipnet_tf.GatedLayerNormalization`."
         _ops = k3.ops
 
-    classes = [ChipNetController, ChannelGate, GatedBatchNormalization, GatedLayerNormalization]
+    class GatedMultiHeadAttention(GatedAttentionLogic, k3.layers.MultiHeadAttention):
+        __doc__ = "Keras 3 twin of :class:`chipnet_tf.search.layers.GatedMultiHeadAttention`."
+        _ops = k3.ops
+
+        def compute_output_spec(self, query, value, key=None, head_mask=None, **kwargs):
+            return super().compute_output_spec(query, value, key=key, **kwargs)
+
+    classes = [
+        ChipNetController,
+        ChannelGate,
+        GatedBatchNormalization,
+        GatedLayerNormalization,
+        GatedMultiHeadAttention,
+    ]
     for cls in classes:
         cls.__module__ = __name__
         cls.__qualname__ = cls.__name__
