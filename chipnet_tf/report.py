@@ -189,5 +189,5 @@ def count_flops(model):
     total = 0
     for fnode in graph_lib.flatten_any(model).nodes:
         if fnode.in_shapes and fnode.out_shapes:
-            total += layer_flops(fnode.layer, fnode.in_shapes[0], fnode.out_shapes[0], fnode.in_shapes)
+            total += layer_flops(fnode.layer, fnode.in_shapes[0], fnode.out_shapes[0], fnode.in_shapes, fnode.node)
     return int(total)

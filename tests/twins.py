@@ -144,7 +144,50 @@ def transposed(K, ops=None):
     return K.Model(x, L.Conv2D(2, 1, name="out")(a))
 
 
+def vit(K, ops=None, blocks=2, width=16, heads=4, mlp=32):
+    """A small vision transformer: 4x4 patches of a 28x28 image (49 tokens), pre-norm
+    blocks of self-attention and an MLP on a residual stream, mean over tokens."""
+    L = K.layers
+    x = K.Input((28, 28, 1), name="img")
+    h = L.Conv2D(width, 4, strides=4, name="patch")(x)
+    h = L.Reshape((49, width), name="tokens")(h)
+    for b in range(blocks):
+        y = L.LayerNormalization(name=f"ln{b}a")(h)
+        y = L.MultiHeadAttention(heads, width // heads, name=f"mha{b}")(y, y)
+        h = L.Add(name=f"res{b}a")([h, y])
+        y = L.LayerNormalization(name=f"ln{b}b")(h)
+        y = L.Dense(mlp, activation="gelu", name=f"fc{b}a")(y)
+        y = L.Dense(width, name=f"fc{b}b")(y)
+        h = L.Add(name=f"res{b}b")([h, y])
+    h = L.LayerNormalization(name="ln_out")(h)
+    h = L.GlobalAveragePooling1D(name="pool")(h)
+    return K.Model(x, L.Dense(10, name="head")(h))
+
+
+# Keras 3 on JAX runs attention through jax.nn.dot_product_attention, which needs
+# value_dim == key_dim (a model with value_dim=2, key_dim=4 fails there without chipnet_tf).
+CROSS_VALUE_DIM = 4 if BACKEND == "jax" else 2
+
+
+def cross_attention(K, ops=None):
+    """Attention between two sequences of different lengths and widths, with a key of its
+    own, key_dim != value_dim (but on JAX) and an explicit output width; a causal
+    self-attention."""
+    L = K.layers
+    q_in, v_in, k_in = K.Input((5, 8), name="q"), K.Input((7, 6), name="v"), K.Input((7, 4), name="k")
+    q = L.Dense(12, name="q_proj")(q_in)
+    v = L.Dense(10, name="v_proj")(v_in)
+    k = L.Dense(9, name="k_proj")(k_in)
+    a = L.MultiHeadAttention(3, 4, value_dim=CROSS_VALUE_DIM, output_shape=11, name="cross")(q, v, key=k)
+    a = L.Dense(6, name="mix")(a)
+    c = L.MultiHeadAttention(2, 3, name="causal")(a, a, use_causal_mask=True)
+    c = L.Add(name="res")([a, c])
+    return K.Model([q_in, v_in, k_in], L.Dense(3, name="out")(L.GlobalAveragePooling1D(name="pool")(c)))
+
+
 ARCHITECTURES = {
+    "vit": vit,
+    "cross_attention": cross_attention,
     "transposed": transposed,
     "residual": residual,
     "separable": separable,

@@ -201,6 +201,8 @@ def _propagate(graph, spaces, exclude, rules):
                 spaces.origin[sp] is not None or not spaces.is_fixed(sp) for lay in in_lays for sp, _ in lay.segments
             ):
                 stopped.append(fnode.name)
+            if kind == Kind.PRODUCER and first_call[id(fnode.layer)][2] is not None:
+                spaces.fix_all(first_call[id(fnode.layer)][2])  # the space its handler refused
             kind = Kind.OPAQUE
             for lay in in_lays:
                 spaces.fix_all(lay)
@@ -373,6 +375,7 @@ def _cost_spec(graph, glayouts, kinds, groups, rules, ginner):
             in_shapes=list(fnode.in_shapes),
             # a shared layer's calls share one name, and its inner groups
             inner_forms={label: form(glay) for label, glay in ginner.get(fnode.name, {}).items()},
+            node=fnode.node,
         )
         registry.add_costs(rule, builder, ctx)
         builder.call_forms[call_name(fnode, builder.call_forms)] = (

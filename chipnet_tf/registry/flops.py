@@ -25,10 +25,10 @@ def add_costs(rule, builder, ctx):
     if ctx.first_call:
         n = ctx.layer.count_params() if getattr(ctx.layer, "built", False) else 0  # a keras.ops call has none
         builder.add("params", ctx.name, n, builder.one)
-    builder.add("flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape, ctx.in_shapes), builder.one)
+    builder.add("flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape, ctx.in_shapes, ctx.node), builder.one)
 
 
-def layer_flops(layer, in_shape, out_shape, in_shapes=None):
+def layer_flops(layer, in_shape, out_shape, in_shapes=None, node=None):
     """FLOPs of one call of ``layer`` from its input/output shapes (channels last).
 
     chipnet_tf's convention (the paper's): multiply-accumulates of convolutions
@@ -36,7 +36,8 @@ def layer_flops(layer, in_shape, out_shape, in_shapes=None):
     adds; every other layer costs 0. Batch dimension excluded. The count is the layer
     rule's own cost function evaluated at the full channel counts, so budgets and
     :func:`chipnet_tf.count_flops` share one formula. ``in_shapes`` lists every input's
-    shape for a layer with several (an attention layer's query, value and key).
+    shape for a layer with several (an attention layer's query, value and key) and
+    ``node`` is the call's Keras node, which says which input is which.
     """
     if not in_shape or not out_shape:
         return 0
@@ -57,6 +58,7 @@ def layer_flops(layer, in_shape, out_shape, in_shapes=None):
         in_shape=tuple(in_shape),
         first_call=False,
         in_shapes=in_shapes,
+        node=node,
     )
     rule.costs(builder, ctx)
     return int(round(builder.constant_value("flops")))

@@ -63,12 +63,41 @@ def _tensor(x):
     return hasattr(x, "_keras_history")
 
 
+_ROLES = ("query", "value", "key")
+
+
+def input_roles(node):
+    """The role of each tensor input of an attention call, in the order the flat graph
+    lists them (the call's positional arguments, then its keyword arguments by name):
+    ``"query"``, ``"value"``, ``"key"``, or the keyword's name (``"attention_mask"``,
+    ``"head_mask"``). A loaded tf_keras model may pass the value by keyword."""
+    return _roles_of(*call_arguments(node))
+
+
+def _roles_of(args, kwargs):
+    roles = [_ROLES[i] if i < len(_ROLES) else f"arg{i}" for i, a in enumerate(args) if _tensor(a)]
+    return roles + [name for name in sorted(kwargs) if _tensor(kwargs[name])]
+
+
+def _by_role(roles, values):
+    """``(query, value, key)`` entries of ``values``, one per data input of ``roles`` (a
+    wrapped layer's mask input left out; query, value, key when ``roles`` is None). The
+    value defaults to the query and the key to the value, as in the layer."""
+    roles = [r for r in roles if r != MASK_ARGUMENTS[HEADS]] if roles is not None else None
+    if roles is None or len(roles) != len(values):
+        roles = list(_ROLES[: len(values)])
+    named = dict(zip(roles, values))
+    query = named.get("query", values[0] if values else None)
+    value = named.get("value", query)
+    return query, value, named.get("key", value)
+
+
 def _layout(ctx):
-    """Opaque unless the call's only tensors are its query, value and key, by position (or
-    ``key=``), so the inputs are read in that order."""
-    args, kwargs = call_arguments(ctx.fnode.node)
-    extra = [name for name, value in kwargs.items() if _tensor(value) and name not in ("key", MASK_ARGUMENTS[HEADS])]
-    if extra or len(args) not in (2, 3) or not all(_tensor(a) for a in args):
+    """Opaque unless the call's only tensors are its query, value and key (and a wrapped
+    layer's head mask)."""
+    roles = input_roles(ctx.fnode.node)
+    allowed = set(_ROLES) | {MASK_ARGUMENTS[HEADS]}
+    if not set(roles) <= allowed or "query" not in roles or "value" not in roles:
         return None
     return ctx.out
 
@@ -89,13 +118,14 @@ def _costs(builder, ctx):
     layer = ctx.layer
     key_dim, value_dim = _dims(layer)
     bias = 1 if layer._use_bias else 0
-    fq = ctx.in_forms[0]
-    fv = ctx.in_forms[1] if len(ctx.in_forms) > 1 else fq
-    fk = ctx.in_forms[2] if len(ctx.in_forms) > 2 else fv
+    roles = None if ctx.node is None else input_roles(ctx.node)
+    fq, fv, fk = _by_role(roles, ctx.in_forms)
     fh = ctx.inner_forms.get(HEADS, builder.form(int(layer._num_heads), {}))
     fo = ctx.out_form
-    q_shape = tuple(ctx.in_shapes[0]) if ctx.in_shapes else tuple(ctx.in_shape)
-    v_shape = tuple(ctx.in_shapes[1]) if len(ctx.in_shapes) > 1 else q_shape
+    shapes = [tuple(shape) for shape in ctx.in_shapes] or [tuple(ctx.in_shape)]
+    if roles is not None and len(shapes) == len(roles):  # a wrapped layer counted with its mask input
+        shapes = [shape for shape, role in zip(shapes, roles) if role != MASK_ARGUMENTS[HEADS]]
+    q_shape, v_shape, _ = _by_role(roles, shapes)
     rank = len(q_shape)
     axes = _attention_axes(layer, rank)
     t, s = prod(q_shape[1:-1]), prod(v_shape[1:-1])
@@ -126,9 +156,7 @@ def _surgery(ctx):
     """Slices heads (``ctx.inner_keeps["heads"]``), input rows and output columns."""
     w = ctx.weights
     heads = ctx.inner_keeps.get(HEADS)
-    q_keep = ctx.in_keeps[0] if ctx.in_keeps else None
-    v_keep = ctx.in_keeps[1] if len(ctx.in_keeps) > 1 else q_keep
-    k_keep = ctx.in_keeps[2] if len(ctx.in_keeps) > 2 else v_keep
+    q_keep, v_keep, k_keep = _by_role(_roles_of(ctx.call_args, ctx.call_kwargs), ctx.in_keeps)
     bias = bool(ctx.layer._use_bias)
     n = 2 if bias else 1
     query, key, value, output = w[0:n], w[n : 2 * n], w[2 * n : 3 * n], w[3 * n : 4 * n]

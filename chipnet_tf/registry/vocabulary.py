@@ -99,6 +99,8 @@ class CostContext:
         in_shapes: the shapes of every input (batch included).
         inner_forms: ``{label: form}`` of the layer's own prunable axes (see
             ``LayerRule(inner=...)``), e.g. ``{"heads": form}`` of an attention layer.
+        node: the call's Keras node (its arguments: ``chipnet_tf.compat.call_arguments``),
+            or None when the count is made from shapes alone.
     """
 
     layer: object
@@ -111,6 +113,7 @@ class CostContext:
     first_call: bool
     in_shapes: list = dataclasses.field(default_factory=list)
     inner_forms: dict = dataclasses.field(default_factory=dict)
+    node: object = None
 
 
 @dataclasses.dataclass
