@@ -20,8 +20,8 @@ Example:
     ...         self.conv = keras.layers.Conv2D(8, 1)
     ...     def call(self, x):
     ...         return x + self.conv(x)
-    >>> [layer.name for layer in composite(block, [x]).layers]  # doctest: +SKIP
-    ['input_layer', 'conv2d', 'add']
+    >>> composite(Block(name="block"), [keras.Input((4, 4, 8))]).name  # doctest: +SKIP
+    'block_traced'
 """
 
 import inspect
