@@ -83,7 +83,15 @@ def test_cross_and_causal_attention_costs_match_a_hand_count(flavour):
     model = build(flavour, cross_attention)
     analysis = chipnet_tf.analyze(model, warn=False)
     names = {g.name: g.size for g in analysis.groups}
-    assert names == {"q_proj": 12, "v_proj": 10, "k_proj": 9, "cross": 11, "cross/heads": 3, "mix": 6, "causal/heads": 2}
+    assert names == {
+        "q_proj": 12,
+        "v_proj": 10,
+        "k_proj": 9,
+        "cross": 11,
+        "cross/heads": 3,
+        "mix": 6,
+        "causal/heads": 2,
+    }
     projections = _dense_flops(5, 8, 12) + _dense_flops(7, 6, 10) + _dense_flops(7, 4, 9)
     cross = _mha_flops(5, 7, 12, 10, 9, 3, 4, CROSS_VALUE_DIM, 11)
     causal = _mha_flops(5, 5, 6, 6, 6, 2, 3, 3, 6)  # the causal mask changes no multiply-accumulate
@@ -107,7 +115,9 @@ def test_stripped_attention_equals_the_gated_one(flavour, arch):
     stripped = to_numpy(small(xs, training=False))
     assert np.abs(stripped - gated).max() <= 1e-5 * np.abs(gated).max()
     K, _ = keras_of_flavour(flavour)
-    heads = {layer.name: layer.get_config()["num_heads"] for layer in small.layers if "MultiHead" in type(layer).__name__}
+    heads = {
+        layer.name: layer.get_config()["num_heads"] for layer in small.layers if "MultiHead" in type(layer).__name__
+    }
     assert type(small.get_layer(next(iter(heads)))) is K.layers.MultiHeadAttention
     assert heads == {name.split("/")[0]: int(m.sum()) for name, m in masks.items() if name.endswith("/heads")}
     report = chipnet_tf.budget_report(model, masks=masks).totals

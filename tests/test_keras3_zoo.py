@@ -2,7 +2,9 @@
 gaps its models showed, and a fast sample of its rows.
 
 - Keras 3's ``Activation("hard_swish")`` (its MobileNetV3's) is ``hard_silu``: zero-preserving;
-- a custom Keras 3 layer (ConvNeXt's ``LayerScale``) is probed like a tf_keras one;
+- a custom Keras 3 layer (ConvNeXt's ``LayerScale``) is probed like a tf_keras one, and one
+  made of Keras layers (keras-hub's MobileNetV3 blocks) is traced into them
+  (``tests/test_composite_layers.py``);
 - count_flops traces custom layers with their grouped convolutions inline;
 - the independent count: the TF profiler plus the bias adds Keras 3 writes as AddV2 (a
   one-channel bias) and the Einsum ops the profiler does not count.
@@ -210,10 +212,11 @@ def test_independent_count_splits_einsums(keras):
 
 @pytest.mark.parametrize(
     "name, fraction",
-    [("MobileNetV3Small", 0.007), ("hub.ResNet18", 0.0098)],
+    [("MobileNetV3Small", 0.007), ("hub.ResNet18", 0.0098), ("hub.MobileNetV3Small", 0.0074)],
 )
 def test_zoo_sample(name, fraction):
-    """Rows of ``python -m benchmarks.strip.zoo_reach --keras 3 --strip``."""
+    """Rows of ``python -m benchmarks.strip.zoo_reach --keras 3 --strip`` (keras-hub's
+    MobileNetV3: its inverted-residual and squeeze-and-excite blocks traced into)."""
     if name.startswith("hub."):
         pytest.importorskip("keras_hub")
     from benchmarks.strip import zoo_reach
@@ -226,3 +229,17 @@ def test_zoo_sample(name, fraction):
     assert row["count_flops"] == row["independent"]["total"]
     assert row["independent"]["attention"] == 0
     assert 0.09 <= row["flops_fraction"] <= 0.1
+
+
+@pytest.mark.parametrize("name", ["hub.ViT", "hub.DeiT", "hub.DINOV2"])
+def test_hub_transformer_rows_count_all_but_attention(name):
+    """keras-hub's encoder blocks hold a MultiHeadAttention, which has no rule yet: they stay
+    whole (no channel group), and count_flops, which counts them from their traced graph,
+    leaves out only attention's QK^T and AV."""
+    pytest.importorskip("keras_hub")
+    from benchmarks.strip import zoo_reach
+
+    row = zoo_reach.row(name, strip=True, keras_version=3)
+    assert (row["groups"], row["smallest_flops_fraction"], row["stopped"]) == (0, 1.0, [])
+    assert row["independent"]["attention"] > 0
+    assert row["count_flops"] == row["independent"]["total"] - row["independent"]["attention"]

@@ -1,14 +1,12 @@
 """The flat view of a functional model: every layer call in call order, nested functional
-models (and custom layers made of Keras layers, see :func:`composite`) walked into, each
+models (and custom layers made of Keras layers, see :mod:`chipnet_tf.analysis.composite`) walked into, each
 tensor named by a key ``(scope, id(tensor))``.
 """
 
 import dataclasses
-import weakref
 
-import numpy as np
-
-from chipnet_tf import registry
+from chipnet_tf.analysis.composite import composite
+from chipnet_tf.analysis.composite import from_config as from_config  # used with the graph by prune and strip
 from chipnet_tf.compat import call_arguments, keras, reject_keras3, tf
 
 
@@ -73,66 +71,6 @@ def _is_functional(layer):
     return isinstance(layer, keras.Model) and getattr(layer, "_is_graph_network", False)
 
 
-def from_config(cls, config, layer):
-    """``cls.from_config(config)``, where a config entry that is a weightless layer object on
-    ``layer`` (a keras-cv conv's ``activation=HardSigmoidActivation()``, whose own config
-    does not round-trip) is passed as that object."""
-    config = dict(config)
-    for key in config:
-        value = getattr(layer, key, None)
-        if isinstance(value, keras.layers.Layer) and not value.weights:
-            config[key] = value
-    return cls.from_config(config)
-
-
-# Per custom layer: the functional model of its call (or None when it is not one).
-_COMPOSITES = weakref.WeakKeyDictionary()
-_BUILTIN_MODULES = ("tf_keras.src.layers.", "tf_keras.src.engine.", "chipnet_tf.")
-
-
-def composite(layer, node):
-    """A functional model of a custom layer made of Keras layers, or None.
-
-    A layer with no registered rule that holds layers of its own (keras-cv's
-    SqueezeAndExcite2D: pooling, two convs and a multiply) is walked into like a nested
-    functional model: its ``call`` is traced on a Keras input, so its sublayers and TF ops
-    become nodes the analysis sees (prune_low_budget and strip_pruning rebuild them as
-    plain layers). The trace is kept only when it computes what the layer computes on
-    random inputs and every sublayer's config round-trips. Traced once per layer object.
-    """
-    if layer in _COMPOSITES:
-        return _COMPOSITES[layer]
-    model = None
-    inputs = tf.nest.flatten(node.keras_inputs)
-    if (
-        len(inputs) == 1
-        and not type(layer).__module__.startswith(_BUILTIN_MODULES)
-        and not isinstance(layer, keras.Model)
-        and not registry.has_rule(layer)
-        and any(True for _ in layer._flatten_layers(include_self=False, recursive=False))
-        and None not in tuple(inputs[0].shape)[1:]
-    ):
-        model = _trace(layer, tuple(inputs[0].shape))
-    _COMPOSITES[layer] = model
-    return model
-
-
-def _trace(layer, shape):
-    try:
-        x = keras.Input(batch_shape=shape, dtype=layer.dtype or "float32")
-        model = keras.Model(x, layer.call(x), name=f"{layer.name}_traced")
-        for sub in model.layers[1:]:
-            from_config(type(sub), sub.get_config(), sub)
-        data = np.random.default_rng(0).normal(size=(2, *shape[1:])).astype("float32")
-        expected = np.asarray(layer(data, training=False))
-        got = np.asarray(model(data, training=False))
-    except Exception:  # noqa: BLE001 - a layer that cannot be traced stays one (opaque) layer
-        return None
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-5, atol=1e-5):
-        return None
-    return model
-
-
 def check_model(model):
     """Raises a clear error unless ``model`` is a built tf_keras functional/Sequential model
     (a Keras 3 model: the TypeError of :func:`chipnet_tf.compat.reject_keras3`)."""
@@ -164,7 +102,7 @@ def flatten(model):
         return node.layer, tf.nest.flatten(node.keras_inputs), tf.nest.flatten(node.outputs)
 
     def nested_of(layer, node):
-        return layer if _is_functional(layer) else composite(layer, node)
+        return layer if _is_functional(layer) else composite(layer, tf.nest.flatten(node.keras_inputs))
 
     return walk_functional(model, call_of, nested_of, tf.nest.flatten)
 

@@ -8,7 +8,8 @@ renames the node API (``node.operation``, ``node.input_tensors``,
 ``x + 3``, ``keras.ops.relu(x)``) is an ``Operation`` node of its own instead of a TF-op
 layer: it becomes one :class:`FlatNode` whose ``layer`` is the Operation (its rule is in
 :mod:`chipnet_tf.registry.keras3ops`). Nested functional and Sequential models are walked
-into, as for tf_keras. Custom layers are not traced into (they stay one call each).
+into, and so are custom layers made of Keras layers (keras-hub's MobileNetV3 blocks), traced
+as for tf_keras (:mod:`chipnet_tf.analysis.composite`).
 
 Keras 3 is imported here only when a Keras 3 model is walked (:func:`chipnet_tf.compat.keras3`).
 
@@ -21,6 +22,7 @@ Example:
     ['conv', 'relu']
 """
 
+from chipnet_tf.analysis.composite import composite
 from chipnet_tf.analysis.flat_graph import UnsupportedModelError, walk_functional
 from chipnet_tf.compat import is_keras3_object, keras3
 
@@ -71,7 +73,9 @@ def flatten_keras3(model):
         return node.operation, list(node.input_tensors), list(node.output_tensors)
 
     def nested_of(op, node):
-        return functional_of(op) if is_keras3_object(op) else None
+        if not is_keras3_object(op):
+            return None
+        return functional_of(op) or composite(op, list(node.input_tensors))
 
     return walk_functional(functional_of(model), call_of, nested_of, _flat)
 

@@ -25,7 +25,9 @@ def add_costs(rule, builder, ctx):
     if ctx.first_call:
         n = ctx.layer.count_params() if getattr(ctx.layer, "built", False) else 0  # a keras.ops call has none
         builder.add("params", ctx.name, n, builder.one)
-    builder.add("flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape, ctx.in_shapes, ctx.node), builder.one)
+    builder.add(
+        "flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape, ctx.in_shapes, ctx.node), builder.one
+    )
 
 
 def layer_flops(layer, in_shape, out_shape, in_shapes=None, node=None):
