@@ -189,3 +189,12 @@ def test_masks_that_close_every_head_are_refused():
     masks = {"mha0/heads": np.zeros(4, bool)}
     with pytest.raises(ValueError, match="every one of layer 'mha0'.s heads"):
         chipnet_tf.strip_pruning(model, masks=masks)
+
+
+def test_attention_calls_are_left_to_the_latency_tables_fixed_cost():
+    """A latency table times each producer as a one-op model at varied widths; an attention
+    layer's cost depends on its heads, query and output widths at once, so its calls are
+    untimed (their cost is in the calibrated fixed cost) and the others are timed."""
+    analysis = chipnet_tf.analyze(build("tf_keras", vit), warn=False)
+    timed = [call["name"] for call in chipnet_tf.latency.timed_calls(analysis)]
+    assert timed == ["patch", "res0a", "fc0a", "fc0b", "res0b", "res1a", "fc1a", "fc1b", "res1b", "head"]

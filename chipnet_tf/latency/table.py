@@ -29,6 +29,7 @@ import os
 
 import numpy as np
 
+from chipnet_tf import registry
 from chipnet_tf.analysis import groups as graph_lib
 from chipnet_tf.analysis.groups import call_name
 from chipnet_tf.budgets import CostSpec
@@ -167,6 +168,10 @@ def _timed_kind(fnode, kind):
     if is_keras3_object(layer) and not isinstance(layer, keras3().layers.Layer):
         # A keras.ops call between layers (keras.ops.add, relu, ...): like tf_keras' TF-op
         # layers (x + y), untimed: its cost is in the calibrated fixed cost.
+        return None
+    if kind == Kind.PRODUCER and registry.lookup(layer).inner is not None:
+        # An attention layer: its one-op model would need heads, query and output widths
+        # at once; untimed, its cost is in the calibrated fixed cost.
         return None
     if kind == Kind.PRODUCER and int(getattr(layer, "groups", 1) or 1) == 1:
         return "producer"
