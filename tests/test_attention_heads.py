@@ -13,6 +13,7 @@ from tests.twins import (
     FLAVOURS,
     build,
     cross_attention,
+    decoder,
     keras_of_flavour,
     random_data,
     to_numpy,
@@ -101,15 +102,38 @@ def test_cross_and_causal_attention_costs_match_a_hand_count(flavour):
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-@pytest.mark.parametrize("arch", [vit, cross_attention], ids=["vit", "cross_attention"])
+def test_decoder_costs_match_a_hand_count(flavour):
+    """A GPT-style decoder: the token embedding writes the residual stream (a lookup: no
+    FLOPs), causal attention costs what full attention costs."""
+    model = build(flavour, decoder)
+    analysis = chipnet_tf.analyze(model, warn=False)
+    assert [(g.name, g.size) for g in analysis.groups] == [
+        ("embed", 16),
+        ("attn0/heads", 4),
+        ("fc0a", 32),
+        ("attn1/heads", 4),
+        ("fc1a", 32),
+    ]
+    block = _mha_flops(12, 12, 16, 16, 16, 4, 4, 4, 16) + _dense_flops(12, 16, 32) + _dense_flops(12, 32, 16)
+    assert analysis.spec.dense("flops") == 2 * block + _dense_flops(12, 16, 50) == chipnet_tf.count_flops(model)
+    assert analysis.spec.dense("params") == model.count_params()
+
+
+def _inputs_of(model, n=3):
+    if "int" in str(model.inputs[0].dtype):  # token ids
+        return np.random.default_rng(0).integers(0, 50, size=(n, *model.inputs[0].shape[1:])).astype("int32")
+    xs = [random_data(tuple(t.shape[1:]), n=n, seed=i)[0] for i, t in enumerate(model.inputs)]
+    return xs[0] if len(xs) == 1 else xs
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("arch", [vit, cross_attention, decoder], ids=["vit", "cross_attention", "decoder"])
 def test_stripped_attention_equals_the_gated_one(flavour, arch):
     model = build(flavour, arch)
     pruned = chipnet_tf.prune_low_budget(model, 0.3, "flops")
     masks = _random_masks(pruned, seed=1)
     chipnet_tf.apply_masks(pruned, masks)
-    shapes = [tuple(t.shape[1:]) for t in model.inputs]
-    xs = [random_data(shape, n=3, seed=i)[0] for i, shape in enumerate(shapes)]
-    xs = xs[0] if len(xs) == 1 else xs
+    xs = _inputs_of(model)
     gated = to_numpy(pruned(xs, training=False))
     small = chipnet_tf.strip_pruning(pruned, masks=masks)
     stripped = to_numpy(small(xs, training=False))

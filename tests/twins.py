@@ -185,8 +185,26 @@ def cross_attention(K, ops=None):
     return K.Model([q_in, v_in, k_in], L.Dense(3, name="out")(L.GlobalAveragePooling1D(name="pool")(c)))
 
 
+def decoder(K, ops=None, blocks=2, width=16, heads=4, vocab=50, length=12):
+    """A small GPT-style decoder: token embeddings, pre-norm blocks of causal self-attention
+    and an MLP, logits over the vocabulary at every position."""
+    L = K.layers
+    tokens = K.Input((length,), dtype="int32", name="tokens")
+    h = L.Embedding(vocab, width, name="embed")(tokens)
+    for b in range(blocks):
+        y = L.LayerNormalization(name=f"ln{b}a")(h)
+        y = L.MultiHeadAttention(heads, width // heads, name=f"attn{b}")(y, y, use_causal_mask=True)
+        h = L.Add(name=f"res{b}a")([h, y])
+        y = L.LayerNormalization(name=f"ln{b}b")(h)
+        y = L.Dense(2 * width, activation="gelu", name=f"fc{b}a")(y)
+        h = L.Add(name=f"res{b}b")([h, L.Dense(width, name=f"fc{b}b")(y)])
+    h = L.LayerNormalization(name="ln_out")(h)
+    return K.Model(tokens, L.Dense(vocab, name="logits")(h))
+
+
 ARCHITECTURES = {
     "vit": vit,
+    "decoder": decoder,
     "cross_attention": cross_attention,
     "transposed": transposed,
     "residual": residual,

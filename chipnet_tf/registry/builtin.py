@@ -173,6 +173,13 @@ def _separable_costs(builder, ctx):
     _writer_terms(builder, ctx, fout)
 
 
+def _embedding_costs(builder, ctx):
+    """A lookup: no multiply-accumulate; a row of ``output_dim`` weights per token id."""
+    if ctx.first_call:
+        builder.add("params", ctx.name, int(ctx.layer.input_dim), ctx.out_form)
+    _writer_terms(builder, ctx, ctx.out_form)
+
+
 def _batchnorm_costs(builder, ctx):
     if ctx.first_call:
         per_channel = 2 + int(bool(ctx.layer.scale)) + int(bool(ctx.layer.center))
@@ -246,6 +253,12 @@ def _separable_surgery(ctx):
     pointwise = take(take(w[1], rows, -2), ctx.out_keep, -1)
     ctx.config["filters"] = int(pointwise.shape[-1])
     return ctx.config, [depthwise, pointwise] + [take(b, ctx.out_keep, 0) for b in w[2:]]
+
+
+def _embedding_surgery(ctx):
+    table = take(ctx.weights[0], ctx.out_keep, 1)
+    ctx.config["output_dim"] = int(table.shape[1])
+    return ctx.config, [table] + ctx.weights[1:]
 
 
 def _per_channel_surgery(ctx):
@@ -346,6 +359,7 @@ BUILTIN_RULES = {
     ),
     **dict.fromkeys((L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum, L.Average), _rule(Kind.MERGE)),
     L.Concatenate: _rule(Kind.CONCAT),
+    L.Embedding: _rule(Kind.PRODUCER, _embedding_costs, _embedding_surgery),
     L.MultiHeadAttention: MULTI_HEAD_ATTENTION,
     L.Flatten: _RESHAPE,
     L.Reshape: _RESHAPE,

@@ -3,7 +3,8 @@ how to slice channels out of it.
 
 Every Keras layer the group analysis meets is classified by its rule's :class:`Kind`:
 
-``producer``     writes a new channel space (Conv*, Conv*Transpose, Dense, SeparableConv*)
+``producer``     writes a new channel space (Conv*, Conv*Transpose, Dense, SeparableConv*,
+                 Embedding, MultiHeadAttention: see :mod:`chipnet_tf.registry.heads`)
 ``depthwise``    per-channel filter: output channels are the input channels (DepthwiseConv*)
 ``channelwise``  per-channel op that may turn a zero into a non-zero (BatchNormalization,
                  sigmoid, Rescaling, GaussianNoise)
