@@ -37,6 +37,7 @@ EXPECTED = {
     "recipes.md": (["ChipNet budget: 0.5 of flops"], set()),
     "custom-layers.md": (["numerical probe"], set()),
     "keras3.md": (["ChipNet budget: 0.25 of flops"], {"small.keras"}),
+    "transformers.md": (["ChipNet budget: 0.25 of flops", "top-1 agreement"], {"small.tflite"}),
 }
 
 
