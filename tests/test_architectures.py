@@ -9,6 +9,7 @@ so those are compared against the trainable count.
 import numpy as np
 import pytest
 
+import chipnet_tf
 from chipnet_tf import architectures
 from chipnet_tf.compat import keras
 
@@ -122,6 +123,7 @@ TINY = {
     "wrn": dict(depth=8, widen_factor=1, dropout=0.1),
     "preresnet": dict(depth=11),
     "small_cnn": dict(width=8, input_shape=(8, 8, 1)),
+    "vit": dict(input_shape=(8, 8, 1), patch=2, depth=1, width=8, heads=2, mlp=4),
 }
 
 
@@ -160,6 +162,21 @@ def test_layer_names_are_deterministic():
     assert first.get_layer("block2_shortcut_conv").kernel.shape == (1, 1, 4, 8)
 
 
+def test_vit_count_params_equals_formula_and_its_groups():
+    model = architectures.vit()
+    block = 2 * 2 * 64 + (4 * 64 * 64 + 3 * 64 + 64) + (64 * 128 + 128 + 128 * 64 + 64)  # norms, attention, MLP
+    stem = (4 * 4 * 64 + 64) + (3 * 3 * 64 + 64)  # patch embedding and position convolution
+    assert model.count_params() == stem + 6 * block + 2 * 64 + (64 * 10 + 10) == 203_338
+    groups = [(g.name, g.size) for g in chipnet_tf.analyze(model, warn=False).groups]
+    assert groups[:3] == [("patch_embed", 64), ("block1_attn/heads", 4), ("block1_mlp1", 128)]
+    assert len(groups) == 13
+
+
+def test_vit_bad_patch_raises():
+    with pytest.raises(ValueError, match="Received: input_shape=\\(30, 30, 1\\), patch=4"):
+        architectures.vit(input_shape=(30, 30, 1))
+
+
 def test_wrn_bad_depth_raises():
     with pytest.raises(ValueError, match="Received: depth=27"):
         architectures.wrn(depth=27)
@@ -183,6 +200,7 @@ def test_get_unknown_name_raises_listing_names():
         "resnet50_cifar",
         "mobilenet_v2_cifar",
         "small_cnn",
+        "vit",
     )
 
 

@@ -1,0 +1,1 @@
+"""Transformer benchmark: ChipNet on a small vision transformer (see __main__)."""
