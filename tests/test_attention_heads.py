@@ -215,10 +215,17 @@ def test_masks_that_close_every_head_are_refused():
         chipnet_tf.strip_pruning(model, masks=masks)
 
 
-def test_attention_calls_are_left_to_the_latency_tables_fixed_cost():
-    """A latency table times each producer as a one-op model at varied widths; an attention
-    layer's cost depends on its heads, query and output widths at once, so its calls are
-    untimed (their cost is in the calibrated fixed cost) and the others are timed."""
+def test_latency_tables_time_attention_at_kept_heads_and_widths():
+    """A latency table times an attention call at kept heads x output widths: its lookup
+    reads the heads' group and the stream it writes."""
     analysis = chipnet_tf.analyze(build("tf_keras", vit), warn=False)
-    timed = [call["name"] for call in chipnet_tf.latency.timed_calls(analysis)]
-    assert timed == ["patch", "res0a", "fc0a", "fc0b", "res0b", "res1a", "fc1a", "fc1b", "res1b", "head"]
+    calls = {call["name"]: call for call in chipnet_tf.latency.timed_calls(analysis)}
+    assert [name for name, call in calls.items() if call["kind"] == "attention"] == ["mha0", "mha1"]
+    spec = analysis.spec
+    heads, stream = spec.group_names.index("mha1/heads"), spec.group_names.index("patch")
+    for form, group in ((calls["mha1"]["f_in"], heads), (calls["mha1"]["f_out"], stream)):
+        assert spec.form_const[form] == 0 and spec.form_matrix[form].nonzero()[0].tolist() == [group]
+    model, shapes = chipnet_tf.latency.timing.one_op_model(calls["mha1"]["signature"], 2, 8)
+    assert shapes == [(49, 8), (49, 8)]
+    layer = model.layers[-1]
+    assert layer.get_config()["num_heads"] == 2 and model.output_shape == (1, 49, 8)

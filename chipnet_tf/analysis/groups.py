@@ -378,10 +378,10 @@ def _cost_spec(graph, glayouts, kinds, groups, rules, ginner):
             node=fnode.node,
         )
         registry.add_costs(rule, builder, ctx)
-        builder.call_forms[call_name(fnode, builder.call_forms)] = (
-            ctx.in_forms[0] if ctx.in_forms else builder.one,
-            ctx.out_form,
-        )
+        # What a latency lookup reads: the input and output widths; for a layer with inner
+        # groups (an attention layer) the first inner group (its heads) instead of the input.
+        first_in = next(iter(ctx.inner_forms.values()), ctx.in_forms[0] if ctx.in_forms else builder.one)
+        builder.call_forms[call_name(fnode, builder.call_forms)] = (first_in, ctx.out_form)
     return builder.build()
 
 

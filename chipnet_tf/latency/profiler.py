@@ -200,7 +200,9 @@ def _measure_entries(
     for i, c in enumerate(calls):
         sig = c["signature"]
         tile_in = int(tiles["conv_in"]) if c["kind"] == "producer" else 1
-        tile_out = {"producer": tiles["conv_out"], "depthwise": tiles["depthwise"]}.get(c["kind"], 1)
+        tile_out = {"producer": tiles["conv_out"], "attention": tiles["conv_out"], "depthwise": tiles["depthwise"]}.get(
+            c["kind"], 1
+        )
         in_grid = grid(*latency_table.form_range(analysis.spec, c["f_in"]), tile_in, max_points[0])
         out_grid = grid(*latency_table.form_range(analysis.spec, c["f_out"]), int(tile_out), max_points[1])
         key = _key("entry", meta, sig, in_grid, out_grid, rounds, *flavour)

@@ -170,9 +170,7 @@ def _timed_kind(fnode, kind):
         # layers (x + y), untimed: its cost is in the calibrated fixed cost.
         return None
     if kind == Kind.PRODUCER and registry.lookup(layer).inner is not None:
-        # An attention layer: its one-op model would need heads, query and output widths
-        # at once; untimed, its cost is in the calibrated fixed cost.
-        return None
+        return "attention"  # timed at kept heads x output widths
     if kind == Kind.PRODUCER and int(getattr(layer, "groups", 1) or 1) == 1:
         return "producer"
     if kind == Kind.DEPTHWISE and is_instance(layer, keras.layers.DepthwiseConv2D):
@@ -187,7 +185,8 @@ def timed_calls(analysis):
     """The timed layer calls of an :class:`chipnet_tf.analysis.groups.Analysis`, in call order:
     ``[{"name", "fnode", "kind", "signature", "f_in", "f_out"}]``. ``f_in``/``f_out`` are
     the spec's forms of the channels the lookup reads (depthwise and merges vary with
-    their output channels only: ``f_in`` is the constant 1)."""
+    their output channels only: ``f_in`` is the constant 1; an attention layer with its
+    kept heads and output channels)."""
     spec = analysis.spec
     one = _one_form(spec)
     names, calls = {}, []
@@ -198,7 +197,7 @@ def timed_calls(analysis):
         if timed is None:
             continue
         f_in, f_out = spec.call_forms[name]
-        if timed != "producer":
+        if timed not in ("producer", "attention"):
             f_in = one
         calls.append(
             {

@@ -69,7 +69,8 @@ def time_interleaved(interps, rounds=3, target_s=2e-3, max_invocations=30):
 
 
 def one_op_model(signature, c_in, c_out, keras_module=None):
-    """A model of one layer call of ``signature`` at ``c_in`` input / ``c_out`` output channels.
+    """A model of one layer call of ``signature`` at ``c_in`` input / ``c_out`` output channels
+    (an attention layer: ``c_in`` heads).
 
     ``keras_module`` is the Keras the profiled model was built with (tf_keras when None):
     the signature's config is that Keras' layer config, and the one-op model is built
@@ -79,6 +80,8 @@ def one_op_model(signature, c_in, c_out, keras_module=None):
     cls = getattr(keras.layers, signature["class"])
     config = dict(signature["config"])
     kind = signature["kind"]
+    if kind == "attention":
+        return _one_attention_model(keras, cls, signature, config, c_in, c_out)
     if kind == "producer":
         key = "units" if "units" in config else "filters"
         config[key] = int(c_out)
@@ -88,6 +91,22 @@ def one_op_model(signature, c_in, c_out, keras_module=None):
     layer = cls.from_config(config)
     inputs = [keras.Input(s, batch_size=1) for s in shapes]
     out = layer(inputs if kind == "merge" else inputs[0])
+    return keras.Model(inputs, out), shapes
+
+
+def _one_attention_model(keras, cls, signature, config, heads, width):
+    """An attention layer with ``heads`` heads writing ``width`` channels. Inputs as wide as
+    the dense layer's output are the stream it reads and writes (a transformer's
+    self-attention): they take ``width`` channels too; other inputs keep their widths."""
+    dense_out = signature["out_shape"][-1]
+    shapes = [(*s[:-1], int(width) if s[-1] == dense_out else s[-1]) for s in signature["in_shapes"]]
+    for key in ("query_shape", "key_shape", "value_shape"):  # tf_keras builds from these: built by the call
+        if key in config:
+            config[key] = None
+    config.update(num_heads=int(heads), output_shape=int(width))
+    layer = cls.from_config(config)
+    inputs = [keras.Input(s, batch_size=1) for s in shapes]
+    out = layer(inputs[0], inputs[1] if len(inputs) > 1 else inputs[0], *inputs[2:3])
     return keras.Model(inputs, out), shapes
 
 
