@@ -8,6 +8,8 @@ fine-tunes its masks the rest; L1-norm (heads by their projection norms, MLP and
 channels by their writers' weight norms) and random masks are fine-tuned all of them. Each
 mask is stripped (its FLOPs checked against the budget report), scored before and after the
 fine-tuning, and every stripped ViT of seed 0 is timed in LiteRT against the dense one.
+ChipNet also searches at a latency budget (seed 0; a table profiled on the dense ViT), and its
+stripped ViT's measured latency is set beside the table's prediction.
 
 Run::
 
@@ -38,6 +40,7 @@ def parse_args(argv=None):
     p.add_argument("--dataset", choices=sorted(acc_data.DATASETS), default="fashion_mnist")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--budgets", type=float, nargs="+", default=[0.5, 0.25, 0.1])
+    p.add_argument("--latency_budgets", type=float, nargs="*", default=[0.5], help="ChipNet at these, seed 0")
     p.add_argument("--dense_epochs", type=int, default=10)
     p.add_argument("--total_epochs", type=int, default=6, help="every method's epochs after the dense pretraining")
     p.add_argument("--quick", action="store_true", help="seed 0, budget 0.25, 1 dense and 2 total epochs")
@@ -45,6 +48,7 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.quick:
         args.seeds, args.budgets, args.dense_epochs, args.total_epochs = [0], [0.25], 1, 2
+        args.latency_budgets = [0.5]
     if args.total_epochs < 2:
         p.error(f"--total_epochs must be at least 2 (a search and a fine-tuning epoch). Received: {args.total_epochs}")
     quick = os.path.join(RESULTS_DIR, "quick") if args.quick else RESULTS_DIR
@@ -59,6 +63,7 @@ def _config(args):
         "model": runs.MODEL,
         "seeds": args.seeds,
         "budgets": args.budgets,
+        "latency_budgets": args.latency_budgets,
         "dense_epochs": args.dense_epochs,
         "total_epochs": args.total_epochs,
         "plan": {m: list(e) for m, e in runs.plan(args.total_epochs).items()},
@@ -87,6 +92,11 @@ def _cached(work, name, make, log):
 
 
 def _describe(result):
+    if "predictor_error" in result:
+        return (
+            f"latency {result['budget']}: measured {result['measured_ratio']:.3f} of dense, predicted "
+            f"{result['predicted_fraction']:.3f}, accuracy {result['accuracy']:.4f}"
+        )
     if "ms" in result:
         return "LiteRT ms " + ", ".join(f"{k} {v:.2f}" for k, v in result["ms"].items())
     if "method" not in result:
@@ -138,6 +148,10 @@ def main(argv=None):
                     _cached(work, name, lambda m=method, b=budget, s=seed: runs.method_task(args, work, s, m, b), log)
                 )
     latency = _cached(work, "latency", lambda: runs.latency_task(args, work, args.seeds[0]), log)
+    latency_budgets = [
+        _cached(work, f"chipnet_latency_{b}", lambda b=b: runs.latency_budget_task(args, work, args.seeds[0], b), log)
+        for b in args.latency_budgets
+    ]
     payload = {
         "benchmark": "transformer",
         "config": _config(args),
@@ -145,6 +159,7 @@ def main(argv=None):
         "runs": records,
         "summary": summarize(records),
         "latency": latency,
+        "latency_budgets": latency_budgets,
         "environment": common.environment("tensorflow", "tf_keras"),
         "total_runtime_s": time.perf_counter() - started,
     }

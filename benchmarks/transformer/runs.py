@@ -105,18 +105,18 @@ def _dense(args, work, seed):
     return dense
 
 
-def _masks(method, dense, analysis, data, budget, seed, search_epochs):
-    """``(masks, search record)`` of one method at a FLOPs ``budget``."""
+def _masks(method, dense, analysis, data, budget, seed, search_epochs, budget_type="flops", table=None):
+    """``(masks, search record)`` of one method at a ``budget`` (``table``: a latency table)."""
     if method == "random":
         rng = np.random.default_rng(seed)
         scores = {g.name: rng.standard_normal(g.size) for g in analysis.groups}
-        return chipnet_tf.select_masks(analysis.spec, scores, budget, "flops"), {}
+        return chipnet_tf.select_masks(analysis.spec, scores, budget, budget_type), {}
     if method == "l1":
-        return chipnet_tf.select_masks(analysis.spec, head_scores(dense, analysis), budget, "flops"), {}
+        return chipnet_tf.select_masks(analysis.spec, head_scores(dense, analysis), budget, budget_type), {}
     keras.utils.set_random_seed(seed)
     copy = keras.models.clone_model(dense)
     copy.set_weights(dense.get_weights())
-    pruned = chipnet_tf.prune_low_budget(copy, budget=budget, budget_type="flops")
+    pruned = chipnet_tf.prune_low_budget(copy, budget=budget, budget_type=budget_type, latency_table=table)
     steps = search_epochs * math.ceil(len(data["train"][1]) / BATCH)
     pruned.compile(chipnet_tf.search_optimizer(steps), _loss(), metrics=["accuracy"])
     best = chipnet_tf.BestHardMasks(data["val"])
@@ -194,3 +194,50 @@ def latency_task(args, work, seed):
         "ratio_vs_dense": {name: summary["ratio_vs_dense"][name] for name in interps},
         "load_average_1min": load,
     }
+
+
+def latency_budget_task(args, work, seed, budget):
+    """ChipNet at a latency ``budget`` (a LiteRT float32 table of the dense ViT, 1 thread): its
+    stripped ViT timed against the dense one, the table's prediction beside the measurement,
+    and its accuracy after the same epochs as the FLOPs runs."""
+    import types
+
+    from benchmarks.latency import timing as lat_timing
+    from benchmarks.latency.models import make_interpreter
+
+    data = acc_data.load(args.dataset)
+    dense = _dense(args, work, seed)
+    table = chipnet_tf.latency.profile(dense, threads=1, cache_dir=os.path.join(work, "latency_cache"))
+    spec = chipnet_tf.latency.attach(chipnet_tf.analyze(dense, warn=False), table)
+    search_epochs, finetune_epochs = plan(args.total_epochs)["chipnet"]
+    analysis = chipnet_tf.analyze(dense, warn=False)
+    masks, record = _masks("chipnet", dense, analysis, data, budget, seed, search_epochs, "latency", table)
+    small = chipnet_tf.strip_pruning(dense, masks=masks)
+    x = np.random.default_rng(0).standard_normal((1, *dense.inputs[0].shape[1:])).astype("float32")
+    interps = {
+        "dense": make_interpreter(chipnet_tf.export.to_tflite(dense), x),
+        "pruned": make_interpreter(chipnet_tf.export.to_tflite(small), x),
+    }
+    per_round, _, load = lat_timing.interleaved_timing(
+        interps, types.SimpleNamespace(warmup=5, rounds=15, invocations=20), "latency budget"
+    )
+    measured = lat_timing.summarize(per_round)["ratio_vs_dense"]["pruned"]
+    counts = [int(masks[g].sum()) for g in spec.group_names]
+    predicted = float(spec.fraction(counts, "latency"))
+    record.update(
+        method="chipnet",
+        budget_type="latency",
+        budget=budget,
+        seed=seed,
+        predicted_fraction=predicted,
+        measured_ratio=measured,
+        predictor_error=predicted / measured - 1.0,
+        flops_fraction=float(spec.fraction(counts, "flops")),
+        heads={g: int(m.sum()) for g, m in masks.items() if g.endswith("/heads")},
+        kept_per_group={g: int(m.sum()) for g, m in masks.items()},
+        accuracy_before_finetune=accuracy(small, data),
+        load_average_1min=load,
+    )
+    losses = train(small, data, finetune_epochs, seed)
+    record.update(accuracy=accuracy(small, data), final_train_loss=losses[-1] if losses else None)
+    return record
