@@ -9,7 +9,6 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf.analysis import composite
-from chipnet_tf.analysis.groups import flatten_any
 from tests.twins import FLAVOURS, keras_of_flavour, to_numpy
 
 SHAPE = (8, 8, 3)
@@ -124,9 +123,9 @@ def test_inverted_residual_blocks_are_traced_pruned_and_stripped_to_plain_layers
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
-def test_a_block_holding_multi_head_attention_stays_one_call(flavour):
-    """MultiHeadAttention has no rule: as a call of its own it would count no FLOPs, while
-    the block around it is counted from its traced graph; the block is not traced into."""
+def test_a_transformer_block_is_traced_into_attention_and_mlp(flavour):
+    """A custom block of MultiHeadAttention and an MLP on a residual stream is traced into
+    its parts: its heads and hidden units are groups, counted and stripped exactly."""
     K, _ = keras_of_flavour(flavour)
 
     class Block(K.layers.Layer):
@@ -142,7 +141,20 @@ def test_a_block_holding_multi_head_attention_stays_one_call(flavour):
 
     x = K.Input((5, 8))
     model = K.Model(x, K.layers.Dense(3, name="fc")(Block(name="block")(x)))
-    assert [n.name for n in flatten_any(model).nodes] == ["block", "fc"]
+    analysis = chipnet_tf.analyze(model, warn=False)
+    assert "block" not in [n.name for n in analysis.graph.nodes]
+    assert sorted(g.size for g in analysis.groups) == [2, 16]  # the heads and the hidden units
+    attention = 3 * (5 * 8 * 8 + 5 * 8) + 2 * (5 * 5 * 8) + (5 * 8 * 8 + 5 * 8)  # q, k, v; QK^T, AV; output
+    mlp = 5 * (8 * 16 + 16) + 5 * (16 * 8 + 8)
+    assert chipnet_tf.count_flops(model) == attention + mlp + 5 * (8 * 3 + 3) == analysis.spec.dense("flops")
+    masks = {g.name: np.arange(g.size) < max(1, g.size // 2) for g in analysis.groups}
+    pruned = chipnet_tf.prune_low_budget(model, budget=0.5, budget_type="flops")
+    chipnet_tf.apply_masks(pruned, masks)
+    small = chipnet_tf.strip_pruning(pruned, masks=masks)
+    xs = np.random.default_rng(0).normal(size=(2, 5, 8)).astype("float32")
+    wrapped = to_numpy(pruned(xs, training=False))
+    assert np.abs(to_numpy(small(xs, training=False)) - wrapped).max() <= 1e-5 * np.abs(wrapped).max()
+    assert chipnet_tf.count_flops(small) == chipnet_tf.budget_report(model, masks=masks).totals["flops"]["kept"]
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

@@ -142,10 +142,10 @@ def test_count_flops_sees_grouped_convs_inside_custom_layers(keras, flavour):
     assert chipnet_tf.count_flops(model) == 36 * 8 * (9 + 1) + 36 * 4 * (8 + 1)
 
 
-def test_count_flops_of_a_custom_transformer_block_leaves_out_attention_only(keras):
-    """A custom layer around MultiHeadAttention and an MLP (keras-hub's ViT encoder): its
-    trace counts the projections, their AddV2 biases and the MLP; attention's two Einsums
-    (QK^T, AV) are the only part count_flops leaves out."""
+def test_count_flops_of_a_custom_transformer_block_counts_attention(keras):
+    """A custom layer around MultiHeadAttention and an MLP (keras-hub's ViT encoder) is
+    traced into its parts: count_flops counts the projections, their biases, attention's two
+    products (QK^T, AV) and the MLP, as the independent count does."""
     from benchmarks.strip import zoo_keras3
 
     tokens, dim, heads, key_dim, hidden = 5, 8, 2, 4, 16
@@ -168,7 +168,7 @@ def test_count_flops_of_a_custom_transformer_block_leaves_out_attention_only(ker
     mlp = tokens * (dim * hidden + hidden) + tokens * (hidden * dim + dim)
     assert counts["attention"] == 2 * heads * tokens * tokens * key_dim
     assert counts["total"] - counts["attention"] == projections + mlp
-    assert chipnet_tf.count_flops(model) == projections + mlp
+    assert chipnet_tf.count_flops(model) == projections + mlp + counts["attention"] == counts["total"]
 
 
 def test_independent_count_sees_a_one_channel_bias(keras):
@@ -231,15 +231,20 @@ def test_zoo_sample(name, fraction):
     assert 0.09 <= row["flops_fraction"] <= 0.1
 
 
-@pytest.mark.parametrize("name", ["hub.ViT", "hub.DeiT", "hub.DINOV2"])
-def test_hub_transformer_rows_count_all_but_attention(name):
-    """keras-hub's encoder blocks hold a MultiHeadAttention, which has no rule yet: they stay
-    whole (no channel group), and count_flops, which counts them from their traced graph,
-    leaves out only attention's QK^T and AV."""
+@pytest.mark.parametrize(
+    "name, groups, fraction", [("hub.ViT", 4, 0.3751), ("hub.DeiT", 0, 1.0), ("hub.DINOV2", 0, 1.0)]
+)
+def test_hub_transformer_rows(name, groups, fraction):
+    """keras-hub's ViT encoder blocks are traced into MultiHeadAttention and an MLP: their
+    heads and hidden units are groups (its patch embedding, a custom layer with weights of
+    its own, keeps the residual stream whole), stripped exactly. DeiT's and DINOv2's blocks
+    stay whole. count_flops equals the independent count, attention included, in all three."""
     pytest.importorskip("keras_hub")
     from benchmarks.strip import zoo_reach
 
     row = zoo_reach.row(name, strip=True, keras_version=3)
-    assert (row["groups"], row["smallest_flops_fraction"], row["stopped"]) == (0, 1.0, [])
+    assert (row["groups"], row["smallest_flops_fraction"], row["stopped"]) == (groups, fraction, [])
     assert row["independent"]["attention"] > 0
-    assert row["count_flops"] == row["independent"]["total"] - row["independent"]["attention"]
+    assert row["count_flops"] == row["independent"]["total"]
+    if groups:
+        assert row["rel_max_diff"] <= 1e-5 and row["params_exact"] and row["flops_exact"]
