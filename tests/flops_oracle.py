@@ -24,6 +24,8 @@ The TF profiler counts the convolution and matmul ops but not ``Einsum``:
 import contextlib
 import math
 
+import numpy as np
+
 from chipnet_tf.compat import is_keras3_object, keras, tf
 
 CONVOLUTIONS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "Conv2DBackpropInput", "Conv3DBackpropInputV2")
@@ -112,14 +114,18 @@ def _real_output(op):
 
 
 def einsum_macs(equation, shapes):
-    """The product of the sizes of all the indices of ``equation`` on operands of ``shapes``."""
-    sizes = {}
+    """The product of the sizes of all the indices of ``equation`` on operands of ``shapes``:
+    its letters' sizes times the elements of the broadcast shape of the axes ``...`` covers."""
+    sizes, ellipses = {}, []
     for spec, shape in zip(equation.split("->")[0].split(","), shapes):
-        spec = spec.strip()
-        if "." in spec:
-            raise ValueError(f"the oracle does not count an einsum with an ellipsis: {equation!r}")
-        sizes.update(zip(spec, shape))
-    return math.prod(sizes.values())
+        head, dots, tail = spec.strip().partition("...")
+        if not dots:
+            head, tail = "", head
+        covered = len(shape) - len(head) - len(tail)
+        ellipses.append(tuple(shape[len(head) : len(head) + covered]))
+        sizes.update(zip(head, shape[: len(head)]))
+        sizes.update(zip(tail, shape[len(head) + covered :]))
+    return math.prod(sizes.values()) * math.prod(np.broadcast_shapes(*ellipses))
 
 
 def op_macs(op):

@@ -140,10 +140,10 @@ def test_count_flops_sees_grouped_convs_inside_custom_layers(keras, flavour):
     assert chipnet_tf.count_flops(model) == 36 * 8 * (9 + 1) + 36 * 4 * (8 + 1)
 
 
-def test_count_flops_of_a_custom_transformer_block_leaves_out_attention_only(keras):
+def test_count_flops_of_a_custom_transformer_block_counts_attention(keras):
     """A custom layer around MultiHeadAttention and an MLP (keras-hub's ViT encoder): its
-    trace counts the projections, their AddV2 biases and the MLP; attention's two Einsums
-    (QK^T, AV) are the only part count_flops leaves out."""
+    trace counts the projections, their AddV2 biases, the MLP and attention's two Einsums
+    (QK^T, AV), which the independent count tells apart."""
     from benchmarks.strip import zoo_keras3
 
     tokens, dim, heads, key_dim, hidden = 5, 8, 2, 4, 16
@@ -166,7 +166,7 @@ def test_count_flops_of_a_custom_transformer_block_leaves_out_attention_only(ker
     mlp = tokens * (dim * hidden + hidden) + tokens * (hidden * dim + dim)
     assert counts["activations"] == 2 * heads * tokens * tokens * key_dim
     assert counts["total"] - counts["activations"] == projections + mlp
-    assert chipnet_tf.count_flops(model) == projections + mlp
+    assert chipnet_tf.count_flops(model) == counts["total"] == projections + mlp + counts["activations"]
 
 
 def test_independent_count_sees_a_one_channel_bias(keras):
@@ -199,6 +199,7 @@ def test_independent_count_splits_einsums(keras):
         "bias": 3 * tokens * heads * key_dim + tokens * dim,  # q, k, v biases + the output's
         "total": 1280 + 400 + 120 + 40,
     }
+    assert chipnet_tf.count_flops(model) == counts["total"]
 
 
 @pytest.mark.parametrize(

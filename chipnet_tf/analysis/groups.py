@@ -28,6 +28,7 @@ from chipnet_tf.analysis.flat_graph import (  # re-exported: groups.flatten etc.
     FlatGraph,
     FlatNode,
     UnsupportedModelError,
+    call_arguments,
     check_model,
     flatten,
 )
@@ -354,6 +355,8 @@ def _cost_spec(graph, glayouts, kinds, groups, rules):
             out_shape=fnode.out_shapes[0] if fnode.out_shapes else (),
             in_shape=fnode.in_shapes[0] if fnode.in_shapes else (),
             first_call=fnode.first_call,
+            call_args=tuple(call_arguments(fnode.node)[0]),
+            call_kwargs=dict(call_arguments(fnode.node)[1]),
         )
         registry.add_costs(rule, builder, ctx)
         builder.call_forms[call_name(fnode, builder.call_forms)] = (

@@ -96,6 +96,9 @@ class CostContext:
         out_shape, in_shape: shapes of the first output and input (batch included).
         first_call: False for the second and later calls of a shared layer (count
             parameters once).
+        call_args, call_kwargs: the call's arguments (input tensors included, as in
+            ``node.call_args``), for costs that depend on more than the first input (the
+            query, value and key of an attention layer, an einsum's operands).
     """
 
     layer: object
@@ -106,6 +109,8 @@ class CostContext:
     out_shape: tuple
     in_shape: tuple
     first_call: bool
+    call_args: tuple = ()
+    call_kwargs: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
