@@ -17,8 +17,8 @@ ops TensorFlow runs, with their static shapes, and knows nothing of layers or of
 
 Each MAC op is one of two parts: ``weighted`` when an operand is a constant of the frozen
 graph (a kernel), ``activations`` when both are computed (attention's ``QK^T`` and ``AV``).
-The TF profiler counts the convolution and matmul ops but not ``Einsum``:
-:func:`profiler_flops` is kept to check this count on the ops it does see.
+The TF profiler counts the convolution and matmul ops but not ``Einsum``; on the ops it does
+count, :func:`profiler_graph_flops` checks this count (:func:`profiler_visible_count`).
 """
 
 import contextlib
@@ -220,7 +220,8 @@ def profiler_visible_count(graph):
     ``BiasAdd``), to check against :func:`profiler_graph_flops`. They agree on a graph
     without dilated convolutions (the profiler counts a dilated one at the padded positions
     TF computes) whose transposed convolutions have ``"same"`` padding (the profiler counts
-    ``output positions / stride**2`` of them per kernel tap)."""
+    ``output positions / stride**2`` of them per kernel tap) and whose ``BatchMatMulV2`` ops
+    do not transpose their first operand (the profiler takes its last axis as the inner one)."""
     total = 0
     for op in graph.get_operations():
         if op.type in PROFILER_MAC_OPS:
