@@ -177,8 +177,10 @@ def budget_report(model, masks=None, exclude=None, latency_table=None):
 def count_flops(model):
     """FLOPs of one forward pass of ``model`` (batch 1), counted by walking its layers.
 
-    The convention of the budgets (the paper's): multiply-accumulates of convolutions and
-    dense layers plus their bias adds; see :func:`chipnet_tf.registry.layer_flops`. Works on
+    The convention of the budgets (the paper's): multiply-accumulates of convolutions, dense
+    layers, ``EinsumDense`` and attention (``MultiHeadAttention``'s projections, ``QK^T`` and
+    ``AV``) and einsum/matmul calls, plus their bias adds; see
+    :func:`chipnet_tf.registry.layer_flops`. Works on
     any tf_keras functional/Sequential model, e.g. to check a stripped model against the
     ``budget_report`` predicted from the masks, and on a Keras 3 one (TensorFlow backend),
     where it equals the count of the same architecture built with tf_keras.
@@ -189,5 +191,6 @@ def count_flops(model):
     total = 0
     for fnode in graph_lib.flatten_any(model).nodes:
         if fnode.in_shapes and fnode.out_shapes:
-            total += layer_flops(fnode.layer, fnode.in_shapes[0], fnode.out_shapes[0], fnode.in_shapes, fnode.node)
+            call = graph_lib.call_arguments(fnode.node)
+            total += layer_flops(fnode.layer, fnode.in_shapes[0], fnode.out_shapes[0], fnode.in_shapes, call=call)
     return int(total)

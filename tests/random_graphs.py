@@ -578,20 +578,3 @@ def random_masks(analysis, seed):
         m[rng.integers(g.size)] = True
         masks[g.name] = m
     return masks
-
-
-def profiler_comparable(model):
-    """Whether tests.flops_profiler counts ``model`` by chipnet_tf's convention.
-
-    The TF profiler counts a transposed conv as
-    ``out_positions / stride**2`` MACs per kernel tap, which equals chipnet_tf's exact
-    ``in_positions`` only when ``out = in * stride`` (padding "same"); and TF runs a dilated
-    conv on a space-to-batch copy of the input padded to a multiple of the rate, so the
-    profiler also counts the MACs at the padding positions (e.g. 16 instead of 9 on 3x3).
-    """
-    for layer in all_layers(model):
-        if any(int(r) != 1 for r in getattr(layer, "dilation_rate", ())):
-            return False
-        if isinstance(layer, L.Conv2DTranspose) and layer.padding != "same":
-            return False
-    return True

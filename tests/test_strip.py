@@ -11,7 +11,7 @@ import pytest
 import chipnet_tf
 from chipnet_tf import architectures
 from chipnet_tf.compat import keras, tf
-from tests.flops_profiler import profiler_flops
+from tests.flops_oracle import oracle_flops
 from tests.models import pruning_optimizer, residual_cnn, strip_under_masks, toy_model
 from tests.test_prune import _randomise_bn, _se_net, random_masks
 
@@ -69,7 +69,7 @@ def test_strip_equals_wrapped_model_under_hard_masks_with_exact_counts(factory, 
     masks = random_masks(chipnet_tf.analyze(dense, warn=False), keep, seed=int(keep * 10))
     x = np.random.default_rng(0).normal(size=(4, *dense.input_shape[1:])).astype("float32")
     small = _strip_and_check(dense, masks, x)
-    assert profiler_flops(small) == chipnet_tf.count_flops(small)
+    assert oracle_flops(small) == chipnet_tf.count_flops(small)
 
 
 def test_toy_model_hand_counts():
@@ -78,7 +78,7 @@ def test_toy_model_hand_counts():
     masks = {"a": np.array([1, 0, 1, 0], bool), "e": np.array([0, 1], bool)}
     small = chipnet_tf.strip_pruning(dense, masks=masks)
     assert small.count_params() == 54
-    assert chipnet_tf.count_flops(small) == profiler_flops(small) == 564
+    assert chipnet_tf.count_flops(small) == oracle_flops(small) == 564
     assert small.get_layer("a").filters == 2 and small.get_layer("e").filters == 1
     np.testing.assert_array_equal(small.get_layer("a").kernel.numpy(), dense.get_layer("a").kernel.numpy()[..., [0, 2]])
     # the classifier reads [A | E]: rows 0, 2 of A and row 1 of E (index 5) are kept
@@ -332,7 +332,7 @@ def test_flops_of_custom_layers_with_conv_sublayers_are_counted():
     model = keras.Model(x, L.Dense(2)(L.GlobalAveragePooling2D()(h)))
     # c: 16*(27*8 + 8) = 3584; inside.conv: 16*(8*8 + 8) = 1152; inside.dense: 16*(8*5 + 5) = 720;
     # head: 8*2 + 2 = 18.
-    assert chipnet_tf.count_flops(model) == profiler_flops(model) == 3584 + 1152 + 720 + 18
+    assert chipnet_tf.count_flops(model) == oracle_flops(model) == 3584 + 1152 + 720 + 18
     assert chipnet_tf.budget_report(model).totals["flops"]["dense"] == 5474
 
 
@@ -366,7 +366,7 @@ def test_fully_pruned_residual_branch_is_removed_cleanly(factory, victim, offset
     assert f"{block}_add" not in names  # one input left: no Add
     for report in (chipnet_tf.budget_report(dense, masks=masks), chipnet_tf.budget_report(pruned, masks=masks)):
         assert small.count_params() == report.totals["params"]["kept"]
-        assert chipnet_tf.count_flops(small) == report.totals["flops"]["kept"] == profiler_flops(small)
+        assert chipnet_tf.count_flops(small) == report.totals["flops"]["kept"] == oracle_flops(small)
     assert chipnet_tf.strip_pruning(dense, masks=masks).count_params() == small.count_params()
 
 

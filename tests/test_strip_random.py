@@ -9,7 +9,8 @@ stripped, and we check that
   does the mask-transfer path ``strip_pruning(dense, masks=masks)``, every 4th seed),
 * every layer's output width is the kept width of its channel layout,
 * its parameter count and FLOPs are exactly the ``budget_report`` prediction from the masks,
-* (every 10th seed) the TF profiler's FLOPs of the stripped model equal ``count_flops``.
+* (every 10th seed) the FLOPs counted from the stripped model's traced graph
+  (:mod:`tests.flops_oracle`) equal ``count_flops``.
 
 Two families: ``test_strip_random_graphs`` (250 seeds in 10 chunks of 25) and
 ``test_strip_random_graphs_shared_layers`` (graphs that also call a layer or nested model at
@@ -31,11 +32,10 @@ import pytest
 import chipnet_tf
 from chipnet_tf.analysis import groups as graph_lib
 from chipnet_tf.compat import keras
-from tests.flops_profiler import profiler_flops
+from tests.flops_oracle import oracle_flops
 from tests.random_graphs import (
     ChannelMix,
     all_layers,
-    profiler_comparable,
     random_graph,
     random_inputs,
     random_masks,
@@ -44,7 +44,7 @@ from tests.random_graphs import (
 CHUNK = 25
 NUM_GRAPHS = int(os.environ.get("CHIPNET_RANDOM_GRAPHS", "250"))
 SEED_OFFSET = int(os.environ.get("CHIPNET_RANDOM_SEED_OFFSET", "0"))
-PROFILE_EVERY = 10
+ORACLE_EVERY = 10
 TRANSFER_EVERY = 4
 
 
@@ -75,9 +75,9 @@ def _assert_close(actual, expected, what):
         assert err <= 1e-4 * scale, f"{what}: output {i} differs by {err:.3g} (output scale {scale:.3g})"
 
 
-def check_seed(seed, shared=False, profile=None):
+def check_seed(seed, shared=False, oracle=None):
     """Builds ``random_graph(seed, shared)``, prunes it with random masks, strips and checks it."""
-    profile = seed % PROFILE_EVERY == 0 if profile is None else profile
+    oracle = seed % ORACLE_EVERY == 0 if oracle is None else oracle
     dense = random_graph(seed, shared=shared)
     xs = random_inputs(dense, seed)
     analysis = chipnet_tf.analyze(dense, warn=False)
@@ -124,9 +124,9 @@ def check_seed(seed, shared=False, profile=None):
     )
     flops = chipnet_tf.count_flops(small)
     assert flops == expected_flops, f"count_flops(stripped) {flops} != predicted {expected_flops}"
-    if profile and profiler_comparable(small):
-        prof = profiler_flops(small)
-        assert prof == flops, f"TF profiler FLOPs {prof} != count_flops(stripped) {flops}"
+    if oracle:
+        independent = oracle_flops(small)
+        assert independent == flops, f"FLOPs of the traced graph's ops {independent} != count_flops(stripped) {flops}"
 
 
 def describe(model):

@@ -6,7 +6,7 @@ scores) are fixed on the wrapped model; the stripped model must then
 1. compute what the wrapped model computes under those hard masks (BatchNorm statistics are
    randomised so that a misplaced channel shows up in the outputs);
 2. have exactly the params/FLOPs ``budget_report`` predicted from the masks, counted by
-   ``count_params``, ``count_flops`` and (independently) the TF profiler;
+   ``count_params``, ``count_flops`` and (independently) the ops of the traced graph;
 3. be a flat model of tf_keras layers (no chipnet_tf layers, no nested models; a custom layer
    of the dense model that the analysis treats as opaque is kept as it is, one made of Keras
    layers, like keras-cv's SqueezeAndExcite2D, becomes those layers) that converts to TFLite
@@ -25,7 +25,7 @@ import chipnet_tf
 from benchmarks.strip import zoo_reach
 from chipnet_tf import export
 from chipnet_tf.compat import keras, tf
-from tests.flops_profiler import profiler_flops
+from tests.flops_oracle import oracle_flops
 
 pytestmark = [
     pytest.mark.slow,
@@ -165,7 +165,7 @@ def test_stripped_model_has_the_predicted_params_and_flops(zoo, name, budget):
     assert small.count_params() == totals["params"]["kept"]
     assert small.count_params() < dense.count_params() == totals["params"]["dense"]
     assert chipnet_tf.count_flops(small) == totals["flops"]["kept"]
-    assert profiler_flops(small) == totals["flops"]["kept"]
+    assert oracle_flops(small) == totals["flops"]["kept"]
 
 
 def _all_layers(model):

@@ -11,7 +11,7 @@ from benchmarks import common
 from chipnet_tf import recalibrate_batch_norm, restore_batch_norm
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.search.schedules import SQRT2
-from tests.flops_profiler import profiler_flops
+from tests.flops_oracle import profiler_flops
 
 STRUCTURED = ("chipnet", "chipnet_search_weights", "l1", "slimming", "random", "uniform", "taylor", "scratch")
 METHODS = STRUCTURED + ("tfmot",)

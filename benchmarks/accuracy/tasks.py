@@ -31,7 +31,7 @@ from benchmarks.latency.budget import flops_budget_at_latency
 from benchmarks.latency.models import channel_scores, prunable_kernel_params
 from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
-from tests.flops_profiler import profiler_flops
+from tests.flops_oracle import profiler_flops
 
 
 # -- tasks ----------------------------------------------------------------------------

@@ -10,21 +10,16 @@ The same rows as :mod:`benchmarks.strip.zoo_reach`, for models built with Keras 
   MobileNetV3, EfficientNet, CSPDarkNet, DenseNet, VGG and the vision transformers ViT,
   DeiT and DINOv2 (small configurations at small inputs).
 
-The independent count is the TF profiler's (``tests/flops_profiler.py``: the MACs of
-Conv2D / DepthwiseConv2dNative / MatMul ops and the BiasAdd elements of the frozen
-``tf.function`` trace). Keras 3 runs a grouped Conv2D on CPU through an XLA-compiled function
-the profiler does not see; it is traced as the plain convolution it is. The profiler does not
-count ``Einsum`` ops (Keras 3's ``EinsumDense`` and attention): for the transformers the row
-adds the MACs of every Einsum op read from the frozen graph (the equation's index sizes), split
-into the ones with a weight operand (``EinsumDense`` projections) and the ones between two
-activations (attention's ``QK^T`` and ``AV``), and the element count of the adds of a constant
-to a convolution's, MatMul's or Einsum's output (``EinsumDense`` biases, and a bias of one
-channel, which Keras 3 adds with AddV2 instead of BiasAdd); ``count_flops`` is compared with
-the whole of it.
+The independent count (``tests/flops_oracle.py``) walks the ops of the model's frozen batch-1
+``tf.function`` trace: the MACs of its convolution, MatMul, BatchMatMul and Einsum ops from their
+static shapes (an Einsum's from its equation's index sizes), split into ``weighted`` (an operand
+is a weight: convolutions, ``Dense``, ``EinsumDense``) and ``activations`` (two computed
+operands: attention's ``QK^T`` and ``AV``), plus the ``bias`` adds (``BiasAdd``, and the AddV2
+of a constant onto such an op's output that Keras 3 writes for ``EinsumDense`` and one-channel
+biases). Keras 3 runs a grouped Conv2D on CPU through an XLA-compiled function the graph does
+not show; it is traced as the plain convolution it is. ``count_flops`` is compared with the
+total.
 """
-
-import contextlib
-import math
 
 # The keras.applications models of the tf_keras table that Keras 3 has (no RegNet); the tf_keras
 # table (benchmarks.strip.zoo_reach.MODELS) is the RegNets and these.
@@ -199,11 +194,10 @@ HEADER = {
     "keras": "Keras 3 (TensorFlow backend); keras.applications at 96x96, keras-hub backbones under their image "
     "classifier (10 classes, logits), random weights from explicit constructor arguments",
     "input_sizes": {name: size for name, (_, size, _, _) in HUB.items()},
-    "independent_count": "TF profiler (Conv2D, DepthwiseConv2dNative, MatMul MACs + BiasAdd elements of the frozen "
-    "trace, grouped convs traced inline) + Einsum MACs from the graph: 'projection' (a weight operand), "
-    "'attention' (two activations), 'bias_as_add' (constant adds after a Conv/MatMul/Einsum: EinsumDense "
-    "biases, one-channel biases); profiler_exact: count_flops "
-    "== their total",
+    "independent_count": "MACs of the Conv/MatMul/BatchMatMul/Einsum ops of the frozen batch-1 trace (grouped "
+    "convs traced inline; an Einsum's from its equation) + bias adds (BiasAdd, and AddV2 of a constant onto such "
+    "an op): 'weighted' (a weight operand), 'activations' (two computed operands: attention), 'bias'; "
+    "profiler_exact: count_flops == their total",
 }
 
 
@@ -227,96 +221,12 @@ def build(name):
     return head_class(backbone=backbone, num_classes=CLASSES, activation=None, pooling=pooling)
 
 
-@contextlib.contextmanager
-def grouped_convs_inline():
-    """On CPU, Keras 3 (TensorFlow backend) runs a grouped convolution as a call of an
-    XLA-compiled function, whose op the profiler does not see. The graph is only traced
-    under this context, never run, so the grouped conv is traced as the plain convolution."""
-    from keras.src.backend.tensorflow import nn
-
-    from chipnet_tf.compat import tf
-
-    original = nn.conv
-
-    def conv(inputs, kernel, strides=1, padding="valid", data_format=None, dilation_rate=1):
-        if len(inputs.shape) != 4 or data_format not in (None, "channels_last"):
-            return original(inputs, kernel, strides, padding, data_format, dilation_rate)
-        return tf.nn.convolution(inputs, kernel, strides, padding.upper(), data_format="NHWC", dilations=dilation_rate)
-
-    nn.conv = conv
-    try:
-        yield
-    finally:
-        nn.conv = original
-
-
-def frozen_graph(model):
-    """The frozen inference graph of ``model`` at batch 1 (grouped convs inline)."""
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
-
-    from chipnet_tf.compat import tf
-
-    specs = [tf.TensorSpec((1,) + tuple(t.shape[1:]), t.dtype) for t in model.inputs]
-    fn = tf.function(lambda *xs: model(list(xs) if len(xs) > 1 else xs[0], training=False))
-    with grouped_convs_inline():
-        return convert_variables_to_constants_v2(fn.get_concrete_function(*specs)).graph
-
-
-_PRODUCERS = ("Conv2D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "Einsum")
-_CONSTANT_OF_CONSTANTS = ("Identity", "Reshape", "Cast", "Squeeze", "ExpandDims")
-
-
-def _is_constant(tensor):
-    op = tensor.op
-    if op.type == "Const":
-        return True
-    return op.type in _CONSTANT_OF_CONSTANTS and all(_is_constant(t) for t in op.inputs)
-
-
-def _source(tensor):
-    """The op that computed ``tensor``, through reshapes (EinsumDense's bias is added to a
-    reshaped BatchMatMul)."""
-    op = tensor.op
-    while op.type in ("Reshape", "Identity") and op.inputs:
-        op = op.inputs[0].op
-    return op
-
-
-def einsum_counts(graph):
-    """What the profiler leaves out of a frozen graph: ``{"projection": MACs of the Einsum ops
-    with a constant (weight) operand, "attention": MACs of the Einsum ops between two
-    activations, "bias_as_add": elements of the adds of a constant to a Conv/MatMul/Einsum
-    output, through reshapes}`` (an ``EinsumDense`` bias, and a one-channel bias, which Keras 3
-    adds with AddV2 rather than BiasAdd). Keras 3 computes most ``EinsumDense`` projections
-    with BatchMatMulV2, which the profiler counts. An Einsum's MACs are the product of the sizes of all its indices."""
-    counts = {"projection": 0, "attention": 0, "bias_as_add": 0}
-    for op in graph.get_operations():
-        if op.type == "Einsum":
-            equation = op.get_attr("equation").decode()
-            sizes = {}
-            for spec, tensor in zip(equation.split("->")[0].split(","), op.inputs):
-                sizes.update(zip(spec.strip(), tensor.shape.as_list()))
-            macs = math.prod(sizes.values())
-            weighted = any(_is_constant(t) for t in op.inputs)
-            counts["projection" if weighted else "attention"] += macs
-        elif op.type in ("AddV2", "Add") and len(op.inputs) == 2:
-            a, b = op.inputs
-            if _is_constant(a) != _is_constant(b) and _source(b if _is_constant(a) else a).type in _PRODUCERS:
-                counts["bias_as_add"] += math.prod(op.outputs[0].shape.as_list())
-    return counts
-
-
 def independent_counts(model):
-    """The independent count of ``model``'s MACs + bias adds and what it is made of."""
-    from tests.flops_profiler import BIAS_OPS, MAC_OPS, _profile
+    """The independent count of ``model``'s MACs + bias adds and what it is made of: the walk
+    over its frozen batch-1 graph's ops of :func:`tests.flops_oracle.oracle_counts`."""
+    from tests.flops_oracle import oracle_counts
 
-    graph = frozen_graph(model)
-    macs = _profile(graph, MAC_OPS)
-    assert macs % 2 == 0, macs
-    out = {"profiler": macs // 2 + _profile(graph, BIAS_OPS)}
-    out.update(einsum_counts(graph))
-    out["total"] = sum(out.values())
-    return out
+    return oracle_counts(model)
 
 
 def perturb_batchnorm(model, rng):
@@ -334,4 +244,4 @@ def random_input(model, rng):
     return rng.uniform(0, 255, size=(2, *shape)).astype("float32")
 
 
-__all__ = ["HEADER", "MODELS", "build", "einsum_counts", "independent_counts"]
+__all__ = ["HEADER", "MODELS", "build", "independent_counts"]

@@ -28,6 +28,7 @@ from chipnet_tf.analysis.flat_graph import (  # re-exported: groups.flatten etc.
     FlatGraph,
     FlatNode,
     UnsupportedModelError,
+    call_arguments,
     check_model,
     flatten,
 )
@@ -375,7 +376,8 @@ def _cost_spec(graph, glayouts, kinds, groups, rules, ginner):
             in_shapes=list(fnode.in_shapes),
             # a shared layer's calls share one name, and its inner groups
             inner_forms={label: form(glay) for label, glay in ginner.get(fnode.name, {}).items()},
-            node=fnode.node,
+            call_args=tuple(call_arguments(fnode.node)[0]),
+            call_kwargs=dict(call_arguments(fnode.node)[1]),
         )
         registry.add_costs(rule, builder, ctx)
         # What a latency lookup reads: the input and output widths; for a layer with inner

@@ -2,12 +2,13 @@
 how to slice channels out of it.
 
 Submodules, bottom to top: :mod:`~chipnet_tf.registry.vocabulary` (the kinds, rule and
-context classes; imports nothing of chipnet_tf), :mod:`~chipnet_tf.registry.table` (class ->
-rule), :mod:`~chipnet_tf.registry.flops`, :mod:`~chipnet_tf.registry.layouts` (channel
-spaces), the built-in rules (:mod:`~chipnet_tf.registry.builtin`,
-:mod:`~chipnet_tf.registry.tfops`) and :mod:`~chipnet_tf.registry.probe` (rules inferred
-from a layer's behaviour). Importing this package installs the built-in rules, here and
-nowhere else.
+context classes; imports nothing of chipnet_tf), :mod:`~chipnet_tf.registry.contractions`
+(FLOPs of einsums, matmuls and ``EinsumDense``), :mod:`~chipnet_tf.registry.heads` (the rule of
+``MultiHeadAttention``: its heads a group), :mod:`~chipnet_tf.registry.table` (class -> rule),
+:mod:`~chipnet_tf.registry.flops`, :mod:`~chipnet_tf.registry.layouts` (channel spaces), the
+built-in rules (:mod:`~chipnet_tf.registry.builtin`, :mod:`~chipnet_tf.registry.tfops`) and
+:mod:`~chipnet_tf.registry.probe` (rules inferred from a layer's behaviour). Importing this
+package installs the built-in rules, here and nowhere else.
 
 Example: a custom per-channel scale ``y = x * w``::
 

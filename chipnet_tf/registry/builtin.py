@@ -8,6 +8,7 @@ A user's layer is added the same way, with :func:`chipnet_tf.register_layer`.
 import numpy as np
 
 from chipnet_tf.compat import is_instance, keras, tf
+from chipnet_tf.registry.contractions import einsum_dense_costs
 from chipnet_tf.registry.heads import MULTI_HEAD_ATTENTION
 from chipnet_tf.registry.vocabulary import (
     CHANNELWISE_ACTIVATIONS,
@@ -314,6 +315,8 @@ _RESHAPE = _rule(Kind.RESHAPE, surgery=_reshape_surgery)
 BUILTIN_RULES = {
     **dict.fromkeys((L.Conv1D, L.Conv2D, L.Conv3D) + _TRANSPOSED, _CONV),
     L.Dense: _rule(Kind.PRODUCER, _dense_costs, _dense_surgery, flops=True),
+    # Opaque to the analysis; their FLOPs are constants of the budgets.
+    L.EinsumDense: _rule(Kind.OPAQUE, einsum_dense_costs, flops=True),
     L.DepthwiseConv1D: _DEPTHWISE,
     L.DepthwiseConv2D: _DEPTHWISE,
     L.SeparableConv1D: _SEPARABLE,

@@ -10,6 +10,7 @@ import weakref
 
 from chipnet_tf.budgets import CostSpecBuilder
 from chipnet_tf.compat import is_keras3_object, keras, keras3, tf
+from chipnet_tf.registry.contractions import einsum_macs
 from chipnet_tf.registry.table import lookup
 from chipnet_tf.registry.vocabulary import CostContext, Kind, channels_last, prod
 
@@ -25,21 +26,25 @@ def add_costs(rule, builder, ctx):
     if ctx.first_call:
         n = ctx.layer.count_params() if getattr(ctx.layer, "built", False) else 0  # a keras.ops call has none
         builder.add("params", ctx.name, n, builder.one)
-    builder.add(
-        "flops", ctx.name, layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape, ctx.in_shapes, ctx.node), builder.one
-    )
+    call = (ctx.call_args, ctx.call_kwargs)
+    flops = layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape, ctx.in_shapes, call=call)
+    builder.add("flops", ctx.name, flops, builder.one)
 
 
-def layer_flops(layer, in_shape, out_shape, in_shapes=None, node=None):
+def layer_flops(layer, in_shape, out_shape, in_shapes=None, call=None):
     """FLOPs of one call of ``layer`` from its input/output shapes (channels last).
 
     chipnet_tf's convention (the paper's): multiply-accumulates of convolutions
-    (incl. transposed, depthwise, separable, grouped) and dense layers, plus their bias
-    adds; every other layer costs 0. Batch dimension excluded. The count is the layer
-    rule's own cost function evaluated at the full channel counts, so budgets and
-    :func:`chipnet_tf.count_flops` share one formula. ``in_shapes`` lists every input's
-    shape for a layer with several (an attention layer's query, value and key) and
-    ``node`` is the call's Keras node, which says which input is which.
+    (incl. transposed, depthwise, separable, grouped), dense layers, ``EinsumDense``,
+    ``MultiHeadAttention`` (projections, ``QK^T`` and ``AV``) and einsum/matmul calls, plus
+    their bias adds; every other layer costs 0. Batch dimension excluded. The count is the
+    layer rule's own cost function evaluated at the full channel counts, so budgets and
+    :func:`chipnet_tf.count_flops` share one formula.
+
+    ``in_shapes`` lists every input's shape for a layer with several (an attention layer's
+    query, value and key); ``call`` is the optional ``(args, kwargs)`` of the call
+    (``node.call_args``/``call_kwargs``), for layers whose cost depends on more than their
+    first input (which input is the query, an einsum's operands).
     """
     if not in_shape or not out_shape:
         return 0
@@ -60,7 +65,8 @@ def layer_flops(layer, in_shape, out_shape, in_shapes=None, node=None):
         in_shape=tuple(in_shape),
         first_call=False,
         in_shapes=in_shapes,
-        node=node,
+        call_args=tuple(call[0]) if call else (),
+        call_kwargs=dict(call[1]) if call else {},
     )
     rule.costs(builder, ctx)
     return int(round(builder.constant_value("flops")))
@@ -72,9 +78,10 @@ _SUBLAYER_FLOPS = weakref.WeakKeyDictionary()
 
 
 def _sublayer_flops(layer, in_shape):
-    """FLOPs of a custom (opaque) layer that holds conv/dense sublayers, e.g. keras-cv's
-    SqueezeAndExcite2D: its call is traced at batch 1 and the conv/matmul/bias-add ops of
-    the graph are counted from their static shapes. Layers without such sublayers cost 0.
+    """FLOPs of a custom (opaque) layer that holds conv/dense/attention sublayers, e.g.
+    keras-cv's SqueezeAndExcite2D or keras-hub's transformer encoder blocks: its call is traced
+    at batch 1 and the conv/matmul/einsum/bias-add ops of the graph are counted from their
+    static shapes. Layers without such sublayers cost 0.
     """
     try:
         subs = [s for s in layer._flatten_layers(include_self=False) if lookup(s).flops]
@@ -136,7 +143,9 @@ def _traced_flops(layer, in_shape):
         elif op.type == "DepthwiseConv2dNative":
             out, kernel = op.outputs[0].shape, op.inputs[1].shape
             total += prod(out[1:]) * prod(kernel[:2])
-        elif op.type in ("MatMul", "BatchMatMulV2"):
+        elif op.type == "Einsum":
+            total += einsum_macs(op.get_attr("equation").decode(), [t.shape.as_list() for t in op.inputs])
+        elif op.type in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
             a = op.inputs[0].shape
             transpose_a = op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x")
             inner = a[-2] if transpose_a else a[-1]
@@ -146,7 +155,7 @@ def _traced_flops(layer, in_shape):
     return int(total)
 
 
-_PRODUCER_OPS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2")
+_PRODUCER_OPS = ("Conv2D", "Conv3D", "DepthwiseConv2dNative", "MatMul", "BatchMatMulV2", "BatchMatMulV3", "Einsum")
 
 
 def _through_reshapes(tensor):
@@ -157,10 +166,11 @@ def _through_reshapes(tensor):
 
 
 def _is_bias_add(op):
-    """A bias added with AddV2 rather than BiasAdd: Keras 3's EinsumDense (attention's query,
-    key and value projections, computed as a reshaped BatchMatMulV2) and a bias of one
-    channel. One operand is a weight, the other a conv's or matmul's output."""
-    if len(op.inputs) != 2:
+    """A bias added with AddV2 rather than BiasAdd: both Kerases' EinsumDense (attention's
+    query, key and value projections; Keras 3 computes them as a reshaped BatchMatMulV2) and
+    Keras 3's bias of one channel. One operand is a weight (not a scalar), the other a conv's,
+    matmul's or einsum's output."""
+    if len(op.inputs) != 2 or any(t.shape.rank == 0 for t in op.inputs):
         return False
     sources = [_through_reshapes(t) for t in op.inputs]
     weights = [s.type in ("ReadVariableOp", "Const") for s in sources]

@@ -31,6 +31,7 @@ opaque (its FLOPs are still counted by the same formula).
 """
 
 from chipnet_tf.compat import call_arguments
+from chipnet_tf.registry.contractions import static_shape
 from chipnet_tf.registry.vocabulary import Kind, LayerRule, prod, take
 
 HEADS = "heads"
@@ -42,6 +43,7 @@ def _attention_axes(layer, rank):
     axes = getattr(layer, "_attention_axes", None)
     if axes is None:
         return tuple(range(1, rank - 1))
+    axes = (axes,) if isinstance(axes, int) else tuple(axes)
     return tuple(int(a) % rank for a in axes)
 
 
@@ -118,11 +120,11 @@ def _costs(builder, ctx):
     layer = ctx.layer
     key_dim, value_dim = _dims(layer)
     bias = 1 if layer._use_bias else 0
-    roles = None if ctx.node is None else input_roles(ctx.node)
+    roles = _roles_of(ctx.call_args, ctx.call_kwargs) if ctx.call_args or ctx.call_kwargs else None
     fq, fv, fk = _by_role(roles, ctx.in_forms)
     fh = ctx.inner_forms.get(HEADS, builder.form(int(layer._num_heads), {}))
     fo = ctx.out_form
-    shapes = [tuple(shape) for shape in ctx.in_shapes] or [tuple(ctx.in_shape)]
+    shapes = [static_shape(shape) for shape in ctx.in_shapes] or [static_shape(ctx.in_shape)]
     if roles is not None and len(shapes) == len(roles):  # a wrapped layer counted with its mask input
         shapes = [shape for shape, role in zip(shapes, roles) if role != MASK_ARGUMENTS[HEADS]]
     q_shape, v_shape, _ = _by_role(roles, shapes)

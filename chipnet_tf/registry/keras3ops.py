@@ -23,6 +23,9 @@ arguments (``node.arguments``):
   stripped model calls a new ``Split`` with the kept part sizes, or the slice with the kept
   bounds (:func:`resliced_call`).
 
+``Einsum`` and ``Matmul`` (``keras.ops.einsum``, ``keras.ops.matmul``) are opaque and cost their
+multiply-accumulates (:mod:`chipnet_tf.registry.contractions`).
+
 Any other Operation (``Softmax``, ``Cumsum``, ...) is opaque: the analysis stops the groups
 around it with its usual warning. This module does not import
 Keras 3: Operation classes are matched by name in :func:`chipnet_tf.registry.table.lookup`.
@@ -36,6 +39,7 @@ Example:
 import numpy as np
 
 from chipnet_tf.compat import tf
+from chipnet_tf.registry.contractions import keras_op_costs
 from chipnet_tf.registry.tfops import _binary, _channel_slice, _is_tensor
 from chipnet_tf.registry.vocabulary import Kind, LayerRule
 
@@ -201,9 +205,16 @@ def resliced_call(op, args, kwargs, in_keep):
 KERAS3_OP_RULE = LayerRule(_op_kind, layout=_layout)
 
 # Operation class name (a class of a ``keras.src.ops`` module) -> rule.
-OP_RULES = dict.fromkeys(
-    sorted(
-        _ZERO_PRESERVING | _CHANNELWISE | set(_BINARY) | _REDUCTIONS | {"Concatenate", "Reshape", "Split", "GetItem"}
+OP_RULES = {
+    **dict.fromkeys(
+        sorted(
+            _ZERO_PRESERVING
+            | _CHANNELWISE
+            | set(_BINARY)
+            | _REDUCTIONS
+            | {"Concatenate", "Reshape", "Split", "GetItem"}
+        ),
+        KERAS3_OP_RULE,
     ),
-    KERAS3_OP_RULE,
-)
+    **dict.fromkeys(("Einsum", "Matmul"), LayerRule(Kind.OPAQUE, costs=keras_op_costs, flops=True)),
+}

@@ -16,6 +16,9 @@ A call is classified by its op (``layer.symbol``) and its arguments (the call's
   the reverse of a concatenation; ``tf.concat`` along channels is a ``concat``;
 - anything else, and any op that could turn a pruned (zero) channel into inf or NaN
   (``c / x``, ``log``, ``rsqrt``), is opaque, with the analysis' usual warning.
+
+``tf.einsum`` and ``tf.matmul`` (``tf.linalg.matmul``, ``a @ b``) calls are opaque and cost
+their multiply-accumulates (:mod:`chipnet_tf.registry.contractions`); other TF ops cost nothing.
 """
 
 import dataclasses
@@ -24,6 +27,7 @@ import inspect
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.registry.contractions import tf_op_costs
 from chipnet_tf.registry.layouts import concat_layout
 from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
 
@@ -283,7 +287,8 @@ def _op_layer_classes():
     return found
 
 
-TF_OP_RULE = LayerRule(_kind, surgery=_surgery, layout=_layout)
+# Costs: the MACs of tf.einsum and tf.matmul calls (opaque); every other TF op costs nothing.
+TF_OP_RULE = LayerRule(_kind, costs=tf_op_costs, surgery=_surgery, layout=_layout, flops=True)
 
 
 def tfop_rules():

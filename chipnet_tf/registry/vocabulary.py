@@ -100,8 +100,9 @@ class CostContext:
         in_shapes: the shapes of every input (batch included).
         inner_forms: ``{label: form}`` of the layer's own prunable axes (see
             ``LayerRule(inner=...)``), e.g. ``{"heads": form}`` of an attention layer.
-        node: the call's Keras node (its arguments: ``chipnet_tf.compat.call_arguments``),
-            or None when the count is made from shapes alone.
+        call_args, call_kwargs: the call's arguments (input tensors included, as in
+            ``node.call_args``), for costs that depend on more than the first input (the
+            query, value and key of an attention layer, an einsum's operands).
     """
 
     layer: object
@@ -114,7 +115,8 @@ class CostContext:
     first_call: bool
     in_shapes: list = dataclasses.field(default_factory=list)
     inner_forms: dict = dataclasses.field(default_factory=dict)
-    node: object = None
+    call_args: tuple = ()
+    call_kwargs: dict = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
