@@ -58,6 +58,7 @@ class _Op:
     sizes: list = None  # tf.split: the part sizes along channels
     part: tuple = None  # x[..., a:b]: (a, b, index of the channel entry in the slice spec)
     concat_axis: int = None
+    target: bool = False  # tf.reshape keeping the channel axis: its target's last entry is the channel count
 
 
 _OPAQUE = _Op(Kind.OPAQUE)
@@ -188,15 +189,48 @@ def _classify_channel_index(symbol, args, first, rank):
             return _Op(Kind.PASSTHROUGH)
         return _OPAQUE if part is None else _Op(Kind.PASSTHROUGH, part=part)
     if symbol == "split" and _is_tensor(first) and int(args.get("axis", 0)) % rank == rank - 1:
-        n, channels = args.get("num_or_size_splits"), first.shape[-1]
-        if isinstance(n, (int, np.integer)) and channels is not None and channels % int(n) == 0:
-            return _Op(Kind.PASSTHROUGH, sizes=[channels // int(n)] * int(n))
-        if isinstance(n, (list, tuple)) and all(isinstance(v, (int, np.integer)) and v > 0 for v in n):
-            return _Op(Kind.PASSTHROUGH, sizes=[int(v) for v in n])
-        return _OPAQUE
+        sizes = _split_sizes(args.get("num_or_size_splits"), first.shape[-1])
+        return _OPAQUE if sizes is None else _Op(Kind.PASSTHROUGH, sizes=sizes)
     if symbol == "concat" and isinstance(args.get("axis"), (int, np.integer)):
         if isinstance(first, (list, tuple)) and all(_is_tensor(v) for v in first):
             return _Op(Kind.CONCAT, concat_axis=int(args["axis"]))
+    return _classify_channel_keeping(symbol, args, first, rank)
+
+
+def _split_sizes(n, channels):
+    """The part sizes of ``tf.split(x, n, axis=-1)`` over ``channels``, or None: ``n`` parts
+    of equal size, or a size list with at most one ``-1`` (the rest of the channels)."""
+    if channels is None:
+        return None
+    if isinstance(n, (int, np.integer)):
+        return [channels // int(n)] * int(n) if int(n) > 0 and channels % int(n) == 0 else None
+    if not isinstance(n, (list, tuple)) or not all(isinstance(v, (int, np.integer)) for v in n):
+        return None
+    sizes = [int(v) for v in n]
+    if sizes.count(-1) == 1:
+        sizes[sizes.index(-1)] = channels - sum(v for v in sizes if v != -1)
+    return sizes if all(v > 0 for v in sizes) and sum(sizes) == channels else None
+
+
+def _classify_channel_keeping(symbol, args, first, rank):
+    """Reshapes and transposes that keep the channel axis last and whole: the channels of
+    every position are the same channels (``tf.reshape(x, [-1, H * W, C])``,
+    ``tf.transpose(x, [0, 2, 1, 3])``); a reshape's target channel count is renumbered."""
+    if not _is_tensor(first) or first.shape[-1] is None:
+        return _OPAQUE
+    if symbol == "reshape":
+        target = args.get("shape")
+        if (
+            isinstance(target, (list, tuple))
+            and len(target) >= 2
+            and all(isinstance(v, (int, np.integer)) for v in target)
+            and int(target[-1]) == first.shape[-1]
+        ):
+            return _Op(Kind.PASSTHROUGH, target=True)
+    if symbol in ("transpose", "compat.v1.transpose"):
+        perm = args.get("perm")
+        if isinstance(perm, (list, tuple)) and perm and int(perm[-1]) % rank == rank - 1 and not args.get("conjugate"):
+            return _Op(Kind.PASSTHROUGH)
     return _OPAQUE
 
 
@@ -252,17 +286,29 @@ def _surgery(ctx):
             _replace(ctx, name, take(c, keep, c.ndim - 1).astype(np.float32))
     if op.sizes is not None:
         bounds = np.cumsum([0, *op.sizes])
-        _replace(
-            ctx,
-            "num_or_size_splits",
-            [_kept_before(keep, hi) - _kept_before(keep, lo) for lo, hi in zip(bounds, bounds[1:])],
-        )
+        kept = [_kept_before(keep, hi) - _kept_before(keep, lo) for lo, hi in zip(bounds, bounds[1:])]
+        _replace(ctx, "num_or_size_splits", _split_argument(args["num_or_size_splits"], kept, ctx.layer.name))
+    if op.target:
+        _replace(ctx, "shape", [*list(args["shape"])[:-1], len(keep)])
     if op.part is not None:
         a, b, index = op.part
         spec = list(args["slice_spec"]) if isinstance(args["slice_spec"], (tuple, list)) else [args["slice_spec"]]
         spec[index] = {**spec[index], "start": _kept_before(keep, a), "stop": _kept_before(keep, b)}
         _replace(ctx, "slice_spec", tuple(spec) if isinstance(args["slice_spec"], tuple) else spec[0])
     return ctx.config, ctx.weights
+
+
+def _split_argument(original, kept, name):
+    """The stripped ``num_or_size_splits``: a size list stays a list; a number of parts stays
+    that number, which needs every part to keep as many channels."""
+    if isinstance(original, (list, tuple)):
+        return type(original)(kept)
+    if len(set(kept)) != 1:
+        raise ValueError(
+            f"Cannot strip {name!r} (tf.split into {len(kept)} equal parts): its parts keep {kept} channels; "
+            "split with a size list to prune its parts independently."
+        )
+    return len(kept)
 
 
 @dataclasses.dataclass
