@@ -58,6 +58,7 @@ class _Op:
     sizes: list = None  # tf.split: the part sizes along channels
     part: tuple = None  # x[..., a:b]: (a, b, index of the channel entry in the slice spec)
     concat_axis: int = None
+    shape_read: bool = False  # tf.shape(x): the output is a fixed shape vector, x's channels are not stopped
     target: bool = False  # tf.reshape keeping the channel axis: its target's last entry is the channel count
 
 
@@ -149,6 +150,8 @@ def _classify(layer, node, rank):
     if not args:
         return _OPAQUE
     symbol = getattr(layer, "symbol", "")
+    if symbol in _SHAPE_READS:
+        return _shape_read(layer, args, rank)
     names = list(args)
     first = args[names[0]]
     shape = tuple(first.shape) if _is_tensor(first) else ()
@@ -197,6 +200,40 @@ def _classify_channel_index(symbol, args, first, rank):
     return _classify_channel_keeping(symbol, args, first, rank)
 
 
+_SHAPE_READS = frozenset({"shape", "compat.v1.shape"})
+
+
+def _shape_read(layer, args, rank):
+    """``tf.shape(x)`` reads no channel value, only the shape, which a stripped model
+    recomputes: it does not stop ``x``'s channels when every use of it takes entries other
+    than the channel count (``tf.shape(x)[1:-1]``, ``tf.shape(x)[1] * tf.shape(x)[2]``)."""
+    first = next(iter(args.values()))
+    if not _is_tensor(first) or args.get("out_type", tf.int32) not in (tf.int32, tf.int64, "int32", "int64"):
+        return _OPAQUE
+    uses = [node for node in getattr(layer, "_outbound_nodes", []) if node.layer is not None]
+    if not uses or not all(_takes_no_channel_count(node, rank) for node in uses):
+        return _OPAQUE
+    return _Op(Kind.PASSTHROUGH, shape_read=True)
+
+
+def _takes_no_channel_count(node, rank):
+    """Whether ``node`` indexes a shape vector of length ``rank`` without its last entry."""
+    if getattr(node.layer, "symbol", "") != "__operators__.getitem":
+        return False
+    args = _arguments(node.layer, node)
+    spec = args.get("slice_spec") if args else None
+    if isinstance(spec, (tuple, list)):
+        spec = spec[0] if len(spec) == 1 else None
+    if isinstance(spec, (int, np.integer)):
+        return -rank <= int(spec) < rank and int(spec) % rank != rank - 1
+    if not isinstance(spec, dict):
+        return False
+    bounds = [spec.get(k) for k in ("start", "stop", "step")]
+    if any(v is not None and not isinstance(v, (int, np.integer)) for v in bounds) or bounds[2] == 0:
+        return False
+    return rank - 1 not in range(rank)[slice(*bounds)]
+
+
 def _split_sizes(n, channels):
     """The part sizes of ``tf.split(x, n, axis=-1)`` over ``channels``, or None: ``n`` parts
     of equal size, or a size list with at most one ``-1`` (the rest of the channels)."""
@@ -242,6 +279,8 @@ def _kind(layer, rank):
 
 def _layout(ctx):
     op = _classify(ctx.fnode.layer, ctx.fnode.node, len(ctx.fnode.in_shapes[0]))
+    if op.shape_read:
+        return ctx.spaces.fixed_layout(ctx.out_shape)
     if op.concat_axis is not None:
         return concat_layout(ctx, op.concat_axis)
     if op.sizes is not None:
