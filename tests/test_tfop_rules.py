@@ -163,3 +163,18 @@ def test_ghost_modules_partial_convs_and_channel_keeping_reshapes_strip_exactly(
     assert [small.get_layer(n).filters for n in ("stem", "prim", "partial")] == [6, 3, 1]
     reshape = [layer for layer in small.layers if getattr(layer, "symbol", "") == "reshape"]
     assert [int(layer.output.shape[-1]) for layer in reshape] == [6, 6]
+
+
+def test_split_into_equal_parts_prunes_the_same_channels_of_every_part():
+    x = keras.Input((4, 4, 3))
+    h = L.Conv2D(8, 1, name="c")(x)
+    a, b = tf.split(h, 2, axis=-1)  # stays tf.split(., 2) when stripped: its parts keep as many channels
+    h = tf.concat([L.Conv2D(3, 1, name="d")(a), b], axis=-1)
+    model = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    analysis = chipnet_tf.analyze(model)
+    assert {g.name: g.size for g in analysis.groups} == {"c[0:4]": 4, "d": 3}
+    masks = {"c[0:4]": np.array([1, 0, 0, 1], bool), "d": np.array([0, 1, 1], bool)}
+    small = _check_strip(model, masks, np.random.default_rng(5).normal(size=(2, 4, 4, 3)).astype("float32"))
+    assert small.get_layer("c").filters == 4
+    split = next(layer for layer in small.layers if getattr(layer, "symbol", "") == "split")
+    assert [int(t.shape[-1]) for t in split.output] == [2, 2]

@@ -58,6 +58,7 @@ class _Op:
     sizes: list = None  # tf.split: the part sizes along channels
     part: tuple = None  # x[..., a:b]: (a, b, index of the channel entry in the slice spec)
     concat_axis: int = None
+    equal: bool = False  # tf.split(x, n): n equal parts, in the stripped model too
     shape_read: bool = False  # tf.shape(x): the output is a fixed shape vector, x's channels are not stopped
     target: bool = False  # tf.reshape keeping the channel axis: its target's last entry is the channel count
 
@@ -192,8 +193,9 @@ def _classify_channel_index(symbol, args, first, rank):
             return _Op(Kind.PASSTHROUGH)
         return _OPAQUE if part is None else _Op(Kind.PASSTHROUGH, part=part)
     if symbol == "split" and _is_tensor(first) and int(args.get("axis", 0)) % rank == rank - 1:
-        sizes = _split_sizes(args.get("num_or_size_splits"), first.shape[-1])
-        return _OPAQUE if sizes is None else _Op(Kind.PASSTHROUGH, sizes=sizes)
+        n = args.get("num_or_size_splits")
+        sizes = _split_sizes(n, first.shape[-1])
+        return _OPAQUE if sizes is None else _Op(Kind.PASSTHROUGH, sizes=sizes, equal=isinstance(n, (int, np.integer)))
     if symbol == "concat" and isinstance(args.get("axis"), (int, np.integer)):
         if isinstance(first, (list, tuple)) and all(_is_tensor(v) for v in first):
             return _Op(Kind.CONCAT, concat_axis=int(args["axis"]))
@@ -284,7 +286,7 @@ def _layout(ctx):
     if op.concat_axis is not None:
         return concat_layout(ctx, op.concat_axis)
     if op.sizes is not None:
-        return ctx.spaces.split(ctx.in_lays[0], op.sizes)
+        return _split_layout(ctx, op)
     if op.part is not None:
         a, b, _ = op.part
         length = ctx.in_lays[0].length
@@ -335,6 +337,16 @@ def _surgery(ctx):
         spec[index] = {**spec[index], "start": _kept_before(keep, a), "stop": _kept_before(keep, b)}
         _replace(ctx, "slice_spec", tuple(spec) if isinstance(args["slice_spec"], tuple) else spec[0])
     return ctx.config, ctx.weights
+
+
+def _split_layout(ctx, op):
+    """The parts of a split along channels. ``tf.split(x, n)`` stays a split into ``n``
+    equal parts in the stripped model, so its parts are coupled: channel ``c`` of every part
+    is kept or pruned together (ResNeSt's split of its radix branches)."""
+    parts = ctx.spaces.split(ctx.in_lays[0], op.sizes)
+    if parts is not None and op.equal and len(parts) > 1 and not ctx.spaces.unify(parts):
+        return None
+    return parts
 
 
 def _split_argument(original, kept, name):
