@@ -30,7 +30,8 @@ OPS = {
     "reduce_mean(channels)": (lambda x: tf.reduce_mean(x, axis=-1, keepdims=True), "opaque"),
     "x[..., 2]": (lambda x: x[..., 2], "opaque"),
     "reshape keeping channels": (lambda x: tf.reshape(x, [-1, 16, 6]), "passthrough"),
-    "reshape into heads": (lambda x: tf.reshape(x, [-1, 4, 4, 2, 3]), "opaque"),
+    "reshape into heads": (lambda x: tf.reshape(x, [-1, 4, 4, 2, 3]), "reshape"),
+    "reshape mixing positions into channels": (lambda x: tf.reshape(x, [-1, 4, 8, 3]), "opaque"),
     "transpose keeping channels": (lambda x: tf.transpose(x, [0, 2, 1, 3]), "passthrough"),
     "transpose moving channels": (lambda x: tf.transpose(x, [0, 3, 1, 2]), "opaque"),
     # no exact rule: the probe finds these channel-local
@@ -178,3 +179,25 @@ def test_split_into_equal_parts_prunes_the_same_channels_of_every_part():
     assert small.get_layer("c").filters == 4
     split = next(layer for layer in small.layers if getattr(layer, "symbol", "") == "split")
     assert [int(t.shape[-1]) for t in split.output] == [2, 2]
+
+
+@pytest.mark.filterwarnings("ignore:chipnet_tf. layer .* has no exact rule:UserWarning")
+def test_split_attention_radix_softmax_strips_exactly():
+    """ResNeSt's split attention: radix parts summed as a stacked list, a softmax over the
+    radix axis between reshapes that cut the channel axis into parts and join them back."""
+    x = keras.Input((4, 4, 3))
+    h = L.Conv2D(8, 1, name="c")(x)
+    a, b = tf.split(h, 2, axis=-1)
+    gap = tf.reduce_mean(tf.reduce_sum([a, b], axis=0), [1, 2], keepdims=True)
+    att = L.Conv2D(8, 1, name="att")(L.Conv2D(5, 1, name="squeeze")(gap))
+    att = tf.reshape(tf.nn.softmax(tf.reshape(att, [-1, 2, 4]), axis=1), [-1, 1, 1, 8])
+    h = L.Multiply(name="attend")([h, att])
+    model = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    analysis = chipnet_tf.analyze(model)
+    assert analysis.stopped == []
+    assert {g.name: g.size for g in analysis.groups} == {"c[0:4]": 4, "squeeze": 5}
+    masks = {"c[0:4]": np.array([1, 0, 1, 1], bool), "squeeze": np.array([0, 1, 1, 0, 1], bool)}
+    small = _check_strip(model, masks, np.random.default_rng(6).normal(size=(2, 4, 4, 3)).astype("float32"))
+    assert (small.get_layer("c").filters, small.get_layer("att").filters) == (6, 6)
+    reshapes = [layer for layer in small.layers if getattr(layer, "symbol", "") == "reshape"]
+    assert [tuple(layer.output.shape[1:]) for layer in reshapes] == [(2, 3), (1, 1, 6)]

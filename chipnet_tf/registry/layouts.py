@@ -139,9 +139,12 @@ class Spaces:
 
     def split(self, lay, sizes):
         """``lay`` cut into consecutive parts of ``sizes`` channels: one Layout per part, or
-        None when ``lay`` is tiled (a flattened map) or the sizes do not add up."""
-        if lay.repeat != 1 or sum(sizes) != lay.length or min(sizes, default=0) < 1:
+        None when the sizes do not add up or a tiled ``lay`` would be cut differently in
+        different tiles."""
+        if sum(sizes) != lay.length or min(sizes, default=0) < 1:
             return None
+        if lay.repeat != 1:  # tiles of one layout (a flattened map, heads joined back): listed one by one
+            lay = Layout(lay.expanded())
         bounds = set(list(itertools.accumulate(sizes))[:-1])
         offset = 0
         for s, n in lay.segments:

@@ -24,7 +24,7 @@ import inspect
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.registry.layouts import concat_layout
+from chipnet_tf.registry.layouts import Layout, concat_layout
 from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
 
 _ZERO_PRESERVING = frozenset(
@@ -60,7 +60,9 @@ class _Op:
     concat_axis: int = None
     equal: bool = False  # tf.split(x, n): n equal parts, in the stripped model too
     shape_read: bool = False  # tf.shape(x): the output is a fixed shape vector, x's channels are not stopped
-    target: bool = False  # tf.reshape keeping the channel axis: its target's last entry is the channel count
+    target: bool = False  # tf.reshape: the last entry of its target shape is renumbered
+    heads: int = None  # tf.reshape(x, [.., r, C / r]): the channel axis cut into r coupled parts
+    joined: int = None  # tf.reshape(x, [.., r * k]) of x (.., r, k): r copies of the channel axis
 
 
 _OPAQUE = _Op(Kind.OPAQUE)
@@ -202,6 +204,43 @@ def _classify_channel_index(symbol, args, first, rank):
     return _classify_channel_keeping(symbol, args, first, rank)
 
 
+def _stacked_axis(values, axis):
+    """Whether a reduction of the list ``values`` over ``axis`` is element-wise over the
+    list: tensors of one shape, reduced over axis 0 only (the axis the list is stacked on)."""
+    if not isinstance(values, (list, tuple)) or len(values) < 2 or not all(_is_tensor(v) for v in values):
+        return False
+    axes = [axis] if isinstance(axis, (int, np.integer)) else axis
+    same = all(tuple(v.shape) == tuple(values[0].shape) for v in values)
+    return same and isinstance(axes, (list, tuple)) and list(axes) == [0]
+
+
+def _reshape_op(target, shape):
+    """A reshape that keeps the channel axis last (``[-1, H * W, C]``), cuts it into ``r``
+    equal parts on an axis of their own (``[-1, r, C / r]``: ResNeSt's radix softmax, heads)
+    or joins the last two axes (``[-1, r * k]`` from ``(.., r, k)``), else opaque."""
+    channels = shape[-1]
+    if target[-1] < 1 or -1 in target[-2:]:
+        return _OPAQUE
+    if target[-1] == channels:
+        return _Op(Kind.PASSTHROUGH, target=True)
+    if len(target) >= 3 and target[-2] > 1 and target[-2] * target[-1] == channels:
+        return _Op(Kind.RESHAPE, target=True, heads=target[-2])
+    if len(shape) >= 3 and shape[-2] is not None and shape[-2] > 1 and target[-1] == shape[-2] * channels:
+        return _Op(Kind.RESHAPE, target=True, joined=shape[-2])
+    return _OPAQUE
+
+
+def _reshape_layout(ctx, op):
+    """The output layout of a reshape that cuts the channel axis into ``op.heads`` coupled
+    parts (channel ``c`` of every part is kept together: the stripped reshape keeps
+    ``[.., r, kept]``), or joins ``op.joined`` copies of it (a tiled layout, like Flatten)."""
+    lay = ctx.in_lays[0]
+    if op.joined:
+        return Layout(lay.segments, lay.repeat * op.joined)
+    parts = ctx.spaces.split(lay, [lay.length // op.heads] * op.heads)
+    return parts[0] if parts is not None and ctx.spaces.unify(parts) else None
+
+
 _SHAPE_READS = frozenset({"shape", "compat.v1.shape"})
 
 
@@ -255,6 +294,8 @@ def _classify_channel_keeping(symbol, args, first, rank):
     """Reshapes and transposes that keep the channel axis last and whole: the channels of
     every position are the same channels (``tf.reshape(x, [-1, H * W, C])``,
     ``tf.transpose(x, [0, 2, 1, 3])``); a reshape's target channel count is renumbered."""
+    if symbol in _REDUCTIONS and _stacked_axis(first, args.get("axis")):
+        return _Op(Kind.MERGE)  # tf.reduce_sum([a, b], axis=0): a + b
     if not _is_tensor(first) or first.shape[-1] is None:
         return _OPAQUE
     if symbol == "reshape":
@@ -263,9 +304,8 @@ def _classify_channel_keeping(symbol, args, first, rank):
             isinstance(target, (list, tuple))
             and len(target) >= 2
             and all(isinstance(v, (int, np.integer)) for v in target)
-            and int(target[-1]) == first.shape[-1]
         ):
-            return _Op(Kind.PASSTHROUGH, target=True)
+            return _reshape_op([int(v) for v in target], tuple(first.shape))
     if symbol in ("transpose", "compat.v1.transpose"):
         perm = args.get("perm")
         if isinstance(perm, (list, tuple)) and perm and int(perm[-1]) % rank == rank - 1 and not args.get("conjugate"):
@@ -283,6 +323,8 @@ def _layout(ctx):
     op = _classify(ctx.fnode.layer, ctx.fnode.node, len(ctx.fnode.in_shapes[0]))
     if op.shape_read:
         return ctx.spaces.fixed_layout(ctx.out_shape)
+    if op.heads or op.joined:
+        return _reshape_layout(ctx, op)
     if op.concat_axis is not None:
         return concat_layout(ctx, op.concat_axis)
     if op.sizes is not None:
@@ -330,7 +372,8 @@ def _surgery(ctx):
         kept = [_kept_before(keep, hi) - _kept_before(keep, lo) for lo, hi in zip(bounds, bounds[1:])]
         _replace(ctx, "num_or_size_splits", _split_argument(args["num_or_size_splits"], kept, ctx.layer.name))
     if op.target:
-        _replace(ctx, "shape", [*list(args["shape"])[:-1], len(keep)])
+        kept = len(keep) // op.heads if op.heads else len(keep) * (op.joined or 1)
+        _replace(ctx, "shape", [*list(args["shape"])[:-1], kept])
     if op.part is not None:
         a, b, index = op.part
         spec = list(args["slice_spec"]) if isinstance(args["slice_spec"], (tuple, list)) else [args["slice_spec"]]
