@@ -5,7 +5,7 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.registry import behaviour, probe
+from chipnet_tf.registry import behaviour, inherited, probe
 from tests.models import strip_under_masks
 from tests.random_graphs import HardSwish, LayerScale
 
@@ -254,3 +254,50 @@ def test_channel_local_lambda_and_spatial_tf_op_are_probed_and_strip_exactly():
     _, small = strip_under_masks(model, masks, (2, 5, 5, 3))
     assert small.get_layer("conv").filters == 3
     assert chipnet_tf.count_flops(small) == chipnet_tf.budget_report(model, masks=masks).totals["flops"]["kept"]
+
+
+# -- subclasses of Keras layers inherit their base class's rule only when it holds ------
+class StandardizedConv(L.Conv2D):
+    """A weight-standardized conv (as NFNets'): its kernel is normalized over its input
+    channels, so removing input channels changes every output."""
+
+    def convolution_op(self, inputs, kernel):
+        mean, var = tf.nn.moments(kernel, axes=[0, 1, 2], keepdims=True)
+        return super().convolution_op(inputs, (kernel - mean) * tf.math.rsqrt(var + 1e-5))
+
+
+class ScaledConv(L.Conv2D):
+    """A conv with an extra per-filter gain the Conv2D rule neither slices nor counts."""
+
+    def build(self, input_shape):
+        super().build(input_shape)
+        self.gain = self.add_weight(name="gain", shape=(self.filters,), initializer="ones")
+
+    def call(self, x):
+        return super().call(x) * self.gain
+
+
+class NamedConv(L.Conv2D):
+    """A Conv2D under another name: computes what Conv2D does."""
+
+
+@pytest.mark.parametrize(
+    ("conv_class", "reason"),
+    [(StandardizedConv, inherited.STRIPS_DIFFERENTLY), (ScaledConv, inherited.EXTRA_WEIGHTS), (NamedConv, None)],
+)
+def test_subclass_of_a_keras_layer_keeps_its_rule_only_when_the_rule_holds(conv_class, reason):
+    x = keras.Input((5, 5, 3))
+    h = L.Conv2D(6, 3, padding="same", name="conv")(x)
+    h = conv_class(4, 3, padding="same", name="sub")(L.ReLU()(h))
+    model = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    analysis = chipnet_tf.analyze(model, warn=False)
+    fnode = next(n for n in analysis.graph.nodes if n.name == "sub")
+    assert inherited.reason(fnode, chipnet_tf.registry.lookup(fnode.layer)) == reason
+    if reason is None:
+        assert [g.name for g in analysis.groups] == ["conv", "sub"]
+        masks = {"conv": np.array([1, 0, 1, 1, 0, 0], bool), "sub": np.array([0, 1, 1, 0], bool)}
+        _, small = strip_under_masks(model, masks, (2, 5, 5, 3))
+        assert small.count_params() == chipnet_tf.budget_report(model, masks=masks).totals["params"]["kept"]
+    else:  # opaque: its input and output channels are not pruned, and it is named with the reason
+        assert analysis.stopped == ["sub"] and analysis.groups == []
+        assert probe.explain(fnode) == reason

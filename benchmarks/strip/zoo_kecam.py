@@ -33,7 +33,7 @@ os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 from benchmarks.strip.zoo_reach import smallest_flops_fraction, strip_check  # noqa: E402
 from chipnet_tf.compat import keras  # noqa: E402
 from chipnet_tf.io import atomic_write  # noqa: E402
-from chipnet_tf.registry import probe, probe_calls  # noqa: E402
+from chipnet_tf.registry import inherited, probe, probe_calls  # noqa: E402
 
 # model -> kecam module; one or two models per family, convolutional or conv-first hybrids.
 MODELS = {
@@ -89,10 +89,17 @@ def build(name, size=SIZE):
 
 
 def stop_reasons(analysis):
-    """``{reason: [stopped layer, ...]}`` of the layers that stop groups."""
+    """``{reason: [layer, ...]}`` of the layers that stop groups, and of the subclassed
+    layers whose inherited rule does not hold (opaque producers stop no group: their own
+    channels are never pruned)."""
     nodes = {fnode.name: (fnode, rule) for fnode, rule in zip(analysis.graph.nodes, analysis.rules)}
+    refused = [
+        fnode.name
+        for fnode, rule in nodes.values()
+        if inherited.keras_base(fnode.layer) and rule.kind(fnode.layer, len(fnode.in_shapes[0])) == "opaque"
+    ]
     out = {}
-    for name in analysis.stopped:
+    for name in list(analysis.stopped) + [n for n in refused if n not in analysis.stopped]:
         fnode, rule = nodes[name]
         what = probe_calls.describe(fnode.layer)
         out.setdefault(f"{what}: {probe.explain(fnode, rule)}", []).append(name)

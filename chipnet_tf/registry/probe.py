@@ -38,7 +38,7 @@ import json
 import numpy as np
 
 from chipnet_tf.compat import is_keras3_object, keras, keras3
-from chipnet_tf.registry import behaviour, probe_calls
+from chipnet_tf.registry import behaviour, inherited, probe_calls
 from chipnet_tf.registry.probe_calls import call_layer as _call
 from chipnet_tf.registry.table import has_rule, lookup
 from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
@@ -137,6 +137,8 @@ def rules_of(graph):
         elif _opaque_function_call(fnode, rule) and (kind := infer_call(fnode)) is not None:
             rule = _FUNCTION_RULES[kind]
             inferred[fnode.name] = probe_calls.describe(fnode.layer)
+        elif inherited.keras_base(fnode.layer) is not None:
+            rule = inherited.checked_rule(fnode, rule)
         rules.append(rule)
     return rules, inferred
 
@@ -178,6 +180,8 @@ def explain(fnode, rule=None):
     """Why the call ``fnode`` is opaque to the analysis: a short reason, for warnings and
     reports (``"mixes channels under the probe"``, ...)."""
     layer = fnode.layer
+    if inherited.keras_base(layer) is not None and (why := inherited.reason(fnode, lookup(layer))):
+        return why
     rule = lookup(layer) if rule is None else rule
     rank = len(fnode.in_shapes[0]) if fnode.in_shapes else 0
     if rank and rule.kind(layer, rank) != Kind.OPAQUE:
