@@ -24,7 +24,8 @@ import inspect
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
-from chipnet_tf.registry.layouts import Layout, concat_layout
+from chipnet_tf.registry import tfops_shapes as shapes
+from chipnet_tf.registry.layouts import concat_layout
 from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
 
 _ZERO_PRESERVING = frozenset(
@@ -196,22 +197,12 @@ def _classify_channel_index(symbol, args, first, rank):
         return _OPAQUE if part is None else _Op(Kind.PASSTHROUGH, part=part)
     if symbol == "split" and _is_tensor(first) and int(args.get("axis", 0)) % rank == rank - 1:
         n = args.get("num_or_size_splits")
-        sizes = _split_sizes(n, first.shape[-1])
+        sizes = shapes.split_sizes(n, first.shape[-1])
         return _OPAQUE if sizes is None else _Op(Kind.PASSTHROUGH, sizes=sizes, equal=isinstance(n, (int, np.integer)))
     if symbol == "concat" and isinstance(args.get("axis"), (int, np.integer)):
         if isinstance(first, (list, tuple)) and all(_is_tensor(v) for v in first):
             return _Op(Kind.CONCAT, concat_axis=int(args["axis"]))
     return _classify_channel_keeping(symbol, args, first, rank)
-
-
-def _stacked_axis(values, axis):
-    """Whether a reduction of the list ``values`` over ``axis`` is element-wise over the
-    list: tensors of one shape, reduced over axis 0 only (the axis the list is stacked on)."""
-    if not isinstance(values, (list, tuple)) or len(values) < 2 or not all(_is_tensor(v) for v in values):
-        return False
-    axes = [axis] if isinstance(axis, (int, np.integer)) else axis
-    same = all(tuple(v.shape) == tuple(values[0].shape) for v in values)
-    return same and isinstance(axes, (list, tuple)) and list(axes) == [0]
 
 
 def _reshape_op(target, shape):
@@ -228,17 +219,6 @@ def _reshape_op(target, shape):
     if len(shape) >= 3 and shape[-2] is not None and shape[-2] > 1 and target[-1] == shape[-2] * channels:
         return _Op(Kind.RESHAPE, target=True, joined=shape[-2])
     return _OPAQUE
-
-
-def _reshape_layout(ctx, op):
-    """The output layout of a reshape that cuts the channel axis into ``op.heads`` coupled
-    parts (channel ``c`` of every part is kept together: the stripped reshape keeps
-    ``[.., r, kept]``), or joins ``op.joined`` copies of it (a tiled layout, like Flatten)."""
-    lay = ctx.in_lays[0]
-    if op.joined:
-        return Layout(lay.segments, lay.repeat * op.joined)
-    parts = ctx.spaces.split(lay, [lay.length // op.heads] * op.heads)
-    return parts[0] if parts is not None and ctx.spaces.unify(parts) else None
 
 
 _SHAPE_READS = frozenset({"shape", "compat.v1.shape"})
@@ -258,43 +238,19 @@ def _shape_read(layer, args, rank):
 
 
 def _takes_no_channel_count(node, rank):
-    """Whether ``node`` indexes a shape vector of length ``rank`` without its last entry."""
+    """Whether the TF-op call ``node`` indexes a shape vector of length ``rank`` without its
+    last entry."""
     if getattr(node.layer, "symbol", "") != "__operators__.getitem":
         return False
     args = _arguments(node.layer, node)
-    spec = args.get("slice_spec") if args else None
-    if isinstance(spec, (tuple, list)):
-        spec = spec[0] if len(spec) == 1 else None
-    if isinstance(spec, (int, np.integer)):
-        return -rank <= int(spec) < rank and int(spec) % rank != rank - 1
-    if not isinstance(spec, dict):
-        return False
-    bounds = [spec.get(k) for k in ("start", "stop", "step")]
-    if any(v is not None and not isinstance(v, (int, np.integer)) for v in bounds) or bounds[2] == 0:
-        return False
-    return rank - 1 not in range(rank)[slice(*bounds)]
-
-
-def _split_sizes(n, channels):
-    """The part sizes of ``tf.split(x, n, axis=-1)`` over ``channels``, or None: ``n`` parts
-    of equal size, or a size list with at most one ``-1`` (the rest of the channels)."""
-    if channels is None:
-        return None
-    if isinstance(n, (int, np.integer)):
-        return [channels // int(n)] * int(n) if int(n) > 0 and channels % int(n) == 0 else None
-    if not isinstance(n, (list, tuple)) or not all(isinstance(v, (int, np.integer)) for v in n):
-        return None
-    sizes = [int(v) for v in n]
-    if sizes.count(-1) == 1:
-        sizes[sizes.index(-1)] = channels - sum(v for v in sizes if v != -1)
-    return sizes if all(v > 0 for v in sizes) and sum(sizes) == channels else None
+    return shapes.takes_no_channel_count(args.get("slice_spec") if args else None, rank)
 
 
 def _classify_channel_keeping(symbol, args, first, rank):
     """Reshapes and transposes that keep the channel axis last and whole: the channels of
     every position are the same channels (``tf.reshape(x, [-1, H * W, C])``,
     ``tf.transpose(x, [0, 2, 1, 3])``); a reshape's target channel count is renumbered."""
-    if symbol in _REDUCTIONS and _stacked_axis(first, args.get("axis")):
+    if symbol in _REDUCTIONS and shapes.stacked_axis(first, args.get("axis"), _is_tensor):
         return _Op(Kind.MERGE)  # tf.reduce_sum([a, b], axis=0): a + b
     if not _is_tensor(first) or first.shape[-1] is None:
         return _OPAQUE
@@ -324,11 +280,11 @@ def _layout(ctx):
     if op.shape_read:
         return ctx.spaces.fixed_layout(ctx.out_shape)
     if op.heads or op.joined:
-        return _reshape_layout(ctx, op)
+        return shapes.reshape_layout(ctx, op.heads, op.joined)
     if op.concat_axis is not None:
         return concat_layout(ctx, op.concat_axis)
     if op.sizes is not None:
-        return _split_layout(ctx, op)
+        return shapes.split_layout(ctx, op.sizes, op.equal)
     if op.part is not None:
         a, b, _ = op.part
         length = ctx.in_lays[0].length
@@ -370,7 +326,7 @@ def _surgery(ctx):
     if op.sizes is not None:
         bounds = np.cumsum([0, *op.sizes])
         kept = [_kept_before(keep, hi) - _kept_before(keep, lo) for lo, hi in zip(bounds, bounds[1:])]
-        _replace(ctx, "num_or_size_splits", _split_argument(args["num_or_size_splits"], kept, ctx.layer.name))
+        _replace(ctx, "num_or_size_splits", shapes.split_argument(args["num_or_size_splits"], kept, ctx.layer.name))
     if op.target:
         kept = len(keep) // op.heads if op.heads else len(keep) * (op.joined or 1)
         _replace(ctx, "shape", [*list(args["shape"])[:-1], kept])
@@ -380,29 +336,6 @@ def _surgery(ctx):
         spec[index] = {**spec[index], "start": _kept_before(keep, a), "stop": _kept_before(keep, b)}
         _replace(ctx, "slice_spec", tuple(spec) if isinstance(args["slice_spec"], tuple) else spec[0])
     return ctx.config, ctx.weights
-
-
-def _split_layout(ctx, op):
-    """The parts of a split along channels. ``tf.split(x, n)`` stays a split into ``n``
-    equal parts in the stripped model, so its parts are coupled: channel ``c`` of every part
-    is kept or pruned together (ResNeSt's split of its radix branches)."""
-    parts = ctx.spaces.split(ctx.in_lays[0], op.sizes)
-    if parts is not None and op.equal and len(parts) > 1 and not ctx.spaces.unify(parts):
-        return None
-    return parts
-
-
-def _split_argument(original, kept, name):
-    """The stripped ``num_or_size_splits``: a size list stays a list; a number of parts stays
-    that number, which needs every part to keep as many channels."""
-    if isinstance(original, (list, tuple)):
-        return type(original)(kept)
-    if len(set(kept)) != 1:
-        raise ValueError(
-            f"Cannot strip {name!r} (tf.split into {len(kept)} equal parts): its parts keep {kept} channels; "
-            "split with a size list to prune its parts independently."
-        )
-    return len(kept)
 
 
 @dataclasses.dataclass
