@@ -62,6 +62,8 @@ setup(
             "ai-edge-litert>=2.0,<3",
             # Keras 3 zoo tests: keras-hub backbones built from arguments (no presets).
             "keras-hub==0.32.0",
+            # Third-party CNN zoo tests (tests/test_zoo_kecam.py): models built offline, pretrained=None.
+            "keras-cv-attention-models==1.4.3",
         ],
     },
     entry_points={"console_scripts": ["chipnet-tf=chipnet_tf.cli:run"]},

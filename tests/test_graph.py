@@ -103,10 +103,11 @@ def test_opaque_layer_stops_groups_with_warning():
     L = keras.layers
     x = keras.Input((4, 4, 3))
     a = L.Conv2D(4, 1, name="a")(x)
-    b = L.Lambda(lambda t: t * 2.0, name="double")(a)
+    # mixes channels (a channel-local Lambda is probed and seen through)
+    b = L.Lambda(lambda t: t - keras.backend.mean(t, axis=-1, keepdims=True), name="center")(a)
     c = L.Conv2D(4, 1, name="b")(b)
     out = L.Dense(2)(L.GlobalAveragePooling2D()(c))
-    with pytest.warns(UserWarning, match=r"cannot be seen through.*\['double'\]"):
+    with pytest.warns(UserWarning, match=r"cannot be seen through.*\['center'\]"):
         analysis = chipnet_tf.analyze(keras.Model(x, out))
     assert [g.name for g in analysis.groups] == ["b"]
 

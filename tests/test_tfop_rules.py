@@ -29,10 +29,20 @@ OPS = {
     "log": (tf.math.log, "opaque"),
     "reduce_mean(channels)": (lambda x: tf.reduce_mean(x, axis=-1, keepdims=True), "opaque"),
     "x[..., 2]": (lambda x: x[..., 2], "opaque"),
+    "reshape keeping channels": (lambda x: tf.reshape(x, [-1, 16, 6]), "passthrough"),
+    "reshape into heads": (lambda x: tf.reshape(x, [-1, 4, 4, 2, 3]), "reshape"),
+    "reshape mixing positions into channels": (lambda x: tf.reshape(x, [-1, 4, 8, 3]), "opaque"),
+    "transpose keeping channels": (lambda x: tf.transpose(x, [0, 2, 1, 3]), "passthrough"),
+    "transpose moving channels": (lambda x: tf.transpose(x, [0, 3, 1, 2]), "opaque"),
+    # no exact rule: the probe finds these channel-local
+    "resize (probe)": (lambda x: tf.image.resize(x, [8, 8]), "passthrough"),
+    "softmax over positions (probe)": (lambda x: tf.nn.softmax(x, axis=1), "channelwise"),
+    "softmax over channels (probe)": (lambda x: tf.nn.softmax(x, axis=-1), "opaque"),
 }
 
 
 @pytest.mark.filterwarnings("ignore:chipnet_tf. these layers cannot be seen through:UserWarning")
+@pytest.mark.filterwarnings("ignore:chipnet_tf. layer .* has no exact rule:UserWarning")
 @pytest.mark.parametrize("name", list(OPS))
 def test_tf_op_kind_is_decided_by_op_and_arguments(name):
     fn, kind = OPS[name]
@@ -120,3 +130,74 @@ def test_wrapped_and_stripped_models_with_tf_ops_and_grouped_convs_round_trip(tm
         m.save(path)
         loaded = keras.models.load_model(path)
         np.testing.assert_allclose(loaded(data).numpy(), m(data).numpy(), atol=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore:chipnet_tf. layer .* has no exact rule:UserWarning")
+def test_ghost_modules_partial_convs_and_channel_keeping_reshapes_strip_exactly():
+    x = keras.Input((6, 6, 3))
+    stem = L.Conv2D(8, 3, padding="same", name="stem")(x)
+    # A ghost module: half the channels from a conv, half from a cheap depthwise op on them,
+    # added to a residual written by one conv (cut in halves, each half coupled with "prim").
+    prim = L.Conv2D(4, 1, name="prim")(stem)
+    ghost = L.Concatenate()([prim, L.DepthwiseConv2D(3, padding="same", name="cheap")(prim)])
+    h = L.Add(name="ghost_add")([stem, ghost])
+    # FasterNet's partial conv: split with a size list holding -1, conv on the first part.
+    part, rest = tf.split(h, [2, -1], axis=-1)
+    h = L.Add(name="partial_add")([h, tf.concat([L.Conv2D(2, 3, padding="same", name="partial")(part), rest], -1)])
+    # Attention-style reshapes and transposes that keep the channel axis; a resize whose size
+    # is read from the input's shape.
+    tokens = tf.transpose(tf.reshape(h, [-1, 36, 8]), [1, 0, 2])
+    h = tf.reshape(tf.transpose(tokens, [1, 0, 2]), [-1, 6, 6, 8])
+    pooled = L.AveragePooling2D(2, name="pool")(h)
+    h = L.Multiply(name="attend")([h, tf.nn.sigmoid(tf.image.resize(pooled, tf.shape(h)[1:-1]))])
+    model = keras.Model(x, L.Dense(3, name="head")(L.GlobalAveragePooling2D()(h)))
+    analysis = chipnet_tf.analyze(model)
+    assert analysis.stopped == []
+    assert list(analysis.inferred.values()) == ["TFOpLambda(image.resize)"]
+    sizes = {g.name: g.size for g in analysis.groups}
+    # The ghost Add ties stem[0:4] and stem[4:8] each to prim; the split cuts prim at 2; the
+    # partial Add ties "partial" to prim[0:2]. Every conv's output is one of two groups.
+    assert sizes == {"prim[0:2]": 2, "prim[2:4]": 2}
+    assert set(next(g for g in analysis.groups if g.name == "prim[0:2]").writers) >= {"cheap", "partial"}
+    masks = {"prim[0:2]": np.array([0, 1], bool), "prim[2:4]": np.array([1, 1], bool)}
+    small = _check_strip(model, masks, np.random.default_rng(4).normal(size=(2, 6, 6, 3)).astype("float32"))
+    assert [small.get_layer(n).filters for n in ("stem", "prim", "partial")] == [6, 3, 1]
+    reshape = [layer for layer in small.layers if getattr(layer, "symbol", "") == "reshape"]
+    assert [int(layer.output.shape[-1]) for layer in reshape] == [6, 6]
+
+
+def test_split_into_equal_parts_prunes_the_same_channels_of_every_part():
+    x = keras.Input((4, 4, 3))
+    h = L.Conv2D(8, 1, name="c")(x)
+    a, b = tf.split(h, 2, axis=-1)  # stays tf.split(., 2) when stripped: its parts keep as many channels
+    h = tf.concat([L.Conv2D(3, 1, name="d")(a), b], axis=-1)
+    model = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    analysis = chipnet_tf.analyze(model)
+    assert {g.name: g.size for g in analysis.groups} == {"c[0:4]": 4, "d": 3}
+    masks = {"c[0:4]": np.array([1, 0, 0, 1], bool), "d": np.array([0, 1, 1], bool)}
+    small = _check_strip(model, masks, np.random.default_rng(5).normal(size=(2, 4, 4, 3)).astype("float32"))
+    assert small.get_layer("c").filters == 4
+    split = next(layer for layer in small.layers if getattr(layer, "symbol", "") == "split")
+    assert [int(t.shape[-1]) for t in split.output] == [2, 2]
+
+
+@pytest.mark.filterwarnings("ignore:chipnet_tf. layer .* has no exact rule:UserWarning")
+def test_split_attention_radix_softmax_strips_exactly():
+    """ResNeSt's split attention: radix parts summed as a stacked list, a softmax over the
+    radix axis between reshapes that cut the channel axis into parts and join them back."""
+    x = keras.Input((4, 4, 3))
+    h = L.Conv2D(8, 1, name="c")(x)
+    a, b = tf.split(h, 2, axis=-1)
+    gap = tf.reduce_mean(tf.reduce_sum([a, b], axis=0), [1, 2], keepdims=True)
+    att = L.Conv2D(8, 1, name="att")(L.Conv2D(5, 1, name="squeeze")(gap))
+    att = tf.reshape(tf.nn.softmax(tf.reshape(att, [-1, 2, 4]), axis=1), [-1, 1, 1, 8])
+    h = L.Multiply(name="attend")([h, att])
+    model = keras.Model(x, L.Dense(2, name="head")(L.GlobalAveragePooling2D()(h)))
+    analysis = chipnet_tf.analyze(model)
+    assert analysis.stopped == []
+    assert {g.name: g.size for g in analysis.groups} == {"c[0:4]": 4, "squeeze": 5}
+    masks = {"c[0:4]": np.array([1, 0, 1, 1], bool), "squeeze": np.array([0, 1, 1, 0, 1], bool)}
+    small = _check_strip(model, masks, np.random.default_rng(6).normal(size=(2, 4, 4, 3)).astype("float32"))
+    assert (small.get_layer("c").filters, small.get_layer("att").filters) == (6, 6)
+    reshapes = [layer for layer in small.layers if getattr(layer, "symbol", "") == "reshape"]
+    assert [tuple(layer.output.shape[1:]) for layer in reshapes] == [(2, 3), (1, 1, 6)]

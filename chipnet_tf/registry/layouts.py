@@ -139,9 +139,12 @@ class Spaces:
 
     def split(self, lay, sizes):
         """``lay`` cut into consecutive parts of ``sizes`` channels: one Layout per part, or
-        None when ``lay`` is tiled (a flattened map) or the sizes do not add up."""
-        if lay.repeat != 1 or sum(sizes) != lay.length or min(sizes, default=0) < 1:
+        None when the sizes do not add up or a tiled ``lay`` would be cut differently in
+        different tiles."""
+        if sum(sizes) != lay.length or min(sizes, default=0) < 1:
             return None
+        if lay.repeat != 1:  # tiles of one layout (a flattened map, heads joined back): listed one by one
+            lay = Layout(lay.expanded())
         bounds = set(list(itertools.accumulate(sizes))[:-1])
         offset = 0
         for s, n in lay.segments:
@@ -176,16 +179,35 @@ class Spaces:
             self.fix(s)
 
     def unify(self, layouts):
-        """Couples inputs of an element-wise op; returns False when they cannot be matched."""
+        """Couples inputs of an element-wise op channel by channel; returns False when their
+        lengths differ. Inputs cut differently are first cut at each other's boundaries: in
+        ``conv_s + concat([conv_p, depthwise(conv_p)])`` (a ghost module), ``conv_s`` is cut
+        in halves and each half is coupled with ``conv_p``."""
         ref = layouts[0]
-        for other in layouts[1:]:
-            a, b = self.expand(ref), self.expand(other)
-            if len(a) != len(b) or any(la != lb for (_, la), (_, lb) in zip(a, b)):
-                return False
+        if any(other.length != ref.length for other in layouts[1:]):
+            return False
+        while True:  # cutting one occurrence of a space cuts all of them: repeat until aligned
+            bounds = set().union(*(self._bounds(lay) for lay in layouts))
+            if not any([self._cut_layout(lay, bounds) for lay in layouts]):
+                break
         for other in layouts[1:]:
             for (sa, _), (sb, _) in zip(self.expand(ref), self.expand(other)):
                 self.union(sa, sb)
         return True
+
+    def _bounds(self, lay):
+        return set(itertools.accumulate(n for _, n in self.expand(lay)))
+
+    def _cut_layout(self, lay, bounds):
+        """Cuts the spaces along ``lay`` at the channel offsets ``bounds``; True when one was cut."""
+        cut, offset = False, 0
+        for leaf, n in self.expand(lay):
+            inside = {b - offset for b in bounds if offset < b < offset + n}
+            if inside:
+                self._cut(self.find(leaf), inside)
+                cut = True
+            offset += n
+        return cut
 
     def prunable(self, lay):
         return any(not self.is_fixed(s) for s, _ in lay.segments)

@@ -14,6 +14,18 @@ dimension is the channel count is sliced along it (LayerScale, a custom hard-swi
 per-channel bias). Anything else stays opaque. The probe runs once per layer
 configuration (class, ``get_config()``, input shape) in a process.
 
+The probe is also the path for function layers no exact rule sees through (an
+``Activation`` of a user-registered function, a ``Lambda``, a TF-op call such as
+``tf.image.resize``: see :mod:`chipnet_tf.registry.probe_calls`). Such a call has no weights
+to slice, so it must also compute the same on any subset of its channels: the probe runs
+it on half of the channels and compares. It is ``passthrough`` when it maps zeros to
+zeros, else ``channelwise``; the stripped model calls it with the same arguments.
+
+Inputs cut to 4x4 positions can hide a layer that mixes channels only on large inputs, so
+a layer probed at a cut-down shape is probed again at its real shape, perturbing sets of
+channels chosen by the bits of their index: any two channels differ in one bit, so every
+channel is perturbed once without the other, in ``2 * ceil(log2(channels))`` runs.
+
 A probe can miss what depends on rare inputs or on the channel count itself, so
 :func:`chipnet_tf.strip_pruning` checks every inferred layer: the stripped layer on the
 kept channels of random inputs must give the original layer's kept outputs, or it raises
@@ -25,14 +37,15 @@ import json
 
 import numpy as np
 
-from chipnet_tf.compat import is_keras3_object, keras, keras3, tf
+from chipnet_tf.compat import is_keras3_object, keras, keras3
+from chipnet_tf.registry import behaviour, inherited, probe_calls
+from chipnet_tf.registry.probe_calls import call_layer as _call
 from chipnet_tf.registry.table import has_rule, lookup
 from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
 
-# (class, config, input shape) -> the inferred rule, or None when the layer mixes channels.
+# (class, config, input shape) -> None when the layer is channel-local, else the reason it
+# is not; ("call", what it computes, input shape) -> (kind or None, reason or None).
 _CACHE = {}
-_RTOL = 1e-5
-_MAX_ELEMENTS = 1 << 22  # probe batches are chunked to about 16 MB of float32
 # Keras' own layers and ops (either Keras); keras.applications' custom layers are probed.
 _NOT_PROBED = (
     "tf_keras.src.layers.",
@@ -92,7 +105,17 @@ def channel_local_rule():
 _CHANNEL_LOCAL = channel_local_rule()
 
 
+# What the probe infers for a function layer (no weights, no constant to renumber).
+_FUNCTION_RULES = {kind: LayerRule(kind) for kind in (Kind.PASSTHROUGH, Kind.CHANNELWISE)}
+
+
 def inferred_message(name, class_name):
+    if "(" in class_name or class_name == "Lambda":  # a function layer: see probe_calls.describe
+        return (
+            f"chipnet_tf: layer {name!r} ({class_name}) has no exact rule; a numerical probe found it channel-local "
+            "on any subset of its channels, so channels are pruned through it and strip_pruning checks it "
+            "numerically. To keep its channels unpruned, exclude the layer that writes them."
+        )
     return (
         f"chipnet_tf: layer {name!r} ({class_name}) has no registered rule; a numerical probe found it "
         "channel-local, so it is pruned as channelwise with its per-channel weights sliced along the channel "
@@ -111,8 +134,71 @@ def rules_of(graph):
         if not has_rule(fnode.layer) and _probeable(fnode) and infer(fnode.layer, fnode.in_shapes[0]):
             rule = _CHANNEL_LOCAL
             inferred[fnode.name] = type(fnode.layer).__name__
+        elif _opaque_function_call(fnode, rule) and (kind := infer_call(fnode)) is not None:
+            rule = _FUNCTION_RULES[kind]
+            inferred[fnode.name] = probe_calls.describe(fnode.layer)
+        elif inherited.keras_base(fnode.layer) is not None:
+            rule = inherited.checked_rule(fnode, rule)
         rules.append(rule)
     return rules, inferred
+
+
+def _opaque_function_call(fnode, rule):
+    """An Activation, Lambda or TF-op call that its rule (if any) cannot see through, with
+    one output of as many channels as its (first) input."""
+    if not probe_calls.is_function_layer(fnode.layer) or not fnode.in_shapes or len(fnode.out_keys) != 1:
+        return False
+    in_shape, out_shape = fnode.in_shapes[0], fnode.out_shapes[0]
+    if len(in_shape) < 2 or None in in_shape[1:] or len(out_shape) < 2 or out_shape[-1] != in_shape[-1]:
+        return False
+    return in_shape[-1] > 1 and rule.kind(fnode.layer, len(in_shape)) == Kind.OPAQUE
+
+
+def infer_call(fnode):
+    """The kind of a function-layer call the probe finds channel-local on any subset of its
+    channels (``passthrough`` when it maps zeros to zeros, else ``channelwise``), or None."""
+    return _call_verdict(fnode)[0]
+
+
+def _call_verdict(fnode):
+    """``(kind or None, reason or None)`` of a function-layer call (cached per op, arguments
+    and input shape; a Lambda, whose closure cannot be named, each time)."""
+    made = probe_calls.numpy_function(fnode.layer, fnode.node)
+    if made is None:
+        return None, "has a tensor argument whose value is not known when the model is built"
+    fn, name = made
+    shape = tuple(int(d) for d in fnode.in_shapes[0][1:])
+    key = ("call", name, shape) if name is not None else None
+    if key is None:
+        return behaviour.function_kind(fn, shape)
+    if key not in _CACHE:
+        _CACHE[key] = behaviour.function_kind(fn, shape)
+    return _CACHE[key]
+
+
+def explain(fnode, rule=None):
+    """Why the call ``fnode`` is opaque to the analysis: a short reason, for warnings and
+    reports (``"mixes channels under the probe"``, ...)."""
+    layer = fnode.layer
+    if inherited.keras_base(layer) is not None and (why := inherited.reason(fnode, lookup(layer))):
+        return why
+    rule = lookup(layer) if rule is None else rule
+    rank = len(fnode.in_shapes[0]) if fnode.in_shapes else 0
+    if rank and rule.kind(layer, rank) != Kind.OPAQUE:
+        return "its inputs' channels cannot be matched (another channel count, or a flattened layout)"
+    if probe_calls.is_function_layer(layer):
+        if _opaque_function_call(fnode, rule):
+            return _call_verdict(fnode)[1] or "is channel-local (probe)"
+        if not fnode.in_shapes or len(fnode.out_keys) != 1:
+            return "has several outputs or no input"
+        if fnode.out_shapes[0][-1:] != fnode.in_shapes[0][-1:]:
+            return "changes the channel count (its rule: opaque for these arguments)"
+        return "its rule is opaque for these arguments"
+    if has_rule(layer):
+        return "its registered rule is opaque for this configuration"
+    if not _probeable(fnode):
+        return "not probed (Keras' own layer, several inputs or outputs, sublayers, or a new channel count)"
+    return infer_reason(layer, fnode.in_shapes[0]) or "is channel-local (probe)"
 
 
 def _probeable(fnode):
@@ -150,33 +236,34 @@ def _key(layer, in_shape):
 
 def infer(layer, in_shape):
     """Whether ``layer`` is channel-local on inputs of ``in_shape`` (cached per config)."""
+    return infer_reason(layer, in_shape) is None
+
+
+def infer_reason(layer, in_shape):
+    """None when ``layer`` is channel-local on inputs of ``in_shape``, else the reason."""
     key = _key(layer, in_shape)
     if key not in _CACHE:
         _CACHE[key] = _probe(layer, tuple(int(d) for d in in_shape[1:]))
     return _CACHE[key]
 
 
-def _small_shape(layer, shape):
-    """``shape`` with each spatial size cut to at most 4 when the layer accepts that (the
-    probe's cost grows with channels x positions x channels); else ``shape``."""
-    small = tuple(min(int(d), 4) for d in shape[:-1]) + (shape[-1],)
-    if small == shape:
-        return shape
-    try:
-        out = _call(layer, np.zeros((1, *small), "float32"))
-    except Exception:  # noqa: BLE001 - e.g. per-position weights: probe at the real shape
-        return shape
-    return small if out.ndim == len(shape) + 1 and out.shape[-1] == shape[-1] else shape
-
-
 def _probe(layer, shape):
+    """None when the layer, and a copy with random positive weights, are channel-local at a
+    cut-down shape and at ``shape``; else the reason."""
     rng = np.random.default_rng(0)
-    shape = _small_shape(layer, shape)
     copies = [layer]
-    clone = _random_clone(layer, shape, rng)
+    small = behaviour.small_shape(lambda x: _call(layer, x), shape)
+    clone = _random_clone(layer, small, rng)
     if clone is not None:
         copies.append(clone)
-    return all(_is_channel_local(c, shape, rng) for c in copies)
+    for copy in copies:
+        fn = lambda x, copy=copy: _call(copy, x)  # noqa: E731
+        why = behaviour.channel_local(fn, small, rng)
+        if why is None and small != shape:
+            why = behaviour.channel_local_at_scale(fn, shape, rng)
+        if why is not None:
+            return why
+    return None
 
 
 def _random_clone(layer, shape, rng):
@@ -190,58 +277,24 @@ def _random_clone(layer, shape, rng):
     return clone
 
 
-def _probe_inputs(shape, rng):
-    base = rng.normal(size=(5, *shape))
-    scales = np.array([1.0, 100.0, 0.01, 1.0, 1.0]).reshape(-1, *[1] * len(shape))
-    x = base * scales
-    x[3] = np.abs(x[3])
-    x[4] = -np.abs(x[4])
-    return x.astype("float32")
-
-
-def _is_channel_local(layer, shape, rng):
-    """Perturbs one input channel at a time; True when only that output channel moves."""
-    channels = shape[-1]
-    x = _probe_inputs(shape, rng)
-    try:
-        y = _call(layer, x)
-    except Exception:  # noqa: BLE001 - a layer the probe cannot run stays opaque
-        return False
-    if y.shape != x.shape[:1] + y.shape[1:] or y.shape[-1] != channels or not np.all(np.isfinite(y)):
-        return False
-    per_chunk = max(1, _MAX_ELEMENTS // x.size)
-    for start in range(0, channels, per_chunk):
-        chans = np.arange(start, min(channels, start + per_chunk))
-        xp = np.repeat(x[None], len(chans), axis=0)  # copy i perturbs channel chans[i] only
-        scale = np.abs(np.moveaxis(x[..., chans], -1, 0)) + 1.0
-        xp[np.arange(len(chans)), ..., chans] += rng.normal(size=scale.shape).astype("float32") * scale
-        yp = _call(layer, xp.reshape(-1, *shape)).reshape(len(chans), *y.shape)
-        if not np.all(np.isfinite(yp)):
-            return False
-        moved = np.abs(yp - y[None]).reshape(len(chans), -1, channels).max(axis=1)
-        tol = _RTOL * (np.abs(y).reshape(-1, channels).max(axis=0) + 1.0)
-        moved = moved > tol[None, :]
-        moved[np.arange(len(chans)), chans] = False
-        if moved.any():
-            return False
-    return True
-
-
-def _call(layer, x):
-    """``layer`` on the numpy array ``x`` (inference mode), as a numpy array."""
-    if is_keras3_object(layer):  # any Keras 3 backend
-        ops = keras3().ops
-        return np.asarray(ops.convert_to_numpy(layer(ops.convert_to_tensor(x), training=False)))
-    return np.asarray(layer(tf.constant(x), training=False))
+def _as_function(layer):
+    """``layer``'s (last) call as a function of its channel input (a TF-op call keeps its
+    other arguments), or the layer itself."""
+    nodes = getattr(layer, "_inbound_nodes", None)
+    if hasattr(layer, "symbol") and nodes:
+        made = probe_calls.numpy_function(layer, nodes[-1])
+        if made is not None:
+            return made[0]
+    return lambda x: _call(layer, x)
 
 
 def check_stripped(name, layer, new_layer, in_shape, in_keep, out_keep):
     """Raises when the stripped ``new_layer`` on the kept input channels does not give
     ``layer``'s kept output channels (random inputs; see the module docstring)."""
     rng = np.random.default_rng(1)
-    x = _probe_inputs(tuple(int(d) for d in in_shape[1:]), rng)
-    expected = take(_call(layer, x), out_keep, -1)
-    got = _call(new_layer, take(x, in_keep, -1))
+    x = behaviour.probe_inputs(tuple(int(d) for d in in_shape[1:]), rng)
+    expected = take(np.asarray(_as_function(layer)(x)), out_keep, -1)
+    got = np.asarray(_as_function(new_layer)(take(x, in_keep, -1)))
     err = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("inf")
     if not err <= 1e-4 * (1.0 + float(np.abs(expected).max())):
         raise ValueError(
@@ -252,4 +305,4 @@ def check_stripped(name, layer, new_layer, in_shape, in_keep, out_keep):
         )
 
 
-__all__ = ["channel_local_rule", "check_stripped", "infer", "rules_of"]
+__all__ = ["channel_local_rule", "check_stripped", "explain", "infer", "infer_call", "infer_reason", "rules_of"]

@@ -27,6 +27,7 @@ import inspect
 import numpy as np
 
 from chipnet_tf.compat import keras, tf
+from chipnet_tf.registry import tfops_shapes as shapes
 from chipnet_tf.registry.contractions import tf_op_costs
 from chipnet_tf.registry.layouts import concat_layout
 from chipnet_tf.registry.vocabulary import Kind, LayerRule, take
@@ -62,6 +63,11 @@ class _Op:
     sizes: list = None  # tf.split: the part sizes along channels
     part: tuple = None  # x[..., a:b]: (a, b, index of the channel entry in the slice spec)
     concat_axis: int = None
+    equal: bool = False  # tf.split(x, n): n equal parts, in the stripped model too
+    shape_read: bool = False  # tf.shape(x): the output is a fixed shape vector, x's channels are not stopped
+    target: bool = False  # tf.reshape: the last entry of its target shape is renumbered
+    heads: int = None  # tf.reshape(x, [.., r, C / r]): the channel axis cut into r coupled parts
+    joined: int = None  # tf.reshape(x, [.., r * k]) of x (.., r, k): r copies of the channel axis
 
 
 _OPAQUE = _Op(Kind.OPAQUE)
@@ -152,6 +158,8 @@ def _classify(layer, node, rank):
     if not args:
         return _OPAQUE
     symbol = getattr(layer, "symbol", "")
+    if symbol in _SHAPE_READS:
+        return _shape_read(layer, args, rank)
     names = list(args)
     first = args[names[0]]
     shape = tuple(first.shape) if _is_tensor(first) else ()
@@ -192,15 +200,76 @@ def _classify_channel_index(symbol, args, first, rank):
             return _Op(Kind.PASSTHROUGH)
         return _OPAQUE if part is None else _Op(Kind.PASSTHROUGH, part=part)
     if symbol == "split" and _is_tensor(first) and int(args.get("axis", 0)) % rank == rank - 1:
-        n, channels = args.get("num_or_size_splits"), first.shape[-1]
-        if isinstance(n, (int, np.integer)) and channels is not None and channels % int(n) == 0:
-            return _Op(Kind.PASSTHROUGH, sizes=[channels // int(n)] * int(n))
-        if isinstance(n, (list, tuple)) and all(isinstance(v, (int, np.integer)) and v > 0 for v in n):
-            return _Op(Kind.PASSTHROUGH, sizes=[int(v) for v in n])
-        return _OPAQUE
+        n = args.get("num_or_size_splits")
+        sizes = shapes.split_sizes(n, first.shape[-1])
+        return _OPAQUE if sizes is None else _Op(Kind.PASSTHROUGH, sizes=sizes, equal=isinstance(n, (int, np.integer)))
     if symbol == "concat" and isinstance(args.get("axis"), (int, np.integer)):
         if isinstance(first, (list, tuple)) and all(_is_tensor(v) for v in first):
             return _Op(Kind.CONCAT, concat_axis=int(args["axis"]))
+    return _classify_channel_keeping(symbol, args, first, rank)
+
+
+def _reshape_op(target, shape):
+    """A reshape that keeps the channel axis last (``[-1, H * W, C]``), cuts it into ``r``
+    equal parts on an axis of their own (``[-1, r, C / r]``: ResNeSt's radix softmax, heads)
+    or joins the last two axes (``[-1, r * k]`` from ``(.., r, k)``), else opaque."""
+    channels = shape[-1]
+    if target[-1] < 1 or -1 in target[-2:]:
+        return _OPAQUE
+    if target[-1] == channels:
+        return _Op(Kind.PASSTHROUGH, target=True)
+    if len(target) >= 3 and target[-2] > 1 and target[-2] * target[-1] == channels:
+        return _Op(Kind.RESHAPE, target=True, heads=target[-2])
+    if len(shape) >= 3 and shape[-2] is not None and shape[-2] > 1 and target[-1] == shape[-2] * channels:
+        return _Op(Kind.RESHAPE, target=True, joined=shape[-2])
+    return _OPAQUE
+
+
+_SHAPE_READS = frozenset({"shape", "compat.v1.shape"})
+
+
+def _shape_read(layer, args, rank):
+    """``tf.shape(x)`` reads no channel value, only the shape, which a stripped model
+    recomputes: it does not stop ``x``'s channels when every use of it takes entries other
+    than the channel count (``tf.shape(x)[1:-1]``, ``tf.shape(x)[1] * tf.shape(x)[2]``)."""
+    first = next(iter(args.values()))
+    if not _is_tensor(first) or args.get("out_type", tf.int32) not in (tf.int32, tf.int64, "int32", "int64"):
+        return _OPAQUE
+    uses = [node for node in getattr(layer, "_outbound_nodes", []) if node.layer is not None]
+    if not uses or not all(_takes_no_channel_count(node, rank) for node in uses):
+        return _OPAQUE
+    return _Op(Kind.PASSTHROUGH, shape_read=True)
+
+
+def _takes_no_channel_count(node, rank):
+    """Whether the TF-op call ``node`` indexes a shape vector of length ``rank`` without its
+    last entry."""
+    if getattr(node.layer, "symbol", "") != "__operators__.getitem":
+        return False
+    args = _arguments(node.layer, node)
+    return shapes.takes_no_channel_count(args.get("slice_spec") if args else None, rank)
+
+
+def _classify_channel_keeping(symbol, args, first, rank):
+    """Reshapes and transposes that keep the channel axis last and whole: the channels of
+    every position are the same channels (``tf.reshape(x, [-1, H * W, C])``,
+    ``tf.transpose(x, [0, 2, 1, 3])``); a reshape's target channel count is renumbered."""
+    if symbol in _REDUCTIONS and shapes.stacked_axis(first, args.get("axis"), _is_tensor):
+        return _Op(Kind.MERGE)  # tf.reduce_sum([a, b], axis=0): a + b
+    if not _is_tensor(first) or first.shape[-1] is None:
+        return _OPAQUE
+    if symbol == "reshape":
+        target = args.get("shape")
+        if (
+            isinstance(target, (list, tuple))
+            and len(target) >= 2
+            and all(isinstance(v, (int, np.integer)) for v in target)
+        ):
+            return _reshape_op([int(v) for v in target], tuple(first.shape))
+    if symbol in ("transpose", "compat.v1.transpose"):
+        perm = args.get("perm")
+        if isinstance(perm, (list, tuple)) and perm and int(perm[-1]) % rank == rank - 1 and not args.get("conjugate"):
+            return _Op(Kind.PASSTHROUGH)
     return _OPAQUE
 
 
@@ -212,10 +281,14 @@ def _kind(layer, rank):
 
 def _layout(ctx):
     op = _classify(ctx.fnode.layer, ctx.fnode.node, len(ctx.fnode.in_shapes[0]))
+    if op.shape_read:
+        return ctx.spaces.fixed_layout(ctx.out_shape)
+    if op.heads or op.joined:
+        return shapes.reshape_layout(ctx, op.heads, op.joined)
     if op.concat_axis is not None:
         return concat_layout(ctx, op.concat_axis)
     if op.sizes is not None:
-        return ctx.spaces.split(ctx.in_lays[0], op.sizes)
+        return shapes.split_layout(ctx, op.sizes, op.equal)
     if op.part is not None:
         a, b, _ = op.part
         length = ctx.in_lays[0].length
@@ -256,11 +329,11 @@ def _surgery(ctx):
             _replace(ctx, name, take(c, keep, c.ndim - 1).astype(np.float32))
     if op.sizes is not None:
         bounds = np.cumsum([0, *op.sizes])
-        _replace(
-            ctx,
-            "num_or_size_splits",
-            [_kept_before(keep, hi) - _kept_before(keep, lo) for lo, hi in zip(bounds, bounds[1:])],
-        )
+        kept = [_kept_before(keep, hi) - _kept_before(keep, lo) for lo, hi in zip(bounds, bounds[1:])]
+        _replace(ctx, "num_or_size_splits", shapes.split_argument(args["num_or_size_splits"], kept, ctx.layer.name))
+    if op.target:
+        kept = len(keep) // op.heads if op.heads else len(keep) * (op.joined or 1)
+        _replace(ctx, "shape", [*list(args["shape"])[:-1], kept])
     if op.part is not None:
         a, b, index = op.part
         spec = list(args["slice_spec"]) if isinstance(args["slice_spec"], (tuple, list)) else [args["slice_spec"]]
