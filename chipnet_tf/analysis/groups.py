@@ -135,7 +135,7 @@ def analyze(model_or_graph, exclude=None, warn=True):
     spec = _cost_spec(graph, glayouts, kinds, groups, rules, ginner)
     inferred = {name: cls for name, cls in inferred.items() if name not in stopped}
     if warn:
-        _warn(stopped, inferred)
+        _warn(stopped, inferred, graph, rules)
     return Analysis(
         graph=graph,
         groups=groups,
@@ -151,16 +151,27 @@ def analyze(model_or_graph, exclude=None, warn=True):
     )
 
 
-def _warn(stopped, inferred):
+def _warn(stopped, inferred, graph, rules):
     if stopped:
+        why = "; ".join(f"{name!r} {reason}" for name, reason in _stop_reasons(stopped, graph, rules).items())
         warnings.warn(
             "chipnet_tf: these layers cannot be seen through, so the channels feeding them and "
-            f"coming out of them are not pruned: {stopped}. Register a rule with "
-            "chipnet_tf.register_layer to prune through them.",
+            f"coming out of them are not pruned: {stopped}" + (f" (why: {why})" if why else "") + ". Register a "
+            "rule with chipnet_tf.register_layer to prune through them.",
             stacklevel=4,
         )
     for name, class_name in inferred.items():
         warnings.warn(probe.inferred_message(name, class_name), stacklevel=4)
+
+
+def _stop_reasons(stopped, graph, rules):
+    """``{layer name: why it is opaque}`` (:func:`chipnet_tf.registry.probe.explain`) for the
+    layers that stopped groups, at their first call."""
+    reasons = {}
+    for fnode, rule in zip(graph.nodes, rules):
+        if fnode.name in stopped and fnode.name not in reasons:
+            reasons[fnode.name] = probe.explain(fnode, rule)
+    return {name: reason for name, reason in reasons.items() if reason}
 
 
 def _group_layout(spaces, groups, group_of_root, lay):

@@ -185,6 +185,8 @@ def explain(fnode, rule=None):
     rule = lookup(layer) if rule is None else rule
     rank = len(fnode.in_shapes[0]) if fnode.in_shapes else 0
     if rank and rule.kind(layer, rank) != Kind.OPAQUE:
+        if rule.layout is not None and not probe_calls.is_function_layer(layer):
+            return "its rule does not see through this call's arguments (e.g. attention with a mask tensor)"
         return "its inputs' channels cannot be matched (another channel count, or a flattened layout)"
     if probe_calls.is_function_layer(layer):
         if _opaque_function_call(fnode, rule):
