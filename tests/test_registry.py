@@ -111,3 +111,15 @@ def test_register_layer_keeps_the_surgery_it_does_not_replace():
         registry.unregister_layer(_Custom)
     with pytest.raises(ValueError, match=r"LayerRule\(flops=True\) needs the costs function"):
         registry.LayerRule("producer", flops=True)
+
+
+def test_count_flops_with_a_scalar_input_to_a_call():
+    """A call that reads a scalar tensor (a mean over every axis) is counted like any other:
+    the conv's FLOPs, the scalar multiply none."""
+    from chipnet_tf.compat import tf
+
+    x = keras.Input((4, 4, 3), batch_size=1)
+    scale = tf.reduce_mean(x)  # shape (): a scalar input of the multiply below
+    y = keras.layers.Conv2D(2, 1, name="conv")(x) * scale
+    model = keras.Model(x, y)
+    assert chipnet_tf.count_flops(model) == 16 * (3 * 2 + 2)

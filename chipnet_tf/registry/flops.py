@@ -59,7 +59,7 @@ def layer_flops(layer, in_shape, out_shape, in_shapes=None, call=None):
         layer=layer,
         name=layer.name,
         kind=Kind.OPAQUE,
-        in_forms=[builder.form(int(s[-1]), {}) for s in in_shapes],
+        in_forms=[builder.form(int(s[-1]) if s else 1, {}) for s in in_shapes],  # a scalar input: one value
         out_form=builder.form(int(out_shape[-1]), {}),
         out_shape=tuple(out_shape),
         in_shape=tuple(in_shape),
