@@ -102,7 +102,7 @@ def flatten(model):
         return node.layer, tf.nest.flatten(node.keras_inputs), tf.nest.flatten(node.outputs)
 
     def nested_of(layer, node):
-        return layer if _is_functional(layer) else composite(layer, tf.nest.flatten(node.keras_inputs))
+        return layer if _is_functional(layer) else composite(layer, tf.nest.flatten(node.keras_inputs), node)
 
     return walk_functional(model, call_of, nested_of, tf.nest.flatten)
 
