@@ -225,6 +225,32 @@ def test_zoo_sample(name, fraction):
     assert 0.09 <= row["flops_fraction"] <= 0.1
 
 
+def test_a_rule_by_qualified_class_name(keras):
+    """A rule registered by ``"<module>.<class>"`` (how keras-hub's layers get theirs, with
+    keras-hub never imported by the registry) applies to the class and its subclasses; a
+    rule registered for the class object comes first."""
+    from chipnet_tf import registry
+
+    class Scale(keras.layers.Layer):
+        pass
+
+    class SubScale(Scale):
+        pass
+
+    name = f"{Scale.__module__}.{Scale.__qualname__}"
+    rule = registry.LayerRule("passthrough")
+    registry.register_named(name, rule)
+    try:
+        assert registry.lookup(Scale()) is rule and registry.lookup(SubScale()) is rule
+        with registry.registered(SubScale, registry.LayerRule("opaque")) as own:
+            assert registry.lookup(SubScale()) is own and registry.lookup(Scale()) is rule
+    finally:
+        assert registry.unregister_layer(name) is rule
+    assert not registry.has_rule(Scale())
+    with pytest.raises(TypeError, match="module"):
+        registry.register_named("Scale", rule)
+
+
 @pytest.mark.parametrize(
     "name, fraction, count",
     [("hub.ViT", 0.0342, 139386), ("hub.DeiT", 0.0358, 147470), ("hub.DINOV2", 0.0342, 139386)],

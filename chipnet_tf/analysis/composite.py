@@ -13,6 +13,13 @@ with weights and no rule (``MultiHeadAttention``) costs nothing as a call of its
 the custom layer around it is counted from its traced graph, so a layer holding one stays
 whole. Traced once per layer object.
 
+The call may take several inputs when they are its positional arguments (keras-hub's DeiT
+``output(y, x)``) and return several outputs (a tuple, a dict of stage outputs as DINOv2's
+encoder returns): the model's outputs are the call's, flattened. Trailing outputs that carry
+no data (None, or an empty placeholder tensor: DeiT's blocks return ``(y, None)``, its encoder
+empty tensors after its output) are left out of the model, and the walk goes into the call
+only when nothing reads them.
+
 Example:
     >>> class Block(keras.layers.Layer):  # doctest: +SKIP
     ...     def __init__(self, **kwargs):

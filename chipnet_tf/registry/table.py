@@ -57,7 +57,10 @@ def register_layer(layer_class, rule):
 
 def unregister_layer(layer_class):
     """Removes ``layer_class``'s own rule (it falls back to its base classes' rule, else
-    opaque). Returns the removed rule, or None when it had none."""
+    opaque), or the rule registered for a qualified class name (:func:`register_named`).
+    Returns the removed rule, or None when it had none."""
+    if isinstance(layer_class, str):
+        return _NAMED.pop(layer_class, None)
     _check_class(layer_class, "unregister_layer")
     return _REGISTRY.pop(layer_class, None)
 
