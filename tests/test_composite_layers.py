@@ -9,7 +9,7 @@ import pytest
 
 import chipnet_tf
 from chipnet_tf.analysis import composite
-from tests.twins import FLAVOURS, keras_of_flavour, to_numpy
+from tests.twins import BACKEND, FLAVOURS, keras_of_flavour, to_numpy
 
 SHAPE = (8, 8, 3)
 
@@ -220,6 +220,12 @@ def _deit_style_model(K, ops):
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.xfail(
+    BACKEND == "torch",
+    reason="Keras 3's torch backend cannot infer the output of a call returning None on an input of unknown "
+    "batch size, so the block stays one opaque layer there",
+    strict=True,
+)
 def test_calls_with_two_inputs_and_placeholder_outputs_are_traced(flavour):
     K, ops = keras_of_flavour(flavour)
     K.utils.set_random_seed(0)
