@@ -13,6 +13,13 @@ with weights and no rule (``MultiHeadAttention``) costs nothing as a call of its
 the custom layer around it is counted from its traced graph, so a layer holding one stays
 whole. Traced once per layer object.
 
+The call may take several inputs when they are its positional arguments (keras-hub's DeiT
+``output(y, x)``) and return several outputs (a tuple, a dict of stage outputs as DINOv2's
+encoder returns): the model's outputs are the call's, flattened. Trailing outputs that carry
+no data (None, or an empty placeholder tensor: DeiT's blocks return ``(y, None)``, its encoder
+empty tensors after its output) are left out of the model, and the walk goes into the call
+only when nothing reads them.
+
 Example:
     >>> class Block(keras.layers.Layer):  # doctest: +SKIP
     ...     def __init__(self, **kwargs):
@@ -24,13 +31,14 @@ Example:
     'block_traced'
 """
 
+import contextlib
 import inspect
 import weakref
 
 import numpy as np
 
 from chipnet_tf import registry
-from chipnet_tf.compat import is_keras3_object, keras3, keras_of, tf
+from chipnet_tf.compat import call_arguments, is_keras3_object, keras3, keras_of, tf
 
 # Per custom layer: the functional model of its call (or None when it is not one).
 _COMPOSITES = weakref.WeakKeyDictionary()
@@ -88,56 +96,136 @@ def _constructor_arguments(cls):
     return names - {"self"}
 
 
-def composite(layer, inputs):
+def composite(layer, inputs, node=None):
     """The functional model of a custom layer made of Keras layers, or None.
 
     Args:
         layer: the layer a node of a functional model calls (tf_keras or Keras 3).
         inputs: that call's input tensors, a flat list.
+        node: the call's node; needed for a call with several inputs, which is traced
+            only when they are its positional arguments, in order (``output(y, x)``).
 
     Returns:
-        A functional model of ``layer``'s call on one input of the same shape, or None when
-        ``layer`` is Keras' own, has a registered rule, holds no layers, takes several inputs
-        or an input of unknown size, or its trace is not the layer (see the module docstring).
+        A functional model of ``layer``'s call on inputs of the same shapes, or None when
+        ``layer`` is Keras' own (Keras 3's ``Identity`` is the model returning its
+        input), has a registered rule, holds no layers, takes several
+        inputs not all given by position, or an input of unknown size, or its trace is not
+        the layer (see the module docstring). The model's outputs are the call's outputs,
+        flattened; trailing outputs that carry no data (None, or a tensor with a dimension
+        of 0: the empty placeholders of keras-hub's DeiT encoder) are left out.
     """
     if layer in _COMPOSITES:
         return _COMPOSITES[layer]
     k = keras_of(layer)
     model = None
-    if (
-        len(inputs) == 1
+    if is_keras3_object(layer) and isinstance(layer, k.layers.Identity) and len(inputs) == 1:
+        model = _identity(k, tuple(inputs[0].shape))
+    elif (
+        inputs
+        and (len(inputs) == 1 or _positional(node, inputs))
         and isinstance(layer, k.layers.Layer)
         and not isinstance(layer, k.Model)
         and not type(layer).__module__.startswith(_BUILTIN_MODULES)
         and not registry.has_rule(layer)
         and any(True for _ in layer._flatten_layers(include_self=False, recursive=False))
-        and None not in tuple(inputs[0].shape)[1:]
+        and all(None not in tuple(t.shape)[1:] for t in inputs)
     ):
-        model = _trace(layer, tuple(inputs[0].shape))
+        model = _trace(layer, [tuple(t.shape) for t in inputs])
     _COMPOSITES[layer] = model
     return model
 
 
-def _trace(layer, shape):
-    k = keras_of(layer)
+def _identity(k, shape):
+    """Keras 3's ``Identity`` as the model of its call, its output its input: walked through,
+    nothing is left to rebuild (an ``Identity`` built with a dtype policy object, as
+    keras-hub's DINOv2 layers build it, has no config)."""
+    x = k.Input(batch_shape=shape)
+    return k.Model(x, x)
+
+
+@contextlib.contextmanager
+def _none_outputs_recorded(layer):
+    """While ``layer``'s call is traced, a Keras 3 layer call may return None after its
+    tensors (keras-hub's DeiT block returns ``(y, None)`` when no attention scores are asked
+    for): its node records the tensors, which lead, as the walk and the traced model's
+    calls need. Keras 3 otherwise refuses a node with a None output. tf_keras: nothing
+    changes."""
+    if not is_keras3_object(layer):
+        yield
+        return
+    k = keras3()
+    owner = k.src.layers.layer  # Layer.__call__ records its node with this module's Node
+    original = owner.Node
+
+    class TensorsFirst(original):
+        def __init__(self, operation, call_args=None, call_kwargs=None, outputs=None):
+            flat = k.tree.flatten(outputs) if outputs is not None else []
+            while flat and flat[-1] is None:
+                flat.pop()
+            if outputs is not None and flat and None not in flat:
+                outputs = flat
+            super().__init__(operation, call_args, call_kwargs, outputs)
+
+    owner.Node = TensorsFirst
     try:
-        x = k.Input(batch_shape=shape, dtype=layer.dtype or "float32")
-        model = k.Model(x, layer.call(x), name=f"{layer.name}_traced")
-        if not all(_rebuildable(sub, sub_inputs) and not _uncounted(sub) for sub, sub_inputs in _calls(model)):
+        yield
+    finally:
+        owner.Node = original
+
+
+def _positional(node, inputs):
+    """Whether a call's tensors are exactly its positional arguments, in order."""
+    if node is None:
+        return False
+    args, kwargs = call_arguments(node)
+    tensors = [a for a in tf.nest.flatten(kwargs) if hasattr(a, "_keras_history")]
+    return not tensors and len(args) == len(inputs) and all(a is t for a, t in zip(args, inputs))
+
+
+def _data_outputs(outputs, flat):
+    """The leading symbolic outputs of a traced call, or None when an output after them
+    carries data (only None and empty placeholders may follow)."""
+    flat_outputs = flat(outputs)
+    symbolic = 0
+    while symbolic < len(flat_outputs) and hasattr(flat_outputs[symbolic], "_keras_history"):
+        symbolic += 1
+    placeholders = flat_outputs[symbolic:]
+    if not symbolic or any(t is not None and 0 not in tuple(getattr(t, "shape", (1,))) for t in placeholders):
+        return None
+    return flat_outputs[:symbolic]
+
+
+def _trace(layer, shapes):
+    k = keras_of(layer)
+    flat = keras3().tree.flatten if is_keras3_object(layer) else tf.nest.flatten
+    try:
+        xs = [k.Input(batch_shape=shape, dtype=layer.dtype or "float32") for shape in shapes]
+        with _none_outputs_recorded(layer):
+            outputs = _data_outputs(layer.call(*xs), flat)
+        if outputs is None:
             return None
-        data = np.random.default_rng(0).normal(size=(2, *shape[1:])).astype("float32")
-        expected = _numpy_call(layer, data)
-        got = _numpy_call(model, data)
+        model = k.Model(
+            xs[0] if len(xs) == 1 else xs, outputs[0] if len(outputs) == 1 else outputs, name=f"{layer.name}_traced"
+        )
+        if not all(_rebuildable(*call) and not _uncounted(call[0]) for call in _calls(model)):
+            return None
+        rng = np.random.default_rng(0)
+        data = [rng.normal(size=(2, *shape[1:])).astype("float32") for shape in shapes]
+        expected = _numpy_call(layer, data, flat)[: len(outputs)]
+        got = _numpy_call(model, data, flat)
     except Exception:  # noqa: BLE001 - a layer that cannot be traced stays one (opaque) layer
         return None
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=1e-5, atol=1e-5):
+    if len(got) != len(expected):
         return None
+    for a, b in zip(got, expected):
+        if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-5):
+            return None
     return model
 
 
 def _calls(model):
-    """``(layer, its input tensors)`` of every layer call in ``model`` (``keras.ops`` calls
-    of a Keras 3 trace are re-run as they are, so they need no rebuilding)."""
+    """``(layer, its input tensors, node)`` of every layer call in ``model`` (``keras.ops``
+    calls of a Keras 3 trace are re-run as they are, so they need no rebuilding)."""
     keras3_model = is_keras3_object(model)
     for nodes in model._nodes_by_depth.values():
         for node in nodes:
@@ -145,18 +233,18 @@ def _calls(model):
                 continue
             if keras3_model:
                 if isinstance(node.operation, keras3().layers.Layer):
-                    yield node.operation, list(node.input_tensors)
+                    yield node.operation, list(node.input_tensors), node
             else:
-                yield node.layer, tf.nest.flatten(node.keras_inputs)
+                yield node.layer, tf.nest.flatten(node.keras_inputs), node
 
 
-def _rebuildable(layer, inputs):
+def _rebuildable(layer, inputs, node):
     """Whether ``layer``'s config round-trips, or it is a composite itself."""
     try:
         from_config(type(layer), layer.get_config(), layer)
         return True
     except Exception:  # noqa: BLE001 - a config that does not round-trip
-        return composite(layer, inputs) is not None
+        return composite(layer, inputs, node) is not None
 
 
 def _uncounted(layer):
@@ -165,10 +253,18 @@ def _uncounted(layer):
     return type(layer).__module__.startswith(_BUILTIN_MODULES) and bool(layer.weights) and not registry.has_rule(layer)
 
 
-def _numpy_call(layer, x):
-    """``layer`` on the numpy array ``x`` (inference mode), as a numpy array, in either Keras
-    and on any Keras 3 backend."""
+def _numpy_call(layer, data, flat):
+    """``layer`` on the numpy arrays ``data`` (one per input, inference mode): its flattened
+    outputs as numpy arrays, in either Keras and on any Keras 3 backend."""
     if is_keras3_object(layer):
         ops = keras3().ops
-        return np.asarray(ops.convert_to_numpy(layer(ops.convert_to_tensor(x), training=False)))
-    return np.asarray(layer(tf.constant(x), training=False))
+        xs = [ops.convert_to_tensor(x) for x in data]
+        convert = ops.convert_to_numpy
+    else:
+        xs = [tf.constant(x) for x in data]
+        convert = np.asarray
+    if isinstance(layer, keras_of(layer).Model):
+        outputs = layer(xs[0] if len(xs) == 1 else xs, training=False)
+    else:
+        outputs = layer(*xs, training=False)
+    return [np.asarray(convert(t)) for t in flat(outputs) if t is not None]

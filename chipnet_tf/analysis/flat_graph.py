@@ -102,9 +102,20 @@ def flatten(model):
         return node.layer, tf.nest.flatten(node.keras_inputs), tf.nest.flatten(node.outputs)
 
     def nested_of(layer, node):
-        return layer if _is_functional(layer) else composite(layer, tf.nest.flatten(node.keras_inputs))
+        return layer if _is_functional(layer) else composite(layer, tf.nest.flatten(node.keras_inputs), node)
 
     return walk_functional(model, call_of, nested_of, tf.nest.flatten)
+
+
+def _reads_dropped(model, call_of, flat, dropped):
+    """Whether a call in ``model`` or its outputs read one of the ``dropped`` tensors."""
+    if not dropped:
+        return False
+    ids = {id(t) for t in dropped}
+    if any(id(t) in ids for t in flat(model.outputs)):
+        return True
+    calls = (call_of(node) for nodes in model._nodes_by_depth.values() for node in nodes)
+    return any(id(t) in ids for call in calls if call is not None for t in call[1])
 
 
 def walk_functional(top, call_of, nested_of, flat):
@@ -154,6 +165,8 @@ def walk_functional(top, call_of, nested_of, flat):
                     continue
                 layer, in_kts, out_kts = call
                 sub = nested_of(layer, node)
+                if sub is not None and _reads_dropped(m, call_of, flat, out_kts[len(flat(sub.outputs)) :]):
+                    sub = None  # a traced call leaves out placeholder outputs: none may be read
                 if sub is not None:
                     counter[0] += 1
                     inner = counter[0]

@@ -75,7 +75,7 @@ def flatten_keras3(model):
     def nested_of(op, node):
         if not is_keras3_object(op):
             return None
-        return functional_of(op) or composite(op, list(node.input_tensors))
+        return functional_of(op) or composite(op, list(node.input_tensors), node)
 
     return walk_functional(functional_of(model), call_of, nested_of, _flat)
 

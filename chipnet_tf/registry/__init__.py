@@ -7,7 +7,8 @@ context classes; imports nothing of chipnet_tf), :mod:`~chipnet_tf.registry.cont
 ``MultiHeadAttention``: its heads a group), :mod:`~chipnet_tf.registry.table` (class -> rule),
 :mod:`~chipnet_tf.registry.flops`, :mod:`~chipnet_tf.registry.layouts` (channel spaces), the
 built-in rules (:mod:`~chipnet_tf.registry.builtin`, :mod:`~chipnet_tf.registry.tfops`) and
-:mod:`~chipnet_tf.registry.probe` (rules inferred from a layer's behaviour). Importing this
+:mod:`~chipnet_tf.registry.probe` (rules inferred from a layer's behaviour) and
+:mod:`~chipnet_tf.registry.hub` (keras-hub layers, by qualified class name). Importing this
 package installs the built-in rules, here and nowhere else.
 
 Example: a custom per-channel scale ``y = x * w``::
@@ -23,12 +24,14 @@ Example: a custom per-channel scale ``y = x * w``::
 
 from chipnet_tf.registry.builtin import BUILTIN_RULES
 from chipnet_tf.registry.flops import add_costs, layer_flops
+from chipnet_tf.registry.hub import HUB_RULES
 from chipnet_tf.registry.probe import channel_local_rule
 from chipnet_tf.registry.table import (
     has_rule,
     install,
     lookup,
     register_layer,
+    register_named,
     register_surgery,
     registered,
     unregister_layer,
@@ -53,6 +56,7 @@ from chipnet_tf.registry.vocabulary import (
 
 install(BUILTIN_RULES)
 install(tfop_rules())
+install(HUB_RULES)
 
 __all__ = [
     "CHANNELWISE_ACTIVATIONS",
@@ -74,6 +78,7 @@ __all__ = [
     "output_prunable",
     "prod",
     "register_layer",
+    "register_named",
     "register_surgery",
     "registered",
     "take",

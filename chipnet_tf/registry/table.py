@@ -9,6 +9,11 @@ class of ``keras.src.layers`` uses the rule of its tf_keras namesake (Keras 3's 
 the rule of tf_keras' ``Conv2D``, including a rule a user registered for it), a class of
 ``keras.src.ops`` (a ``keras.ops`` call) the rule of :data:`chipnet_tf.registry.keras3ops.OP_RULES`.
 Keras 3 is never imported for this.
+
+A class of an optional third-party library (keras-hub's patch embeddings) is registered by
+its qualified name, ``"<module>.<class>"`` (:func:`register_named`), so that library is
+never imported for its rules: a class of that name (or a subclass of it) uses the rule. A
+rule registered for the class object itself comes first.
 """
 
 import contextlib
@@ -18,6 +23,8 @@ from chipnet_tf.registry.vocabulary import Kind, LayerRule
 
 _OPAQUE = LayerRule(Kind.OPAQUE)
 _REGISTRY = {}
+# "<module>.<qualified class name>" -> rule, for classes of optional libraries.
+_NAMED = {}
 
 
 def _check_class(layer_class, what):
@@ -50,7 +57,10 @@ def register_layer(layer_class, rule):
 
 def unregister_layer(layer_class):
     """Removes ``layer_class``'s own rule (it falls back to its base classes' rule, else
-    opaque). Returns the removed rule, or None when it had none."""
+    opaque), or the rule registered for a qualified class name (:func:`register_named`).
+    Returns the removed rule, or None when it had none."""
+    if isinstance(layer_class, str):
+        return _NAMED.pop(layer_class, None)
     _check_class(layer_class, "unregister_layer")
     return _REGISTRY.pop(layer_class, None)
 
@@ -95,10 +105,33 @@ def register_surgery(layer_class, surgery):
     register_layer(layer_class, _lookup_type(layer_class).replace(surgery=surgery))
 
 
+def register_named(qualified_name, rule):
+    """Registers ``rule`` for the class named ``qualified_name`` (``"<module>.<class>"``,
+    e.g. ``"keras_hub.src.models.vit.vit_layers.ViTPatchingAndEmbedding"``) and its
+    subclasses, without importing its module. A rule registered for the class object
+    (:func:`register_layer`) takes precedence.
+
+    Raises:
+        TypeError: ``qualified_name`` is not a dotted name or ``rule`` not a LayerRule.
+    """
+    if not isinstance(qualified_name, str) or "." not in qualified_name:
+        raise TypeError(f"register_named expects '<module>.<class>'. Received: {qualified_name!r}")
+    if not isinstance(rule, LayerRule):
+        raise TypeError(f"register_named expects a LayerRule. Received: {rule!r}")
+    _NAMED[qualified_name] = rule
+
+
+def qualified_name(layer_class):
+    """``"<module>.<qualified class name>"`` of ``layer_class``."""
+    return f"{getattr(layer_class, '__module__', '')}.{getattr(layer_class, '__qualname__', layer_class.__name__)}"
+
+
 def _lookup_type(layer_class):
     for klass in layer_class.__mro__:
         if klass in _REGISTRY:
             return _REGISTRY[klass]
+        if _NAMED and qualified_name(klass) in _NAMED:
+            return _NAMED[qualified_name(klass)]
     return _keras3_namesake(layer_class)
 
 
@@ -129,6 +162,9 @@ def has_rule(layer):
 
 
 def install(rules):
-    """Registers every ``{layer class: LayerRule}`` of ``rules``, in order."""
+    """Registers every ``{layer class or qualified class name: LayerRule}`` of ``rules``, in order."""
     for layer_class, rule in rules.items():
-        register_layer(layer_class, rule)
+        if isinstance(layer_class, str):
+            register_named(layer_class, rule)
+        else:
+            register_layer(layer_class, rule)
