@@ -1,4 +1,4 @@
-"""The ChipNet paper's architectures as plain tf_keras functional models.
+"""The ChipNet paper's convolutional architectures as plain tf_keras functional models.
 
 Every model is channels-last and built only from built-in Keras layers (no ``Lambda``, no
 TF ops on symbolic tensors, no custom layers), so the graph analysis in ``chipnet_tf.analysis.groups``
@@ -17,7 +17,7 @@ Example:
 
 from chipnet_tf.compat import keras
 
-__all__ = ["NAMES", "build", "get", "mobilenet_v2_cifar", "preresnet", "resnet50_cifar", "small_cnn", "vit", "wrn"]
+__all__ = ["mobilenet_v2_cifar", "preresnet", "resnet50_cifar", "small_cnn", "wrn"]
 
 _INIT = "he_normal"
 
@@ -305,122 +305,3 @@ def small_cnn(num_classes=10, input_shape=(8, 8, 1), width=32, name=None):
         y = _bn(_conv(y, filters, 3, name=f"{prefix}_conv2"), f"{prefix}_2_bn")
         x = _relu(keras.layers.Add(name=f"{prefix}_add")([shortcut, y]), f"{prefix}_out_relu")
     return keras.Model(inputs, _head(x, num_classes), name=name or "small_cnn")
-
-
-def vit(num_classes=10, input_shape=(28, 28, 1), patch=4, depth=6, width=64, heads=4, mlp=128, name=None):
-    """A small vision transformer (ViT; Dosovitskiy et al., 2021) for 28x28 images.
-
-    Non-overlapping ``patch`` x ``patch`` patches embedded by a strided convolution to
-    ``width`` channels, positions encoded by a 3x3 depthwise convolution over the patch grid
-    added to it (CPVT's position encoding generator, Chu et al., 2023: built-in layers only,
-    and it keeps the model's input size free), ``depth`` pre-norm blocks of
-    multi-head self-attention (``heads`` heads of ``width // heads``) and a GELU MLP of
-    ``mlp`` hidden units on a residual stream, a final LayerNormalization, the mean over
-    tokens and a dense classifier. Every width is a channel group: the residual stream, each
-    block's heads and each MLP's hidden units.
-
-    Args:
-      num_classes: number of output logits.
-      input_shape: channels-last input shape; height and width divisible by ``patch``.
-      patch, depth, width, heads, mlp: the transformer's sizes.
-      name: model name; defaults to ``"vit"``.
-
-    Returns:
-      A ``keras.Model``.
-
-    Example:
-
-        model = vit(depth=2, width=32)
-    """
-    if input_shape[0] % patch or input_shape[1] % patch or width % heads:
-        raise ValueError(
-            "vit needs an input height and width divisible by patch and a width divisible by heads. "
-            f"Received: input_shape={tuple(input_shape)}, patch={patch}, width={width}, heads={heads}"
-        )
-    rows, cols = input_shape[0] // patch, input_shape[1] // patch
-    inputs = keras.Input(shape=input_shape, name="input")
-    x = keras.layers.Conv2D(width, patch, strides=patch, name="patch_embed")(inputs)
-    position = keras.layers.DepthwiseConv2D(3, padding="same", name="position_conv")(x)
-    x = keras.layers.Add(name="position_add")([x, position])
-    x = keras.layers.Reshape((rows * cols, width), name="tokens")(x)
-    for b in range(1, depth + 1):
-        prefix = f"block{b}"
-        y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ln1")(x)
-        y = keras.layers.MultiHeadAttention(heads, width // heads, name=f"{prefix}_attn")(y, y)
-        x = keras.layers.Add(name=f"{prefix}_add1")([x, y])
-        y = keras.layers.LayerNormalization(epsilon=1e-6, name=f"{prefix}_ln2")(x)
-        y = keras.layers.Dense(mlp, activation="gelu", name=f"{prefix}_mlp1")(y)
-        y = keras.layers.Dense(width, name=f"{prefix}_mlp2")(y)
-        x = keras.layers.Add(name=f"{prefix}_add2")([x, y])
-    x = keras.layers.LayerNormalization(epsilon=1e-6, name="final_ln")(x)
-    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
-    return keras.Model(inputs, keras.layers.Dense(num_classes, name="logits")(x), name=name or "vit")
-
-
-_BUILDERS = {
-    "wrn": wrn,
-    "wrn26_12": lambda **kwargs: wrn(26, 12, **kwargs),
-    "preresnet": preresnet,
-    "preresnet164": lambda **kwargs: preresnet(164, **kwargs),
-    "resnet50_cifar": resnet50_cifar,
-    "mobilenet_v2_cifar": mobilenet_v2_cifar,
-    "small_cnn": small_cnn,
-    "vit": vit,
-}
-NAMES = tuple(_BUILDERS)
-
-
-def get(name, **kwargs):
-    """Builds an architecture by name.
-
-    Args:
-      name: one of ``NAMES``. ``"wrn26_12"`` is ``wrn(26, 12)`` and ``"preresnet164"`` is
-        ``preresnet(164)``.
-      **kwargs: forwarded to the builder (e.g. ``num_classes``, ``input_shape``).
-
-    Returns:
-      A ``keras.Model``.
-
-    Raises:
-      ValueError: if ``name`` is not in ``NAMES``.
-
-    Example:
-
-        model = get("preresnet164", num_classes=100)
-    """
-    if name not in _BUILDERS:
-        raise ValueError(f"Unknown architecture. Expected one of {', '.join(NAMES)}. Received: name={name!r}")
-    return _BUILDERS[name](**kwargs)
-
-
-def build(name, **kwargs):
-    """Builds a model by name: one of ``NAMES`` or a ``keras.applications`` function.
-
-    The one builder behind the recipes' ``--model`` and ``chipnet-tf --model``. Every model
-    it returns outputs logits: this module's architectures end in a plain ``Dense``, and a
-    ``keras.applications`` model gets ``classifier_activation=None``, ``weights=None`` (no
-    download) and ``classes`` from ``num_classes`` unless ``kwargs`` say otherwise.
-
-    Args:
-      name: an architecture name (``NAMES``) or a ``keras.applications`` name such as
-        ``"MobileNetV2"``.
-      **kwargs: forwarded to the builder (``num_classes``, ``input_shape``, ...).
-
-    Returns:
-      A ``keras.Model``.
-
-    Raises:
-      ValueError: an unknown name.
-    """
-    if name in _BUILDERS:
-        return get(name, **kwargs)
-    factory = getattr(keras.applications, name, None)
-    if not isinstance(name, str) or name.startswith("_") or not callable(factory):
-        raise ValueError(
-            f"Unknown model {name!r}. Accepted: {', '.join(NAMES)} or a keras.applications name such as MobileNetV2."
-        )
-    if "num_classes" in kwargs:
-        kwargs.setdefault("classes", kwargs.pop("num_classes"))
-    kwargs.setdefault("weights", None)
-    kwargs.setdefault("classifier_activation", None)
-    return factory(**kwargs)
