@@ -843,4 +843,8 @@ def test_keras3_speed_quick_cores_record_paired_ratios_of_their_medians(tmp_path
         expected = parts["keras3/tensorflow"]["warm_s"][path][0] / parts["tf_keras"]["warm_s"][path][0]
         assert mine["ratio_vs_tf_keras"] == pytest.approx(expected) and expected > 0
         assert mine["ratio_of_medians_vs_tf_keras"] == pytest.approx(mine["warm_median_s"] / ref["warm_median_s"])
-    assert set(keras3_speed.target_of(summary)["per_flavour"]) == {"keras3/tensorflow"}
+        assert mine["cold_ratio_vs_tf_keras"] == pytest.approx(mine["cold_median_s"] / ref["cold_median_s"])
+    verdicts = keras3_speed.target_of(summary)["per_flavour"]
+    assert set(verdicts) == {"keras3/tensorflow"}
+    for v in verdicts["keras3/tensorflow"].values():
+        assert v["met"] == (max(v["ratio"], v["cold_ratio"]) <= keras3_speed.TARGET_RATIO)

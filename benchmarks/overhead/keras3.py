@@ -166,7 +166,7 @@ def run_backend(args, backend, work_dir):
             part = json.load(f)
         if part.get("settings") == settings_of(args):
             print(f"-- backend {backend}: reusing {out}", flush=True)
-            return part
+            return {**part, "reused": True}
     env = {**os.environ, "KERAS_BACKEND": backend}
     subprocess.run(_child_command(args, backend, out), env=env, check=True)
     with open(out) as f:
@@ -223,9 +223,10 @@ def payload_of(args, parts, elapsed):
             "fit_wall = whole fit() call / steps, paired the same way; one child process per backend",
         },
         "backends": parts,
+        "reused_parts": [b for b, p in parts.items() if p.get("reused")],
         "target": target_of(parts),
         "environment": environment(),
-        "total_runtime_s": elapsed,
+        "total_runtime_s": elapsed,  # of this parent; each part has its own runtime_s
     }
 
 

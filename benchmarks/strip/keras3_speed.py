@@ -114,12 +114,17 @@ def time_flavour(make_dense, masks, repeats, budget):
     }
 
 
+def settings_of(args):
+    """What a child measured with (``--resume`` reuses its file only if equal)."""
+    return {k: getattr(args, k) for k in ("model", "repeats", "budget", "seed")}
+
+
 def child_main(args):
     K = keras_module(args.child)
     masks = chipnet_tf.load_masks(args.masks)
     part = time_flavour(lambda: build(K, args.model, args.seed), masks, args.repeats, args.budget)
     backend = K.backend.backend() if args.child == "keras3" else "tensorflow"
-    part.update({"flavour": flavour_name(args.child, backend), "keras": K.__version__})
+    part.update({"flavour": flavour_name(args.child, backend), "keras": K.__version__, "settings": settings_of(args)})
     chipnet_io.write_json(args.child_output, part)
 
 
@@ -154,14 +159,25 @@ def summarize(rounds, flavours):
 
 
 def target_of(summary):
+    """Per Keras 3 flavour and path: the warm (paired) and the cold ratio to tf_keras, each
+    <= TARGET_RATIO (as benchmarks.strip checks the worse of cold and warm)."""
     per = {
-        f: {p: {"ratio": s[p]["ratio_vs_tf_keras"], "met": s[p]["ratio_vs_tf_keras"] <= TARGET_RATIO} for p in PATHS}
+        f: {
+            p: {
+                "ratio": s[p]["ratio_vs_tf_keras"],
+                "cold_ratio": s[p]["cold_ratio_vs_tf_keras"],
+                "warm_met": s[p]["ratio_vs_tf_keras"] <= TARGET_RATIO,
+                "cold_met": s[p]["cold_ratio_vs_tf_keras"] <= TARGET_RATIO,
+                "met": max(s[p]["ratio_vs_tf_keras"], s[p]["cold_ratio_vs_tf_keras"]) <= TARGET_RATIO,
+            }
+            for p in PATHS
+        }
         for f, s in summary.items()
         if f != REFERENCE
     }
     return {
-        "rule": f"paired warm strip-time ratio Keras 3 / tf_keras <= {TARGET_RATIO} for each Keras 3 backend "
-        "measured and both paths",
+        "rule": f"strip-time ratio Keras 3 / tf_keras <= {TARGET_RATIO}, warm (paired) and cold (ratio of the cold "
+        "medians), for each Keras 3 backend measured and both paths",
         "ratio": TARGET_RATIO,
         "per_flavour": per,
         "met": bool(per) and all(v["met"] for x in per.values() for v in x.values()),
@@ -179,6 +195,9 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="1 round, 1 warm strip, TensorFlow backend only")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results path (default {RESULTS})")
+    p.add_argument(
+        "--resume", action="store_true", help="reuse finished child results (same settings) from the work directory"
+    )
     p.add_argument("--child", choices=(REFERENCE, "keras3"), help=argparse.SUPPRESS)
     p.add_argument("--masks", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--child_output", type=Path, help=argparse.SUPPRESS)
@@ -195,6 +214,10 @@ def write_masks(args, path):
     """Draws the masks with tf_keras and saves them; returns what the JSON records of them."""
     dense = build(keras_module(REFERENCE), args.model, args.seed)
     masks = draw_masks(dense, args.budget, args.seed)
+    if args.resume and Path(path).exists():  # reused children stripped to the file's masks: they must be these
+        old = chipnet_tf.load_masks(path)
+        if list(old) != list(masks) or any(not np.array_equal(old[k], masks[k]) for k in masks):
+            raise ValueError(f"{path} holds other masks than this draw: run without --resume")
     chipnet_tf.save_masks(path, masks)
     report = chipnet_tf.budget_report(dense, masks=masks)
     return {
@@ -208,6 +231,13 @@ def write_masks(args, path):
 
 
 def run_child(args, flavour, backend, masks_path, out):
+    """One flavour's child process (with --resume, its finished result if the settings match)."""
+    if args.resume and out.exists():
+        with open(out) as f:
+            part = json.load(f)
+        if part.get("settings") == settings_of(args):
+            print(f"  {flavour_name(flavour, backend)}: reusing {out}", flush=True)
+            return {**part, "reused": True}
     cmd = [sys.executable, "-m", "benchmarks.strip.keras3_speed", "--child", flavour, "--model", args.model]
     cmd += ["--masks", str(masks_path), "--child_output", str(out), "--repeats", str(args.repeats)]
     cmd += ["--budget", str(args.budget), "--seed", str(args.seed)]
@@ -224,6 +254,7 @@ def print_summary(summary, target):
             if "ratio_vs_tf_keras" in s[p]:
                 lo, hi = s[p]["ratio_range"]
                 line += f"; / tf_keras {s[p]['ratio_vs_tf_keras']:.2f}x (rounds {lo:.2f} .. {hi:.2f})"
+                line += f", cold {s[p]['cold_ratio_vs_tf_keras']:.2f}x"
             print(line)
     print(
         f"target (Keras 3 / tf_keras <= {TARGET_RATIO}x, paired warm medians): {'met' if target['met'] else 'NOT met'}"
@@ -276,6 +307,7 @@ def main(argv=None):
         "masks": masks_info,
         "round_orders": orders,
         "rounds": rounds,
+        "reused_child_results": sum(bool(part.get("reused")) for r in rounds for part in r.values()),
         "summary": summary,
         "stripped_params": params,
         "stripped_params_equal": all(p == params[REFERENCE] for p in params.values()),
