@@ -39,8 +39,8 @@ def overhead_keras3_lines(overhead):
         "times are less sensitive to other processes on the machine.",
         "",
         "| backend | plain ms/step | chipnet ms/step | ratio | per-round range | quartiles | 95% interval "
-        "| CPU time ratio | 10th-percentile ratio | target |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| CPU time ratio | 10th-percentile ratio | fit() wall ratio | target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for b, p in overhead["backends"].items():
         s, med = p["scatter"], p["median_per_step_s"]
@@ -49,9 +49,23 @@ def overhead_keras3_lines(overhead):
             f"| {b} | {med['plain'] * 1e3:.1f} | {med['chipnet'] * 1e3:.1f} | {p['ratio_vs_plain']:.3f} "
             f"| {s['min']:.2f} .. {s['max']:.2f} | {s['q25']:.3f} .. {s['q75']:.3f} "
             f"| {s['median_ci95'][0]:.3f} .. {s['median_ci95'][1]:.3f} | {p['cpu_ratio_vs_plain']:.3f} "
-            f"| {p['low_quantile']['ratio']:.3f} | {'not a target' if verdict is None else _verdict(verdict['met'])} |"
+            f"| {p['low_quantile']['ratio']:.3f} | {p['fit_wall']['ratio_vs_plain']['chipnet']:.3f} "
+            f"| {'not a target' if verdict is None else _verdict(verdict['met'])} |"
         )
-    return [*lines, "", f"Target ({t['rule']}): {_verdict(t['met'])}.", ""]
+    wide = [b for b, p in overhead["backends"].items() if p["scatter"]["median_ci95"][1] > t["ratio"]]
+    note = (
+        f" On {', '.join(wide)} the 95% interval of the median reaches above {t['ratio']}: at this scatter the run "
+        f"does not tell a {100 * (t['ratio'] - 1):.0f}% overhead from none."
+        if wide
+        else ""
+    )
+    return [
+        *lines,
+        "",
+        f"Target ({t['rule']}): {_verdict(t['met'])}.{note} The fit() wall ratio divides whole fit() calls of "
+        f"{c['steps']} steps, so it includes each call's fixed cost (setup, first step, epoch end).",
+        "",
+    ]
 
 
 def strip_keras3_lines(strip):
@@ -61,7 +75,9 @@ def strip_keras3_lines(strip):
         f"Strip (`python -m benchmarks.strip.keras3_speed`): {c['model']}; the same masks in every flavour "
         f"({m['groups']} groups, {m['channels_kept']} of {m['channels_total']} channels kept, FLOPs fraction "
         f"{m['flops_fraction']:.3f}; {m['draw']}). {c['rounds']} rounds of one child process per flavour, each 1 cold "
-        f"+ {c['repeats']} warm strips per path; ratio = paired median over rounds of the warm medians' ratio.",
+        f"+ {c['repeats']} warm strips per path; ratio = paired median over rounds of the warm medians' ratio. "
+        "In each child the dense path is stripped first, so the wrapped path's cold strip follows a strip to the "
+        "same shapes in the same process.",
         "",
         "| flavour | path | warm median s | cold median s | warm ratio to tf_keras | per-round range "
         "| cold ratio | target |",
