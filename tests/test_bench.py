@@ -797,3 +797,54 @@ def test_keras3_parity_verdict_is_one_point_or_the_pooled_spread():
     assert round(summary["keras3/jax"]["gap_points"], 6) == -3.0
     assert "parity" not in summary["tf_keras/tensorflow"]
     assert "| keras3/jax | 3 | 89.00 ± 1.00 | 0.1000 | -3.00 pt (pooled std 1.58) | no |" in table(summary)
+
+
+def test_keras3_speed_quick_cores_record_paired_ratios_of_their_medians(tmp_path):
+    """The Keras 3 overhead run (--quick, this process's backend) and the strip comparison's
+    per-flavour core (a ResNet-20 instead of ResNet50, masks drawn with tf_keras and loaded
+    from .npz by both Kerases): fields present, ratios positive and computed from the medians."""
+    import statistics
+
+    import keras as keras3
+
+    import chipnet_tf
+    from benchmarks.overhead import keras3 as overhead_keras3
+    from benchmarks.overhead.variants import resnet20
+    from benchmarks.strip import keras3_speed
+
+    args = overhead_keras3.parse_args(["--quick"])
+    part = overhead_keras3.measure(args)
+    write_json(tmp_path / "overhead_keras3.json", overhead_keras3.payload_of(args, {part["backend"]: part}, 0.0))
+    payload = json.loads((tmp_path / "overhead_keras3.json").read_text())
+    part = payload["backends"][keras3.backend.backend()]
+    rounds = part["wall"]["raw_step_intervals_s"]
+    assert [len(r) for r in rounds["chipnet"]] == [args.steps - 1] * args.rounds
+    round_ratios = [
+        statistics.median(c) / statistics.median(p) for c, p in zip(rounds["chipnet"], rounds["plain"], strict=True)
+    ]
+    assert part["wall"]["round_ratio_vs_plain"]["chipnet"] == pytest.approx(round_ratios)
+    assert part["ratio_vs_plain"] == pytest.approx(statistics.median(round_ratios)) and part["ratio_vs_plain"] > 0
+    assert part["scatter"]["min"] <= part["ratio_vs_plain"] <= part["scatter"]["max"]
+    assert part["cpu_ratio_vs_plain"] > 0 and part["low_quantile"]["ratio"] > 0
+    verdict = payload["target"]["per_backend"].get(part["backend"])
+    assert verdict is None or verdict["met"] == (part["ratio_vs_plain"] <= overhead_keras3.TARGET_RATIO)
+
+    masks_path = tmp_path / "masks.npz"
+    chipnet_tf.save_masks(masks_path, keras3_speed.draw_masks(resnet20(0), 0.5, 0))
+    masks = chipnet_tf.load_masks(masks_path)
+    parts = {
+        "tf_keras": keras3_speed.time_flavour(lambda: resnet20(0), masks, 1, 0.5),
+        "keras3/tensorflow": keras3_speed.time_flavour(lambda: resnet20(0, K=keras3), masks, 1, 0.5),
+    }
+    assert parts["tf_keras"]["stripped_params"] == parts["keras3/tensorflow"]["stripped_params"]
+    summary = keras3_speed.summarize([parts], list(parts))
+    for path in keras3_speed.PATHS:
+        mine, ref = summary["keras3/tensorflow"][path], summary["tf_keras"][path]
+        expected = parts["keras3/tensorflow"]["warm_s"][path][0] / parts["tf_keras"]["warm_s"][path][0]
+        assert mine["ratio_vs_tf_keras"] == pytest.approx(expected) and expected > 0
+        assert mine["ratio_of_medians_vs_tf_keras"] == pytest.approx(mine["warm_median_s"] / ref["warm_median_s"])
+        assert mine["cold_ratio_vs_tf_keras"] == pytest.approx(mine["cold_median_s"] / ref["cold_median_s"])
+    verdicts = keras3_speed.target_of(summary)["per_flavour"]
+    assert set(verdicts) == {"keras3/tensorflow"}
+    for v in verdicts["keras3/tensorflow"].values():
+        assert v["met"] == (max(v["ratio"], v["cold_ratio"]) <= keras3_speed.TARGET_RATIO)

@@ -8,25 +8,26 @@ Usage (from the repository root)::
     python -m benchmarks.overhead            # default: 30 rounds x 20 steps, ~4-5 minutes
     python -m benchmarks.overhead --quick    # ~1 minute smoke run
     python -m benchmarks.overhead --breakdown
+    python -m benchmarks.overhead --keras 3  # Keras 3, plain vs ChipNet per backend (benchmarks.overhead.keras3)
 """
 
 import argparse
 import datetime
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
 from benchmarks import common
+from benchmarks.overhead.rounds import build_variants, time_rounds
 from benchmarks.overhead.stats import paired_comparison, paired_difference, print_table, summarize
 from benchmarks.overhead.variants import (
     BREAKDOWN_VARIANTS,
     DESCRIPTIONS,
     MAIN_VARIANTS,
-    make_variant,
     synthetic_dataset,
     time_callback_hooks,
-    timed_fit,
     tracing_count,
 )
 from chipnet_tf import io as chipnet_io
@@ -65,60 +66,13 @@ def parse_args(argv=None):
         "--breakdown", action="store_true", help="also time ablations of the ChipNet model (attributes the overhead)"
     )
     p.add_argument("--output", type=Path, default=RESULTS, help=f"JSON results path (default {RESULTS})")
+    p.add_argument("--keras", choices=("2", "3"), default="2", help="3: the Keras 3 mode (see its --help)")
     args = p.parse_args(argv)
     if args.quick:
         args.rounds, args.steps, args.warmup_steps = 3, 8, 3
     if args.rounds < 1 or args.steps < 2 or args.batch_size < 1 or args.warmup_steps < 1:
         p.error("need --rounds >= 1, --steps >= 2, --batch_size >= 1, --warmup_steps >= 1")
     return args
-
-
-def build_variants(variants, args, dataset):
-    """Builds and warms up every variant: ``({variant: (model, callbacks factory)}, warm-up
-    seconds, train_function tracing counts)``."""
-    models, warmup, traces = {}, {}, {}
-    for v in variants:
-        t0 = time.perf_counter()
-        model, cbs = make_variant(v, args.seed)
-        model.fit(dataset, steps_per_epoch=args.warmup_steps, epochs=1, verbose=0, callbacks=cbs())
-        warmup[v] = time.perf_counter() - t0
-        traces[v] = {"after_warmup": tracing_count(model)}
-        models[v] = (model, cbs)
-        print(f"  built + warmed up {v:<20} in {warmup[v]:6.1f} s ({model.count_params():,} params)", flush=True)
-    return models, warmup, traces
-
-
-def time_rounds(models, variants, args, dataset):
-    """The interleaved timing: per variant, per round, the (steps - 1) batch-end to
-    batch-end intervals (wall and CPU), the fit wall time per step, the load averages and
-    the variant order of every round."""
-    timing = {
-        "wall": {v: [] for v in variants},
-        "cpu": {v: [] for v in variants},
-        "fit_wall": {v: [] for v in variants},
-        "load": [os.getloadavg()[0]] if hasattr(os, "getloadavg") else [],
-        "orders": [],
-    }
-    for r in range(args.rounds):
-        order = variants[r % len(variants) :] + variants[: r % len(variants)]
-        timing["orders"].append(order)
-        for v in order:
-            model, cbs = models[v]
-            w, c, f = timed_fit(model, cbs, dataset, args.steps)
-            timing["wall"][v].append(w)
-            timing["cpu"][v].append(c)
-            timing["fit_wall"][v].append(f)
-        load = timing["load"]
-        if load:
-            load.append(os.getloadavg()[0])
-        print(
-            f"  round {r + 1}/{args.rounds}: "
-            + ", ".join(f"{v} {statistics.median(timing['wall'][v][-1]) * 1e3:.1f}" for v in variants)
-            + " ms/step (round medians)"
-            + (f", 1-min load average {load[-1]:.1f}" if load else ""),
-            flush=True,
-        )
-    return timing
 
 
 def print_verdict(wall, cpu, load, target_met, vs_tfmot):
@@ -221,7 +175,14 @@ def payload_of(args, variants, models, timing, results):
 
 
 def main(argv=None):
-    args = parse_args(argv)
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--keras", choices=("2", "3"), default="2")
+    flavour, rest = pre.parse_known_args(sys.argv[1:] if argv is None else argv)
+    if flavour.keras == "3":
+        from benchmarks.overhead import keras3
+
+        return keras3.main(rest)
+    args = parse_args(rest)
     t_start = time.perf_counter()
     variants = list(MAIN_VARIANTS) + (list(BREAKDOWN_VARIANTS) if args.breakdown else [])
     dataset = synthetic_dataset(args.batch_size, args.seed)

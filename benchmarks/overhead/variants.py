@@ -1,16 +1,20 @@
 """Training-step overhead benchmark, what is timed: the ResNet-20, its synthetic data, the
 variants (plain, chipnet, tfmot and the ChipNet ablations) and the timers of one ``fit``.
 
+The model, the compile and the timer take the Keras they are built with (tf_keras by
+default; the Keras 3 mode, :mod:`benchmarks.overhead.keras3`, passes ``import keras``).
+
 Part of ``benchmarks.overhead`` (method: benchmarks/README.md, section "Training-step overhead").
 """
 
+import functools
 import time
 import types
 
 import numpy as np
 
 import chipnet_tf
-from chipnet_tf.compat import keras, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
+from chipnet_tf.compat import keras, keras_of, tf  # noqa: I001  (sets TF_USE_LEGACY_KERAS first)
 
 MAIN_VARIANTS = ("plain", "chipnet", "tfmot")
 BREAKDOWN_VARIANTS = ("chipnet_no_callback", "chipnet_no_mask_grad", "chipnet_no_gates")
@@ -25,14 +29,15 @@ DESCRIPTIONS = {
 
 
 # -- model and data -------------------------------------------------------------------
-def resnet20(seed, num_classes=10):
+def resnet20(seed, num_classes=10, K=keras):
     """ResNet-20-size CIFAR model: 3 stages x 3 basic blocks (16/32/64), Conv-BN-ReLU, GAP, Dense.
 
-    Down-sampling blocks use a 1x1-conv + BN projection shortcut. ~0.27M parameters.
+    Down-sampling blocks use a 1x1-conv + BN projection shortcut. ~0.27M parameters. ``K``:
+    the Keras to build it with (tf_keras or Keras 3, same layers and names).
     """
-    keras.utils.set_random_seed(seed)
-    L = keras.layers
-    inputs = keras.Input((32, 32, 3), name="image")
+    K.utils.set_random_seed(seed)
+    L = K.layers
+    inputs = K.Input((32, 32, 3), name="image")
     x = L.Conv2D(16, 3, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = L.BatchNormalization(name="stem_bn")(x)
     x = L.ReLU(name="stem_relu")(x)
@@ -52,7 +57,7 @@ def resnet20(seed, num_classes=10):
             x = L.ReLU(name=f"{prefix}_out")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x)
     outputs = L.Dense(num_classes, name="logits")(x)
-    return keras.Model(inputs, outputs, name="resnet20")
+    return K.Model(inputs, outputs, name="resnet20")
 
 
 def synthetic_dataset(batch_size, seed, batches=8):
@@ -65,17 +70,19 @@ def synthetic_dataset(batch_size, seed, batches=8):
 
 
 def compile_model(model):
+    """SGD(0.01, momentum 0.9), cross-entropy on logits, accuracy; in the model's own Keras."""
+    K = keras_of(model)
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=0.01, momentum=0.9),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        optimizer=K.optimizers.SGD(learning_rate=0.01, momentum=0.9),
+        loss=K.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
     return model
 
 
 # -- variants -------------------------------------------------------------------------
-def _chipnet_model(seed):
-    return chipnet_tf.prune_low_budget(resnet20(seed), budget=0.5, budget_type="flops")
+def _chipnet_model(seed, K=keras):
+    return chipnet_tf.prune_low_budget(resnet20(seed, K=K), budget=0.5, budget_type="flops")
 
 
 def _start_schedule_without_callback(model):
@@ -96,12 +103,15 @@ def _no_mask_grad_gate_call(self, inputs):
     return chipnet_tf.ChannelGate.call(self, [inputs[0], *[tf.stop_gradient(m) for m in inputs[1:]]])
 
 
-def make_variant(name, seed):
-    """Returns ``(model, callbacks_factory)``; every variant starts from the same weights."""
+def make_variant(name, seed, K=keras):
+    """Returns ``(model, callbacks_factory)``; every variant starts from the same weights.
+    ``K``: the Keras of plain and chipnet (tfmot and the ablations are tf_keras only)."""
     if name == "plain":
-        return compile_model(resnet20(seed)), list
+        return compile_model(resnet20(seed, K=K)), list
     if name == "chipnet":
-        return compile_model(_chipnet_model(seed)), lambda: [chipnet_tf.UpdatePruningStep()]
+        return compile_model(_chipnet_model(seed, K)), lambda: [chipnet_tf.UpdatePruningStep()]
+    if K is not keras:
+        raise ValueError(f"variant {name!r} is built with tf_keras only")
     if name == "tfmot":
         import tensorflow_model_optimization as tfmot
 
@@ -123,23 +133,38 @@ def make_variant(name, seed):
 
 
 # -- timing one fit -------------------------------------------------------------------
-class StepTimer(keras.callbacks.Callback):
-    """Records wall and process CPU time at every batch end; must be the last user callback."""
+@functools.cache
+def step_timer_class(K):
+    """The batch-end timer callback class of Keras ``K``.
 
-    def __init__(self):
-        super().__init__()
-        self._supports_tf_logs = True  # do not force a numpy conversion of the logs
-        self.wall = []
-        self.cpu = []
+    tf_keras hands it the step's logs as tensors (no host copy). Keras 3 dispatches batch-end
+    callbacks synchronously once one overrides ``on_train_batch_end`` (this one does) and
+    converts the logs to Python numbers first, so on Keras 3 every timed step ends with its
+    results on the host, in the plain and the ChipNet model alike.
+    """
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.wall.append(time.perf_counter())
-        self.cpu.append(time.process_time())
+    class StepTimer(K.callbacks.Callback):
+        """Records wall and process CPU time at every batch end; must be the last user callback."""
+
+        def __init__(self):
+            super().__init__()
+            self._supports_tf_logs = True  # tf_keras: do not force a numpy conversion of the logs
+            self.wall = []
+            self.cpu = []
+
+        def on_train_batch_end(self, batch, logs=None):
+            self.wall.append(time.perf_counter())
+            self.cpu.append(time.process_time())
+
+    return StepTimer
+
+
+StepTimer = step_timer_class(keras)
 
 
 def timed_fit(model, callbacks_factory, dataset, steps):
     """One ``fit`` of ``steps`` steps: (wall intervals, CPU intervals, fit wall time / steps)."""
-    timer = StepTimer()
+    timer = step_timer_class(keras_of(model))()
     start = time.perf_counter()
     model.fit(dataset, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=[*callbacks_factory(), timer])
     wall = time.perf_counter() - start

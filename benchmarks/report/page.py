@@ -2,7 +2,8 @@
 
 Everything in the page is computed from ``accuracy.json`` (digits), ``accuracy_fashion_mnist.json``,
 ``ablation_fashion_mnist.json``, ``latency.json``, ``latency_zoo.json``,
-``overhead.json``, ``strip_speed.json`` and ``keras3_parity.json``; the win/tie/lose verdicts follow one stated rule
+``overhead.json``, ``strip_speed.json``, ``keras3_parity.json``, ``overhead_keras3.json`` and
+``strip_speed_keras3.json``; the win/tie/lose verdicts follow one stated rule
 (see :func:`benchmarks.report.claims.verdict`), applied to every cell, so no number is picked by hand.
 
 The command line is ``python -m benchmarks.report``.
@@ -13,7 +14,7 @@ import os
 from pathlib import Path
 
 from benchmarks.report.accuracy import accuracy_sections
-from benchmarks.report.keras3 import parity_section
+from benchmarks.report.keras3 import parity_section, speed_section
 from benchmarks.report.search import ablation_section
 from benchmarks.report.speed import (
     latency_accuracy_section,
@@ -52,6 +53,8 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
     latency_budget = _load(results_dir, "latency_budget")
     latency_accuracy = _load(results_dir, "latency_accuracy_fashion_mnist")
     parity = _load(results_dir, "keras3_parity")
+    overhead_keras3 = _load(results_dir, "overhead_keras3")
+    strip_keras3 = _load(results_dir, "strip_speed_keras3")
     rel = os.path.relpath(results_dir, output.parent)
     readme = os.path.relpath(BENCHMARKS_README, output.parent)
     lines = [
@@ -89,6 +92,8 @@ def write_results(results_dir=RESULTS_DIR, output=RESULTS_MD, command="make benc
         lines += strip_section(strip)
     if parity:
         lines += parity_section(parity)
+    if overhead_keras3 or strip_keras3:
+        lines += speed_section(overhead_keras3, strip_keras3)
     text = "\n".join(lines)
     output.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(output, lambda f: f.write(text), mode="w")
