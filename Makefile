@@ -40,7 +40,7 @@ pytest: $(STAMP)
 # The Keras 3 tests again on Keras 3's JAX and PyTorch backends (the tf_keras cases and the
 # TensorFlow-only ones need no second run; the files choose by KERAS_BACKEND).
 KERAS3_TESTS := tests/test_keras3_prune.py tests/test_keras3_analyze.py tests/test_keras3_latency_cli.py \
-	tests/test_attention_heads.py
+	tests/test_attention_heads.py tests/test_recipes_keras3.py
 pytest-backends: $(STAMP)
 	KERAS_BACKEND=jax $(PY) -m pytest -q -m "not slow" -p no:cacheprovider $(KERAS3_TESTS)
 	KERAS_BACKEND=torch $(PY) -m pytest -q -m "not slow" -p no:cacheprovider $(KERAS3_TESTS)

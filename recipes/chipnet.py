@@ -7,6 +7,7 @@ export (TFLite float32 and int8), or all. Outputs go under ``--model_dir``.
 Examples::
 
     python -m recipes.chipnet                                   # digits, small CNN, 0.25 FLOPs
+    KERAS_BACKEND=jax python -m recipes.chipnet --keras=3       # the same run in Keras 3 on JAX
     python -m recipes.chipnet --dataset=cifar10 --data_dir=~/tensorflow_datasets \\
         --model=wrn26_12 --budget=0.1 --budget_type=params --model_dir=saved_models/runs/wrn
 """
@@ -91,6 +92,12 @@ flags.DEFINE_integer(
 flags.DEFINE_bool("flip", True, "Random horizontal flips (datasets where they keep the class).")
 flags.DEFINE_integer("crop_padding", 4, "Pad-and-crop augmentation (0 = off).", lower_bound=0)
 flags.DEFINE_bool("randaugment", False, "keras-cv RandAugment.")
+flags.DEFINE_enum(
+    "keras",
+    "2",
+    ["2", "3"],
+    "2: tf_keras (any --strategy); 3: Keras 3 on KERAS_BACKEND (tensorflow, jax or torch), one device.",
+)
 
 
 _OWN_FLAGS = [name for name in FLAGS if name not in _FLAGS_BEFORE]
@@ -107,6 +114,7 @@ def config_from_flags():
         raise app.UsageError(f"--model_kwargs is not valid JSON: {e}") from e
     values = {f.name: FLAGS[f.name].value for f in dataclasses.fields(pipeline.Config) if f.name not in _NOT_FLAGS}
     values["model_kwargs"] = kwargs
+    values["keras"] = int(FLAGS.keras)
     values["augment"] = data.Augment(
         flip=FLAGS.flip,
         crop_padding=FLAGS.crop_padding if FLAGS.dataset != "digits" else 0,

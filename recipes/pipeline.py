@@ -18,326 +18,77 @@ epoch whose hard-masked network validates best; fine-tuning with SGD
 momentum 0.9, lr 0.05, weight decay 1e-3, step decay (x0.1 at 50% and 75% of the epochs).
 """
 
-import dataclasses
 import json
 import os
 import shutil
 import tempfile
 
 import numpy as np
-from absl import logging
 
 import chipnet_tf
 from chipnet_tf import architectures
-from chipnet_tf.compat import keras, tf
 from chipnet_tf.io import write_json
-from recipes import RecipeError, data, plots
+from recipes import RecipeError, data, plots, training
+from recipes.config import (
+    STAGES,
+    STRATEGIES,
+    Config,
+    barrier,
+    config_dict,
+    default_model_dir,
+    is_chief,
+    make_strategy,
+    path,
+    run_signature,
+    say,
+)
 
-STAGES = ("pretrain", "prune", "finetune", "export", "all")
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
-
-
-_STRATEGIES = {}
-
-
-def make_strategy(name):
-    """The tf.distribute strategy for ``--strategy`` (multi_worker reads TF_CONFIG).
-
-    One instance per process and name: two MirroredStrategy instances in one process reuse
-    the same collective keys and abort each other's all-reduces. Without GPUs, mirrored
-    replicas reduce through one device (no collective ops; NCCL is for GPUs).
-    """
-    if name not in STRATEGIES:
-        raise RecipeError(f"Unknown strategy {name!r}. Accepted: {', '.join(STRATEGIES)}.")
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name not in _STRATEGIES:
-        if name == "mirrored":
-            ops = None if tf.config.list_logical_devices("GPU") else tf.distribute.ReductionToOneDevice()
-            _STRATEGIES[name] = tf.distribute.MirroredStrategy(cross_device_ops=ops)
-        elif name == "multi_worker":
-            _STRATEGIES[name] = tf.distribute.MultiWorkerMirroredStrategy()
-        else:
-            resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-            tf.config.experimental_connect_to_cluster(resolver)
-            tf.tpu.experimental.initialize_tpu_system(resolver)
-            _STRATEGIES[name] = tf.distribute.TPUStrategy(resolver)
-    return _STRATEGIES[name]
-
-
-@dataclasses.dataclass
-class Config:
-    """Everything a run needs; the absl flags of ``recipes/chipnet.py`` map onto it."""
-
-    stage: str = "all"
-    dataset: str = "digits"
-    data_dir: str = None
-    model: str = "small_cnn"
-    model_kwargs: dict = dataclasses.field(default_factory=dict)
-    model_dir: str = None  # default: saved_models/runs/<dataset>_<model>
-    budget: float = 0.25
-    budget_type: str = "flops"
-    latency_table: str = None  # .json from chipnet-tf profile; needed by budget_type="latency"
-    batch_size: int = 64
-    seed: int = 0
-    pretrain_epochs: int = 30
-    pretrain_lr: float = 0.05
-    prune_epochs: int = 20
-    prune_lr: float = 1e-3
-    prune_steps_per_epoch: int = None  # None: steps_per_epoch
-    validation_fraction: float = 0.1  # held out of train; pruning keeps the best hard-masked epoch
-    prune_weight_decay: float = 1e-3
-    budget_weight: float = 30.0
-    crispness_weight: float = 0.0  # prune_low_budget's default (the paper: 10)
-    finetune_epochs: int = 30
-    finetune_lr: float = 0.05
-    finetune_weight_decay: float = 1e-3
-    round_to: int = 1
-    strategy: str = "default"
-    masks_from: str = None
-    steps_per_epoch: int = None  # training steps per epoch; None = one pass (more repeats the split)
-    augment: data.Augment = dataclasses.field(default_factory=data.Augment)
-    verbose: int = 2
-    callbacks: list = dataclasses.field(default_factory=list)  # extra Keras callbacks for every fit
-
-    def distribution(self):
-        """The tf.distribute strategy of this run (created once)."""
-        if getattr(self, "_strategy", None) is None:
-            self._strategy = make_strategy(self.strategy)
-        return self._strategy
-
-    def validate(self):
-        if self.stage not in STAGES:
-            raise RecipeError(f"Unknown stage {self.stage!r}. Accepted: {', '.join(STAGES)}.")
-        data.check_dataset(self.dataset)
-        if self.strategy not in STRATEGIES:
-            raise RecipeError(f"Unknown strategy {self.strategy!r}. Accepted: {', '.join(STRATEGIES)}.")
-        if not (isinstance(self.budget, (int, float)) and 0 < self.budget <= 1):
-            raise RecipeError(f"budget must be in (0, 1]. Received: {self.budget!r}")
-        chipnet_tf.budgets.check_budget_type(self.budget_type)
-        if self.budget_type == "latency" and not self.latency_table:
-            raise RecipeError(
-                "--budget_type=latency needs --latency_table=PATH (chipnet-tf profile MODEL --out=PATH on the device)"
-            )
-        if not (isinstance(self.validation_fraction, (int, float)) and 0 <= self.validation_fraction < 0.5):
-            raise RecipeError(f"validation_fraction must be in [0, 0.5). Received: {self.validation_fraction!r}")
-        if self.augment.mixes_labels:
-            raise RecipeError("CutMix/MixUp make one-hot labels; the recipes train with sparse labels. Turn them off.")
-        for name in ("steps_per_epoch", "prune_steps_per_epoch"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                raise RecipeError(f"{name} must be a positive integer or None. Received: {value!r}")
-        for name in ("batch_size", "pretrain_epochs", "prune_epochs", "finetune_epochs", "round_to"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or value < (1 if name in ("batch_size", "round_to") else 0):
-                raise RecipeError(
-                    f"{name} must be a non-negative integer (batch_size, round_to >= 1). Received: {value!r}"
-                )
-        return self
-
-
-def default_model_dir(config):
-    """``saved_models/runs/<dataset>_<model>`` (git ignores ``saved_models/runs/``)."""
-    return os.path.join("saved_models", "runs", f"{config.dataset}_{config.model}")
-
-
-def path(config, name):
-    return os.path.join(config.model_dir, name)
-
-
-def is_chief(config):
-    """Whether this process writes the run's files (always, except non-chief workers)."""
-    return bool(config.distribution().extended.should_checkpoint)
+_backed_up_epochs = training.backed_up_epochs  # the tests' name for it
 
 
 def build_model(config):
-    """The dense model of ``config``: :func:`chipnet_tf.architectures.build` for its dataset."""
+    """The dense model of ``config``: :func:`chipnet_tf.architectures.build` for its dataset,
+    loaded into Keras 3 when ``config.keras`` is 3 (same architecture, same initial weights)."""
     shape, classes = data.info(config.dataset)
     try:
-        return architectures.build(
+        model = architectures.build(
             config.model, **{"num_classes": classes, "input_shape": shape, **config.model_kwargs}
         )
     except (ValueError, TypeError) as e:
         raise RecipeError(f"--model={config.model}: {e}") from e
+    return _to_keras3(model) if config.keras == 3 else model
 
 
-def _loss():
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+def _to_keras3(model):
+    """The tf_keras ``model`` as a Keras 3 model, through its HDF5 file (which Keras 3 reads)."""
+    import keras as keras3
+
+    with tempfile.TemporaryDirectory() as tmp:
+        filename = os.path.join(tmp, "dense.h5")
+        model.save(filename)
+        try:
+            return keras3.models.load_model(filename, compile=False)
+        except Exception as e:  # noqa: BLE001 - what Keras 3 cannot read, said in one line
+            raise RecipeError(f"--model={model.name} does not load into Keras 3 ({type(e).__name__}: {e}).") from None
 
 
 def _test_dataset(config):
     return data.make_dataset(config.dataset, "test", config.batch_size, config.data_dir, shuffle=False)
 
 
-def config_dict(config):
-    """The configuration as JSON-ready values (without the extra callbacks)."""
-    out = {f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "callbacks"}
-    out["augment"] = dataclasses.asdict(config.augment)
-    return json.loads(json.dumps(out))
-
-
-def _run_signature(config):
-    """What must not change for a run to be resumed: all but the stage, verbosity and strategy."""
-    out = config_dict(config)
-    for key in ("stage", "verbose", "strategy"):
-        out.pop(key)
-    return out
-
-
-def _backed_up_epochs(backup_dir):
-    """Epochs a ``BackupAndRestore`` checkpoint under ``backup_dir`` holds (0 without one)."""
-    latest = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
-    if latest is None:
-        return 0
-    saved = tf.train.load_checkpoint(latest).get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")
-    return int(saved) + 1
-
-
-class _EpochLog(keras.callbacks.Callback):
-    """Per-epoch logs of a stage in ``logs/<stage>_history.json``, written atomically.
-
-    Resumed runs keep the epochs before the restored one, so the history (and report.png)
-    covers the whole run. Listed before ``BackupAndRestore``: an epoch's row is written before
-    its backup, and rows past the backup are dropped on resume.
-    """
-
-    def __init__(self, filename, initial_epoch, write):
-        super().__init__()
-        self.filename, self.write = filename, write
-        self.rows = []
-        if initial_epoch and os.path.exists(filename):
-            with open(filename) as f:
-                self.rows = [r for r in json.load(f) if r["epoch"] < initial_epoch]
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.rows.append({"epoch": int(epoch), **{k: float(v) for k, v in (logs or {}).items()}})
-        if self.write:
-            write_json(self.filename, self.rows)
-
-    def history(self):
-        keys = [k for k in (self.rows[0] if self.rows else {}) if k != "epoch"]
-        return {k: [r[k] for r in self.rows] for k in keys}
-
-
-def _fit(model, config, stage, epochs, callbacks=(), steps_per_epoch=None):
-    """``model.fit`` for one stage: resumable (``BackupAndRestore``), logged, epoch-seeded data.
-
-    Returns the per-epoch history of the whole stage (including epochs before a resume).
-    """
-    if epochs == 0:
-        return {}
-    chief = is_chief(config)
-    backup_dir = path(config, os.path.join("backup", stage))
-    signature_file = os.path.join(backup_dir, "run.json")
-    if chief and os.path.exists(signature_file):
-        with open(signature_file) as f:
-            if json.load(f) != _run_signature(config):
-                logging.warning("Discarding the %s backup in %s: it is from another configuration.", stage, backup_dir)
-                shutil.rmtree(backup_dir)
-    barrier(config)  # every worker sees the same backup
-    start = _backed_up_epochs(backup_dir)
-    if start:
-        _say(config, f"resuming {stage} at epoch {start + 1} from {backup_dir}")
-    log = _EpochLog(path(config, os.path.join("logs", f"{stage}_history.json")), start, chief)
-    if start >= epochs:
-        return _finish_from_backup(model, config, stage, backup_dir, callbacks, log)
-    train, steps = data.make_train_dataset(
-        config.dataset,
-        config.batch_size,
-        epochs,
-        config.data_dir,
-        augment=config.augment,
-        seed=config.seed,
-        initial_epoch=start,
-        steps_per_epoch=steps_per_epoch or config.steps_per_epoch,
-        drop_remainder=config.strategy in ("multi_worker", "tpu"),  # same static batch on every worker
-        split=data.split_names(config.validation_fraction)[0],
-    )
-    if chief:  # after the data loaded: a run that fails on missing data leaves no files
-        os.makedirs(backup_dir, exist_ok=True)
-        write_json(signature_file, _run_signature(config))
-    log_dir = path(config, os.path.join("logs", stage)) if chief else tempfile.mkdtemp()
-    callbacks = [
-        *callbacks,
-        log,
-        keras.callbacks.BackupAndRestore(backup_dir),
-        keras.callbacks.TensorBoard(log_dir),
-        *config.callbacks,
-    ]
-    try:
-        model.fit(train, epochs=epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=config.verbose)
-    finally:
-        if not chief:
-            shutil.rmtree(log_dir, ignore_errors=True)
-    barrier(config)  # the other workers are done with their backup files
-    if chief:
-        shutil.rmtree(backup_dir, ignore_errors=True)
-    return log.history()
-
-
-def _finish_from_backup(model, config, stage, backup_dir, callbacks, log):
-    """The run was killed after its last epoch's backup but before fit ended: restore that
-    state (and the best hard-masked epoch) instead of training again."""
-    _say(config, f"{stage} had finished its epochs before it was interrupted; restoring them")
-    latest = tf.train.latest_checkpoint(os.path.join(backup_dir, "chief"))
-    tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-    for callback in callbacks:
-        if isinstance(callback, chipnet_tf.BestHardMasks):
-            callback.set_model(model)
-            callback.on_train_begin()
-            callback.on_train_end()
-    barrier(config)
-    if is_chief(config):
-        shutil.rmtree(backup_dir, ignore_errors=True)
-    return log.history()
-
-
-def barrier(config):
-    """Multi-worker runs: every worker waits here (a one-number all-reduce), so files the
-    chief wrote before it exist for all after it. A no-op on one machine."""
-    if config.strategy != "multi_worker":
-        return
-    strategy = config.distribution()
-    strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(lambda: tf.constant(1.0)), axis=None)
-
-
-def _save(model, target, config):
-    """Saves atomically (a temporary sibling renamed over ``target``), without optimizer state
-    (the next stage compiles its own optimizer; BackupAndRestore keeps the state for resuming).
-
-    Under a multi-worker strategy every worker saves (reading synced variables is collective)
-    but only the chief writes ``target``; the others write to a temporary directory.
-    """
-    optimizer = model.optimizer
-    fresh = type(optimizer).from_config(optimizer.get_config()) if optimizer is not None else None
-    model.compile(
-        fresh if fresh is not None else "rmsprop", _loss(), metrics=["accuracy"]
-    )  # same optimizer settings, no slot state
-    if not is_chief(config):
-        tmp_dir = tempfile.mkdtemp()
-        try:
-            model.save(os.path.join(tmp_dir, os.path.basename(target)))
-        finally:
-            shutil.rmtree(tmp_dir, ignore_errors=True)
-        return
-    tmp = target + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, target)
-
-
 def _accuracy(model, config):
-    model.compile(loss=_loss(), metrics=["accuracy"])
-    return float(model.evaluate(_test_dataset(config), verbose=0, return_dict=True)["accuracy"])
+    return training.accuracy(model, config, _test_dataset(config))
 
 
 def pretrain(config):
-    keras.utils.set_random_seed(config.seed)
+    K = config.keras_module()
+    K.utils.set_random_seed(config.seed)
     with config.distribution().scope():
         model = build_model(config)
-        opt = keras.optimizers.SGD(config.pretrain_lr, momentum=0.9, nesterov=True)
-        model.compile(opt, _loss(), metrics=["accuracy"])
-    history = _fit(model, config, "pretrain", config.pretrain_epochs)
-    _save(model, path(config, "dense.keras"), config)
+        opt = K.optimizers.SGD(config.pretrain_lr, momentum=0.9, nesterov=True)
+        model.compile(opt, training.loss(config), metrics=["accuracy"])
+    history = training.fit(model, config, "pretrain", config.pretrain_epochs)
+    training.save(model, path(config, "dense.keras"), config)
     return {"dense_accuracy": _accuracy(model, config), "pretrain_history": history}
 
 
@@ -348,11 +99,12 @@ def _load(config, name):
         raise RecipeError(f"{filename} does not exist: run --stage={stage} first (or --stage=all).")
     if name.endswith(".npz"):
         return chipnet_tf.load_masks(filename)
-    return keras.models.load_model(filename, compile=False)
+    return config.keras_module().models.load_model(filename, compile=False)
 
 
 def prune(config):
-    keras.utils.set_random_seed(config.seed)
+    K = config.keras_module()
+    K.utils.set_random_seed(config.seed)
     with config.distribution().scope():
         dense = _load(config, "dense.keras")
     if config.masks_from:
@@ -365,7 +117,7 @@ def prune(config):
             report = chipnet_tf.budget_report(dense, masks=masks)
             chipnet_tf.save_masks(path(config, "masks.npz"), masks)
             plots.write_report_png(path(config, "report.png"), report)
-            _say(config, report)
+            say(config, report)
         return {"masks_from": config.masks_from}
     with config.distribution().scope():
         pruned = chipnet_tf.prune_low_budget(
@@ -376,9 +128,9 @@ def prune(config):
             budget_weight=config.budget_weight,
             crispness_weight=config.crispness_weight,
         )
-        opt = keras.optimizers.AdamW(config.prune_lr, weight_decay=config.prune_weight_decay)
+        opt = K.optimizers.AdamW(config.prune_lr, weight_decay=config.prune_weight_decay)
         opt.exclude_from_weight_decay(var_names=["zeta"])
-        pruned.compile(opt, _loss(), metrics=["accuracy"])
+        pruned.compile(opt, training.loss(config), metrics=["accuracy"])
     summaries = path(config, "logs/prune_chipnet") if is_chief(config) else tempfile.mkdtemp()
     callbacks = [chipnet_tf.UpdatePruningStep(), chipnet_tf.PruningSummaries(summaries)]
     _, validation_split = data.split_names(config.validation_fraction)
@@ -399,7 +151,7 @@ def prune(config):
             )
         )
     try:
-        history = _fit(
+        history = training.fit(
             pruned,
             config,
             "prune",
@@ -410,14 +162,14 @@ def prune(config):
     finally:
         if not is_chief(config):
             shutil.rmtree(summaries, ignore_errors=True)
-    _save(pruned, path(config, "pruned.keras"), config)
+    training.save(pruned, path(config, "pruned.keras"), config)
     masks = chipnet_tf.get_masks(pruned, round_to=config.round_to)
     if is_chief(config):
         chipnet_tf.save_masks(path(config, "masks.npz"), masks)
         report = chipnet_tf.budget_report(dense, masks=masks)
         plots.write_report_png(path(config, "report.png"), report, history, config.budget, config.budget_type)
         if config.verbose:  # the report with the soft counts, only when someone reads it
-            _say(config, chipnet_tf.budget_report(pruned, masks=masks))
+            say(config, chipnet_tf.budget_report(pruned, masks=masks))
     out = {"prune_history": history}
     if validation_split and config.prune_epochs:
         out["best_prune_epoch"] = int(callbacks[-1].best_epoch) + 1
@@ -425,7 +177,8 @@ def prune(config):
 
 
 def finetune(config):
-    keras.utils.set_random_seed(config.seed)
+    K = config.keras_module()
+    K.utils.set_random_seed(config.seed)
     masks = _load(config, "masks.npz")
     # The pruned model's weights (trained with the gates), else the dense ones (mask transfer).
     source = "dense.keras" if config.masks_from or not os.path.exists(path(config, "pruned.keras")) else "pruned.keras"
@@ -434,15 +187,15 @@ def finetune(config):
     trained = _load(config, source)
     with config.distribution().scope():
         small = chipnet_tf.strip_pruning(trained, masks=masks)
-        opt = keras.optimizers.SGD(config.finetune_lr, momentum=0.9, weight_decay=config.finetune_weight_decay or None)
-        small.compile(opt, _loss(), metrics=["accuracy"])
+        opt = K.optimizers.SGD(config.finetune_lr, momentum=0.9, weight_decay=config.finetune_weight_decay or None)
+        small.compile(opt, training.loss(config), metrics=["accuracy"])
     epochs = max(1, config.finetune_epochs)
 
     def lr(epoch):
         return config.finetune_lr * (0.1 ** int(epoch >= 0.5 * epochs)) * (0.1 ** int(epoch >= 0.75 * epochs))
 
-    history = _fit(small, config, "finetune", config.finetune_epochs, [keras.callbacks.LearningRateScheduler(lr)])
-    _save(small, path(config, "stripped.keras"), config)
+    history = training.fit(small, config, "finetune", config.finetune_epochs, [K.callbacks.LearningRateScheduler(lr)])
+    training.save(small, path(config, "stripped.keras"), config)
     return {"stripped_accuracy": _accuracy(small, config), "finetune_history": history}
 
 
@@ -451,6 +204,11 @@ def export(config):
 
     if not is_chief(config):
         return {}
+    if config.backend() not in (None, "tensorflow"):
+        raise RecipeError(
+            f"TFLite conversion needs Keras 3's TensorFlow backend; this run's is {config.backend()}: run "
+            f"KERAS_BACKEND=tensorflow python -m recipes.chipnet --keras=3 --stage=export with the same flags."
+        )
     dense = _load(config, "dense.keras")
     small = _load(config, "stripped.keras")
     masks = _load(config, "masks.npz")
@@ -499,12 +257,6 @@ _STAGE_TITLES = {
     "finetune": lambda c: f"strip with the masks, fine-tune {c.finetune_epochs} epochs",
     "export": lambda c: "TFLite float32 (verified in LiteRT) and int8",
 }
-
-
-def _say(config, text):
-    """What a run tells its user on stdout (stage headers, tables, files, summary); verbose=0 is silent."""
-    if config.verbose:
-        print(text, flush=True)
 
 
 def _snapshot(model_dir):
@@ -603,17 +355,20 @@ def _run(config):
         with open(report_path) as f:
             report = json.load(f)
     if {k: v for k, v in report.get("config", {}).items() if k not in ("stage", "verbose", "strategy")} != (
-        _run_signature(config)
+        run_signature(config)
     ):
         report = {}  # another configuration: nothing it wrote or finished counts
     order = list(_STAGE_FUNCTIONS)
     stages = order if config.stage == "all" else [config.stage]
+    no_tflite = config.stage == "all" and config.backend() not in (None, "tensorflow")
+    if no_tflite:  # TFLite conversion needs TensorFlow's Keras 3 backend: a separate run does it
+        stages = stages[:-1]
     for number, stage in enumerate(stages, 1):
         header = f"== {number}/{len(stages)} {stage}"
         if config.stage == "all" and stage in report.get("completed", []):
-            _say(config, f"{header}: already finished in {config.model_dir} with these flags; skipping")
+            say(config, f"{header}: already finished in {config.model_dir} with these flags; skipping")
             continue
-        _say(config, f"{header}: {_STAGE_TITLES[stage](config)}")
+        say(config, f"{header}: {_STAGE_TITLES[stage](config)}")
         before = _snapshot(config.model_dir)
         later = order[order.index(stage) + 1 :]
         if is_chief(config):  # running a stage makes what the later ones wrote or backed up stale
@@ -629,12 +384,18 @@ def _run(config):
             write_json(report_path, report)
             after = _snapshot(config.model_dir)
             written = sorted(name for name, mtime in after.items() if before.get(name) != mtime)
-            _say(config, f"wrote {len(written)} files to {config.model_dir}: {', '.join(written)}")
+            say(config, f"wrote {len(written)} files to {config.model_dir}: {', '.join(written)}")
         barrier(config)  # the next stage reads what the chief just wrote
     lines = summary(report)
+    if no_tflite:
+        lines.append(
+            f"export skipped: TFLite conversion needs Keras 3's TensorFlow backend (this run's is "
+            f"{config.backend()}); run KERAS_BACKEND=tensorflow python -m recipes.chipnet --keras=3 --stage=export "
+            "with the same flags"
+        )
     if lines:
-        _say(config, "\n".join([f"== summary (all numbers in {report_path})", *lines]))
+        say(config, "\n".join([f"== summary (all numbers in {report_path})", *lines]))
     return report
 
 
-__all__ = ["STAGES", "Config", "build_model", "run"]
+__all__ = ["STAGES", "STRATEGIES", "Config", "build_model", "make_strategy", "run"]
