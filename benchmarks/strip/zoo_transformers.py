@@ -12,8 +12,11 @@ built small and offline from constructor arguments (random weights, never a pres
   causal self-attention (a ``CausalMask`` layer adds ``-inf`` above the diagonal) and an
   MLP per block, a Dense LM head; its 16-token input is made static by rebuilding the model
   on a ``(16,)`` input (the analysis needs the sequence length);
-- **windowed attention** (Swin-like): kecam's ``SwinTransformerV2``, measured as it stands:
-  see :data:`NOTES`.
+- **windowed attention** (Swin-like): kecam's ``SwinTransformerV2`` (tf_keras): window
+  partition and reverse are reshapes that fold windows into the batch axis and join a
+  window's columns with the channel axis (``[-1, w, W / w, w * C]``), shifted windows a roll,
+  patch merging a reshape of 2 x 2 neighbours into ``4 C`` channels, attention a cosine
+  attention with a position-bias MLP (a layer of weights alone).
 
 kecam builds attention from ``Dense``, reshapes, transposes and matmuls: the residual
 stream, the MLPs and the convolutions are channel groups, the heads are not (the reshape
@@ -63,7 +66,7 @@ def _mobilevit():
         attn_channels=[0, 0, 64, 80, 96],
         expand_ratio=2,
         output_num_features=320,
-        input_shape=(64, 64, 3),
+        input_shape=(32, 32, 3),
         num_classes=CLASSES,
         classifier_activation=None,
         pretrained=None,
@@ -104,7 +107,7 @@ def _swin_v2():
 
     return swin_transformer_v2.SwinTransformerV2(
         num_blocks=[1, 1],
-        embed_dim=32,
+        embed_dim=64,
         num_heads=[2, 4],
         window_size=4,
         stem_patch_size=2,
@@ -124,10 +127,10 @@ MODELS = {
     "kecam.GPT2": ("kecam", "GPT-style causal decoder", _gpt2, [2, 2]),
     "kecam.SwinTransformerV2": ("kecam", "windowed attention (Swin V2)", _swin_v2, [2, 4]),
 }
+# What stays whole in each model, beyond kecam's heads (see the module docstring).
 NOTES = {
-    "kecam.SwinTransformerV2": "window partition reshapes fold a spatial factor into the channel axis "
-    "((B, H, W, C) -> (B, H/w, w, W/w... C w)) and cosine attention l2-normalises q and k per head: "
-    "the stream between them is not a group, only the MLPs are",
+    "kecam.SwinTransformerV2": "cosine attention l2-normalises q and k per head, so their channels stay whole; "
+    "the stream (through window partition, shifted windows and patch merging) and the MLPs are groups",
 }
 
 

@@ -390,28 +390,12 @@ def _cost_spec(graph, glayouts, kinds, groups, rules, ginner):
             call_args=tuple(call_arguments(fnode.node)[0]),
             call_kwargs=dict(call_arguments(fnode.node)[1]),
         )
-        registry.add_costs(rule, _PerRow(builder, fnode.batch) if fnode.batch != 1 else builder, ctx)
+        registry.add_costs(rule, builder, ctx, rows=fnode.batch)
         # What a latency lookup reads: the input and output widths; for a layer with inner
         # groups (an attention layer) the first inner group (its heads) instead of the input.
         first_in = next(iter(ctx.inner_forms.values()), ctx.in_forms[0] if ctx.in_forms else builder.one)
         builder.call_forms[call_name(fnode, builder.call_forms)] = (first_in, ctx.out_form)
     return builder.build()
-
-
-class _PerRow:
-    """A cost builder for a call that runs on ``rows`` batch rows per example
-    (:attr:`FlatNode.batch`): its FLOPs and activation volume terms count ``rows`` times,
-    its parameters and channels once."""
-
-    def __init__(self, builder, rows):
-        self._builder, self._rows = builder, rows
-
-    def __getattr__(self, name):
-        return getattr(self._builder, name)
-
-    def add(self, budget_type, layer_name, coef, f1, f2=None):
-        scale = self._rows if budget_type in ("flops", "volume") else 1
-        self._builder.add(budget_type, layer_name, coef * scale, f1, f2)
 
 
 def call_name(fnode, seen):
