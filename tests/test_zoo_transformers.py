@@ -41,6 +41,7 @@ ROWS = {
     "kecam.MobileViT": (26, 0, 0.0089, [4, 4, 4]),
     "kecam.LeViT": (8, 0, 0.0321, [2, 4, 3]),
     "kecam.GPT2": (3, 0, 0.0438, [2, 2]),
+    "hub.CLIPText": (5, 2, 0.0346, [1, 1]),
     "kecam.SwinTransformerV2": (4, 0, 0.0415, [2, 4]),
 }
 
@@ -50,7 +51,8 @@ def test_transformer_row(name):
     pytest.importorskip("keras_hub" if name.startswith("hub.") else "keras_cv_attention_models")
     from benchmarks.strip import zoo_transformers
 
-    row = zoo_transformers.row(name)
+    stripped = []
+    row = zoo_transformers.row(name, keep=stripped)
     groups, head_groups, fraction, heads = ROWS[name]
     assert (row["groups"], row["head_groups"], row["smallest_flops_fraction"]) == (groups, head_groups, fraction)
     assert fraction <= 0.1
@@ -60,6 +62,14 @@ def test_transformer_row(name):
     assert row["independent"]["activations"] > 0  # attention's two products are counted
     assert 0.09 <= row["flops_fraction"] <= 0.1
     assert row["heads_kept"] == heads
+    if "GPT" in row["family"]:  # still causal: a later token changes no earlier output
+        tokens = np.random.default_rng(0).integers(0, zoo_transformers.VOCABULARY, (1, zoo_transformers.TOKENS))
+        changed = tokens.copy()
+        changed[0, -1] = (changed[0, -1] + 1) % zoo_transformers.VOCABULARY
+        dtype = stripped[0].inputs[0].dtype
+        a, b = (np.asarray(stripped[0](t.astype(getattr(dtype, "name", dtype)))) for t in (tokens, changed))
+        np.testing.assert_array_equal(a[0, :-1], b[0, :-1])
+        assert np.abs(a[0, -1] - b[0, -1]).max() > 0
 
 
 def _windows(x, w, channels):

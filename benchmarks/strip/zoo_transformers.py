@@ -8,10 +8,13 @@ built small and offline from constructor arguments (random weights, never a pres
   over them and fold them back;
 - **LeViT-like**: kecam's ``LeViT`` (tf_keras): a convolutional stem, attention with
   per-head position biases and attention-downsampling stages;
-- **GPT-style decoder**: kecam's ``GPT2`` (tf_keras): token and position embeddings,
-  causal self-attention (a ``CausalMask`` layer adds ``-inf`` above the diagonal) and an
-  MLP per block, a Dense LM head; its 16-token input is made static by rebuilding the model
-  on a ``(16,)`` input (the analysis needs the sequence length);
+- **GPT-style decoders**: keras-hub's CLIP text encoder (Keras 3: token and position
+  embeddings, pre-norm blocks of ``MultiHeadAttention(use_causal_mask=True)`` and an MLP,
+  whose heads are groups) with a Dense LM head, and kecam's ``GPT2`` (tf_keras: a
+  ``CausalMask`` layer adds ``-inf`` above the diagonal of the attention logits), each on a
+  static 16-token input (the analysis needs the sequence length: kecam's model is rebuilt on
+  a ``(16,)`` input, the CLIP encoder's layers are called on one). keras-hub's ``GPT2Backbone``
+  itself cannot be traced into: see the guide;
 - **windowed attention** (Swin-like): kecam's ``SwinTransformerV2`` (tf_keras): window
   partition and reverse are reshapes that fold windows into the batch axis and join a
   window's columns with the channel axis (``[-1, w, W / w, w * C]``), shifted windows a roll,
@@ -102,6 +105,31 @@ def _gpt2():
     return keras.models.clone_model(model, input_tensors=keras.Input((TOKENS,), dtype="int64", name="tokens"))
 
 
+def _clip_text():
+    """keras-hub's CLIP text encoder (causal self-attention: ``MultiHeadAttention`` with
+    ``use_causal_mask=True``) on a static 16-token input, with a Dense LM head: its layers
+    are called as its functional model calls them."""
+    import keras as keras3
+    import keras_hub
+
+    keras3.utils.set_random_seed(0)
+    encoder = keras_hub.models.CLIPTextEncoder(
+        vocabulary_size=VOCABULARY,
+        embedding_dim=64,
+        hidden_dim=64,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=128,
+        max_sequence_length=TOKENS,
+    )
+    tokens = keras3.Input((TOKENS,), dtype="int32", name="token_ids")
+    x = encoder.embedding(tokens)
+    for block in encoder.encoder_layers:
+        x = block(x)
+    x = encoder.layer_norm(x)
+    return keras3.Model(tokens, keras3.layers.Dense(VOCABULARY, name="lm_head")(x))
+
+
 def _swin_v2():
     from keras_cv_attention_models.swin_transformer_v2 import swin_transformer_v2
 
@@ -125,6 +153,7 @@ MODELS = {
     "kecam.MobileViT": ("kecam", "hybrid conv-attention (MobileViT)", _mobilevit, [4, 4, 4]),
     "kecam.LeViT": ("kecam", "LeViT", _levit, [2, 4, 3]),
     "kecam.GPT2": ("kecam", "GPT-style causal decoder", _gpt2, [2, 2]),
+    "hub.CLIPText": ("keras-hub", "GPT-style causal decoder (CLIP text encoder)", _clip_text, None),
     "kecam.SwinTransformerV2": ("kecam", "windowed attention (Swin V2)", _swin_v2, [2, 4]),
 }
 # What stays whole in each model, beyond kecam's heads (see the module docstring).
@@ -161,8 +190,9 @@ def _randomize(model, rng):
             layer.set_weights([rng.normal(0, 0.1, w.shape).astype(w.dtype) if not w.any() else w for w in weights])
 
 
-def strip_check(model, analysis, budget=0.1, seed=0):
-    """The strip check of the module docstring under random masks at a FLOPs ``budget``."""
+def strip_check(model, analysis, budget=0.1, seed=0, keep=None):
+    """The strip check of the module docstring under random masks at a FLOPs ``budget``
+    (``keep``: a list the stripped model is appended to)."""
     rng = np.random.default_rng(seed)
     _randomize(model, rng)
     scores = {g.name: rng.normal(size=g.size) for g in analysis.groups}
@@ -175,6 +205,8 @@ def strip_check(model, analysis, budget=0.1, seed=0):
     report = chipnet_tf.budget_report(model, masks=masks).totals
     flops = chipnet_tf.count_flops(small)
     counts = zoo_keras3.independent_counts(small)
+    if keep is not None:
+        keep.append(small)
     return {
         "rel_max_diff": float(np.abs(np.asarray(small(x, training=False)) - wrapped).max() / np.abs(wrapped).max()),
         "params_exact": small.count_params() == report["params"]["kept"],
@@ -187,8 +219,9 @@ def strip_check(model, analysis, budget=0.1, seed=0):
     }
 
 
-def row(name):
-    """The row of ``name`` (a key of :data:`MODELS`)."""
+def row(name, keep=None):
+    """The row of ``name`` (a key of :data:`MODELS`; ``keep``: a list the stripped model is
+    appended to)."""
     library, family, build, heads = MODELS[name]
     start = time.perf_counter()
     keras.backend.clear_session()
@@ -200,7 +233,7 @@ def row(name):
     out["smallest_flops_fraction"] = round(fraction, 4)
     out["stopped"] = len(analysis.stopped)
     out["heads_dense"] = _heads(model) or heads
-    out.update(strip_check(model, analysis))
+    out.update(strip_check(model, analysis, keep=keep))
     if not out["heads_kept"]:  # heads live in reshapes, not in a layer: every head is kept
         out["heads_kept"] = out["heads_dense"]
     if name in NOTES:
