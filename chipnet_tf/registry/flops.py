@@ -35,11 +35,15 @@ def add_costs(rule, builder, ctx, rows=1):
     """Adds one layer call's cost terms: the rule's own ``costs`` for a layer the analysis
     sees through, else the layer's parameters and FLOPs as constants. ``rows``: batch rows
     per example the call runs on (:class:`PerRow`). A custom layer whose rule counts no
-    FLOPs (a probed one) adds the FLOPs of its traced call (:func:`_sublayer_flops`)."""
+    FLOPs (a probed channel-local one) adds the FLOPs of its traced call
+    (:func:`_sublayer_flops`) per kept channel: what such a layer computes on its weights
+    (kecam's Fourier position encoding projects a constant grid to its channels) shrinks
+    with them."""
     if rule.costs is not None and ctx.kind != Kind.OPAQUE:
         rule.costs(PerRow(builder, rows) if rows != 1 else builder, ctx)
-        if not rule.flops and ctx.in_shape:
-            builder.add("flops", ctx.name, _sublayer_flops(ctx.layer, ctx.in_shape, rows), builder.one)
+        flops = _sublayer_flops(ctx.layer, ctx.in_shape, rows) if not rule.flops and ctx.in_shape else 0
+        if flops:
+            builder.add("flops", ctx.name, flops / int(ctx.in_shape[-1]), ctx.in_forms[0])
         return
     # Opaque (or cost-less) layers: constants. A grouped conv or a depthwise conv with
     # depth_multiplier > 1 is opaque but still costs FLOPs.
