@@ -192,5 +192,6 @@ def count_flops(model):
     for fnode in graph_lib.flatten_any(model).nodes:
         if fnode.in_shapes and fnode.out_shapes:
             call = graph_lib.call_arguments(fnode.node)
-            total += layer_flops(fnode.layer, fnode.in_shapes[0], fnode.out_shapes[0], fnode.in_shapes, call=call)
+            shapes = (fnode.in_shapes[0], fnode.out_shapes[0], fnode.in_shapes)
+            total += layer_flops(fnode.layer, *shapes, call=call, rows=fnode.batch)  # rows: see FlatNode.batch
     return int(total)

@@ -31,7 +31,9 @@ OPS = {
     "x[..., 2]": (lambda x: x[..., 2], "opaque"),
     "reshape keeping channels": (lambda x: tf.reshape(x, [-1, 16, 6]), "passthrough"),
     "reshape into heads": (lambda x: tf.reshape(x, [-1, 4, 4, 2, 3]), "reshape"),
-    "reshape mixing positions into channels": (lambda x: tf.reshape(x, [-1, 4, 8, 3]), "opaque"),
+    "reshape cutting channels into parts along positions": (lambda x: tf.reshape(x, [-1, 4, 8, 3]), "reshape"),
+    "reshape joining channel vectors": (lambda x: tf.reshape(x, [-1, 2, 4, 12]), "reshape"),
+    "reshape mixing positions into channels": (lambda x: tf.reshape(x, [-1, 4, 3, 8]), "opaque"),
     "transpose keeping channels": (lambda x: tf.transpose(x, [0, 2, 1, 3]), "passthrough"),
     "transpose moving channels": (lambda x: tf.transpose(x, [0, 3, 1, 2]), "opaque"),
     # no exact rule: the probe finds these channel-local

@@ -60,8 +60,9 @@ def from_config(cls, config, layer):
 
     When that fails and the config has entries no constructor of ``cls`` names (values
     derived from the others, as keras-hub's ``ViTPatchingAndEmbedding`` writes
-    ``num_patches``), it is tried once more without them; the first error is raised if
-    that fails too."""
+    ``num_patches``), or names a function that does not deserialize (keras-hub's CLIP
+    ``Activation(quick_gelu)``), it is tried once more without those entries and with the
+    layer's own functions; the first error is raised if that fails too."""
     k = keras_of(layer)
     config = dict(config)
     for key in config:
@@ -71,11 +72,14 @@ def from_config(cls, config, layer):
     try:
         return cls.from_config(config)
     except (TypeError, ValueError) as error:
+        functions = {key: getattr(layer, key) for key in config if inspect.isfunction(getattr(layer, key, None))}
         known = _constructor_arguments(cls)
-        if known is None or set(config) <= known:
+        if not functions and (known is None or set(config) <= known):
             raise
+        if known is not None:
+            config = {key: value for key, value in config.items() if key in known}
         try:
-            return cls.from_config({key: value for key, value in config.items() if key in known})
+            return cls.from_config({**config, **functions})
         except Exception:  # noqa: BLE001 - the first error says what is wrong
             raise error from None
 

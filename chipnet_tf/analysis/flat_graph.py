@@ -4,6 +4,7 @@ tensor named by a key ``(scope, id(tensor))``.
 """
 
 import dataclasses
+import math
 
 from chipnet_tf.analysis.composite import composite
 from chipnet_tf.analysis.composite import from_config as from_config  # used with the graph by prune and strip
@@ -26,6 +27,11 @@ class FlatNode:
     out_shapes: list
     in_shapes: list
     first_call: bool
+    # Rows of the batch this call runs on per example of the model's batch: a reshape that
+    # folds patches or windows into the batch axis (MobileViT's unfold, Swin's window
+    # partition) makes the calls after it run on ``k`` rows per example, until a reshape
+    # unfolds them. Costs counted from a call's shapes (per row) are multiplied by it.
+    batch: int = 1
 
 
 @dataclasses.dataclass
@@ -118,6 +124,28 @@ def _reads_dropped(model, call_of, flat, dropped):
     return any(id(t) in ids for call in calls if call is not None for t in call[1])
 
 
+def _is_reshape(layer):
+    """A reshape of either Keras: the ``Reshape`` layer, Keras 3's ``keras.ops.reshape``
+    operation, a TF-op layer of ``tf.reshape``."""
+    function = getattr(layer, "function", None)
+    return type(layer).__name__ == "Reshape" or getattr(function, "__name__", None) == "reshape"
+
+
+def _rows_after(layer, rows, in_shapes, out_shapes):
+    """Rows per example after a call on ``rows`` rows per example: a reshape keeps the
+    elements, so one whose per-row size changes moves the factor into (or out of) the batch
+    axis; any other call keeps it."""
+    if not _is_reshape(layer) or len(in_shapes) != 1 or len(out_shapes) != 1:
+        return rows
+    sizes = [in_shapes[0][1:], out_shapes[0][1:]]
+    if any(d is None for shape in sizes for d in shape):
+        return rows
+    before, after = (math.prod(int(d) for d in shape) for shape in sizes)
+    if after == 0 or (rows * before) % after:
+        return rows
+    return rows * before // after
+
+
 def walk_functional(top, call_of, nested_of, flat):
     """The :class:`FlatGraph` of a functional model of either Keras, walked in call order.
 
@@ -136,6 +164,7 @@ def walk_functional(top, call_of, nested_of, flat):
         layer_names={},
     )
     alias, nodes, layer_names = graph.alias, graph.nodes, graph.layer_names
+    rows = {}  # tensor key -> rows per example (see FlatNode.batch), 1 when absent
     used_names = set()
     called = set()
     counter = [0]
@@ -176,19 +205,25 @@ def walk_functional(top, call_of, nested_of, flat):
                     for inner_out, outer_out in zip(flat(sub.outputs), out_kts):
                         alias[(scope, id(outer_out))] = key(inner, inner_out)
                     continue
+                in_keys = [key(scope, t) for t in in_kts]
+                batch = max((rows.get(k, 1) for k in in_keys), default=1)
+                in_shapes, out_shapes = [tuple(t.shape) for t in in_kts], [tuple(t.shape) for t in out_kts]
                 nodes.append(
                     FlatNode(
                         layer=layer,
                         name=name_of(layer, prefix),
                         node=node,
                         scope=scope,
-                        in_keys=[key(scope, t) for t in in_kts],
+                        in_keys=in_keys,
                         out_keys=[(scope, id(t)) for t in out_kts],
-                        out_shapes=[tuple(t.shape) for t in out_kts],
-                        in_shapes=[tuple(t.shape) for t in in_kts],
+                        out_shapes=out_shapes,
+                        in_shapes=in_shapes,
                         first_call=id(layer) not in called,
+                        batch=batch,
                     )
                 )
+                out_rows = _rows_after(layer, batch, in_shapes, out_shapes)
+                rows.update((k, out_rows) for k in nodes[-1].out_keys if out_rows != 1)
                 called.add(id(layer))
 
     walk(top, 0, "")

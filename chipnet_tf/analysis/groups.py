@@ -390,7 +390,7 @@ def _cost_spec(graph, glayouts, kinds, groups, rules, ginner):
             call_args=tuple(call_arguments(fnode.node)[0]),
             call_kwargs=dict(call_arguments(fnode.node)[1]),
         )
-        registry.add_costs(rule, builder, ctx)
+        registry.add_costs(rule, builder, ctx, rows=fnode.batch)
         # What a latency lookup reads: the input and output widths; for a layer with inner
         # groups (an attention layer) the first inner group (its heads) instead of the input.
         first_in = next(iter(ctx.inner_forms.values()), ctx.in_forms[0] if ctx.in_forms else builder.one)

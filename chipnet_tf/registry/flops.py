@@ -15,11 +15,35 @@ from chipnet_tf.registry.table import lookup
 from chipnet_tf.registry.vocabulary import CostContext, Kind, channels_last, prod
 
 
-def add_costs(rule, builder, ctx):
+class PerRow:
+    """A cost builder for a call that runs on ``rows`` batch rows per example (after a
+    reshape that folds patches or windows into the batch axis): the FLOPs and activation
+    volume terms it is given count ``rows`` times, parameters and channels once."""
+
+    def __init__(self, builder, rows):
+        self._builder, self._rows = builder, rows
+
+    def __getattr__(self, name):
+        return getattr(self._builder, name)
+
+    def add(self, budget_type, layer_name, coef, f1, f2=None):
+        scale = self._rows if budget_type in ("flops", "volume") else 1
+        self._builder.add(budget_type, layer_name, coef * scale, f1, f2)
+
+
+def add_costs(rule, builder, ctx, rows=1):
     """Adds one layer call's cost terms: the rule's own ``costs`` for a layer the analysis
-    sees through, else the layer's parameters and FLOPs as constants."""
+    sees through, else the layer's parameters and FLOPs as constants. ``rows``: batch rows
+    per example the call runs on (:class:`PerRow`). A custom layer whose rule counts no
+    FLOPs (a probed channel-local one) adds the FLOPs of its traced call
+    (:func:`_sublayer_flops`) per kept channel: what such a layer computes on its weights
+    (kecam's Fourier position encoding projects a constant grid to its channels) shrinks
+    with them."""
     if rule.costs is not None and ctx.kind != Kind.OPAQUE:
-        rule.costs(builder, ctx)
+        rule.costs(PerRow(builder, rows) if rows != 1 else builder, ctx)
+        flops = _sublayer_flops(ctx.layer, ctx.in_shape, rows) if not rule.flops and ctx.in_shape else 0
+        if flops:
+            builder.add("flops", ctx.name, flops / int(ctx.in_shape[-1]), ctx.in_forms[0])
         return
     # Opaque (or cost-less) layers: constants. A grouped conv or a depthwise conv with
     # depth_multiplier > 1 is opaque but still costs FLOPs.
@@ -27,11 +51,11 @@ def add_costs(rule, builder, ctx):
         n = ctx.layer.count_params() if getattr(ctx.layer, "built", False) else 0  # a keras.ops call has none
         builder.add("params", ctx.name, n, builder.one)
     call = (ctx.call_args, ctx.call_kwargs)
-    flops = layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape, ctx.in_shapes, call=call)
+    flops = layer_flops(ctx.layer, ctx.in_shape, ctx.out_shape, ctx.in_shapes, call=call, rows=rows)
     builder.add("flops", ctx.name, flops, builder.one)
 
 
-def layer_flops(layer, in_shape, out_shape, in_shapes=None, call=None):
+def layer_flops(layer, in_shape, out_shape, in_shapes=None, call=None, rows=1):
     """FLOPs of one call of ``layer`` from its input/output shapes (channels last).
 
     chipnet_tf's convention (the paper's): multiply-accumulates of convolutions
@@ -44,13 +68,14 @@ def layer_flops(layer, in_shape, out_shape, in_shapes=None, call=None):
     ``in_shapes`` lists every input's shape for a layer with several (an attention layer's
     query, value and key); ``call`` is the optional ``(args, kwargs)`` of the call
     (``node.call_args``/``call_kwargs``), for layers whose cost depends on more than their
-    first input (which input is the query, an einsum's operands).
+    first input (which input is the query, an einsum's operands). ``rows``: batch rows per
+    example the call runs on (a call after a reshape that folds windows into the batch).
     """
     if not in_shape or not out_shape:
         return 0
     rule = lookup(layer)
     if not rule.flops:
-        return _sublayer_flops(layer, in_shape)
+        return _sublayer_flops(layer, in_shape, rows)
     if not channels_last(layer):
         return 0
     builder = CostSpecBuilder([], [])
@@ -69,7 +94,7 @@ def layer_flops(layer, in_shape, out_shape, in_shapes=None, call=None):
         call_kwargs=dict(call[1]) if call else {},
     )
     rule.costs(builder, ctx)
-    return int(round(builder.constant_value("flops")))
+    return rows * int(round(builder.constant_value("flops")))
 
 
 # Per layer object: {input shape: FLOPs} of a traced custom layer. Weak keys, so the
@@ -77,23 +102,32 @@ def layer_flops(layer, in_shape, out_shape, in_shapes=None, call=None):
 _SUBLAYER_FLOPS = weakref.WeakKeyDictionary()
 
 
-def _sublayer_flops(layer, in_shape):
+def _sublayer_flops(layer, in_shape, rows=1):
     """FLOPs of a custom (opaque) layer that holds conv/dense/attention sublayers, e.g.
-    keras-cv's SqueezeAndExcite2D or keras-hub's transformer encoder blocks: its call is traced
-    at batch 1 and the conv/matmul/einsum/bias-add ops of the graph are counted from their
-    static shapes. Layers without such sublayers cost 0.
+    keras-cv's SqueezeAndExcite2D or keras-hub's transformer encoder blocks, or weights of
+    its own (kecam's Swin V2 position-bias MLP): its call is traced at batch 1 and 2 and the
+    conv/matmul/einsum/bias-add ops of the graph are counted from their static shapes. What
+    grows with the batch counts ``rows`` times, what does not (a computation on weights
+    alone) once. Keras' own layers and layers without such sublayers or weights cost 0.
     """
     try:
         subs = [s for s in layer._flatten_layers(include_self=False) if lookup(s).flops]
     except AttributeError:
         return 0
-    if not subs:
+    custom = not type(layer).__module__.startswith(_KERAS_MODULES)
+    if not subs and not (custom and getattr(layer, "weights", None)):
         return 0
     key = tuple(in_shape)
     cache = _SUBLAYER_FLOPS.setdefault(layer, {})
     if key not in cache:
-        cache[key] = _traced_flops(layer, in_shape)
-    return cache[key]
+        try:
+            cache[key] = (_traced_flops(layer, in_shape, 1), _traced_flops(layer, in_shape, 2))
+        except Exception:  # noqa: BLE001 - a layer of weights alone that cannot be traced on its own
+            if subs:
+                raise
+            cache[key] = (0, 0)
+    one, two = cache[key]
+    return one + (rows - 1) * (two - one)
 
 
 @contextlib.contextmanager
@@ -131,18 +165,23 @@ def _grouped_convs_inline(layer):
         setattr(owner, name, original)
 
 
-def _traced_flops(layer, in_shape):
-    spec = tf.TensorSpec((1,) + tuple(in_shape[1:]), tf.float32)
+# Keras' own layers (their weights are counted by their rules) and chipnet_tf's gated ones.
+_KERAS_MODULES = ("keras.", "tf_keras.", "keras_core.", "chipnet_tf.")
+
+
+def _traced_flops(layer, in_shape, batch):
+    """The MACs and bias adds of ``layer``'s call at ``batch``, every element counted."""
+    spec = tf.TensorSpec((batch,) + tuple(in_shape[1:]), tf.float32)
     with _grouped_convs_inline(layer):
         graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec).graph
     total = 0
     for op in graph.get_operations():
         if op.type in ("Conv2D", "Conv3D"):
             out, kernel = op.outputs[0].shape, op.inputs[1].shape
-            total += prod(out[1:]) * prod(kernel[:-1])
+            total += prod(out) * prod(kernel[:-1])
         elif op.type == "DepthwiseConv2dNative":
             out, kernel = op.outputs[0].shape, op.inputs[1].shape
-            total += prod(out[1:]) * prod(kernel[:2])
+            total += prod(out) * prod(kernel[:2])
         elif op.type == "Einsum":
             total += einsum_macs(op.get_attr("equation").decode(), [t.shape.as_list() for t in op.inputs])
         elif op.type in ("MatMul", "BatchMatMulV2", "BatchMatMulV3"):
@@ -151,7 +190,7 @@ def _traced_flops(layer, in_shape):
             inner = a[-2] if transpose_a else a[-1]
             total += prod(op.outputs[0].shape) * int(inner)
         elif op.type == "BiasAdd" or (op.type in ("AddV2", "Add") and _is_bias_add(op)):
-            total += prod(op.outputs[0].shape[1:])
+            total += prod(op.outputs[0].shape)
     return int(total)
 
 

@@ -211,17 +211,21 @@ def _classify_channel_index(symbol, args, first, rank):
 
 def _reshape_op(target, shape):
     """A reshape that keeps the channel axis last (``[-1, H * W, C]``), cuts it into ``r``
-    equal parts on an axis of their own (``[-1, r, C / r]``: ResNeSt's radix softmax, heads)
-    or joins the last two axes (``[-1, r * k]`` from ``(.., r, k)``), else opaque."""
+    equal parts (``[-1, r, C / r]``: ResNeSt's radix softmax, heads; ``[.., C / r]`` with the
+    ``r`` parts moved to other axes: Swin's window reverse of a tiled axis) or makes a last
+    axis of ``k`` whole channel vectors (``[-1, r * k]`` from ``(.., r, k)``; ``[.., w * C]``
+    from ``(.., W, C)``: a window partition, a patch merge), else opaque. Elements are
+    row-major, channels fastest: every chunk of ``k * C`` consecutive elements is ``k``
+    whole channel vectors, every chunk of ``C / r`` the same part of one."""
     channels = shape[-1]
-    if target[-1] < 1 or -1 in target[-2:]:
+    if target[-1] < 1 or -1 in target[-2:] or channels is None:
         return _OPAQUE
     if target[-1] == channels:
         return _Op(Kind.PASSTHROUGH, target=True)
-    if len(target) >= 3 and target[-2] > 1 and target[-2] * target[-1] == channels:
-        return _Op(Kind.RESHAPE, target=True, heads=target[-2])
-    if len(shape) >= 3 and shape[-2] is not None and shape[-2] > 1 and target[-1] == shape[-2] * channels:
-        return _Op(Kind.RESHAPE, target=True, joined=shape[-2])
+    if len(target) >= 2 and channels % target[-1] == 0:
+        return _Op(Kind.RESHAPE, target=True, heads=channels // target[-1])
+    if len(shape) >= 3 and target[-1] % channels == 0:
+        return _Op(Kind.RESHAPE, target=True, joined=target[-1] // channels)
     return _OPAQUE
 
 
