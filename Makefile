@@ -35,7 +35,7 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 pytest: $(STAMP)
-	$(PY) -m pytest -ra --durations=15 tests
+	$(PY) -m pytest -n 2 -ra --durations=25 tests
 
 # The Keras 3 tests again on Keras 3's JAX and PyTorch backends (the tf_keras cases and the
 # TensorFlow-only ones need no second run; the files choose by KERAS_BACKEND).

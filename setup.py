@@ -53,6 +53,8 @@ setup(
         ],
         "test": [
             "pytest>=8,<10",
+            # make test runs pytest on both cores (-n 2): the suite is mostly single-threaded Python.
+            "pytest-xdist>=3.6,<4",
             "ruff==0.17.6",
             "import-linter>=2.5,<3",
             "scikit-learn>=1.3,<2",
