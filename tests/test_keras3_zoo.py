@@ -272,3 +272,21 @@ def test_hub_transformer_rows(name, fraction, count):
     assert row["independent"]["activations"] > 0
     assert row["count_flops"] == row["independent"]["total"] == count
     assert 0.09 <= row["flops_fraction"] <= 0.1
+
+
+def test_hub_swin_with_extra_call_arguments_is_counted(keras):
+    """keras-hub's Swin calls its patch merging as ``patch_merging(x, H, W)``: the count
+    traces that call with its Python arguments (it failed with ``missing a required
+    argument: 'H'``) and equals the independent count. Its blocks stay whole (no group)."""
+    keras_hub = pytest.importorskip("keras_hub")
+    from tests.flops_oracle import oracle_counts
+
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.SwinTransformerBackbone(
+        image_shape=(32, 32, 3), patch_size=4, embed_dim=32, depths=[2, 2], num_heads=[2, 4], window_size=4
+    )
+    x = keras.Input((32, 32, 3))
+    y = keras.layers.GlobalAveragePooling1D()(backbone(x))  # (batch, tokens, width)
+    model = keras.Model(x, keras.layers.Dense(10)(y))
+    assert chipnet_tf.count_flops(model) == oracle_counts(model)["total"] == 3629706
+    assert chipnet_tf.analyze(model, warn=False).groups == []

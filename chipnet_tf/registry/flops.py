@@ -75,7 +75,7 @@ def layer_flops(layer, in_shape, out_shape, in_shapes=None, call=None, rows=1):
         return 0
     rule = lookup(layer)
     if not rule.flops:
-        return _sublayer_flops(layer, in_shape, rows)
+        return _sublayer_flops(layer, in_shape, rows, call)
     if not channels_last(layer):
         return 0
     builder = CostSpecBuilder([], [])
@@ -102,13 +102,15 @@ def layer_flops(layer, in_shape, out_shape, in_shapes=None, call=None, rows=1):
 _SUBLAYER_FLOPS = weakref.WeakKeyDictionary()
 
 
-def _sublayer_flops(layer, in_shape, rows=1):
+def _sublayer_flops(layer, in_shape, rows=1, call=None):
     """FLOPs of a custom (opaque) layer that holds conv/dense/attention sublayers, e.g.
     keras-cv's SqueezeAndExcite2D or keras-hub's transformer encoder blocks, or weights of
     its own (kecam's Swin V2 position-bias MLP): its call is traced at batch 1 and 2 and the
     conv/matmul/einsum/bias-add ops of the graph are counted from their static shapes. What
     grows with the batch counts ``rows`` times, what does not (a computation on weights
     alone) once. Keras' own layers and layers without such sublayers or weights cost 0.
+    ``call``: the call's ``(args, kwargs)``; arguments other than its input tensor (keras-hub
+    Swin's ``patch_merging(x, H, W)``) are passed as they were.
     """
     try:
         subs = [s for s in layer._flatten_layers(include_self=False) if lookup(s).flops]
@@ -121,10 +123,14 @@ def _sublayer_flops(layer, in_shape, rows=1):
     cache = _SUBLAYER_FLOPS.setdefault(layer, {})
     if key not in cache:
         try:
-            cache[key] = (_traced_flops(layer, in_shape, 1), _traced_flops(layer, in_shape, 2))
-        except Exception:  # noqa: BLE001 - a layer of weights alone that cannot be traced on its own
+            cache[key] = (_traced_flops(layer, in_shape, 1, call), _traced_flops(layer, in_shape, 2, call))
+        except Exception as e:  # noqa: BLE001 - a layer of weights alone that cannot be traced on its own
             if subs:
-                raise
+                raise ValueError(
+                    f"count_flops cannot trace the call of layer {layer.name!r} ({type(layer).__name__}) on an input "
+                    f"of shape {tuple(in_shape)}: {type(e).__name__}: {str(e).strip().splitlines()[-1]}. Register a "
+                    "rule with its costs: chipnet_tf.register_layer(cls, chipnet_tf.registry.LayerRule(...))."
+                ) from None
             cache[key] = (0, 0)
     one, two = cache[key]
     return one + (rows - 1) * (two - one)
@@ -165,15 +171,27 @@ def _grouped_convs_inline(layer):
         setattr(owner, name, original)
 
 
+def _other_arguments(call):
+    """The call's arguments after its input tensor, when none of them is a tensor (Python
+    values such as keras-hub Swin's ``H, W``); none otherwise."""
+    if not call:
+        return (), {}
+    args, kwargs = tuple(call[0])[1:], {k: v for k, v in dict(call[1]).items() if k != "training"}
+    if any(hasattr(v, "shape") or hasattr(v, "_keras_history") for v in (*args, *kwargs.values())):
+        return (), {}
+    return args, kwargs
+
+
 # Keras' own layers (their weights are counted by their rules) and chipnet_tf's gated ones.
 _KERAS_MODULES = ("keras.", "tf_keras.", "keras_core.", "chipnet_tf.")
 
 
-def _traced_flops(layer, in_shape, batch):
+def _traced_flops(layer, in_shape, batch, call=None):
     """The MACs and bias adds of ``layer``'s call at ``batch``, every element counted."""
     spec = tf.TensorSpec((batch,) + tuple(in_shape[1:]), tf.float32)
+    args, kwargs = _other_arguments(call)
     with _grouped_convs_inline(layer):
-        graph = tf.function(lambda x: layer(x, training=False)).get_concrete_function(spec).graph
+        graph = tf.function(lambda x: layer(x, *args, training=False, **kwargs)).get_concrete_function(spec).graph
     total = 0
     for op in graph.get_operations():
         if op.type in ("Conv2D", "Conv3D"):
