@@ -71,6 +71,10 @@ def test_masks_report_and_strip_are_exact(searched):
     # The stripped model's FLOPs are what the report counted for the hard masks.
     assert chipnet_tf.count_flops(small) == report.totals["flops"]["kept"]
     assert small.get_layer("conv1").filters == kept["conv1"]
+    # Stripped layers keep their initializers' config (on JAX they are built with zeros first).
+    dense_conv = next(layer for layer in pruned.layers if layer.name == "conv1")
+    dense_conv = getattr(dense_conv, "layer", dense_conv)
+    assert small.get_layer("conv1").get_config()["kernel_initializer"] == dense_conv.get_config()["kernel_initializer"]
     chipnet_tf.apply_masks(pruned, None)
 
 

@@ -12,6 +12,7 @@ surgery=...))`` describes a user's layer in one call (:func:`register_surgery` a
 to an existing rule).
 """
 
+import contextlib
 import dataclasses
 import functools
 
@@ -32,6 +33,7 @@ from chipnet_tf.search.layers.gated_batch_norm import GatedBatchNormLogic
 from chipnet_tf.search.layers.gated_layer_norm import GatedLayerNormLogic
 from chipnet_tf.search.masks import check_masks, get_masks
 from chipnet_tf.surgery.empty_groups import plan_empty_groups
+from chipnet_tf.surgery.initializers import zero_initialized
 from chipnet_tf.validators import first_line
 
 # The chipnet_tf layers of either Keras (the tf_keras classes and their Keras 3 twins share these).
@@ -272,7 +274,8 @@ def _rebuild(model, graph, analysis, keeps, plan):
             args, kwargs = graph.resolve_args(fnode, tensors, constants)
             for name in MASK_ARGUMENTS.values():
                 kwargs.pop(name, None)
-        outputs = new_layer(*args, **kwargs)
+        with zero_initialized(new_layer) if weights is not None else contextlib.nullcontext():
+            outputs = new_layer(*args, **kwargs)
         if weights is not None:
             _set_weights(new_layer, weights, fnode, layer)
             built[id(layer)] = (new_layer, None, constants)
